@@ -1,0 +1,146 @@
+"""Files: atomic writes, safetensors checkpoints that describe their own model, PEFT adapters.
+
+Every output is written to a temporary name in the same folder and renamed, so an interrupted
+run never leaves a half-written file. Checkpoints carry the model's registry name, architecture
+arguments and shapes in their safetensors metadata; loading never unpickles anything.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file, safe_open
+from torch import nn
+
+from .errors import UserError
+
+FORMAT = "prunelora/1"
+
+
+@contextmanager
+def atomic_path(path: str | Path, suffix: str = ""):
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value)}")
+
+
+@contextmanager
+def atomic_dir(path: str | Path):
+    """Yield a temporary folder beside `path`; it replaces `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def save_model(model: nn.Module, path: str | Path, meta: dict[str, Any]) -> None:
+    """Weights as safetensors; meta (model name, arguments, data shape) as its JSON metadata."""
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    header = {"format": FORMAT, "meta": json.dumps(meta, default=_json_default)}
+    with atomic_path(path, ".safetensors") as tmp:
+        save_file(tensors, str(tmp), metadata=header)
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UserError(f"checkpoint {path} is not a readable safetensors file ({exc}); pass a file written by prunelora") from None
+    if header.get("format") != FORMAT:
+        raise UserError(f"checkpoint {path} was not written by prunelora (no '{FORMAT}' metadata)")
+    try:
+        return json.loads(header["meta"])
+    except (KeyError, json.JSONDecodeError):
+        raise UserError(f"checkpoint {path} has corrupt metadata") from None
+
+
+def resize_to(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Give layers whose channels were physically removed the shapes stored in the checkpoint."""
+    for name, module in model.named_modules():
+        weight = state.get(f"{name}.weight" if name else "weight")
+        if weight is None or not hasattr(module, "weight") or module.weight is None:
+            continue
+        if tuple(module.weight.shape) == tuple(weight.shape):
+            continue
+        if isinstance(module, nn.Conv2d):
+            module.out_channels, module.in_channels = weight.shape[0], weight.shape[1] * module.groups
+        elif isinstance(module, nn.Linear):
+            module.out_features, module.in_features = weight.shape
+        elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.num_features = weight.shape[0]
+        elif isinstance(module, nn.LayerNorm):
+            module.normalized_shape = tuple(weight.shape)
+        else:
+            continue
+        for key, tensor in module.named_parameters(recurse=False):
+            stored = state.get(f"{name}.{key}")
+            if stored is not None:
+                setattr(module, key, nn.Parameter(torch.empty_like(stored)))
+        for key, tensor in module.named_buffers(recurse=False):
+            stored = state.get(f"{name}.{key}")
+            if stored is not None:
+                module._buffers[key] = torch.empty_like(stored)
+
+
+def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a registered model from a prunelora checkpoint (pruned shapes included)."""
+    from .models import build_model
+
+    meta = read_meta(path)
+    try:
+        model = build_model(meta["model"], meta["num_classes"], meta["in_channels"], meta["image_size"],
+                            tuple(meta["mean"]), tuple(meta["std"]), meta.get("model_args", {}))
+        state = load_file(str(path))
+    except KeyError as exc:
+        raise UserError(f"checkpoint {path} metadata lacks {exc}") from None
+    except (SafetensorError, OSError) as exc:
+        raise UserError(f"checkpoint {path} is corrupt ({exc})") from None
+    resize_to(model, state)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "shape mismatch"
+        raise UserError(f"checkpoint {path} does not match model '{meta['model']}': {first}") from None
+    return model, meta

@@ -1,0 +1,122 @@
+"""Structured L2 pruning of output channels, kept by masks (the paper) or removed (torch-pruning).
+
+Mask mode uses torch.nn.utils.prune.ln_structured (n=2, dim=0) to choose the channels, makes the
+zeros permanent, and returns a ChannelMasks constraint that re-applies them after every optimiser
+step: without it, Adam and the dense LoRA update re-grow pruned channels (FINDINGS trap 3).
+Remove mode uses torch-pruning's dependency graph to take the channels out of the network, so the
+pruned model really is smaller and faster (FINDINGS trap 2).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.utils.prune as torch_prune
+from torch import nn
+
+from ..data import ImageSet, eval_batches
+from ..errors import UserError
+
+
+def matching_modules(model: nn.Module, pattern: str, kinds=(nn.Conv2d, nn.Linear)) -> dict[str, nn.Module]:
+    """Modules of the given kinds whose qualified name fully matches the regex."""
+    regex = re.compile(pattern)
+    found = {name: m for name, m in model.named_modules() if isinstance(m, kinds) and regex.fullmatch(name)}
+    if not found:
+        raise UserError(f"no Conv2d or Linear layer matches the layer pattern '{pattern}'")
+    return found
+
+
+@dataclass
+class ChannelMasks:
+    """Row masks (kept output channels) tied to parameters; apply() zeroes the pruned rows again."""
+
+    rows: dict[str, torch.Tensor] = field(default_factory=dict)  # module name -> bool (out,) kept
+    _params: list[tuple[nn.Parameter, torch.Tensor]] = field(default_factory=list)
+
+    def bind(self, param: nn.Parameter, keep: torch.Tensor) -> None:
+        shape = (-1,) + (1,) * (param.dim() - 1)
+        self._params.append((param, keep.to(param.device, param.dtype).view(shape)))
+
+    @torch.no_grad()
+    def apply(self) -> None:
+        for param, mask in self._params:
+            param.mul_(mask)
+
+    def pruned_channels(self) -> int:
+        return int(sum((~keep).sum() for keep in self.rows.values()))
+
+
+def l2_channel_masks(model: nn.Module, pattern: str, amount: float) -> ChannelMasks:
+    """Zero the `amount` share of output channels with the smallest L2 norm in every matching layer."""
+    masks = ChannelMasks()
+    for name, module in matching_modules(model, pattern).items():
+        torch_prune.ln_structured(module, "weight", amount=amount, n=2, dim=0)
+        keep = module.weight_mask.flatten(1).any(dim=1)
+        torch_prune.remove(module, "weight")
+        masks.rows[name] = keep.cpu()
+        masks.bind(module.weight, keep)
+    return masks
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, data: ImageSet, batch_size: int = 512) -> int:
+    """Recompute every batch norm's running statistics as exact averages over `data` (no gradients).
+
+    Returns the number of batch norms recalibrated (0 for a model without any: nothing runs).
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms or len(data) == 0:
+        return 0
+    saved = [(m, m.momentum, m.training) for m in norms]
+    was_training = model.training
+    model.eval()
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: the exact mean over all batches
+        m.train()
+    for images, _ in eval_batches(data, batch_size):
+        model(images)
+    for m, momentum, training in saved:
+        m.momentum = momentum
+        m.train(training)
+    model.train(was_training)
+    return len(norms)
+
+
+def bind_lora_masks(peft_model: nn.Module, masks: ChannelMasks) -> None:
+    """Mask the rows of each pruned layer's lora_B, so the merged update keeps the pruned structure."""
+    modules = dict(peft_model.named_modules())
+    for name, keep in masks.rows.items():
+        for full, module in modules.items():
+            if (full == name or full.endswith("." + name)) and hasattr(module, "lora_B"):
+                for lora_b in module.lora_B.values():
+                    masks.bind(lora_b.weight, keep)
+
+
+def remove_channels(model: nn.Module, pattern: str, amount: float, head: str,
+                    example: torch.Tensor) -> dict[str, int]:
+    """Physically remove the lowest-L2 `amount` of output channels with torch-pruning.
+
+    Coupled layers (batch norms, residual groups, the next layer's inputs) are pruned together by
+    torch-pruning's dependency graph; layers outside the pattern are never the root of a group,
+    and the head keeps its outputs. Returns parameter counts before and after.
+    """
+    import torch_pruning as tp
+
+    targets = set(matching_modules(model, pattern).values())
+    if any(isinstance(m, nn.Linear) for m in targets):
+        raise UserError("prune mode 'remove' supports convolutional layers only: the ViT's pruned layers write "
+                        "into the residual stream, so removing them would shrink every block (use --prune-mode mask)")
+    ignored = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and m not in targets]
+    head_module = model.get_submodule(head)
+    if head_module not in ignored:
+        ignored.append(head_module)
+    before = sum(p.numel() for p in model.parameters())
+    pruner = tp.pruner.MagnitudePruner(
+        model, example, importance=tp.importance.MagnitudeImportance(p=2),
+        pruning_ratio=amount, ignored_layers=ignored, global_pruning=False,
+    )
+    pruner.step()
+    return {"params_before": before, "params_after": sum(p.numel() for p in model.parameters())}

@@ -1,0 +1,97 @@
+"""Cost of a stage: wall time and peak memory (CUDA: max allocated; CPU: peak resident growth)."""
+from __future__ import annotations
+
+import gc
+import os
+import resource
+import threading
+import time
+
+import torch
+
+
+def release_free_memory() -> None:
+    """Hand freed heap pages back to the OS (glibc), so that RSS growth measures this stage alone."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):  # not Linux: fall back to the lifetime peak
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class MemoryMeter:
+    """Peak memory added while the context is open, in MB.
+
+    On CUDA: torch.cuda.max_memory_allocated above what was allocated at entry. On CPU: the
+    resident set size sampled every 5 ms by a thread, peak minus the value at entry.
+    """
+
+    def __init__(self, device: torch.device, interval: float = 0.005):
+        self.device = device
+        self.interval = interval
+        self.kind = "cuda_max_allocated" if device.type == "cuda" else "cpu_peak_rss_growth"
+        self._base = 0
+        self._peak = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> "MemoryMeter":
+        if self.device.type == "cuda":
+            synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._base = torch.cuda.memory_allocated(self.device)
+        else:
+            gc.collect()
+            release_free_memory()
+            self._base = self._peak = _rss_bytes()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._peak = max(self._peak, _rss_bytes())
+
+    def peak_mb(self) -> float:
+        """Peak so far (usable while the context is open, e.g. at an evaluation budget)."""
+        if self.device.type == "cuda":
+            return (torch.cuda.max_memory_allocated(self.device) - self._base) / 2**20
+        self._peak = max(self._peak, _rss_bytes())
+        return max(0, self._peak - self._base) / 2**20
+
+    def __exit__(self, *exc) -> None:
+        self.final_mb = self.peak_mb()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+class Stopwatch:
+    """Accumulates seconds over several timed sections (device-synchronised)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.seconds = 0.0
+
+    def __enter__(self) -> "Stopwatch":
+        synchronize(self.device)
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        synchronize(self.device)
+        self.seconds += time.perf_counter() - self._start

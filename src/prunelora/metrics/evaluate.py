@@ -1,0 +1,49 @@
+"""Evaluate a model on the four splits: logits once, every metric from them."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data import ImageSet, Splits, eval_batches
+from .accuracy import unlearning_metrics
+from .mia import mia_efficacy
+
+SPLITS = ("forget_train", "retain_train", "test_retain", "test_forget")
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, data: ImageSet, batch_size: int = 1024) -> np.ndarray:
+    """Logits of every sample, in eval mode under inference_mode; the model's mode is restored."""
+    was_training = model.training
+    model.eval()
+    try:
+        chunks = [model(x).float().cpu() for x, _ in eval_batches(data, batch_size)]
+    finally:
+        model.train(was_training)
+    if not chunks:
+        return np.zeros((0, 0), dtype=np.float32)
+    return torch.cat(chunks).numpy()
+
+
+def collect_logits(model: nn.Module, splits: Splits, batch_size: int = 1024) -> tuple[dict, dict]:
+    named = splits.named()
+    logits = {k: predict(model, named[k], batch_size) for k in SPLITS}
+    labels = {k: named[k].labels.cpu().numpy() for k in SPLITS}
+    return logits, labels
+
+
+def metrics_from_logits(logits: dict[str, np.ndarray], labels: dict[str, np.ndarray], seed: int = 0,
+                        mia_cap: int = 2000) -> dict[str, float]:
+    """UA, RA, TA, forget-test accuracy and MIA-Efficacy (with the attacker's own accuracy), in percent."""
+    return {**unlearning_metrics(logits, labels), **mia_efficacy(logits, labels, seed, mia_cap)}
+
+
+def per_sample_loss(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Cross-entropy of each sample (for the Figure 2 histograms and loss-based attacks)."""
+    if len(labels) == 0:
+        return np.zeros(0)
+    z = logits.astype(np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    log_probs = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return -log_probs[np.arange(len(labels)), labels]

@@ -1,0 +1,75 @@
+"""Confidence-based membership inference (Liu et al. 2024, the paper's MIA-Efficacy).
+
+An attacker learns to tell members (retain-train) from non-members (test-retain) from the
+model's outputs, on a balanced shadow sample; MIA-Efficacy is the share of forget-train samples it
+calls non-members. The attacker's accuracy on held-out shadow samples is reported beside it: an
+efficacy from an attacker no better than chance says little (FINDINGS trap 8).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from sklearn.svm import SVC
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def true_class_confidence(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Feature of the default attack: the probability given to the true class, shape (N, 1)."""
+    probs = softmax(logits.astype(np.float64))
+    return probs[np.arange(len(labels)), labels][:, None]
+
+
+def balanced_shadow(n_members: int, n_nonmembers: int, cap: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Equal-sized random samples of member and non-member indices (at most cap each)."""
+    n = min(n_members, n_nonmembers, cap)
+    rng = np.random.default_rng(seed)
+    return rng.choice(n_members, n, replace=False), rng.choice(n_nonmembers, n, replace=False)
+
+
+def svc_attack() -> SVC:
+    return SVC(C=3, gamma="auto", kernel="rbf")  # Liu et al.'s settings
+
+
+def membership_attack(member: np.ndarray, nonmember: np.ndarray, target: np.ndarray, seed: int = 0,
+                      cap: int = 2000, holdout: float = 0.2,
+                      make_classifier: Callable[[], object] = svc_attack) -> dict[str, float]:
+    """Fit an attacker on balanced features; report efficacy on target and accuracy on held-out shadow data.
+
+    member, nonmember, target: (N, F) feature arrays. Efficacy = % of target predicted non-member.
+    The attacker used for the efficacy is fit on all of the balanced shadow sample (as Liu et al.);
+    its accuracy is that of a twin fit on (1 - holdout) of it and scored on the rest.
+    """
+    if len(member) == 0 or len(nonmember) == 0 or len(target) == 0:
+        return {"efficacy": float("nan"), "attack_acc": float("nan")}
+    mi, ni = balanced_shadow(len(member), len(nonmember), cap, seed)
+    x = np.concatenate([member[mi], nonmember[ni]]).astype(np.float64)
+    y = np.concatenate([np.ones(len(mi)), np.zeros(len(ni))])
+    rng = np.random.default_rng(seed + 1)
+    order = rng.permutation(len(y))
+    cut = int(len(y) * (1 - holdout))
+    train, test = order[:cut], order[cut:]
+    attack_acc = float("nan")
+    if len(np.unique(y[train])) == 2 and len(test):
+        probe = make_classifier()
+        probe.fit(x[train], y[train])
+        attack_acc = float((probe.predict(x[test]) == y[test]).mean() * 100.0)
+    if len(np.unique(y)) < 2:
+        return {"efficacy": float("nan"), "attack_acc": attack_acc}
+    attacker = make_classifier()
+    attacker.fit(x, y)
+    efficacy = float((attacker.predict(target.astype(np.float64)) == 0).mean() * 100.0)
+    return {"efficacy": efficacy, "attack_acc": attack_acc}
+
+
+def mia_efficacy(logits: dict[str, np.ndarray], labels: dict[str, np.ndarray], seed: int = 0,
+                 cap: int = 2000) -> dict[str, float]:
+    """The paper's MIA-Efficacy: SVC on true-class confidence, retain-train vs test-retain, applied to forget-train."""
+    features = {k: true_class_confidence(logits[k], labels[k]) for k in ("retain_train", "test_retain", "forget_train")}
+    result = membership_attack(features["retain_train"], features["test_retain"], features["forget_train"], seed, cap)
+    return {"mia_efficacy": result["efficacy"], "mia_attack_acc": result["attack_acc"]}

@@ -1,0 +1,256 @@
+"""reproduce: cached original -> every method -> evaluate -> rows -> results files.
+
+Each (seed, model, method) is a stage. A finished stage leaves its rows in stages/ and its
+deliverables in models/; a rerun with the same configuration reuses them instead of training.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import io
+from .config import RunConfig, fingerprint, to_dict
+from .data import RawDataset, Splits, class_splits, load_dataset
+from .errors import UserError
+from .methods import get_method, resolve_recipe
+from .metrics.cost import MemoryMeter
+from .metrics.evaluate import SPLITS, collect_logits, metrics_from_logits
+from .models import build_model, get_spec
+from .runner import MethodRun, count_trainable, method_context, run_method
+from .train import fit
+
+
+def select_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device '{name}' (choose auto, cpu or cuda)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("device 'cuda' requested but CUDA is not available (use --device cpu or auto)")
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"unsupported device '{name}' (choose auto, cpu or cuda)")
+    return device
+
+
+def check_config(config: RunConfig, raw: RawDataset | None = None) -> None:
+    """Everything that can be refused before a single file is written."""
+    for name in config.models:
+        get_spec(name, config.model_args.get(name))
+    for name in config.methods:
+        get_method(name)
+    if raw is not None and not 0 <= config.data.forget_class < raw.num_classes:
+        raise UserError(f"forget class {config.data.forget_class} is out of range: "
+                        f"{raw.name} has classes 0 to {raw.num_classes - 1}")
+
+
+def model_meta(name: str, args: dict, splits: Splits, dataset: str, **extra: Any) -> dict[str, Any]:
+    channels, size, _ = splits.image_shape
+    return {"model": name, "model_args": args, "num_classes": splits.num_classes, "in_channels": channels,
+            "image_size": size, "mean": list(splits.mean), "std": list(splits.std), "dataset": dataset, **extra}
+
+
+def describe_model(name: str, args: dict, params: int) -> str:
+    shown = ", ".join(f"{k} {v}" for k, v in args.items())
+    return f"{name} ({shown}; {params / 1e3:.0f}k params)" if shown else f"{name} ({params / 1e3:.0f}k params)"
+
+
+def make_row(model: str, method: str, epochs: int | None, metrics: dict, *, sec_per_epoch: float | None,
+             total_sec: float, peak_memory_mb: float | None, trainable_params: int, **extra: Any) -> dict:
+    """One results.json row: the contract's keys first, then extras."""
+    row = {"model": model, "method": method, "epochs": epochs,
+           "ua": metrics["ua"], "mia_efficacy": metrics["mia_efficacy"], "ra": metrics["ra"], "ta": metrics["ta"],
+           "sec_per_epoch": sec_per_epoch, "total_sec": total_sec, "peak_memory_mb": peak_memory_mb,
+           "trainable_params": trainable_params}
+    row.update({k: v for k, v in metrics.items() if k not in row})
+    row.update(extra)
+    return row
+
+
+@dataclass
+class Experiment:
+    """One configured run: data loaded once, splits per seed, outputs under config.out."""
+
+    config: RunConfig
+    device: torch.device
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.config.out)
+        self.raw = load_dataset(self.config.data.dataset, self.config.data.data_root, self.config.data.download)
+        check_config(self.config, self.raw)
+        self._splits: dict[int, Splits] = {}
+
+    def splits(self, seed: int) -> Splits:
+        if seed not in self._splits:
+            d = self.config.data
+            self._splits[seed] = class_splits(self.raw, d.forget_class, d.train_per_class, d.test_per_class,
+                                              seed, self.device)
+        return self._splits[seed]
+
+    def seed_dir(self, seed: int) -> Path:
+        return self.out / f"seed{seed}"
+
+    # -- the original model -------------------------------------------------------------------
+    def original(self, name: str, seed: int) -> tuple[nn.Module, dict]:
+        """Train the original on all classes, or load it from the cache keyed by its configuration."""
+        cfg, splits = self.config, self.splits(seed)
+        args = cfg.model_args.get(name, {})
+        key = fingerprint("original", name, args, cfg.data.dataset, cfg.data.train_per_class,
+                          to_dict(cfg)["pretrain"], seed)
+        path = self.out / "cache" / f"{name}-{key}.safetensors"
+        if path.is_file():
+            model, meta = io.load_model(path)
+            return model.to(self.device), meta["training"]
+        torch.manual_seed(seed)
+        model = build_model(name, splits.num_classes, splits.image_shape[0], splits.image_shape[1],
+                            splits.mean, splits.std, args).to(self.device)
+        settings = resolve_recipe(cfg.pretrain, get_spec(name, args).family)
+        with MemoryMeter(self.device) as meter:
+            history = fit(model, splits.train, settings, cfg.pretrain.epochs, seed=seed, precision=cfg.precision,
+                          desc=f"{name} original", progress=self.progress)
+        training = {"sec_per_epoch": sum(history.epoch_seconds) / len(history.epoch_seconds),
+                    "total_sec": history.seconds_until(len(history.epoch_seconds)),
+                    "peak_memory_mb": meter.final_mb, "memory_kind": meter.kind,
+                    "trainable_params": count_trainable(model)}
+        io.save_model(model, path, model_meta(name, args, splits, cfg.data.dataset, training=training, seed=seed))
+        return model, training
+
+    # -- evaluation ---------------------------------------------------------------------------
+    def evaluate(self, model: nn.Module, seed: int, logits_path: Path | None) -> dict:
+        splits = self.splits(seed)
+        logits, labels = collect_logits(model, splits, self.config.eval_batch_size)
+        if logits_path is not None:
+            save_logits(logits_path, logits, labels)
+        return metrics_from_logits(logits, labels, seed, self.config.mia_max_per_side)
+
+    def logits_path(self, model: str, method: str, epochs: int | None, seed: int) -> Path:
+        tag = f"{model}_{method}" + (f"_{epochs}" if epochs is not None else "")
+        suffix = "" if len(self.config.seeds) == 1 else f"_seed{seed}"
+        return self.out / "logits" / f"{tag}{suffix}.npz"
+
+    # -- stages -------------------------------------------------------------------------------
+    def original_rows(self, name: str, seed: int) -> tuple[nn.Module, list[dict]]:
+        model, training = self.original(name, seed)
+        args = self.config.model_args.get(name, {})
+        params = sum(p.numel() for p in model.parameters())
+        logits = self.logits_path(name, "original", None, seed)
+        metrics = self.evaluate(model, seed, logits)
+        row = make_row(name, "original", None, metrics, sec_per_epoch=training["sec_per_epoch"],
+                       total_sec=training["total_sec"], peak_memory_mb=training["peak_memory_mb"],
+                       trainable_params=training["trainable_params"], seed=seed, params=params,
+                       memory_kind=training["memory_kind"], model_desc=describe_model(name, args, params),
+                       logits_file=str(logits.relative_to(self.out)))
+        return model, [row]
+
+    def stage_rows(self, name: str, method: str, original: nn.Module, seed: int) -> list[dict]:
+        """Rows of one (model, method) stage: reused when finished with the same configuration."""
+        cfg = self.config
+        args = cfg.model_args.get(name, {})
+        key = fingerprint("stage", name, method, args, to_dict(cfg)["data"], to_dict(cfg)["pretrain"],
+                          to_dict(cfg)["unlearn"], cfg.mia_max_per_side, seed)
+        marker = self.seed_dir(seed) / "stages" / name / f"{method}.json"
+        if marker.is_file():
+            try:
+                saved = io_read_json(marker)
+                if saved.get("fingerprint") == key:
+                    return saved["rows"]
+            except ValueError:
+                pass  # a damaged marker: run the stage again
+        splits = self.splits(seed)
+        spec = get_spec(name, args)
+
+        def fresh() -> nn.Module:
+            return build_model(name, splits.num_classes, splits.image_shape[0], splits.image_shape[1],
+                               splits.mean, splits.std, args)
+
+        ctx = method_context(cfg, spec.plan, spec.family, fresh, splits.retain_train)
+        run = run_method(method, original, splits.retain_train, ctx, seed=seed, precision=cfg.precision,
+                         cache_prefix=cfg.unlearn.cache_prefix, progress=self.progress)
+        rows = self._deliver(name, args, run, seed)
+        io.write_json(marker, {"fingerprint": key, "rows": rows})
+        return rows
+
+    def _deliver(self, name: str, args: dict, run: MethodRun, seed: int) -> list[dict]:
+        splits, rows = self.splits(seed), []
+        folder = self.seed_dir(seed) / "models" / name
+        for snap in run.snapshots:
+            tag = run.method + (f"_e{snap.epochs}" if snap.epochs is not None else "")
+            io.save_model(snap.model, folder / f"{tag}.safetensors",
+                          model_meta(name, args, splits, self.config.data.dataset, method=run.method,
+                                     epochs=snap.epochs, seed=seed, forget_class=splits.forget_class, **run.info))
+            if run.prepared.save_adapters is not None and snap is run.snapshots[-1]:
+                with io.atomic_dir(folder / f"{tag}_adapter") as tmp:
+                    run.prepared.save_adapters(tmp)
+            logits = self.logits_path(name, run.method, snap.epochs, seed)
+            metrics = self.evaluate(snap.model, seed, logits)
+            params = sum(p.numel() for p in snap.model.parameters())
+            rows.append(make_row(name, run.method, snap.epochs, metrics, sec_per_epoch=snap.sec_per_epoch,
+                                 total_sec=snap.total_sec, peak_memory_mb=snap.peak_memory_mb,
+                                 trainable_params=run.trainable_params, seed=seed, params=params,
+                                 memory_kind=snap.memory_kind, model_desc=describe_model(name, args, params),
+                                 logits_file=str(logits.relative_to(self.out)),
+                                 **{k: v for k, v in run.info.items() if isinstance(v, (int, float, str, bool))}))
+        return rows
+
+
+def io_read_json(path: Path) -> dict:
+    import json
+
+    return json.loads(path.read_text())
+
+
+def save_logits(path: Path, logits: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> None:
+    """`<split>_logits` and `<split>_labels` for the four splits, written atomically."""
+    arrays = {}
+    for split in SPLITS:
+        arrays[f"{split}_logits"] = logits[split]
+        arrays[f"{split}_labels"] = labels[split]
+    with io.atomic_path(path, ".npz") as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+
+
+def reproduce(config: RunConfig, progress: bool = True) -> dict[str, Any]:
+    """The paper's experiment: every model x method x seed; returns {"config", "rows", ...}."""
+    from .report import write_results
+
+    device = select_device(config.device)
+    exp = Experiment(config, device, progress)
+    started = time.perf_counter()
+    rows: list[dict] = []
+    for seed in config.seeds:
+        for name in config.models:
+            original, original_rows = exp.original_rows(name, seed)
+            rows += original_rows
+            for method in config.methods:
+                rows += exp.stage_rows(name, method, original, seed)
+    results = {"config": to_dict(config), "rows": rows,
+               "environment": environment(device), "wall_sec": time.perf_counter() - started}
+    write_results(results, exp.out)
+    return results
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    import platform
+
+    import peft
+    import sklearn
+
+    from . import __version__
+
+    env = {"prunelora": __version__, "python": platform.python_version(), "torch": torch.__version__,
+           "peft": peft.__version__, "sklearn": sklearn.__version__, "device": str(device),
+           "threads": torch.get_num_threads(), "platform": platform.platform()}
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    else:
+        env["cpu"] = platform.processor() or platform.machine()
+    return env

@@ -1,0 +1,101 @@
+"""Cached frozen prefix: run the part of the network that cannot change once, train on its output.
+
+When every trainable parameter sits after some stage of an nn.Sequential network (the ViT's LoRA
+and PruneLoRA adapt only the last block and the head), and the stages before it are frozen and
+deterministic (no batch norm, whose running statistics move in train mode; no active dropout), and
+the data is not augmented, then the prefix's output for an image never changes during unlearning.
+Computing it once removes most of the forward pass and, because nothing before the cut needs
+gradients, all of the backward pass below it (FINDINGS trap 5 and 13).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .data import ImageSet, to_float
+
+DEFAULT_BUDGET_BYTES = 2 * 2**30
+
+
+def flat_stages(model: nn.Module) -> list[nn.Module] | None:
+    """The network as a flat list of stages, nested nn.Sequential expanded; None if not sequential."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not isinstance(base, nn.Sequential):
+        return None
+    stages: list[nn.Module] = []
+    for child in base:
+        stages.extend(flat_stages(child) or [child]) if isinstance(child, nn.Sequential) else stages.append(child)
+    return stages
+
+
+def _deterministic_and_frozen(stages: list[nn.Module]) -> bool:
+    for stage in stages:
+        for module in stage.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                return False
+            if isinstance(module, nn.Dropout) and module.p > 0:
+                return False
+            if any(p.requires_grad for p in module.parameters(recurse=False)):
+                return False
+    return True
+
+
+def split_point(stages: list[nn.Module]) -> int:
+    """Index of the first stage holding a trainable parameter (len(stages) if none)."""
+    for i, stage in enumerate(stages):
+        if any(p.requires_grad for p in stage.parameters()):
+            return i
+    return len(stages)
+
+
+@dataclass
+class PrefixCache:
+    features: torch.Tensor  # prefix output for every training sample, in data order
+    prefix_len: int
+    suffix_stages: list[nn.Module]
+
+    def suffix(self, x: torch.Tensor) -> torch.Tensor:
+        for stage in self.suffix_stages:
+            x = stage(x)
+        return x
+
+    def describe(self) -> dict:
+        return {"prefix_stages": self.prefix_len, "bytes": self.features.numel() * self.features.element_size(),
+                "shape": list(self.features.shape), "device": str(self.features.device)}
+
+    @classmethod
+    def build(cls, model: nn.Module, data: ImageSet, batch_size: int = 512,
+              budget_bytes: int = DEFAULT_BUDGET_BYTES) -> "PrefixCache | None":
+        """The cache, or None where it would not be exact, would save nothing, or would not fit the budget."""
+        stages = flat_stages(model)
+        if not stages:
+            return None
+        cut = split_point(stages)
+        if cut < 2 or cut >= len(stages) or not _deterministic_and_frozen(stages[:cut]):
+            return None
+        prefix = stages[:cut]
+        with torch.no_grad():
+            probe = to_float(data.images[:1])
+            for stage in prefix:
+                probe = stage(probe)
+            if probe.numel() * probe.element_size() * len(data) > budget_bytes:
+                return None  # fall back to the plain path
+            features = torch.empty((len(data),) + tuple(probe.shape[1:]), dtype=probe.dtype, device=probe.device)
+            for start in range(0, len(data), batch_size):
+                x = to_float(data.images[start:start + batch_size])
+                for stage in prefix:
+                    x = stage(x)
+                features[start:start + batch_size] = x
+        return cls(features, cut, stages[cut:])
+
+
+def cached_batches(cache: PrefixCache, data: ImageSet, batch_size: int,
+                   generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The same shuffled order as train_batches (same generator draws), over cached features."""
+    order = torch.randperm(len(data), device="cpu", generator=generator).to(data.labels.device)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        yield cache.features[idx], data.labels[idx]

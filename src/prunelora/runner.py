@@ -1,0 +1,101 @@
+"""Run one method on one original model: surgery, the shared loop, deliverables at each budget.
+
+Used by the pipeline, the CLI's `unlearn` and the Python API alike.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import RunConfig
+from .data import ImageSet
+from .methods import MethodContext, Prepared, get_method, resolve_recipe
+from .metrics.cost import MemoryMeter
+from .models import LayerPlan
+from .train import History, fit
+
+
+@dataclass
+class Snapshot:
+    """The deliverable model at one evaluation budget, with what it cost to get there."""
+
+    epochs: int | None  # None for exact methods (Retrain), which run their own recipe
+    model: nn.Module
+    sec_per_epoch: float | None
+    total_sec: float
+    peak_memory_mb: float
+    memory_kind: str
+
+
+@dataclass
+class MethodRun:
+    method: str
+    snapshots: list[Snapshot]
+    trainable_params: int
+    total_params: int
+    prepared: Prepared
+    history: History
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def count_trainable(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def reinitialized(model: nn.Module) -> nn.Module:
+    """A copy with every layer's parameters reset: Retrain for a model outside the registry."""
+    fresh = copy.deepcopy(model)
+    for module in fresh.modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    for param in fresh.parameters():
+        param.requires_grad_(True)
+    return fresh
+
+
+def method_context(config: RunConfig, plan: LayerPlan, family: str, fresh_model, retain: ImageSet) -> MethodContext:
+    return MethodContext(plan=plan, unlearn=config.unlearn, pretrain=resolve_recipe(config.pretrain, family),
+                         pretrain_epochs=config.pretrain.epochs, fresh_model=fresh_model, retain=retain)
+
+
+def run_method(name: str, original: nn.Module, retain: ImageSet, ctx: MethodContext, *, seed: int,
+               precision: str = "fp32", cache_prefix: bool = True, progress: bool = True) -> MethodRun:
+    """Prepare the method, train it once for its longest budget, snapshot the deliverable at each budget."""
+    method = get_method(name)
+    device = retain.labels.device
+    snapshots: list[Snapshot] = []
+    with MemoryMeter(device) as meter:
+        start = time.perf_counter()
+        torch.manual_seed(seed)
+        prepared = method.prepare(original, ctx)
+        prepared.model.to(device)
+        surgery_sec = time.perf_counter() - start
+        budgets = sorted(set(prepared.epochs))
+
+        def on_epoch_end(epoch: int, history: History) -> None:
+            if epoch not in budgets:
+                return
+            snapshots.append(Snapshot(
+                epochs=None if method.exact else epoch,
+                model=prepared.deliver(prepared.model),
+                sec_per_epoch=sum(history.epoch_seconds) / epoch,
+                total_sec=surgery_sec + history.seconds_until(epoch),
+                peak_memory_mb=meter.peak_mb(),
+                memory_kind=meter.kind,
+            ))
+
+        if prepared.after_step is not None:
+            prepared.after_step()
+        history = fit(prepared.model, retain, prepared.optim, max(budgets), seed=seed,
+                      after_step=prepared.after_step, on_epoch_end=on_epoch_end, precision=precision,
+                      cache_prefix=cache_prefix and not method.exact, desc=name, progress=progress)
+    info = dict(prepared.info)
+    if history.cache:
+        info["prefix_cache"] = history.cache
+    return MethodRun(name, snapshots, count_trainable(prepared.model),
+                     sum(p.numel() for p in snapshots[-1].model.parameters()), prepared, history, info)

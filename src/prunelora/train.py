@@ -1,0 +1,135 @@
+"""The one training loop. Every method (and pre-training) runs through fit().
+
+Methods differ only in the model they hand over (which parameters require grad), the optimiser
+settings, an optional constraint applied after each step, and the data. fit() owns the epochs,
+timing, the progress bar and the callbacks at evaluation budgets.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .data import ImageSet, train_batches
+from .metrics.cost import synchronize
+from .prefix_cache import PrefixCache, cached_batches
+
+
+@dataclass
+class OptimSettings:
+    optimizer: str = "adam"  # sgd | adam | adamw
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    augment: bool = False
+    schedule: str = "constant"  # constant | cosine (per step, with linear warm-up)
+    warmup_epochs: float = 0.0
+
+
+@dataclass
+class History:
+    epoch_seconds: list[float] = field(default_factory=list)
+    epoch_loss: list[float] = field(default_factory=list)
+    setup_seconds: float = 0.0  # e.g. computing the cached prefix once
+    cache: dict = field(default_factory=dict)
+
+    def seconds_until(self, epoch: int) -> float:
+        return self.setup_seconds + sum(self.epoch_seconds[:epoch])
+
+
+def make_optimizer(settings: OptimSettings, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    if not params:
+        raise ValueError("no parameter requires grad: nothing to train")
+    name = settings.optimizer.lower()
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum,
+                               weight_decay=settings.weight_decay, nesterov=settings.momentum > 0)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    raise ValueError(f"unknown optimizer '{settings.optimizer}' (choose sgd, adam or adamw)")
+
+
+def lr_factor(settings: OptimSettings, step: int, total: int, steps_per_epoch: int) -> float:
+    if settings.schedule == "constant":
+        return 1.0
+    warmup = int(settings.warmup_epochs * steps_per_epoch)
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "bf16" and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def fit(model: nn.Module, data: ImageSet, settings: OptimSettings, epochs: int, *, seed: int,
+        after_step: Callable[[], None] | None = None,
+        on_epoch_end: Callable[[int, History], None] | None = None,
+        cache_prefix: bool = False, precision: str = "fp32", desc: str = "train",
+        progress: bool = True) -> History:
+    """Train the parameters of `model` that require grad on `data` for `epochs` epochs.
+
+    on_epoch_end(epoch, history) runs after each epoch, outside the timed region (evaluation at
+    budgets). With cache_prefix, a frozen, deterministic prefix of the network is run once and
+    training continues on its cached output (exact: same batches, same weights up to float error).
+    """
+    device = data.labels.device
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(settings, params)
+    steps_per_epoch = math.ceil(len(data) / settings.batch_size)
+    total_steps = steps_per_epoch * epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(settings, step, total_steps, steps_per_epoch))
+    generator = torch.Generator().manual_seed(seed)
+    history = History()
+    model.train()
+
+    forward: Callable[[torch.Tensor], torch.Tensor] = model
+    cache: PrefixCache | None = None
+    if cache_prefix and not settings.augment:
+        start = time.perf_counter()
+        cache = PrefixCache.build(model, data)
+        synchronize(device)
+        history.setup_seconds = time.perf_counter() - start
+        if cache is not None:
+            forward = cache.suffix
+            history.cache = cache.describe()
+
+    bar = tqdm(range(1, epochs + 1), desc=desc, leave=False, disable=not progress, unit="epoch")
+    for epoch in bar:
+        synchronize(device)
+        start = time.perf_counter()
+        total_loss = torch.zeros((), device=device)
+        batches = (cached_batches(cache, data, settings.batch_size, generator) if cache is not None
+                   else train_batches(data, settings.batch_size, generator, settings.augment))
+        for inputs, labels in batches:
+            with autocast(device, precision):
+                loss = F.cross_entropy(forward(inputs), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            if after_step is not None:
+                after_step()
+            total_loss += loss.detach() * len(labels)
+        synchronize(device)
+        history.epoch_seconds.append(time.perf_counter() - start)
+        history.epoch_loss.append(float(total_loss) / len(data))
+        bar.set_postfix(loss=f"{history.epoch_loss[-1]:.3f}")
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, history)
+            model.train()
+    return history
