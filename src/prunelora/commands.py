@@ -6,22 +6,13 @@ from pathlib import Path
 from typing import Any
 
 from . import io
-from .config import RunConfig, to_dict
+from .config import RunConfig
 from .errors import UserError
 from .methods import get_method
-from .pipeline import Experiment, environment, reproduce, save_logits, select_device
 from .metrics.evaluate import collect_logits, metrics_from_logits
-from .pipeline import make_row, describe_model
-from .report import write_results
+from .pipeline import Experiment, describe_model, finish, make_row, reproduce, save_logits, select_device
 
 __all__ = ["evaluate", "reproduce", "train", "unlearn"]
-
-
-def _results(config: RunConfig, exp: Experiment, rows: list[dict], started: float) -> dict[str, Any]:
-    results = {"config": to_dict(config), "rows": rows, "environment": environment(exp.device),
-               "wall_sec": time.perf_counter() - started}
-    write_results(results, exp.out)
-    return results
 
 
 def train(config: RunConfig, progress: bool = True) -> dict[str, Any]:
@@ -31,11 +22,10 @@ def train(config: RunConfig, progress: bool = True) -> dict[str, Any]:
     rows = []
     for seed in config.seeds:
         for name in config.models:
-            model, model_rows = exp.original_rows(name, seed)
-            io.save_model(model, exp.seed_dir(seed) / "models" / name / "original.safetensors",
-                          io.read_meta(next((exp.out / "cache").glob(f"{name}-*.safetensors"))))
+            model, meta, model_rows = exp.original_rows(name, seed)
+            io.save_model(model, exp.seed_dir(seed) / "models" / name / "original.safetensors", meta)
             rows += model_rows
-    return _results(config, exp, rows, started)
+    return finish(exp, rows, started)
 
 
 def _checkpoint_experiment(config: RunConfig, checkpoint: Path, progress: bool):
@@ -60,7 +50,7 @@ def unlearn(config: RunConfig, checkpoint: Path, method: str, progress: bool = T
     rows = []
     for seed in config.seeds:
         rows += exp.stage_rows(meta["model"], method, model, seed)
-    return _results(config, exp, rows, started)
+    return finish(exp, rows, started)
 
 
 def evaluate(config: RunConfig, checkpoint: Path, dump_logits: str | None, progress: bool = True) -> dict[str, Any]:
@@ -77,6 +67,6 @@ def evaluate(config: RunConfig, checkpoint: Path, dump_logits: str | None, progr
         params = sum(p.numel() for p in model.parameters())
         rows.append(make_row(meta["model"], meta.get("method", "original"), meta.get("epochs"), metrics,
                              sec_per_epoch=None, total_sec=0.0, peak_memory_mb=None,
-                             trainable_params=0, seed=seed, params=params, checkpoint=str(checkpoint),
+                             trainable_params=None, seed=seed, params=params, checkpoint=str(checkpoint),
                              model_desc=describe_model(meta["model"], meta.get("model_args", {}), params)))
-    return _results(config, exp, rows, started)
+    return finish(exp, rows, started)

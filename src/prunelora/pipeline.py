@@ -19,8 +19,10 @@ from .config import RunConfig, fingerprint, to_dict
 from .data import RawDataset, Splits, class_splits, load_dataset
 from .errors import UserError
 from .methods import get_method, resolve_recipe
+from .methods.pruning import matching_modules
 from .metrics.cost import MemoryMeter
 from .metrics.evaluate import SPLITS, collect_logits, metrics_from_logits
+from .metrics.summary import add_retrain_gap, aggregate_seeds
 from .models import build_model, get_spec
 from .runner import MethodRun, count_trainable, method_context, run_method
 from .train import fit
@@ -49,6 +51,16 @@ def check_config(config: RunConfig, raw: RawDataset | None = None) -> None:
     if raw is not None and not 0 <= config.data.forget_class < raw.num_classes:
         raise UserError(f"forget class {config.data.forget_class} is out of range: "
                         f"{raw.name} has classes 0 to {raw.num_classes - 1}")
+    pruning = {"prune-finetune", "prunelora"} & set(config.methods)
+    if raw is not None and pruning and config.unlearn.prune_mode == "remove":
+        channels, size, _ = raw.shape
+        for name in config.models:
+            args = config.model_args.get(name, {})
+            model = build_model(name, raw.num_classes, channels, size, raw.mean, raw.std, args)
+            layers = matching_modules(model, get_spec(name, args).plan.prune_layers)
+            if any(isinstance(m, nn.Linear) for m in layers.values()):
+                raise UserError(f"prune mode 'remove' cannot prune model '{name}': its pruned layers are Linear "
+                                "projections into the residual stream (use --prune-mode mask, or drop it from --models)")
 
 
 def model_meta(name: str, args: dict, splits: Splits, dataset: str, **extra: Any) -> dict[str, Any]:
@@ -87,6 +99,7 @@ class Experiment:
         self.raw = load_dataset(self.config.data.dataset, self.config.data.data_root, self.config.data.download)
         check_config(self.config, self.raw)
         self._splits: dict[int, Splits] = {}
+        self.training_sec = 0.0  # time inside training steps of what this run computed (not reused)
 
     def splits(self, seed: int) -> Splits:
         if seed not in self._splits:
@@ -99,7 +112,7 @@ class Experiment:
         return self.out / f"seed{seed}"
 
     # -- the original model -------------------------------------------------------------------
-    def original(self, name: str, seed: int) -> tuple[nn.Module, dict]:
+    def original(self, name: str, seed: int) -> tuple[nn.Module, dict[str, Any]]:
         """Train the original on all classes, or load it from the cache keyed by its configuration."""
         cfg, splits = self.config, self.splits(seed)
         args = cfg.model_args.get(name, {})
@@ -108,7 +121,7 @@ class Experiment:
         path = self.out / "cache" / f"{name}-{key}.safetensors"
         if path.is_file():
             model, meta = io.load_model(path)
-            return model.to(self.device), meta["training"]
+            return model.to(self.device), meta
         torch.manual_seed(seed)
         model = build_model(name, splits.num_classes, splits.image_shape[0], splits.image_shape[1],
                             splits.mean, splits.std, args).to(self.device)
@@ -116,12 +129,14 @@ class Experiment:
         with MemoryMeter(self.device) as meter:
             history = fit(model, splits.train, settings, cfg.pretrain.epochs, seed=seed, precision=cfg.precision,
                           desc=f"{name} original", progress=self.progress)
+        self.training_sec += sum(history.epoch_seconds)
         training = {"sec_per_epoch": sum(history.epoch_seconds) / len(history.epoch_seconds),
                     "total_sec": history.seconds_until(len(history.epoch_seconds)),
                     "peak_memory_mb": meter.final_mb, "memory_kind": meter.kind,
                     "trainable_params": count_trainable(model)}
-        io.save_model(model, path, model_meta(name, args, splits, cfg.data.dataset, training=training, seed=seed))
-        return model, training
+        meta = model_meta(name, args, splits, cfg.data.dataset, method="original", training=training, seed=seed)
+        io.save_model(model, path, meta)
+        return model, meta
 
     # -- evaluation ---------------------------------------------------------------------------
     def evaluate(self, model: nn.Module, seed: int, logits_path: Path | None) -> dict:
@@ -137,8 +152,9 @@ class Experiment:
         return self.out / "logits" / f"{tag}{suffix}.npz"
 
     # -- stages -------------------------------------------------------------------------------
-    def original_rows(self, name: str, seed: int) -> tuple[nn.Module, list[dict]]:
-        model, training = self.original(name, seed)
+    def original_rows(self, name: str, seed: int) -> tuple[nn.Module, dict[str, Any], list[dict]]:
+        model, meta = self.original(name, seed)
+        training = meta["training"]
         args = self.config.model_args.get(name, {})
         params = sum(p.numel() for p in model.parameters())
         logits = self.logits_path(name, "original", None, seed)
@@ -148,7 +164,7 @@ class Experiment:
                        trainable_params=training["trainable_params"], seed=seed, params=params,
                        memory_kind=training["memory_kind"], model_desc=describe_model(name, args, params),
                        logits_file=str(logits.relative_to(self.out)))
-        return model, [row]
+        return model, meta, [row]
 
     def stage_rows(self, name: str, method: str, original: nn.Module, seed: int) -> list[dict]:
         """Rows of one (model, method) stage: reused when finished with the same configuration."""
@@ -174,6 +190,7 @@ class Experiment:
         ctx = method_context(cfg, spec.plan, spec.family, fresh, splits.retain_train)
         run = run_method(method, original, splits.retain_train, ctx, seed=seed, precision=cfg.precision,
                          cache_prefix=cfg.unlearn.cache_prefix, progress=self.progress)
+        self.training_sec += sum(run.history.epoch_seconds)
         rows = self._deliver(name, args, run, seed)
         io.write_json(marker, {"fingerprint": key, "rows": rows})
         return rows
@@ -220,22 +237,42 @@ def save_logits(path: Path, logits: dict[str, np.ndarray], labels: dict[str, np.
 
 def reproduce(config: RunConfig, progress: bool = True) -> dict[str, Any]:
     """The paper's experiment: every model x method x seed; returns {"config", "rows", ...}."""
-    from .report import write_results
-
     device = select_device(config.device)
     exp = Experiment(config, device, progress)
     started = time.perf_counter()
     rows: list[dict] = []
     for seed in config.seeds:
         for name in config.models:
-            original, original_rows = exp.original_rows(name, seed)
+            original, _, original_rows = exp.original_rows(name, seed)
             rows += original_rows
             for method in config.methods:
                 rows += exp.stage_rows(name, method, original, seed)
-    results = {"config": to_dict(config), "rows": rows,
-               "environment": environment(device), "wall_sec": time.perf_counter() - started}
+    return finish(exp, rows, started)
+
+
+def finish(exp: Experiment, rows: list[dict], started: float) -> dict[str, Any]:
+    """Gap to retrain, seed aggregates, the time split; then write every results file."""
+    from .report import write_results
+
+    rows = add_retrain_gap(rows)
+    if len(exp.config.seeds) > 1:
+        rows += aggregate_seeds(rows)
+    results = {"config": to_dict(exp.config), "rows": rows, "environment": environment(exp.device),
+               **time_split(time.perf_counter() - started, exp.training_sec)}
     write_results(results, exp.out)
     return results
+
+
+def time_split(wall_sec: float, training_sec: float) -> dict[str, Any]:
+    """How much of a run went into training steps, and how much into everything else.
+
+    Everything else: data loading, surgery, evaluation, attacks, checkpoints (not the final
+    results files and plots, written after this is measured).
+    """
+    other = max(0.0, wall_sec - training_sec)
+    return {"wall_sec": wall_sec, "time_split": {
+        "training_steps_sec": training_sec, "other_sec": other,
+        "other_share": other / wall_sec if wall_sec > 0 else None}}
 
 
 def environment(device: torch.device) -> dict[str, Any]:

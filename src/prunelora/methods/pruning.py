@@ -114,9 +114,14 @@ def remove_channels(model: nn.Module, pattern: str, amount: float, head: str,
     if head_module not in ignored:
         ignored.append(head_module)
     before = sum(p.numel() for p in model.parameters())
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    for param in model.parameters():  # torch-pruning traces the graph through autograd
+        param.requires_grad_(True)
     pruner = tp.pruner.MagnitudePruner(
         model, example, importance=tp.importance.MagnitudeImportance(p=2),
         pruning_ratio=amount, ignored_layers=ignored, global_pruning=False,
     )
     pruner.step()
+    for name, param in model.named_parameters():  # pruned layers hold new Parameter objects
+        param.requires_grad_(name not in frozen)
     return {"params_before": before, "params_after": sum(p.numel() for p in model.parameters())}

@@ -7,7 +7,7 @@ from torch import nn
 
 from ..data import ImageSet, Splits, eval_batches
 from .accuracy import unlearning_metrics
-from .mia import mia_efficacy
+from .attacks import attack_suite
 
 SPLITS = ("forget_train", "retain_train", "test_retain", "test_forget")
 
@@ -35,8 +35,15 @@ def collect_logits(model: nn.Module, splits: Splits, batch_size: int = 1024) -> 
 
 def metrics_from_logits(logits: dict[str, np.ndarray], labels: dict[str, np.ndarray], seed: int = 0,
                         mia_cap: int = 2000) -> dict[str, float]:
-    """UA, RA, TA, forget-test accuracy and MIA-Efficacy (with the attacker's own accuracy), in percent."""
-    return {**unlearning_metrics(logits, labels), **mia_efficacy(logits, labels, seed, mia_cap)}
+    """UA, RA, TA, forget-test accuracy and every membership attack, in percent.
+
+    mia_efficacy / mia_attack_acc are the paper's attack (SVC on true-class confidence); the other
+    attacks of the suite follow as mia_<name> / mia_<name>_acc, all on the same shadow sample.
+    """
+    attacks = attack_suite(logits, labels, seed, mia_cap)
+    default = {"mia_efficacy": attacks.pop("mia_svc_confidence"),
+               "mia_attack_acc": attacks.pop("mia_svc_confidence_acc")}
+    return {**unlearning_metrics(logits, labels), **default, **attacks}
 
 
 def per_sample_loss(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -21,6 +21,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def true_class_confidence(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Feature of the default attack: the probability given to the true class, shape (N, 1)."""
+    if len(labels) == 0:
+        return np.zeros((0, 1))
     probs = softmax(logits.astype(np.float64))
     return probs[np.arange(len(labels)), labels][:, None]
 
@@ -45,7 +47,7 @@ def membership_attack(member: np.ndarray, nonmember: np.ndarray, target: np.ndar
     The attacker used for the efficacy is fit on all of the balanced shadow sample (as Liu et al.);
     its accuracy is that of a twin fit on (1 - holdout) of it and scored on the rest.
     """
-    if len(member) == 0 or len(nonmember) == 0 or len(target) == 0:
+    if len(member) == 0 or len(nonmember) == 0:
         return {"efficacy": float("nan"), "attack_acc": float("nan")}
     mi, ni = balanced_shadow(len(member), len(nonmember), cap, seed)
     x = np.concatenate([member[mi], nonmember[ni]]).astype(np.float64)
@@ -59,7 +61,7 @@ def membership_attack(member: np.ndarray, nonmember: np.ndarray, target: np.ndar
         probe = make_classifier()
         probe.fit(x[train], y[train])
         attack_acc = float((probe.predict(x[test]) == y[test]).mean() * 100.0)
-    if len(np.unique(y)) < 2:
+    if len(np.unique(y)) < 2 or len(target) == 0:
         return {"efficacy": float("nan"), "attack_acc": attack_acc}
     attacker = make_classifier()
     attacker.fit(x, y)

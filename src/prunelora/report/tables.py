@@ -9,7 +9,7 @@ from typing import Any
 
 from .. import io
 
-METRICS = [("ua", "UA"), ("mia_efficacy", "MIA-Efficacy"), ("ra", "RA"), ("ta", "TA")]
+METRICS = [("ua", "UA"), ("mia_efficacy", "MIA-Efficacy"), ("ra", "RA"), ("ta", "TA"), ("avg_gap", "Gap")]
 METHOD_ORDER = ["original", "retrain", "finetune", "prune-finetune", "lora", "prunelora"]
 METHOD_LABEL = {"original": "Original", "retrain": "Retrain", "finetune": "Finetune",
                 "prune-finetune": "Prune+Finetune", "lora": "LoRA", "prunelora": "PruneLoRA"}
@@ -41,7 +41,7 @@ def markdown_table(rows: list[dict]) -> str:
     head = ["Method"]
     for _, label in METRICS:
         head += [f"{label} {b} ep" if b is not None else label for b in budgets]
-    head += ["RTE (s/epoch)", "Total (s)", "Peak mem (MB)", "Trainable"]
+    head += ["RTE (s/epoch)", "Total (s)", "Cost vs retrain", "Peak mem (MB)", "Trainable"]
     lines = []
     for model in dict.fromkeys(r["model"] for r in rows):
         mine = [r for r in rows if r["model"] == model]
@@ -57,14 +57,48 @@ def markdown_table(rows: list[dict]) -> str:
                 for b in budgets:
                     r = group.get(b, group.get(None))
                     cells.append(fmt(r.get(key), std=r.get(f"{key}_std")) if r else "-")
-            cells += [fmt(last.get("sec_per_epoch"), 1), fmt(last.get("total_sec"), 1),
-                      fmt(last.get("peak_memory_mb"), 0), fmt(last.get("trainable_params"))]
+            cells += [fmt(last.get("sec_per_epoch"), 1, last.get("sec_per_epoch_std")),
+                      fmt(last.get("total_sec"), 1, last.get("total_sec_std")),
+                      fmt(last.get("cost_vs_retrain"), 2, last.get("cost_vs_retrain_std")),
+                      fmt(last.get("peak_memory_mb"), 0, last.get("peak_memory_mb_std")),
+                      fmt(int(last["trainable_params"]) if last.get("trainable_params") is not None else None)]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     kind = {r.get("memory_kind") for r in rows} - {None}
-    if kind:
-        lines.append(f"Peak memory: {', '.join(sorted(kind))}. Original and Retrain run their own recipe "
-                     "(shown in every budget column); RTE and memory are those of the longest budget.")
+    lines.append("UA, MIA-Efficacy, RA, TA in percent. Gap = mean |difference| from Retrain over UA, MIA-Efficacy, "
+                 "RA and TA. Original and Retrain run their own recipe (shown in every budget column); RTE, "
+                 "total seconds, cost vs retrain (total / Retrain's total) and memory are those of the longest "
+                 f"budget. Peak memory: {', '.join(sorted(kind)) or 'n/a'}.")
+    attacks = attack_table(rows)
+    if attacks:
+        lines += ["", attacks]
+    return "\n".join(lines) + "\n"
+
+
+def attack_names(rows: list[dict]) -> list[tuple[str, str]]:
+    """(efficacy key, attacker-accuracy key) pairs present in the rows, the paper's default first."""
+    pairs = [("mia_efficacy", "mia_attack_acc")] if any("mia_attack_acc" in r for r in rows) else []
+    keys = dict.fromkeys(k for r in rows for k in r)
+    for key in keys:
+        if key.startswith("mia_") and f"{key}_acc" in keys and not key.endswith("_std"):
+            pairs.append((key, f"{key}_acc"))
+    return pairs
+
+
+def attack_table(rows: list[dict]) -> str:
+    """Every membership attack's efficacy beside its own accuracy on held-out shadow data."""
+    pairs = attack_names(rows)
+    if not pairs:
+        return ""
+    head = ["Model", "Method", "Epochs"] + [f"{eff} (attacker acc)" for eff, _ in pairs]
+    lines = ["**Membership-inference attacks**: efficacy = % of forget samples called non-members; in "
+             "brackets the attacker's accuracy on held-out retain/test samples (50 = chance).", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["model"], METHOD_LABEL.get(r["method"], r["method"]), fmt(r["epochs"])]
+        cells += [f"{fmt(r.get(eff), 1, r.get(eff + '_std'))} ({fmt(r.get(acc), 1, r.get(acc + '_std'))})"
+                  for eff, acc in pairs]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,58 @@
+"""Rows -> evidence: the gap to the exact baseline (as in SalUn) and mean ± std over seeds."""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import numpy as np
+
+GAP_METRICS = ("ua", "mia_efficacy", "ra", "ta")
+
+
+def add_retrain_gap(rows: list[dict]) -> list[dict]:
+    """Set avg_gap (mean |row - retrain| over UA, MIA-Efficacy, RA, TA) and cost_vs_retrain on every row.
+
+    The reference is the Retrain row of the same model and seed; where none ran, both are None.
+    """
+    retrain = {(r["model"], r.get("seed")): r for r in rows if r["method"] == "retrain"}
+    for row in rows:
+        ref = retrain.get((row["model"], row.get("seed")))
+        if ref is None:
+            row["avg_gap"] = row["cost_vs_retrain"] = None
+            continue
+        gaps = [abs(row[k] - ref[k]) for k in GAP_METRICS]
+        row["avg_gap"] = float(np.mean(gaps)) if all(math.isfinite(g) for g in gaps) else float("nan")
+        row["cost_vs_retrain"] = row["total_sec"] / ref["total_sec"] if ref["total_sec"] else None
+    return rows
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def aggregate_seeds(rows: list[dict]) -> list[dict]:
+    """One row per (model, method, epochs) with the mean in <key> and the sample std in <key>_std.
+
+    Aggregated rows carry seed None and n_seeds; non-numeric keys are taken from the first seed.
+    """
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        if row.get("seed") is not None:
+            groups[(row["model"], row["method"], row["epochs"])].append(row)
+    out = []
+    for (model, method, epochs), group in groups.items():
+        agg: dict = {"model": model, "method": method, "epochs": epochs}
+        for key in group[0]:
+            if key in agg or key in ("seed", "logits_file"):
+                continue
+            values = [r.get(key) for r in group]
+            if all(_is_number(v) for v in values):
+                arr = np.array(values, dtype=float)
+                agg[key] = float(np.mean(arr))
+                agg[f"{key}_std"] = float(np.std(arr, ddof=1)) if len(arr) > 1 else 0.0
+            else:
+                agg[key] = values[0]
+        agg["seed"] = None
+        agg["n_seeds"] = len(group)
+        out.append(agg)
+    return out
