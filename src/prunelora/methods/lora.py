@@ -6,18 +6,57 @@ from torch import nn
 from ..models import LayerPlan
 
 
+def folded_conv_class():
+    """A PEFT LoRA Conv2d whose forward runs one conv with W + s·BA instead of three.
+
+    PEFT's conv LoRA adds a k x k conv to r channels and a 1 x 1 conv back for every adapted layer,
+    whose activations cost more than the pruned conv itself (FINDINGS trap 12). Convolution is
+    linear in its weight, so conv(x, W) + s·conv(conv(x, A), B) = conv(x, W + s·BA) exactly,
+    where no dropout sits on the adapter's input. Parameters, state dict and saved adapters are
+    PEFT's own; with dropout or a LoRA variant the layer falls back to PEFT's forward.
+    """
+    import torch.nn.functional as F
+    from peft.tuners.lora.layer import Conv2d
+
+    class FoldedLoraConv2d(Conv2d):
+        def _foldable(self) -> list[str]:
+            base = self.get_base_layer()
+            active = [a for a in self.active_adapters if a in self.lora_A]
+            if base.padding_mode != "zeros" or any(a in self.lora_variant for a in active):
+                return []
+            if any(not isinstance(self.lora_dropout[a], nn.Identity) for a in active):
+                return []
+            return active
+
+        def forward(self, x, *args, **kwargs):
+            active = self._foldable()
+            if self.disable_adapters or self.merged or args or kwargs or not active:
+                return super().forward(x, *args, **kwargs)
+            base = self.get_base_layer()
+            weight = base.weight
+            for adapter in active:
+                weight = weight + self.get_delta_weight(adapter)
+            return F.conv2d(x, weight, base.bias, base.stride, base.padding, base.dilation, base.groups)
+
+    return FoldedLoraConv2d
+
+
 def lora_config(plan: LayerPlan, r: int | None, alpha: int | None, dropout: float | None):
     from peft import LoraConfig
 
     rank = r if r is not None else plan.lora_r
-    return LoraConfig(
+    dropout = dropout if dropout is not None else plan.lora_dropout
+    config = LoraConfig(
         r=rank,
         lora_alpha=alpha if alpha is not None else 2 * rank,
-        lora_dropout=dropout if dropout is not None else plan.lora_dropout,
+        lora_dropout=dropout,
         target_modules=plan.lora_layers,  # a string is a full-match regex in PEFT
         modules_to_save=list(plan.train_modules) or None,
         bias="none",
     )
+    if dropout == 0:
+        config._register_custom_module({nn.Conv2d: folded_conv_class()})
+    return config
 
 
 def attach_lora(model: nn.Module, plan: LayerPlan, r: int | None = None, alpha: int | None = None,

@@ -1,0 +1,494 @@
+"""report.html: one self-contained page (no network, images inlined as PNG data: URIs) of a run.
+
+It shows the run's configuration and environment, the paper's Figure 1 table with the best value
+per column marked, the Figure 2 loss histograms, a bar chart per metric, avg_gap against
+cost_vs_retrain, and every membership attack beside its attacker's accuracy. Plots are drawn on
+matplotlib `Figure` objects (Agg, no pyplot state); every piece of text goes through html.escape.
+
+    python -m prunelora.report.html OUT_DIR      # (re)writes OUT_DIR/report.html from results.json
+"""
+from __future__ import annotations
+
+import base64
+import io as stdio
+import json
+import math
+from html import escape
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from .. import io
+from .plots import load_losses
+from .tables import METHOD_LABEL, METHOD_ORDER, budgets_of, display_rows, fmt
+
+HIGHER, LOWER = "higher", "lower"
+# The paper's four accuracy metrics (percent, higher is better).
+METRICS = [("ua", "UA"), ("mia_efficacy", "MIA-Efficacy"), ("ra", "RA"), ("ta", "TA")]
+ACCURACY_KEYS = {key for key, _ in METRICS}
+# Columns measured against Retrain: Retrain is the reference there, never a candidate for "best".
+REFERENCE_KEYS = ACCURACY_KEYS | {"avg_gap", "cost_vs_retrain"}
+COST_COLUMNS = [("sec_per_epoch", "RTE (s/epoch)", LOWER), ("total_sec", "Total (s)", LOWER),
+                ("peak_memory_mb", "Peak mem (MB)", LOWER), ("trainable_params", "Trainable params", None)]
+BAR_METRICS = [("ua", "UA (%)"), ("mia_efficacy", "MIA-Efficacy (%)"), ("ra", "RA (%)"), ("ta", "TA (%)"),
+               ("sec_per_epoch", "RTE (s/epoch)"), ("peak_memory_mb", "Peak memory (MB)")]
+ATTACK_LABEL = {"mia_efficacy": "Confidence SVC (paper)", "mia_svc_entropy": "SVC on entropy",
+                "mia_svc_m_entropy": "SVC on modified entropy", "mia_svc_prob": "SVC on probabilities",
+                "mia_loss_lr": "Logistic regression on loss"}
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:1.5rem auto;
+max-width:1400px;padding:0 1rem;color:#1d232a;line-height:1.45}
+h1{font-size:1.6rem;margin-bottom:.2rem}h2{margin-top:2.2rem;border-bottom:1px solid #d0d7de;padding-bottom:.2rem}
+table{border-collapse:collapse;font-size:.82rem;margin:.5rem 0}
+th,td{border:1px solid #d0d7de;padding:.2rem .4rem}th{background:#f3f5f7}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td .sd{display:block;font-size:.72rem;color:#667}.scroll{overflow-x:auto}
+td.best{background:#dff3e4}td.best strong{color:#0a5d22}
+tr.model th{background:#e8eef6;text-align:left;font-size:.95rem}th[scope=row]{text-align:left;white-space:nowrap}
+caption{caption-side:bottom;text-align:left;color:#555;font-size:.8rem;padding-top:.3rem;max-width:1100px}
+figure{margin:1rem 0}figcaption{color:#444;font-size:.9rem;max-width:1100px}
+img{max-width:100%;height:auto;border:1px solid #eee}
+.kv td:first-child{font-weight:600;white-space:nowrap}.side{display:flex;gap:2rem;flex-wrap:wrap;align-items:flex-start}
+pre{background:#f6f8fa;padding:.6rem;overflow:auto;font-size:.8rem}.note{color:#555}
+"""
+
+
+# -- small shared helpers ---------------------------------------------------------------------------
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _label(method: str) -> str:
+    return METHOD_LABEL.get(method, method)
+
+
+def _method_rank(method: str) -> int:
+    return METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
+
+
+def _models(rows: list[dict]) -> list[str]:
+    return list(dict.fromkeys(r["model"] for r in rows))
+
+
+def _methods(rows: list[dict]) -> list[str]:
+    return sorted(dict.fromkeys(r["method"] for r in rows), key=_method_rank)
+
+
+def _longest(rows: list[dict], model: str, method: str) -> dict | None:
+    """The row of a method at its longest budget (original/retrain: their only row)."""
+    mine = [r for r in rows if r["model"] == model and r["method"] == method]
+    return max(mine, key=lambda r: -1 if r["epochs"] is None else r["epochs"]) if mine else None
+
+
+def _at_budget(rows: list[dict], model: str, method: str, budget: int | None) -> dict | None:
+    """The row shown in a budget column: the method's row at that budget, else its budget-less row."""
+    mine = {r["epochs"]: r for r in rows if r["model"] == model and r["method"] == method}
+    return mine.get(budget, mine.get(None))
+
+
+def _digits(key: str, values: Iterable[Any]) -> int:
+    """Decimals a column is shown (and compared) with."""
+    if key in ACCURACY_KEYS or key in ("avg_gap", "cost_vs_retrain") or key.startswith("mia_"):
+        return 2
+    if key == "peak_memory_mb":
+        return 0
+    top = max((abs(v) for v in values if _finite(v)), default=0.0)
+    return 3 if top < 1 else 2 if top < 10 else 1
+
+
+def _cell_text(row: dict | None, key: str, digits: int) -> str:
+    if row is None:
+        return "-"
+    value, std = row.get(key), row.get(f"{key}_std")
+    if key == "trainable_params" and _finite(value):
+        text = f"{int(round(value)):,}"
+        return text + (f" ± {std:,.0f}" if _finite(std) and std else "")
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    return fmt(value, digits, std if _finite(std) else None)
+
+
+def _cell_html(row: dict | None, key: str, digits: int) -> str:
+    """The cell's text, escaped, with a "± std" part on its own smaller line (keeps wide tables narrow)."""
+    mean, sep, std = _cell_text(row, key, digits).partition(" ± ")
+    return escape(mean) + (f'<span class="sd"> ± {escape(std)}</span>' if sep else "")
+
+
+def _tag(name: str, text: str = "", **attrs: Any) -> str:
+    """<name attrs>text</name>; text is inserted as given (escape it first), attribute values are escaped."""
+    shown = "".join(f' {k.rstrip("_").replace("_", "-")}="{escape(str(v))}"' for k, v in attrs.items() if v is not None)
+    return f"<{name}{shown}>{text}</{name}>"
+
+
+def _kv_table(pairs: list[tuple[str, Any]], caption: str | None = None) -> str:
+    body = "".join(_tag("tr", _tag("td", escape(k)) + _tag("td", escape(_plain(v)))) for k, v in pairs)
+    return _tag("table", (_tag("caption", escape(caption)) if caption else "") + body, class_="kv")
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_plain(v) for v in value) if value else "-"
+    if isinstance(value, dict):
+        return "; ".join(f"{k} {_plain(v)}" for k, v in value.items()) if value else "-"
+    return "-" if value is None else str(value)
+
+
+# -- figures ----------------------------------------------------------------------------------------
+def new_figure(width: float, height: float):
+    """A matplotlib Figure on the Agg canvas, independent of pyplot (no global state, no GUI)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def figure_data_uri(fig, dpi: int = 100) -> str:
+    """Render a matplotlib figure to a `data:image/png;base64,...` URI."""
+    buffer = stdio.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def figure_html(fig, alt: str, caption: str) -> str:
+    """<figure> with the inlined PNG and the one sentence saying what it shows."""
+    img = f'<img src="{figure_data_uri(fig)}" alt="{escape(alt)}">'
+    return _tag("figure", img + _tag("figcaption", escape(caption)))
+
+
+def _method_colors(methods: list[str]) -> dict[str, Any]:
+    from matplotlib import colormaps
+
+    palette = colormaps["tab10"]
+    return {m: palette(_method_rank(m) % 10) for m in methods}
+
+
+def loss_histogram_figure(rows: list[dict], model: str, out: Path):
+    """Figure 2 for one model: per method (longest budget), forget-train vs test-retain cross entropy."""
+    chosen = {m: _longest(rows, model, m) for m in _methods([r for r in rows if r["model"] == model])}
+    fig = new_figure(2.9 * len(chosen), 2.7)
+    axes, legend = fig.subplots(1, len(chosen), squeeze=False)[0], None
+    for ax, (method, row) in zip(axes, chosen.items()):
+        ax.set_title(_label(method) + (f" ({row['epochs']} ep)" if row["epochs"] else ""), fontsize=9)
+        ax.set_xlabel("cross-entropy", fontsize=8)
+        ax.tick_params(labelsize=7)
+        path = out / row["logits_file"]
+        if not path.is_file():
+            ax.text(0.5, 0.5, "logits file missing", ha="center", va="center", transform=ax.transAxes)
+            continue
+        forget, test = load_losses(path)
+        both = np.concatenate([forget, test])
+        top = max(float(np.percentile(both, 99)) if len(both) else 1.0, 1e-3)
+        bins = np.linspace(0, top, 40)
+        ax.hist(np.clip(test, 0, top), bins=bins, alpha=0.6, density=True, label="test (retain classes)")
+        ax.hist(np.clip(forget, 0, top), bins=bins, alpha=0.6, density=True, label="forget (train)")
+        if not legend:
+            legend = ax.legend(fontsize=7)
+    fig.suptitle(f"{model}: per-sample losses, forget vs test", fontsize=10)
+    return fig
+
+
+def metric_bars_figure(rows: list[dict], model: str):
+    """UA, MIA-Efficacy, RA, TA, RTE and peak memory across methods, each at its longest budget."""
+    methods = _methods([r for r in rows if r["model"] == model])
+    chosen = [_longest(rows, model, m) for m in methods]
+    colors = _method_colors(methods)
+    fig = new_figure(12, 5.6)
+    axes = fig.subplots(2, 3).ravel()
+    x = np.arange(len(methods))
+    labels = [_label(m) + (f" ({r['epochs']} ep)" if r["epochs"] else "") for m, r in zip(methods, chosen)]
+    for ax, (key, title) in zip(axes, BAR_METRICS):
+        values = [r.get(key) if _finite(r.get(key)) else 0.0 for r in chosen]
+        stds = [r.get(f"{key}_std") for r in chosen]
+        err = [s if _finite(s) else 0.0 for s in stds] if any(_finite(s) for s in stds) else None
+        ax.bar(x, values, yerr=err, capsize=3 if err else 0, color=[colors[m] for m in methods])
+        if key == "peak_memory_mb":
+            kind = {r.get("memory_kind") for r in chosen} - {None}
+            title += f"\n[{', '.join(sorted(kind))}]" if kind else ""
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks(x, labels, fontsize=7, rotation=30, ha="right", rotation_mode="anchor")
+        ax.tick_params(axis="y", labelsize=7)
+        if key in ACCURACY_KEYS:
+            ax.set_ylim(0, 105)
+    fig.suptitle(f"{model}: metrics per method (longest budget" + (", mean ± std over seeds)" if any(
+        f"{k}_std" in r for r in chosen for k, _ in BAR_METRICS) else ")"), fontsize=10)
+    return fig
+
+
+def gap_cost_figure(rows: list[dict]):
+    """avg_gap (y) against cost_vs_retrain (x), one point per method row, one panel per model."""
+    models = [m for m in _models(rows)
+              if any(_finite(r.get("avg_gap")) and _finite(r.get("cost_vs_retrain")) for r in rows if r["model"] == m)]
+    colors = _method_colors(_methods(rows))
+    fig = new_figure(5.2 * len(models), 4.0)
+    axes = fig.subplots(1, len(models), squeeze=False)[0]
+    for ax, model in zip(axes, models):
+        points = [r for r in rows if r["model"] == model
+                  and _finite(r.get("avg_gap")) and _finite(r.get("cost_vs_retrain"))]
+        seen = set()
+        for r in sorted(points, key=lambda r: (_method_rank(r["method"]), r["epochs"] or 0)):
+            label = _label(r["method"]) if r["method"] not in seen else None
+            seen.add(r["method"])
+            ax.errorbar(r["cost_vs_retrain"], r["avg_gap"], xerr=_err(r, "cost_vs_retrain"),
+                        yerr=_err(r, "avg_gap"), fmt="o", color=colors[r["method"]], label=label, capsize=2,
+                        ecolor=(*colors[r["method"]][:3], 0.35), elinewidth=0.8)
+            if r["epochs"]:
+                ax.annotate(f"{r['epochs']} ep", (r["cost_vs_retrain"], r["avg_gap"]), fontsize=7,
+                            xytext=(4, 3), textcoords="offset points")
+        costs = [r["cost_vs_retrain"] for r in points if r["cost_vs_retrain"] > 0]
+        if costs and max(costs) / min(costs) > 30:
+            ax.set_xscale("log")
+        ax.set_xlabel("cost vs Retrain (total time ratio)", fontsize=8)
+        ax.set_ylabel("avg gap to Retrain (points)", fontsize=8)
+        ax.set_title(model, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7)
+    return fig
+
+
+def _err(row: dict, key: str) -> float | None:
+    std = row.get(f"{key}_std")
+    return std if _finite(std) else None
+
+
+# -- the Figure 1 table -----------------------------------------------------------------------------
+def best_cells(rows: list[dict], key: str, direction: str, digits: int) -> set[str]:
+    """Methods holding the best value of a column (compared at the shown precision).
+
+    Original never competes; Retrain does not compete on columns measured against it. A column where
+    every candidate ties (or fewer than two compete) marks nothing.
+    """
+    values = {}
+    for r in rows:
+        if r["method"] == "original" or (r["method"] == "retrain" and key in REFERENCE_KEYS):
+            continue
+        if _finite(r.get(key)):
+            values[r["method"]] = round(float(r[key]), digits)
+    if len(values) < 2 or len(set(values.values())) == 1:
+        return set()
+    best = max(values.values()) if direction == HIGHER else min(values.values())
+    return {m for m, v in values.items() if v == best}
+
+
+def results_table(rows: list[dict]) -> str:
+    budgets = budgets_of(rows) or [None]
+    has_gap = any(_finite(r.get("avg_gap")) for r in rows)
+    has_cost = any(_finite(r.get("cost_vs_retrain")) for r in rows)
+    groups = [(key, label, HIGHER) for key, label in METRICS] + ([("avg_gap", "Avg gap", LOWER)] if has_gap else [])
+    singles = COST_COLUMNS + ([("cost_vs_retrain", "Cost vs Retrain", LOWER)] if has_cost else [])
+    ep = [f"{b} ep" if b is not None else "" for b in budgets]
+    head1 = _tag("th", "Method", rowspan=2) + "".join(
+        _tag("th", escape(label), colspan=len(budgets)) for _, label, _ in groups) + "".join(
+        _tag("th", escape(label), rowspan=2) for _, label, _ in singles)
+    head2 = "".join(_tag("th", escape(e)) for _ in groups for e in ep)
+    width = 1 + len(groups) * len(budgets) + len(singles)
+    bodies = []
+    for model in _models(rows):
+        mine = [r for r in rows if r["model"] == model]
+        methods = _methods(mine)
+        desc = next((r.get("model_desc") for r in mine if r.get("model_desc")), model)
+        # (column id, row per method, key, digits, direction)
+        columns = []
+        for key, _, direction in groups:
+            for b in budgets:
+                chosen = {m: _at_budget(mine, model, m, b) for m in methods}
+                columns.append((f"{key}@{b}" if b is not None else key, chosen, key, direction))
+        for key, _, direction in singles:
+            columns.append((key, {m: _longest(mine, model, m) for m in methods}, key, direction))
+        lines = [_tag("tr", _tag("th", escape(str(desc)), colspan=width), class_="model")]
+        marks = {}
+        for col, chosen, key, direction in columns:
+            digits = _digits(key, [r.get(key) for r in chosen.values() if r])
+            present = [r for r in chosen.values() if r]
+            marks[col] = (digits, best_cells(present, key, direction, digits) if direction else set())
+        for method in methods:
+            cells = [_tag("th", escape(_label(method)), scope="row")]
+            for col, chosen, key, _ in columns:
+                digits, best = marks[col]
+                text = _cell_html(chosen[method], key, digits)
+                if method in best:
+                    cells.append(_tag("td", f"<strong>{text}</strong>", class_="num best", data_col=col))
+                else:
+                    cells.append(_tag("td", text, class_="num", data_col=col))
+            lines.append(_tag("tr", "".join(cells), data_model=model, data_method=method))
+        bodies.append(_tag("tbody", "".join(lines)))
+    aggregated = any(r.get("seed", 0) is None for r in rows)
+    kind = sorted({r.get("memory_kind") for r in rows} - {None})
+    caption = ("Rows: methods per model; UA, MIA-Efficacy, RA and TA in percent at each unlearning budget "
+               "(Original and Retrain run their own recipe and are repeated in every budget column). "
+               "RTE, total time, peak memory" + (" and cost vs Retrain" if has_cost else "") +
+               " are those of the longest budget. "
+               + ("Cells show mean ± sample std over seeds. " if aggregated else "")
+               + "Best per column (bold, shaded) = highest UA, MIA-Efficacy, RA, TA; lowest RTE, total time, "
+               "peak memory" + (", avg gap" if has_gap else "") + (", cost vs Retrain" if has_cost else "")
+               + "; compared at the shown precision, all tied values marked, nothing marked when every "
+               "candidate ties. Original never competes; Retrain is the reference and does not compete on "
+               "the accuracy columns" + (" or on avg gap / cost vs Retrain" if has_gap or has_cost else "") + "."
+               + (" Avg gap = mean |difference from Retrain| over UA, MIA-Efficacy, RA, TA." if has_gap else "")
+               + (f" Peak memory: {', '.join(kind)}." if kind else ""))
+    return _tag("table", _tag("caption", escape(caption)) + _tag("thead", _tag("tr", head1) + _tag("tr", head2))
+                + "".join(bodies), class_="results")
+
+
+def attack_keys(rows: list[dict]) -> list[tuple[str, str | None]]:
+    """(efficacy key, attacker-accuracy key) of every membership attack present in the rows."""
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    found = []
+    for key in keys:
+        if not key.startswith("mia_") or key.endswith(("_acc", "_std")):
+            continue
+        acc = "mia_attack_acc" if key == "mia_efficacy" else f"{key}_acc"
+        found.append((key, acc if acc in keys else None))
+    return sorted(found, key=lambda pair: (pair[0] != "mia_efficacy", pair[0]))
+
+
+def attack_table(rows: list[dict]) -> str:
+    attacks = attack_keys(rows)
+    head1 = _tag("th", "Model", rowspan=2) + _tag("th", "Method", rowspan=2) + _tag("th", "Epochs", rowspan=2) + "".join(
+        _tag("th", escape(ATTACK_LABEL.get(k, k.removeprefix("mia_").replace("_", " "))), colspan=2) for k, _ in attacks)
+    head2 = "".join(_tag("th", "efficacy %") + _tag("th", "attacker acc %") for _ in attacks)
+    body = []
+    ordered = sorted(rows, key=lambda r: (_models(rows).index(r["model"]), _method_rank(r["method"]), r["epochs"] or 0))
+    for r in ordered:
+        cells = [_tag("td", escape(str(r["model"]))), _tag("th", escape(_label(r["method"])), scope="row"),
+                 _tag("td", escape("-" if r["epochs"] is None else str(r["epochs"])), class_="num")]
+        for eff, acc in attacks:
+            cells.append(_tag("td", _cell_html(r, eff, 2), class_="num"))
+            cells.append(_tag("td", _cell_html(r, acc, 2) if acc else "-", class_="num"))
+        body.append(_tag("tr", "".join(cells)))
+    caption = ("Each attack's MIA-Efficacy (% of forget-train samples it calls non-members) beside the attacker's "
+               "own accuracy at telling retain-train from test-retain on held-out shadow samples: an efficacy "
+               "from an attacker near 50% accuracy says little about what the model remembers.")
+    return _tag("table", _tag("caption", escape(caption)) + _tag("thead", _tag("tr", head1) + _tag("tr", head2))
+                + _tag("tbody", "".join(body)), class_="attacks")
+
+
+# -- the page ---------------------------------------------------------------------------------------
+def config_pairs(config: dict) -> list[tuple[str, Any]]:
+    data, pre, un = config.get("data", {}), config.get("pretrain", {}), config.get("unlearn", {})
+    args = config.get("model_args", {})
+    models = [f"{m} ({_plain(args[m])})" if args.get(m) else m for m in config.get("models", [])]
+    pairs = [("preset", config.get("preset")), ("dataset", data.get("dataset")),
+             ("forget class", data.get("forget_class")),
+             ("train / test per class", f"{_plain(data.get('train_per_class'))} / {_plain(data.get('test_per_class'))}"),
+             ("models", models), ("methods", config.get("methods")), ("seeds", config.get("seeds")),
+             ("pretrain epochs", pre.get("epochs")), ("unlearn epochs (budgets)", un.get("epochs")),
+             ("unlearn optimizer / lr", f"{_plain(un.get('optimizer'))} / {_plain(un.get('lr'))}"),
+             ("unlearn batch size", un.get("batch_size")),
+             ("prune amount / mode", f"{_plain(un.get('prune_amount'))} / {_plain(un.get('prune_mode'))}"),
+             ("keep sparsity", un.get("keep_sparsity")),
+             ("LoRA r / alpha / dropout",
+              " / ".join(_plain(un.get(k)) if un.get(k) is not None else "default"
+                         for k in ("lora_r", "lora_alpha", "lora_dropout"))),
+             ("device / precision", f"{_plain(config.get('device'))} / {_plain(config.get('precision'))}"),
+             ("MIA shadow cap per side", config.get("mia_max_per_side"))]
+    return [(k, v) for k, v in pairs if v is not None]
+
+
+def _section(title: str, *parts: str) -> str:
+    return _tag("section", _tag("h2", escape(title)) + "".join(parts))
+
+
+def _para(text: str, cls: str | None = None) -> str:
+    return _tag("p", escape(text), class_=cls)
+
+
+def render_html(results: dict, out: Path) -> str:
+    """The page as a string; `out` is the run folder the rows' logits_file paths are relative to."""
+    out = Path(out)
+    all_rows = list(results.get("rows", []))
+    rows = display_rows(all_rows)
+    config, env = results.get("config", {}) or {}, results.get("environment", {}) or {}
+    models = _models(rows)
+    dataset = (config.get("data") or {}).get("dataset", "?")
+    forget = (config.get("data") or {}).get("forget_class", "?")
+    title = f"prunelora report: {dataset}, forget class {forget}"
+    n_seeds = max((r.get("n_seeds", 1) for r in rows if _finite(r.get("n_seeds"))), default=1)
+
+    env_pairs = list(env.items()) + [("seeds", config.get("seeds"))]
+    if _finite(results.get("wall_sec")):
+        env_pairs.append(("wall time (s)", f"{results['wall_sec']:.1f}"))
+    run = _section("Run",
+                   _tag("div", _kv_table(config_pairs(config), "Configuration (main fields)")
+                        + _kv_table(env_pairs, "Environment"), class_="side"),
+                   _tag("details", _tag("summary", "Full configuration (JSON)")
+                        + _tag("pre", escape(json.dumps(config, indent=2, default=str)))))
+
+    parts = [_para("The paper's Figure 1: unlearning metrics and cost of every method"
+                   + (f" (aggregated over {n_seeds} seeds)." if n_seeds > 1 else "."))]
+    parts.append(_tag("div", results_table(rows), class_="scroll") if rows else _para("No result rows.", "note"))
+    table = _section("Results (Figure 1)", *parts)
+
+    # Figure 2 needs per-sample logits: those of one seed (aggregated rows have none).
+    with_logits = [r for r in all_rows if r.get("logits_file") and r.get("seed", 0) is not None]
+    seeds = sorted({r.get("seed", 0) for r in with_logits})
+    hist_parts = []
+    if not with_logits:
+        hist_parts.append(_para("No per-sample logits were saved with these rows, so no loss histograms.", "note"))
+    for model in models:
+        mine = [r for r in with_logits if r["model"] == model and r.get("seed", 0) == seeds[0]] if seeds else []
+        if mine:
+            hist_parts.append(figure_html(
+                loss_histogram_figure(mine, model, out), f"loss histograms, {model}",
+                f"{model}, seed {seeds[0]}: per-sample cross-entropy of the forget-train samples against the "
+                "test samples of the retained classes, one panel per method at its longest budget; forgetting "
+                "shows as forget losses lying above (to the right of) test losses."))
+    hists = _section("Loss histograms (Figure 2)", *hist_parts)
+
+    bars = _section("Metrics per method", *[figure_html(
+        metric_bars_figure(rows, model), f"metric bars, {model}",
+        f"{model}: UA, MIA-Efficacy, RA, TA, run time per epoch and peak memory of each method at its longest "
+        "budget" + (", with error bars of one standard deviation over seeds." if n_seeds > 1 else "."))
+        for model in models])
+
+    if any(_finite(r.get("avg_gap")) and _finite(r.get("cost_vs_retrain")) for r in rows):
+        trade = figure_html(gap_cost_figure(rows), "avg gap against cost vs retrain",
+                            "Each method row (one point per budget) placed by its total time relative to Retrain "
+                            "(x) and its mean absolute gap to Retrain over UA, MIA-Efficacy, RA and TA (y): "
+                            "the lower left is closest to exact unlearning for the least time.")
+    else:
+        trade = _para("These rows carry no avg_gap / cost_vs_retrain (the gap to Retrain was not computed, "
+                      "or no Retrain row ran), so the gap-against-cost plot is left out.", "note")
+    tradeoff = _section("Gap to Retrain against cost", trade)
+
+    attacks = _section("Membership attacks", _tag("div", attack_table(rows), class_="scroll")) if attack_keys(rows) else ""
+
+    body = (_tag("h1", escape(title))
+            + _para(f"Models: {', '.join(models) or '-'}; methods: "
+                    f"{', '.join(_label(m) for m in _methods(rows)) or '-'}; preset {config.get('preset', '-')}."
+                    " UA, MIA-Efficacy, RA, TA are percentages (higher is better for all four).", "note")
+            + run + table + hists + bars + tradeoff + attacks)
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{escape(title)}</title><style>{CSS}</style></head>\n<body>{body}</body></html>\n")
+
+
+def write_html_report(results: dict, out: Path) -> Path:
+    """Write out/report.html atomically and return its path."""
+    out = Path(out)
+    path = out / "report.html"
+    page = render_html(results, out)
+    with io.atomic_path(path, ".html") as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m prunelora.report.html OUT_DIR   (the folder holding results.json)", file=sys.stderr)
+        return 2
+    out = Path(args[0])
+    print(write_html_report(json.loads((out / "results.json").read_text()), out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,255 @@
+"""report.html: self-contained, images that decode, best values marked, text escaped, renders in a browser."""
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+import struct
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from prunelora.report.html import write_html_report
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+EVIL = 'tiny<b>&"net'  # a model name full of HTML special characters
+METHODS = ["original", "retrain", "finetune", "lora", "prunelora"]
+BUDGETS = [1, 2]
+NUMERIC = ["ua", "mia_efficacy", "ra", "ta", "forget_test_acc", "mia_attack_acc", "mia_svc_entropy",
+           "mia_svc_entropy_acc", "mia_loss_lr", "mia_loss_lr_acc", "sec_per_epoch", "total_sec",
+           "peak_memory_mb", "trainable_params", "params", "avg_gap", "cost_vs_retrain"]
+
+# The constructed case (model "vit", longest budget 2): Original and Retrain hold the "best" raw values
+# but must not be marked where they do not compete.
+VIT_CASE = {
+    "original": {"ra": 99.0, "sec_per_epoch": 0.01, "avg_gap": 3.0},
+    "retrain": {"ra": 98.0, "sec_per_epoch": 0.5, "avg_gap": 0.0, "cost_vs_retrain": 1.0},
+    "finetune": {"ra": 90.0, "sec_per_epoch": 0.4, "avg_gap": 5.0},
+    "lora": {"ra": 95.0, "sec_per_epoch": 0.2, "avg_gap": 2.0},
+    "prunelora": {"ra": 97.0, "sec_per_epoch": 0.3, "avg_gap": 1.0},
+}
+
+
+def _fake_logits(path: Path, rng: np.random.Generator, classes: int = 4, n: int = 30) -> None:
+    arrays = {}
+    for split in ("forget_train", "retain_train", "test_retain", "test_forget"):
+        labels = rng.integers(0, classes, n)
+        logits = rng.normal(size=(n, classes)).astype(np.float32)
+        logits[np.arange(n), labels] += 2.0 if split != "forget_train" else -1.0
+        arrays[f"{split}_logits"], arrays[f"{split}_labels"] = logits, labels
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)
+
+
+def _mean_row(model: str, method: str, epochs: int | None, rng: np.random.Generator) -> dict:
+    row = {"model": model, "model_desc": f"{model} (fake; 1k params)", "method": method, "epochs": epochs,
+           "ua": float(rng.uniform(80, 100)), "mia_efficacy": float(rng.uniform(50, 100)),
+           "ra": float(rng.uniform(60, 90)), "ta": float(rng.uniform(60, 90)), "forget_test_acc": 0.0,
+           "mia_attack_acc": float(rng.uniform(50, 70)), "mia_svc_entropy": float(rng.uniform(0, 100)),
+           "mia_svc_entropy_acc": float(rng.uniform(50, 70)), "mia_loss_lr": float(rng.uniform(0, 100)),
+           "mia_loss_lr_acc": float(rng.uniform(50, 70)), "sec_per_epoch": float(rng.uniform(0.6, 2.0)),
+           "total_sec": float(rng.uniform(1, 5)), "peak_memory_mb": float(rng.uniform(10, 100)),
+           "memory_kind": "cpu_peak_rss_growth", "trainable_params": 1000 if "lora" not in method else 100,
+           "params": 1000, "avg_gap": float(rng.uniform(4, 10)) if method != "retrain" else 0.0,
+           "cost_vs_retrain": float(rng.uniform(0.1, 0.9)) if method != "retrain" else 1.0}
+    if model == "vit" and epochs in (None, max(BUDGETS)):
+        row.update(VIT_CASE[method])
+    return row
+
+
+def fake_results(out: Path, *, seeds=(0, 1), aggregated: bool = True, gap: bool = True) -> dict:
+    """Per-seed rows with logits files, plus (optionally) aggregated rows carrying <key>_std."""
+    rng = np.random.default_rng(0)
+    rows, means = [], []
+    for model in (EVIL, "vit"):
+        for method in METHODS:
+            for epochs in ([None] if method in ("original", "retrain") else BUDGETS):
+                means.append(_mean_row(model, method, epochs, rng))
+    for index, seed in enumerate(seeds):
+        for k, mean in enumerate(means):
+            row = {**mean, "seed": seed}
+            for key in NUMERIC[:4]:
+                row[key] = mean[key] + (0.5 if index % 2 else -0.5) * (len(seeds) > 1)
+            tag = f"m{k}" + (f"_seed{seed}" if len(seeds) > 1 else "")
+            row["logits_file"] = f"logits/{tag}.npz"
+            _fake_logits(out / row["logits_file"], rng)
+            rows.append(row)
+    if aggregated:
+        for mean in means:
+            agg = dict(mean, seed=None, n_seeds=len(seeds))
+            for key in NUMERIC:
+                agg[f"{key}_std"] = 0.7
+            rows.append(agg)
+    if not gap:
+        for row in rows:
+            for key in [k for k in row if k.startswith(("avg_gap", "cost_vs_retrain"))]:
+                del row[key]
+    config = {"data": {"dataset": "digits", "forget_class": 3, "train_per_class": 24, "test_per_class": 12},
+              "models": [EVIL, "vit"], "model_args": {"vit": {"depth": 2}}, "methods": METHODS[1:],
+              "pretrain": {"epochs": 2}, "unlearn": {"epochs": BUDGETS, "lr": 0.001, "optimizer": "adam",
+                                                      "prune_amount": 0.5, "prune_mode": "mask", "lora_r": None},
+              "seeds": list(seeds), "device": "cpu", "precision": "fp32", "preset": "smoke", "out": str(out)}
+    environment = {"prunelora": "0.1.0", "python": "3.11", "torch": "2.x", "device": "cpu", "threads": 1}
+    return {"config": config, "rows": rows, "environment": environment, "wall_sec": 12.5}
+
+
+class Cells(HTMLParser):
+    """(model, method, column) -> (classes, text) of the results table's cells."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cells: dict[tuple[str, str, str], tuple[set[str], str]] = {}
+        self.imgs: list[dict] = []
+        self._row: dict | None = None
+        self._cell: tuple | None = None
+        self._text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.imgs.append(attrs)
+        if tag == "tr" and "data-method" in attrs:
+            self._row = attrs
+        if tag == "td" and self._row and "data-col" in attrs:
+            key = (self._row["data-model"], self._row["data-method"], attrs["data-col"])
+            self._cell, self._text = (key, set(attrs.get("class", "").split())), []
+
+    def handle_data(self, data):
+        if self._cell:
+            self._text.append(data)
+
+    def handle_endtag(self, tag):
+        if tag == "td" and self._cell:
+            key, classes = self._cell
+            self.cells[key] = (classes, "".join(self._text))
+            self._cell = None
+        if tag == "tr":
+            self._row = None
+
+
+def parse(page: str) -> Cells:
+    parser = Cells()
+    parser.feed(page)
+    return parser
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> tuple[Path, str]:
+    """One report built for the whole module (building it draws every figure: a few seconds)."""
+    out = tmp_path_factory.mktemp("run")
+    path = write_html_report(fake_results(out), out)
+    return path, path.read_text(encoding="utf-8")
+
+
+def test_writes_one_self_contained_page(report):
+    path, page = report
+    assert path.name == "report.html" and path.is_file()
+    assert not [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")]  # written atomically
+    assert page.startswith("<!DOCTYPE html>")
+    # no external resource: no src/href/url()/@import pointing anywhere, no scripts or stylesheets to fetch
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", page, re.I)
+    assert not re.search(r"url\(\s*['\"]?\s*(?:https?:)?//|@import", page, re.I)
+    assert "<script" not in page.lower() and "<link" not in page.lower()
+
+
+def test_every_image_is_an_inline_png(report):
+    _, page = report
+    imgs = parse(page).imgs
+    assert len(imgs) == 2 + 2 + 1  # loss histograms per model, metric bars per model, gap vs cost
+    for img in imgs:
+        src = img["src"]
+        assert src.startswith("data:image/png;base64,")
+        data = base64.b64decode(src.split(",", 1)[1], validate=True)
+        assert data[:8] == PNG_SIGNATURE and data[12:16] == b"IHDR"
+        width, height = struct.unpack(">II", data[16:24])
+        assert width > 100 and height > 100
+        assert img.get("alt")
+
+
+def test_best_value_marked_on_the_right_cell(report):
+    _, page = report
+    cells = parse(page).cells
+
+    def best(column: str) -> set[str]:
+        return {method for (model, method, col), (classes, _) in cells.items()
+                if model == "vit" and col == column and "best" in classes}
+
+    # RA: Original (99) and Retrain (98, the reference) do not compete -> PruneLoRA (97)
+    assert best("ra@2") == {"prunelora"}
+    classes, text = cells[("vit", "prunelora", "ra@2")]
+    assert text.startswith("97.00 ± 0.70")
+    assert '<strong>97.00<span class="sd"> ± 0.70</span></strong>' in page
+    # RTE: lowest wins; Original (0.01) does not compete, Retrain does -> LoRA (0.2)
+    assert best("sec_per_epoch") == {"lora"}
+    # avg gap: Retrain's 0 is the reference, not a candidate -> PruneLoRA (1.0)
+    assert best("avg_gap@2") == {"prunelora"}
+    assert "best" not in cells[("vit", "retrain", "ra@2")][0]
+    # trainable params are shown but never marked
+    assert not best("trainable_params")
+
+
+def test_mean_and_std_shown_for_aggregated_rows(report):
+    _, page = report
+    cells = parse(page).cells
+    assert all("±" in text for (_, _, col), (_, text) in cells.items() if col.startswith(("ua@", "ta@")))
+    assert "aggregated over 2 seeds" in page
+
+
+def test_html_special_characters_are_escaped(report):
+    _, page = report
+    assert EVIL not in page and "<b>" not in page
+    assert "tiny&lt;b&gt;&amp;&quot;net" in page
+
+
+def test_attack_table_pairs_each_efficacy_with_its_attacker(report):
+    _, page = report
+    assert "Membership attacks" in page
+    for label in ("Confidence SVC (paper)", "SVC on entropy", "Logistic regression on loss"):
+        assert label in page
+    assert page.count("attacker acc %") == 3
+
+
+def test_single_seed_without_gap_or_logits(tmp_path):
+    results = fake_results(tmp_path, seeds=(0,), aggregated=False, gap=False)
+    for row in results["rows"][:3]:
+        (tmp_path / row["logits_file"]).unlink()  # a missing logits file is drawn as a note, not a crash
+    page = write_html_report(results, tmp_path).read_text(encoding="utf-8")
+    assert "gap-against-cost plot is left out" in page
+    assert "±" not in page.split('<table class="results">')[1].split("</table>")[0]
+    assert len(parse(page).imgs) == 2 + 2
+
+
+CHECK_SCRIPT = """<script>
+window.addEventListener("load", function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var broken = imgs.filter(function (i) { return !i.complete || i.naturalWidth === 0; }).length;
+  var pre = document.createElement("pre");
+  pre.id = "result";
+  pre.textContent = "total=" + imgs.length + " broken=" + broken;
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+def test_renders_in_headless_chromium(report, tmp_path):
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        reason = "chromium not installed: no `chromium` on PATH (Debian: apt-get install chromium)"
+        print(reason)
+        pytest.skip(reason)
+    _, page = report
+    check = tmp_path / "report_check.html"  # the page itself has no script; only this test copy does
+    check.write_text(page.replace("</body>", CHECK_SCRIPT + "</body>"), encoding="utf-8")
+    profile = tmp_path / "chromium-profile"
+    profile.mkdir()
+    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={profile}", "--virtual-time-budget=5000", "--dump-dom", check.as_uri()]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    found = re.search(r'<pre id="result">total=(\d+) broken=(\d+)</pre>', done.stdout)
+    assert found, f"no result in the dumped DOM (rc {done.returncode}): {done.stderr[-2000:]}"
+    total, broken = int(found.group(1)), int(found.group(2))
+    assert total == 5 and broken == 0
