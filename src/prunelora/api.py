@@ -59,7 +59,7 @@ def unlearn(model: nn.Module, retain: Any, forget: Any | None = None, method: st
 
 
 def evaluate(model: nn.Module, splits: Splits, seed: int = 0, batch_size: int = 1024,
-             mia_cap: int = 2000) -> dict[str, float]:
+             mia_cap: int = 1000) -> dict[str, float]:
     """UA, RA, TA, forget-test accuracy and MIA-Efficacy (with the attacker's accuracy), in percent."""
     logits, labels = collect_logits(model, splits, batch_size)
     return metrics_from_logits(logits, labels, seed, mia_cap)

@@ -7,12 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2, as for every user mistake
-        raise UserError(f"{message} (see '{self.prog} --help')")
+from .errors import UserError, UserErrorParser
 
 
 def _ints(text: str) -> list[int]:
@@ -56,8 +51,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="prunelora", description="Machine unlearning: PruneLoRA and the paradigms it is compared with.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = UserErrorParser(prog="prunelora", description="Machine unlearning: PruneLoRA and the paradigms it is compared with.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=UserErrorParser)
     p = sub.add_parser("reproduce", help="original -> every method -> evaluate -> the paper's table")
     _common(p)
     p = sub.add_parser("train", help="train (or reuse) the original model")
@@ -70,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--checkpoint", required=True, help="model (.safetensors written by prunelora)")
     p.add_argument("--dump-logits", help="write every split's logits and labels to this .npz")
+    from .bench import build_arg_parser
+
+    build_arg_parser(sub.add_parser("bench", help="seconds, memory and FLOPs of every method (benchmarks/)"))
     return parser
 
 
@@ -117,6 +115,10 @@ def _run(argv: list[str] | None) -> int:
     from .config import resolve
 
     args = build_parser().parse_args(argv)
+    if args.command == "bench":
+        from .bench import report, run_from_args
+
+        return report(run_from_args(args))
     config = resolve(yaml_path=args.config, overrides=overrides(args))
     progress = not args.no_progress
     from . import commands

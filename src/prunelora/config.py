@@ -83,7 +83,7 @@ class RunConfig:
     preset: str = "cpu"
     out: str = "runs/prunelora"
     eval_batch_size: int = 1024
-    mia_max_per_side: int = 2000  # balanced shadow sample cap for the attacks
+    mia_max_per_side: int = 1000  # balanced shadow sample cap for the attacks (RBF SVC cost ~ n^2)
 
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -19,7 +19,7 @@ from .config import RunConfig, fingerprint, to_dict
 from .data import RawDataset, Splits, class_splits, load_dataset
 from .errors import UserError
 from .methods import get_method, resolve_recipe
-from .methods.pruning import matching_modules
+from .methods.pruning import removal_blocker
 from .metrics.cost import MemoryMeter
 from .metrics.evaluate import SPLITS, collect_logits, metrics_from_logits
 from .metrics.summary import add_retrain_gap, aggregate_seeds
@@ -57,10 +57,9 @@ def check_config(config: RunConfig, raw: RawDataset | None = None) -> None:
         for name in config.models:
             args = config.model_args.get(name, {})
             model = build_model(name, raw.num_classes, channels, size, raw.mean, raw.std, args)
-            layers = matching_modules(model, get_spec(name, args).plan.prune_layers)
-            if any(isinstance(m, nn.Linear) for m in layers.values()):
-                raise UserError(f"prune mode 'remove' cannot prune model '{name}': its pruned layers are Linear "
-                                "projections into the residual stream (use --prune-mode mask, or drop it from --models)")
+            reason = removal_blocker(model, get_spec(name, args).plan.prune_layers)
+            if reason:
+                raise UserError(f"model '{name}': {reason}")
 
 
 def model_meta(name: str, args: dict, splits: Splits, dataset: str, **extra: Any) -> dict[str, Any]:
@@ -289,5 +288,7 @@ def environment(device: torch.device) -> dict[str, Any]:
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
     else:
-        env["cpu"] = platform.processor() or platform.machine()
+        from .bench import cpu_model
+
+        env["cpu"] = cpu_model()
     return env

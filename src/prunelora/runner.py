@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,9 @@ class MethodRun:
     total_params: int
     prepared: Prepared
     history: History
+    surgery_sec: float
+    peak_memory_mb: float
+    memory_kind: str
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -64,23 +68,31 @@ def method_context(config: RunConfig, plan: LayerPlan, family: str, fresh_model,
 
 
 def run_method(name: str, original: nn.Module, retain: ImageSet, ctx: MethodContext, *, seed: int,
-               precision: str = "fp32", cache_prefix: bool = True, progress: bool = True) -> MethodRun:
-    """Prepare the method, train it once for its longest budget, snapshot the deliverable at each budget."""
+               precision: str = "fp32", cache_prefix: bool = True, progress: bool = True,
+               epochs: int | None = None, snapshots: bool = True,
+               model_hook: Callable[[nn.Module], None] | None = None) -> MethodRun:
+    """Prepare the method, train it once for its longest budget, snapshot the deliverable at each budget.
+
+    epochs overrides the length of the run; snapshots=False skips the deliverables (benchmarks);
+    model_hook(model) runs after surgery, before training (memory format, torch.compile).
+    """
     method = get_method(name)
     device = retain.labels.device
-    snapshots: list[Snapshot] = []
+    taken: list[Snapshot] = []
     with MemoryMeter(device) as meter:
         start = time.perf_counter()
         torch.manual_seed(seed)
         prepared = method.prepare(original, ctx)
         prepared.model.to(device)
+        if model_hook is not None:
+            model_hook(prepared.model)
         surgery_sec = time.perf_counter() - start
-        budgets = sorted(set(prepared.epochs))
+        budgets = sorted(set(prepared.epochs)) if snapshots else []
 
         def on_epoch_end(epoch: int, history: History) -> None:
             if epoch not in budgets:
                 return
-            snapshots.append(Snapshot(
+            taken.append(Snapshot(
                 epochs=None if method.exact else epoch,
                 model=prepared.deliver(prepared.model),
                 sec_per_epoch=sum(history.epoch_seconds) / epoch,
@@ -91,11 +103,12 @@ def run_method(name: str, original: nn.Module, retain: ImageSet, ctx: MethodCont
 
         if prepared.after_step is not None:
             prepared.after_step()
-        history = fit(prepared.model, retain, prepared.optim, max(budgets), seed=seed,
+        history = fit(prepared.model, retain, prepared.optim, epochs or max(prepared.epochs), seed=seed,
                       after_step=prepared.after_step, on_epoch_end=on_epoch_end, precision=precision,
                       cache_prefix=cache_prefix and not method.exact, desc=name, progress=progress)
     info = dict(prepared.info)
     if history.cache:
         info["prefix_cache"] = history.cache
-    return MethodRun(name, snapshots, count_trainable(prepared.model),
-                     sum(p.numel() for p in snapshots[-1].model.parameters()), prepared, history, info)
+    final = taken[-1].model if taken else prepared.model
+    return MethodRun(name, taken, count_trainable(prepared.model), sum(p.numel() for p in final.parameters()),
+                     prepared, history, surgery_sec, meter.final_mb, meter.kind, info)

@@ -95,6 +95,15 @@ def bind_lora_masks(peft_model: nn.Module, masks: ChannelMasks) -> None:
                     masks.bind(lora_b.weight, keep)
 
 
+def removal_blocker(model: nn.Module, pattern: str) -> str | None:
+    """Why the layers matching `pattern` cannot be physically removed, or None when they can."""
+    if any(isinstance(m, nn.Linear) for m in matching_modules(model, pattern).values()):
+        return ("prune mode 'remove' supports convolutional layers only: these pruned layers are Linear "
+                "projections into the residual stream, so removing their outputs would shrink every block "
+                "(use --prune-mode mask)")
+    return None
+
+
 def remove_channels(model: nn.Module, pattern: str, amount: float, head: str,
                     example: torch.Tensor) -> dict[str, int]:
     """Physically remove the lowest-L2 `amount` of output channels with torch-pruning.
@@ -105,10 +114,10 @@ def remove_channels(model: nn.Module, pattern: str, amount: float, head: str,
     """
     import torch_pruning as tp
 
+    reason = removal_blocker(model, pattern)
+    if reason:
+        raise UserError(reason)
     targets = set(matching_modules(model, pattern).values())
-    if any(isinstance(m, nn.Linear) for m in targets):
-        raise UserError("prune mode 'remove' supports convolutional layers only: the ViT's pruned layers write "
-                        "into the residual stream, so removing them would shrink every block (use --prune-mode mask)")
     ignored = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and m not in targets]
     head_module = model.get_submodule(head)
     if head_module not in ignored:

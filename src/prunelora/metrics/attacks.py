@@ -171,7 +171,7 @@ ATTACKS: dict[str, Attack] = {
 
 
 def attack_suite(logits: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray], seed: int = 0,
-                 cap: int = 2000, attacks: Mapping[str, Attack] | None = None) -> dict[str, float]:
+                 cap: int = 1000, attacks: Mapping[str, Attack] | None = None) -> dict[str, float]:
     """Run every attack: members retain_train, non-members test_retain, target forget_train.
 
     Returns ``mia_<name>`` (efficacy: % of forget_train called non-member) and ``mia_<name>_acc``

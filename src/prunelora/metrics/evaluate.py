@@ -34,7 +34,7 @@ def collect_logits(model: nn.Module, splits: Splits, batch_size: int = 1024) -> 
 
 
 def metrics_from_logits(logits: dict[str, np.ndarray], labels: dict[str, np.ndarray], seed: int = 0,
-                        mia_cap: int = 2000) -> dict[str, float]:
+                        mia_cap: int = 1000) -> dict[str, float]:
     """UA, RA, TA, forget-test accuracy and every membership attack, in percent.
 
     mia_efficacy / mia_attack_acc are the paper's attack (SVC on true-class confidence); the other

@@ -1,0 +1,166 @@
+"""The speed/memory harness: every column for every method, files written, FLOP counts that mean something.
+
+Tiny models on digits, 1 warm-up + 1 timed epoch. Timings are never compared (the machine is
+shared); FLOP counts are deterministic and are.
+"""
+import argparse
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from prunelora import bench
+from prunelora.errors import UserError
+
+TINY = {"resnet18": {"width": 2}, "vit": {"depth": 1, "dim": 16, "heads": 2, "mlp_dim": 32}}
+METHODS = ["finetune", "prune-finetune", "lora", "prunelora"]
+ALWAYS = ["sec_per_epoch", "images_per_sec", "sec_ratio_vs_finetune", "flops_per_image",
+          "achieved_flops_per_sec", "mfu", "trainable_params"]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        res = bench.run_benchmark(["resnet18", "vit"], METHODS, model_args=TINY, dataset="digits",
+                                  train_per_class=10, device="cpu", warmup_epochs=1, timed_epochs=1,
+                                  min_timed_epochs=1, matmul_size=128, matmul_repeats=2, out=out,
+                                  log=lambda message: None)
+    finally:
+        torch.set_num_threads(threads)
+    res["out"] = out
+    return res
+
+
+def _row(results, model, method, mode=None):
+    return next(r for r in results["rows"] if (r["model"], r["method"], r["prune_mode"]) == (model, method, mode))
+
+
+def test_every_column_for_every_method(results):
+    rows = results["rows"]
+    expected = {(m, meth, mode) for m in TINY for meth in METHODS
+                for mode in (("mask", "remove") if meth in bench.PRUNING_METHODS else (None,))}
+    assert {(r["model"], r["method"], r["prune_mode"]) for r in rows} == expected
+    for row in rows:
+        for key, _, _ in bench.COLUMNS:
+            assert key in row, (row["model"], row["method"], key)
+            value = row[key]
+            if value is None:
+                assert row["na"].get(key), f"{row['model']} {row['method']} {key}: n/a without a reason"
+            else:
+                assert math.isfinite(value) and value >= 0, (row["model"], row["method"], key, value)
+        if row["status"] != "ok":
+            continue
+        for key in ALWAYS:
+            assert row[key] is not None and row[key] > 0, (row["model"], row["method"], key)
+        assert row["peak_memory_mb"] is not None and row["memory_kind"] == "cpu_peak_rss_growth"
+        assert len(row["timed_epoch_seconds"]) == 1 and len(row["warmup_epoch_seconds"]) == 1
+        assert row["images_per_sec"] == pytest.approx(row["retain_images"] / row["sec_per_epoch"])
+        assert row["achieved_flops_per_sec"] == pytest.approx(row["flops_per_image"] * row["images_per_sec"])
+        assert row["mfu"] == pytest.approx(row["achieved_flops_per_sec"] / results["matmul"]["flops_per_sec"])
+
+
+def test_remove_mode_is_na_on_the_vit_with_a_reason(results):
+    for method in ("prune-finetune", "prunelora"):
+        row = _row(results, "vit", method, "remove")
+        assert row["status"] == "n/a" and "remove" in row["reason"]
+        assert all(row[key] is None for key, _, _ in bench.COLUMNS)
+        assert _row(results, "resnet18", method, "remove")["status"] == "ok"
+
+
+def test_prefix_columns_only_where_the_prefix_is_cached(results):
+    for row in results["rows"]:
+        if row["status"] != "ok":
+            continue
+        cached = row["model"] == "vit" and row["method"] in ("lora", "prunelora")
+        assert (row["prefix_cache"] is not None) == cached, (row["model"], row["method"])
+        assert (row["prefix_flops_per_image"] is not None) == cached
+        if cached:
+            assert row["prefix_flops_per_image"] > 0 and row["prefix_seconds"] > 0
+
+
+def test_ratios_are_against_finetune_of_the_same_model(results):
+    for model in TINY:
+        ft = _row(results, model, "finetune")
+        assert ft["sec_ratio_vs_finetune"] == pytest.approx(1.0)
+        lora = _row(results, model, "lora")
+        assert lora["sec_ratio_vs_finetune"] == pytest.approx(lora["sec_per_epoch"] / ft["sec_per_epoch"])
+        if ft["peak_memory_mb"] > 0:
+            assert lora["memory_ratio_vs_finetune"] == pytest.approx(lora["peak_memory_mb"] / ft["peak_memory_mb"])
+        else:
+            assert lora["memory_ratio_vs_finetune"] is None and lora["na"]["memory_ratio_vs_finetune"]
+
+
+def test_flops_per_image(results):
+    flops = {(r["model"], r["method"], r["prune_mode"]): r["flops_per_image"] for r in results["rows"]}
+    # LoRA's backward stops at the last block, and the cached prefix is not re-run (FINDINGS 5, 13)
+    assert flops["vit", "finetune", None] > flops["vit", "lora", None]
+    assert flops["vit", "finetune", None] > flops["vit", "prunelora", "mask"]
+    # removed channels are fewer FLOPs; masked ones are exactly as many (FINDINGS 2)
+    assert flops["resnet18", "prune-finetune", "remove"] < flops["resnet18", "finetune", None]
+    assert flops["resnet18", "prune-finetune", "mask"] == flops["resnet18", "finetune", None]
+    assert flops["resnet18", "prunelora", "remove"] < flops["resnet18", "prunelora", "mask"]
+
+
+def test_files_and_machine(results):
+    out = results["out"]
+    saved = json.loads((out / bench.BENCH_FILE).read_text())
+    assert len(saved["rows"]) == len(results["rows"])
+    for key in ("cpu", "torch_threads", "torch", "device_name"):
+        assert saved["machine"][key]
+    assert saved["matmul"]["flops_per_sec"] > 0
+    table = (out / bench.TABLE_FILE).read_text()
+    assert table == results["markdown"]
+    for _, label, _ in bench.COLUMNS:
+        assert label in table
+    for method in METHODS:
+        assert f"| {method} |" in table
+    assert "n/a" in table and "Notes:" in table
+
+
+def test_flop_counter_counts_cpu_attention():
+    q = torch.randn(2, 2, 16, 8, requires_grad=True)
+    with bench.flop_counter() as counter:
+        F.scaled_dot_product_attention(q, q, q).sum().backward()
+    assert counter.get_total_flops() > 0
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"models": ["nope"]}, "unknown model"),
+    ({"methods": ["nope"]}, "unknown method"),
+    ({"train_per_class": 0}, "train_per_class"),
+    ({"timed_epochs": 2}, "at least 3"),
+    ({"prune_modes": ["half"]}, "prune mode"),
+    ({"model_args": {"vit": {"depth": 1}}, "models": ["resnet18"]}, "not benchmarked"),
+    ({"model_args": {"resnet18": {"depth": 3}}, "models": ["resnet18"]}, "no argument"),
+    ({"batch_size": 0}, "batch size"),
+    ({"device": "tpu"}, "device"),
+])
+def test_user_mistakes_raise_user_error(kwargs, match, tmp_path):
+    args = {"dataset": "digits", "train_per_class": 10, "out": tmp_path, "log": lambda m: None, **kwargs}
+    with pytest.raises(UserError, match=match):
+        bench.run_benchmark(**args)
+    assert not any(tmp_path.iterdir())
+
+
+def test_cli_parser_and_exit_code(capsys):
+    parser = bench.build_arg_parser(argparse.ArgumentParser())
+    args = parser.parse_args(["--models", "vit", "--model-arg", "vit.depth=2", "--channels-last"])
+    assert args.models == ["vit"] and args.model_arg == [("vit", "depth", 2)] and args.channels_last
+    assert args.epochs == 3 and args.warmup_epochs == 1 and not args.compile
+    assert bench.main(["--models", "nope"]) == 2
+    assert "unknown model" in capsys.readouterr().err
+    assert bench.main(["--bogus"]) == 2
+
+
+def test_default_dataset(tmp_path, monkeypatch):
+    assert bench.default_data("digits", None) == ("digits", None)
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(b"")
+    assert bench.default_data(None, str(tmp_path)) == ("cifar10", str(tmp_path))
+    monkeypatch.setenv("PRUNELORA_DATA", str(tmp_path))
+    assert bench.default_data(None, None) == ("cifar10", str(tmp_path))
