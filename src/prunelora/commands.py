@@ -47,9 +47,10 @@ def unlearn(config: RunConfig, checkpoint: Path, method: str, progress: bool = T
     get_method(method)
     config.methods = [method]
     model, meta, exp = _checkpoint_experiment(config, checkpoint, progress)
+    original_key = io.file_digest(checkpoint)
     rows = []
     for seed in config.seeds:
-        rows += exp.stage_rows(meta["model"], method, model, seed)
+        rows += exp.stage_rows(meta["model"], method, model, original_key, seed)
     return finish(exp, rows, started)
 
 

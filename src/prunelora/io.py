@@ -6,6 +6,7 @@ arguments and shapes in their safetensors metadata; loading never unpickles anyt
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -131,6 +132,15 @@ def resize_to(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
                 module._buffers[key] = torch.empty_like(stored)
 
 
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes (short): which checkpoint a stage started from."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
 def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a registered model from a prunelora checkpoint (pruned shapes included)."""
     from .models import build_model
@@ -144,7 +154,8 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         raise UserError(f"checkpoint {path} metadata lacks {exc}") from None
     except (SafetensorError, OSError) as exc:
         raise UserError(f"checkpoint {path} is corrupt ({exc})") from None
-    resize_to(model, state)
+    if meta.get("prune_mode") == "remove":  # channels were taken out: the tensors say the new shapes
+        resize_to(model, state)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

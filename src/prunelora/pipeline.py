@@ -44,10 +44,13 @@ def select_device(name: str) -> torch.device:
 
 def check_config(config: RunConfig, raw: RawDataset | None = None) -> None:
     """Everything that can be refused before a single file is written."""
-    for name in config.models:
-        get_spec(name, config.model_args.get(name))
     for name in config.methods:
         get_method(name)
+    for name in config.models:
+        get_spec(name, config.model_args.get(name))
+        if raw is not None:  # every architecture argument is checked before anything trains
+            channels, size, _ = raw.shape
+            build_model(name, raw.num_classes, channels, size, raw.mean, raw.std, config.model_args.get(name, {}))
     if raw is not None and not 0 <= config.data.forget_class < raw.num_classes:
         raise UserError(f"forget class {config.data.forget_class} is out of range: "
                         f"{raw.name} has classes 0 to {raw.num_classes - 1}")
@@ -120,7 +123,7 @@ class Experiment:
         path = self.out / "cache" / f"{name}-{key}.safetensors"
         if path.is_file():
             model, meta = io.load_model(path)
-            return model.to(self.device), meta
+            return model.to(self.device), {**meta, "key": key}
         torch.manual_seed(seed)
         model = build_model(name, splits.num_classes, splits.image_shape[0], splits.image_shape[1],
                             splits.mean, splits.std, args).to(self.device)
@@ -133,7 +136,8 @@ class Experiment:
                     "total_sec": history.seconds_until(len(history.epoch_seconds)),
                     "peak_memory_mb": meter.final_mb, "memory_kind": meter.kind,
                     "trainable_params": count_trainable(model)}
-        meta = model_meta(name, args, splits, cfg.data.dataset, method="original", training=training, seed=seed)
+        meta = model_meta(name, args, splits, cfg.data.dataset, method="original", training=training, seed=seed,
+                          key=key)
         io.save_model(model, path, meta)
         return model, meta
 
@@ -165,12 +169,12 @@ class Experiment:
                        logits_file=str(logits.relative_to(self.out)))
         return model, meta, [row]
 
-    def stage_rows(self, name: str, method: str, original: nn.Module, seed: int) -> list[dict]:
-        """Rows of one (model, method) stage: reused when finished with the same configuration."""
+    def stage_rows(self, name: str, method: str, original: nn.Module, original_key: str, seed: int) -> list[dict]:
+        """Rows of one (model, method) stage: reused when finished with the same configuration and original."""
         cfg = self.config
         args = cfg.model_args.get(name, {})
         key = fingerprint("stage", name, method, args, to_dict(cfg)["data"], to_dict(cfg)["pretrain"],
-                          to_dict(cfg)["unlearn"], cfg.mia_max_per_side, seed)
+                          to_dict(cfg)["unlearn"], cfg.mia_max_per_side, seed, original_key)
         marker = self.seed_dir(seed) / "stages" / name / f"{method}.json"
         if marker.is_file():
             try:
@@ -242,10 +246,10 @@ def reproduce(config: RunConfig, progress: bool = True) -> dict[str, Any]:
     rows: list[dict] = []
     for seed in config.seeds:
         for name in config.models:
-            original, _, original_rows = exp.original_rows(name, seed)
+            original, meta, original_rows = exp.original_rows(name, seed)
             rows += original_rows
             for method in config.methods:
-                rows += exp.stage_rows(name, method, original, seed)
+                rows += exp.stage_rows(name, method, original, meta["key"], seed)
     return finish(exp, rows, started)
 
 

@@ -108,11 +108,14 @@ class RestrictedUnpickler(pickle.Unpickler):
 
 def restricted_load(path: Path) -> dict:
     """Read one dataset pickle safely; a refused or broken file is the user's problem, said in one line."""
+    if not path.is_file():
+        raise UserError(f"dataset file missing: {path} (the folder must hold the official files)")
     try:
         with open(path, "rb") as handle:
             return RestrictedUnpickler(handle, encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as exc:
-        raise UserError(f"cannot read dataset file {path}: {exc} (replace it with the official file)") from None
+    except Exception as exc:  # noqa: BLE001 - any failure to decode a damaged file is the file's fault
+        raise UserError(f"cannot read dataset file {path}: {type(exc).__name__}: {exc} "
+                        "(replace it with the official file)") from None
 
 
 def default_data_root() -> Path:
@@ -196,8 +199,11 @@ def _read_split(folder: Path, files: tuple[str, ...], label_key: bytes) -> tuple
         data = np.asarray(batch[b"data"], dtype=np.uint8)
         if data.ndim != 2 or data.shape[1] != 3072:
             raise UserError(f"dataset file {path} holds data of shape {data.shape}, expected (N, 3072)")
+        label_array = np.asarray(batch[label_key], dtype=np.int64).reshape(-1)
+        if len(label_array) != len(data):
+            raise UserError(f"dataset file {path} holds {len(data)} images but {len(label_array)} labels")
         images.append(data.reshape(-1, 3, 32, 32))
-        labels.append(np.asarray(batch[label_key], dtype=np.int64))
+        labels.append(label_array)
     return np.concatenate(images), np.concatenate(labels)
 
 
@@ -207,7 +213,12 @@ def load_cifar(name: str, root: Path, allow_download: bool = True) -> RawDataset
     train_x, train_y = _read_split(folder, spec.train_files, spec.label_key)
     test_x, test_y = _read_split(folder, (spec.test_file,), spec.label_key)
     meta = restricted_load(folder / spec.meta_file)
-    names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta.get(spec.names_key, [])]
+    if not isinstance(meta, dict) or spec.names_key not in meta:
+        raise UserError(f"dataset file {folder / spec.meta_file} does not hold {spec.names_key!r}")
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta[spec.names_key]]
+    for split, labels in (("train", train_y), ("test", test_y)):
+        if len(labels) and not 0 <= labels.min() <= labels.max() < len(names):
+            raise UserError(f"{name} {split} labels lie outside 0..{len(names) - 1} in {folder}")
     mean, std = CIFAR_STATS[name]
     return RawDataset(name, train_x, train_y, test_x, test_y, names, mean, std)
 
