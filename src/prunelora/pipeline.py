@@ -5,6 +5,7 @@ deliverables in models/; a rerun with the same configuration reuses them instead
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,7 +179,7 @@ class Experiment:
         marker = self.seed_dir(seed) / "stages" / name / f"{method}.json"
         if marker.is_file():
             try:
-                saved = io_read_json(marker)
+                saved = json.loads(marker.read_text())
                 if saved.get("fingerprint") == key:
                     return saved["rows"]
             except ValueError:
@@ -219,12 +220,6 @@ class Experiment:
                                  logits_file=str(logits.relative_to(self.out)),
                                  **{k: v for k, v in run.info.items() if isinstance(v, (int, float, str, bool))}))
         return rows
-
-
-def io_read_json(path: Path) -> dict:
-    import json
-
-    return json.loads(path.read_text())
 
 
 def save_logits(path: Path, logits: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> None:

@@ -17,7 +17,22 @@ from torch import nn
 
 from .data import ImageSet, to_float
 
-DEFAULT_BUDGET_BYTES = 2 * 2**30
+FALLBACK_BUDGET_BYTES = 2 * 2**30
+
+
+def cache_budget_bytes(device: torch.device, share: float = 0.25) -> int:
+    """A quarter of the device's free memory (CUDA) or of the available RAM (CPU; 2 GiB if unknown)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * share)
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(int(line.split()[1]) * 1024 * share)
+    except (OSError, ValueError):
+        pass
+    return FALLBACK_BUDGET_BYTES
 
 
 def flat_stages(model: nn.Module) -> list[nn.Module] | None:
@@ -67,8 +82,8 @@ class PrefixCache:
                 "shape": list(self.features.shape), "device": str(self.features.device)}
 
     @classmethod
-    def build(cls, model: nn.Module, data: ImageSet, batch_size: int = 512,
-              budget_bytes: int = DEFAULT_BUDGET_BYTES) -> "PrefixCache | None":
+    def build(cls, model: nn.Module, data: ImageSet, batch_size: int = 256,
+              budget_bytes: int | None = None) -> "PrefixCache | None":
         """The cache, or None where it would not be exact, would save nothing, or would not fit the budget."""
         stages = flat_stages(model)
         if not stages:
@@ -81,7 +96,8 @@ class PrefixCache:
             probe = to_float(data.images[:1])
             for stage in prefix:
                 probe = stage(probe)
-            if probe.numel() * probe.element_size() * len(data) > budget_bytes:
+            budget = cache_budget_bytes(data.labels.device) if budget_bytes is None else budget_bytes
+            if probe.numel() * probe.element_size() * len(data) > budget:
                 return None  # fall back to the plain path
             features = torch.empty((len(data),) + tuple(probe.shape[1:]), dtype=probe.dtype, device=probe.device)
             for start in range(0, len(data), batch_size):
