@@ -73,7 +73,7 @@ def cpu_model() -> str:
                 if line.lower().startswith("model name"):
                     return line.split(":", 1)[1].strip()
     except OSError:
-        pass
+        return platform.processor() or platform.machine() or "unknown"
     return platform.processor() or platform.machine() or "unknown"
 
 

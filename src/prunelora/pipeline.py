@@ -183,7 +183,7 @@ class Experiment:
                 if saved.get("fingerprint") == key:
                     return saved["rows"]
             except ValueError:
-                pass  # a damaged marker: run the stage again
+                marker.unlink()  # a damaged marker: run the stage again
         splits = self.splits(seed)
         spec = get_spec(name, args)
 

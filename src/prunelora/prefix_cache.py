@@ -31,7 +31,7 @@ def cache_budget_bytes(device: torch.device, share: float = 0.25) -> int:
                 if line.startswith("MemAvailable:"):
                     return int(int(line.split()[1]) * 1024 * share)
     except (OSError, ValueError):
-        pass
+        return FALLBACK_BUDGET_BYTES
     return FALLBACK_BUDGET_BYTES
 
 

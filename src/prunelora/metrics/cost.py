@@ -17,7 +17,7 @@ def release_free_memory() -> None:
 
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
-        pass
+        return  # not glibc: RSS growth then also counts memory freed by earlier stages
 
 
 def _rss_bytes() -> int:
