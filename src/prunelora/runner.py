@@ -108,6 +108,7 @@ def run_method(name: str, original: nn.Module, retain: ImageSet, ctx: MethodCont
                       cache_prefix=cache_prefix and not method.exact, desc=name, progress=progress)
     info = dict(prepared.info)
     if history.cache:
+        info["prefix_cache"] = history.cache
         info["prefix_cache_mb"] = history.cache["bytes"] / 2**20
         info["prefix_cache_sec"] = history.setup_seconds
     final = taken[-1].model if taken else prepared.model
