@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -67,6 +68,8 @@ class UnlearnConfig:
     lora_alpha: int | None = None  # None: 2 * r
     lora_dropout: float | None = None  # None: family default (ResNet 0.1, ViT 0.0)
     cache_prefix: bool = True  # reuse the frozen prefix's activations where that is exact
+    prune_layers: str | None = None  # regex over module names; None: the model's own plan (the paper's layers)
+    lora_layers: str | None = None  # regex over module names; None: the model's own plan
 
 
 @dataclass
@@ -262,6 +265,13 @@ def validate(config: RunConfig) -> None:
             raise UserError(f"{name} must be positive, got {value}")
     if config.precision not in ("fp32", "bf16"):
         raise UserError(f"unknown precision '{config.precision}' (choose fp32 or bf16)")
+    for name in ("prune_layers", "lora_layers"):
+        pattern = getattr(u, name)
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise UserError(f"unlearn.{name} is not a valid regular expression: {exc}") from None
     if not config.seeds:
         raise UserError("at least one seed is needed (for example --seeds 0)")
     if not config.models:

@@ -20,12 +20,12 @@ from .config import RunConfig, fingerprint, to_dict
 from .data import RawDataset, Splits, class_splits, load_dataset
 from .errors import UserError
 from .methods import get_method, resolve_recipe
-from .methods.pruning import removal_blocker
+from .methods.pruning import matching_modules, removal_blocker
 from .metrics.cost import MemoryMeter
 from .metrics.evaluate import SPLITS, collect_logits, metrics_from_logits
 from .metrics.summary import add_retrain_gap, aggregate_seeds
 from .models import build_model, get_spec
-from .runner import MethodRun, count_trainable, method_context, run_method
+from .runner import MethodRun, count_trainable, effective_plan, method_context, run_method
 from .train import fit
 
 
@@ -49,21 +49,24 @@ def check_config(config: RunConfig, raw: RawDataset | None = None) -> None:
         get_method(name)
     for name in config.models:
         get_spec(name, config.model_args.get(name))
-        if raw is not None:  # every architecture argument is checked before anything trains
-            channels, size, _ = raw.shape
-            build_model(name, raw.num_classes, channels, size, raw.mean, raw.std, config.model_args.get(name, {}))
     if raw is not None and not 0 <= config.data.forget_class < raw.num_classes:
         raise UserError(f"forget class {config.data.forget_class} is out of range: "
                         f"{raw.name} has classes 0 to {raw.num_classes - 1}")
-    pruning = {"prune-finetune", "prunelora"} & set(config.methods)
-    if raw is not None and pruning and config.unlearn.prune_mode == "remove":
-        channels, size, _ = raw.shape
-        for name in config.models:
-            args = config.model_args.get(name, {})
-            model = build_model(name, raw.num_classes, channels, size, raw.mean, raw.std, args)
-            reason = removal_blocker(model, get_spec(name, args).plan.prune_layers)
+    if raw is None:
+        return
+    channels, size, _ = raw.shape
+    wanted = set(config.methods)
+    for name in config.models:  # the layer patterns must name layers before anything trains
+        args = config.model_args.get(name, {})
+        model = build_model(name, raw.num_classes, channels, size, raw.mean, raw.std, args)
+        plan = effective_plan(config, get_spec(name, args).plan)
+        if wanted & {"prune-finetune", "prunelora"}:
+            matching_modules(model, plan.prune_layers)
+            reason = removal_blocker(model, plan.prune_layers) if config.unlearn.prune_mode == "remove" else None
             if reason:
                 raise UserError(f"model '{name}': {reason}")
+        if wanted & {"lora", "prunelora"}:
+            matching_modules(model, plan.lora_layers)
 
 
 def model_meta(name: str, args: dict, splits: Splits, dataset: str, **extra: Any) -> dict[str, Any]:

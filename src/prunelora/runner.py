@@ -5,6 +5,7 @@ Used by the pipeline, the CLI's `unlearn` and the Python API alike.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,8 +63,15 @@ def reinitialized(model: nn.Module) -> nn.Module:
     return fresh
 
 
+def effective_plan(config: RunConfig, plan: LayerPlan) -> LayerPlan:
+    """The model's layer plan with the config's unlearn.prune_layers / lora_layers overrides applied."""
+    u = config.unlearn
+    return dataclasses.replace(plan, prune_layers=u.prune_layers or plan.prune_layers,
+                               lora_layers=u.lora_layers or plan.lora_layers)
+
+
 def method_context(config: RunConfig, plan: LayerPlan, family: str, fresh_model, retain: ImageSet) -> MethodContext:
-    return MethodContext(plan=plan, unlearn=config.unlearn, pretrain=resolve_recipe(config.pretrain, family),
+    return MethodContext(plan=effective_plan(config, plan), unlearn=config.unlearn, pretrain=resolve_recipe(config.pretrain, family),
                          pretrain_epochs=config.pretrain.epochs, fresh_model=fresh_model, retain=retain)
 
 
