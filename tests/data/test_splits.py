@@ -98,7 +98,7 @@ def test_class_splits_deterministic_per_seed(digits_raw):
     s2 = class_splits(digits_raw, 3, 12, 6, seed=7)
     s3 = class_splits(digits_raw, 3, 12, 6, seed=8)
     for name, a in s1.named().items():
-        b, c = s2.named()[name], s3.named()[name]
+        b = s2.named()[name]
         assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
     assert not torch.equal(s1.retain_train.images, s3.retain_train.images)
     assert not torch.equal(s1.test_retain.images, s3.test_retain.images)

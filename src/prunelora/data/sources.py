@@ -7,7 +7,6 @@ and downloads are allowed, the official archive is fetched, its md5 checked, and
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import pickle
 import shutil
