@@ -41,12 +41,8 @@ class Splits:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     class_names: list[str]
-
-    @property
-    def train(self) -> ImageSet:
-        """All training images, forget class included: what the original model learns from."""
-        return ImageSet(torch.cat([self.retain_train.images, self.forget_train.images]),
-                        torch.cat([self.retain_train.labels, self.forget_train.labels]))
+    train: ImageSet  # every training image in dataset order, forget class included: the original's data,
+    # identical whatever the forget class, so one cached original serves every forget class
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -91,4 +87,5 @@ def class_splits(raw: RawDataset, forget_class: int, train_per_class: int | None
         mean=raw.mean,
         std=raw.std,
         class_names=raw.class_names,
+        train=ImageSet(train_x, train_y),
     )
