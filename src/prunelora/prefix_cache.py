@@ -42,7 +42,10 @@ def flat_stages(model: nn.Module) -> list[nn.Module] | None:
         return None
     stages: list[nn.Module] = []
     for child in base:
-        stages.extend(flat_stages(child) or [child]) if isinstance(child, nn.Sequential) else stages.append(child)
+        if isinstance(child, nn.Sequential):
+            stages.extend(flat_stages(child) or [])
+        else:
+            stages.append(child)
     return stages
 
 
