@@ -129,7 +129,8 @@ def test_unlearning_another_checkpoint_into_the_same_folder_trains_again(tmp_pat
     calls = []
     real = runner.fit
     monkeypatch.setattr(runner, "fit", lambda *a, **k: calls.append(1) or real(*a, **k))
-    rc, _, err = run_cli(["unlearn", *SMOKE, "--checkpoint", other, "--method", "finetune", "--out", out], capsys)
+    rc, _, err = run_cli(["unlearn", *SMOKE, "--checkpoint", other, "--method", "finetune", "--out", out,
+                          "--overwrite"], capsys)
     assert rc == 0, err
     assert calls == [1], "the rows of the first checkpoint were served for the second"
 
@@ -159,9 +160,22 @@ ERRORS = [
     ("corrupt-checkpoint-unlearn", ["unlearn", "--checkpoint", "{corrupt}", "--method", "lora"], "model.safetensors"),
     ("missing-checkpoint", ["evaluate", "--checkpoint", "{empty}/none.safetensors"], "checkpoint not found"),
     ("digits-checkpoint-on-cifar", ["evaluate", "--checkpoint", "{ckpt}", "--dataset", "cifar10", "--data-root",
-                                    "{cifar}", "--no-download"], "pass the dataset it was trained on"),
-    ("cifar-checkpoint-on-digits", ["unlearn", "--checkpoint", "{cifar_ckpt}", "--method", "finetune"],
-     "pass the dataset it was trained on"),
+                                    "{cifar}", "--no-download"], "was trained on digits, not cifar10"),
+    ("cifar-checkpoint-on-digits", ["unlearn", "--checkpoint", "{cifar_ckpt}", "--method", "finetune", "--dataset",
+                                    "digits"], "was trained on cifar10, not digits"),
+    ("models-against-checkpoint", ["evaluate", "--checkpoint", "{ckpt}", "--set", "models=[vit]"],
+     "holds a 'resnet18' model, not vit"),
+    ("model-args-against-checkpoint", ["unlearn", "--checkpoint", "{ckpt}", "--method", "lora", "--set",
+                                       "model_args.resnet18.width=8"], "is a 'resnet18' with"),
+    # Each subcommand takes only its own flags.
+    ("train-takes-no-methods", ["train", "--methods", "lora"], "unrecognized arguments: --methods"),
+    ("evaluate-takes-no-lora-rank", ["evaluate", "--checkpoint", "{ckpt}", "--lora-r", "4"],
+     "unrecognized arguments: --lora-r"),
+    ("evaluate-takes-no-models", ["evaluate", "--checkpoint", "{ckpt}", "--models", "vit"],
+     "unrecognized arguments: --models"),
+    ("unlearn-takes-one-method", ["unlearn", "--checkpoint", "{ckpt}", "--method", "lora", "--methods", "lora"],
+     "unrecognized arguments: --methods"),
+    ("threads-0", ["reproduce", "--threads", "0"], "threads must be a positive integer"),
     ("prune-amount-0", ["reproduce", "--prune-amount", "0"], "prune amount must lie in (0, 1)"),
     ("prune-amount-1.5", ["reproduce", "--prune-amount", "1.5"], "prune amount must lie in (0, 1)"),
     ("prune-mode", ["reproduce", "--prune-mode", "cut"], "unknown prune mode 'cut'"),

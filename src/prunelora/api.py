@@ -9,11 +9,12 @@ import torch
 from torch import nn
 
 from . import io
+from .adapters import is_adapter_folder, load_adapter
 from .config import RunConfig, UnlearnConfig, validate
 from .data import ImageSet, Splits
 from .errors import UserError
 from .metrics.evaluate import collect_logits, metrics_from_logits
-from .models import LayerPlan
+from .models import LayerPlan, spec_of
 from .runner import method_context, reinitialized, run_method
 
 
@@ -34,8 +35,9 @@ def unlearn(model: nn.Module, retain: Any, forget: Any | None = None, method: st
     """Return an unlearned copy of `model`, trained on `retain` only (the input model is not modified).
 
     retain / forget: ImageSet or (uint8 images (N, C, H, W), labels). The model takes float images in
-    [0, 1] and normalises them itself. `plan` says which layers to prune and adapt (inferred when
-    None: convs, else Linears, and the last Linear as head). options: any UnlearnConfig field
+    [0, 1] and normalises them itself. `plan` says which layers to prune and adapt: when None,
+    prunelora's own models (from `prunelora.load`) use their registry plan, as the CLI does; other
+    models get an inferred one (convs, else Linears, and the last Linear as head). options: any UnlearnConfig field
     (lr, prune_amount, prune_mode, keep_sparsity, lora_r, ...). The forget set is not trained on;
     it is accepted so that methods that use it can be added without changing this signature.
     """
@@ -49,11 +51,13 @@ def unlearn(model: nn.Module, retain: Any, forget: Any | None = None, method: st
     config = RunConfig(unlearn=UnlearnConfig(epochs=[epochs], **options))
     config.pretrain.epochs = pretrain_epochs
     validate(config)
-    plan = plan or LayerPlan.infer(model)
+    spec = spec_of(model)
+    plan = plan or (spec.plan if spec is not None else LayerPlan.infer(model))
+    family = spec.family if spec is not None else (
+        "resnet" if any(isinstance(m, nn.Conv2d) for m in model.modules()) else "vit")
     device = retain_set.labels.device
     model = model.to(device)
-    ctx = method_context(config, plan, "resnet" if any(isinstance(m, nn.Conv2d) for m in model.modules()) else "vit",
-                         lambda: reinitialized(model), retain_set)
+    ctx = method_context(config, plan, family, lambda: reinitialized(model), retain_set)
     run = run_method(method, model, retain_set, ctx, seed=seed, cache_prefix=config.unlearn.cache_prefix, progress=False)
     return run.snapshots[-1].model
 
@@ -66,5 +70,11 @@ def evaluate(model: nn.Module, splits: Splits, seed: int = 0, batch_size: int = 
 
 
 def load(path: str | Path) -> nn.Module:
-    """A model saved by prunelora (safetensors with its own description); no unpickling."""
+    """A model saved by prunelora; no unpickling.
+
+    A .safetensors checkpoint gives the model it describes; a saved adapter folder gives its base
+    with the adapter applied, as a PEFT model (the same predictions as the merged checkpoint).
+    """
+    if is_adapter_folder(Path(path)):
+        return load_adapter(path)
     return io.load_model(path)[0]

@@ -1,73 +1,163 @@
-"""The four commands as functions: validate everything first, then write under config.out."""
+"""The four commands: resolve the config, check everything, claim the output folder, then run.
+
+A command on a checkpoint takes the checkpoint's own context (dataset, data subset, model, forget
+class, seed) unless the user says otherwise; a flag that contradicts the checkpoint's identity is
+a user error, one that changes what is measured is a warning in the results. Nothing is written
+before every check has passed, and never into another run's folder (run_folder.claim).
+"""
 from __future__ import annotations
 
 import time
 from pathlib import Path
 from typing import Any
 
-from . import io
-from .config import RunConfig
+from . import io, run_folder
+from .config import RunConfig, _merge, fingerprint, load_yaml, resolve, to_dict
 from .errors import UserError
+from .machine_load import LoadProbe, set_threads
 from .methods import get_method
 from .metrics.evaluate import collect_logits, metrics_from_logits
-from .pipeline import Experiment, describe_model, finish, make_row, reproduce, save_logits, select_device
+from .pipeline import Experiment, describe_model, finish, make_row, save_logits, select_device
 
-__all__ = ["evaluate", "reproduce", "train", "unlearn"]
+__all__ = ["checkpoint_context", "run"]
+
+COMMANDS = ("reproduce", "train", "unlearn", "evaluate")
 
 
-def train(config: RunConfig, progress: bool = True) -> dict[str, Any]:
-    """Train (or reuse) the original of each model and evaluate it; the checkpoint is copied to DIR."""
+def checkpoint_context(meta: dict[str, Any]) -> dict[str, Any]:
+    """The config values a checkpoint records about itself, as a nested dict for config.resolve."""
+    data = {"dataset": meta["dataset"]} if meta.get("dataset") else {}
+    data.update({k: v for k, v in (meta.get("data") or {}).items()
+                 if k in ("data_root", "train_per_class", "test_per_class")})
+    if meta.get("forget_class") is not None:
+        data["forget_class"] = meta["forget_class"]
+    context: dict[str, Any] = {"models": [meta["model"]], "model_args": {meta["model"]: meta.get("model_args", {})},
+                               "data": data}
+    if meta.get("seed") is not None:
+        context["seeds"] = [meta["seed"]]
+    return context
+
+
+def _conflicts(context: dict[str, Any], explicit: dict[str, Any], checkpoint: Path) -> list[str]:
+    """Raise on flags that contradict what the checkpoint is; return warnings for what it changes."""
+    model = context["models"][0]
+    data, asked = context["data"], explicit.get("data") or {}
+    if "dataset" in asked and "dataset" in data and asked["dataset"] != data["dataset"]:
+        raise UserError(f"checkpoint {checkpoint} was trained on {data['dataset']}, not {asked['dataset']} "
+                        "(leave out --dataset: the checkpoint's is used)")
+    if "models" in explicit and list(explicit["models"]) != [model]:
+        raise UserError(f"checkpoint {checkpoint} holds a '{model}' model, not {', '.join(explicit['models'])} "
+                        "(leave out --models: the checkpoint's model is used)")
+    asked_args = (explicit.get("model_args") or {}).get(model)
+    if asked_args is not None and any(context["model_args"][model].get(k) != v for k, v in asked_args.items()):
+        raise UserError(f"checkpoint {checkpoint} is a '{model}' with {context['model_args'][model]}, "
+                        f"not {asked_args} (leave out model_args: the checkpoint's are used)")
+    warnings = []
+    if "forget_class" in asked and "forget_class" in data and asked["forget_class"] != data["forget_class"]:
+        warnings.append(f"the checkpoint forgot class {data['forget_class']}, but this run's forget class is "
+                        f"{asked['forget_class']}: UA and MIA-Efficacy measure class {asked['forget_class']}")
+    for key in ("train_per_class", "test_per_class"):
+        if key in asked and key in data and asked[key] != data[key]:
+            warnings.append(f"the checkpoint's run used data.{key}={data[key]}, this run {asked[key]}: "
+                            "its splits are not the ones the checkpoint was trained and evaluated on")
+    seeds = explicit.get("seeds")
+    if seeds is not None and "seeds" in context and data.get("train_per_class") is not None \
+            and list(seeds) != context["seeds"]:
+        warnings.append(f"the checkpoint's training subset was drawn with seed {context['seeds'][0]}; seeds "
+                        f"{', '.join(map(str, seeds))} draw other subsets, so its retain and forget sets differ")
+    return warnings
+
+
+def _default_out(command: str, config: RunConfig, identity: dict[str, Any]) -> str:
+    """Each command's own default folder; checkpoint commands get one per checkpoint and configuration."""
+    if command in ("reproduce", "train"):
+        return f"runs/{command}"
+    label = config.models[0] + (f"-{config.methods[0]}" if command == "unlearn" else "")
+    return f"runs/{command}/{label}-{fingerprint(identity)[:8]}"
+
+
+def run(command: str, yaml_path: str | None, flags: dict[str, Any], *, checkpoint: str | None = None,
+        method: str | None = None, dump_logits: str | None = None, overwrite: bool = False,
+        progress: bool = True) -> dict[str, Any]:
+    """Run one command from the user's config file and flags; returns the results written."""
+    if command not in COMMANDS:
+        raise UserError(f"unknown command '{command}' (choose from: {', '.join(COMMANDS)})")
+    explicit = _merge(load_yaml(yaml_path), flags)
+    context, warnings, meta, path = None, [], None, None
+    if checkpoint is not None:
+        path = Path(checkpoint)
+        meta = io.read_meta(path)
+        if "model" not in meta:
+            raise UserError(f"checkpoint {path} metadata lacks its model name")
+        context = checkpoint_context(meta)
+        warnings = _conflicts(context, explicit, path)
+    config = resolve(yaml_path=yaml_path, overrides=flags, context=context)
+    if method is not None:
+        get_method(method)
+        config.methods = [method]
+    if dump_logits is not None and not dump_logits.endswith(".npz"):
+        raise UserError(f"--dump-logits needs a .npz file name, got '{dump_logits}'")
+    identity = {k: v for k, v in to_dict(config).items() if k not in ("out", "threads")}
+    if path is not None:
+        identity["checkpoint"] = io.file_digest(path)
+    if dump_logits is not None:
+        identity["dump_logits"] = dump_logits
+    config.out = config.out or _default_out(command, config, identity)
+    probe = LoadProbe(set_threads(config.threads))
     started = time.perf_counter()
-    exp = Experiment(config, select_device(config.device), progress)
-    rows = []
-    for seed in config.seeds:
-        for name in config.models:
-            model, meta, model_rows = exp.original_rows(name, seed)
-            io.save_model(model, exp.seed_dir(seed) / "models" / name / "original.safetensors", meta)
-            rows += model_rows
+    exp = Experiment(config, select_device(config.device), progress, probe=probe, warnings=warnings)
+    model = _checked_checkpoint(exp, path) if path is not None else None
+    run_folder.claim(config.out, command, identity, overwrite)
+    if command == "reproduce":
+        rows = exp.reproduce_rows()
+    elif command == "train":
+        rows = _train(exp)
+    elif command == "unlearn":
+        rows = _unlearn(exp, model, meta, io.file_digest(path), method)
+    else:
+        rows = _evaluate(exp, model, meta, path, dump_logits)
     return finish(exp, rows, started)
 
 
-def _checkpoint_experiment(config: RunConfig, checkpoint: Path, progress: bool):
-    """Load the checkpoint, align the config with it, and check it fits the dataset."""
+def _checked_checkpoint(exp: Experiment, checkpoint: Path):
+    """Load the checkpoint and check that it fits the dataset (classes, channels, image size)."""
     model, meta = io.load_model(checkpoint)
-    config.models = [meta["model"]]
-    config.model_args = {meta["model"]: meta.get("model_args", {})}
-    exp = Experiment(config, select_device(config.device), progress)
     shape = (exp.raw.num_classes, exp.raw.shape[0], exp.raw.shape[1])
     if shape != (meta["num_classes"], meta["in_channels"], meta["image_size"]):
         raise UserError(f"checkpoint {checkpoint} is for {meta['num_classes']} classes of {meta['in_channels']}x"
-                        f"{meta['image_size']}px images, but {config.data.dataset} has {shape[0]} classes of "
+                        f"{meta['image_size']}px images, but {exp.config.data.dataset} has {shape[0]} classes of "
                         f"{shape[1]}x{shape[2]}px (pass the dataset it was trained on)")
-    return model.to(exp.device), meta, exp
+    return model.to(exp.device)
 
 
-def unlearn(config: RunConfig, checkpoint: Path, method: str, progress: bool = True) -> dict[str, Any]:
-    started = time.perf_counter()
-    get_method(method)
-    config.methods = [method]
-    model, meta, exp = _checkpoint_experiment(config, checkpoint, progress)
-    original_key = io.file_digest(checkpoint)
+def _train(exp: Experiment) -> list[dict]:
+    """Train (or reuse) the original of each model and evaluate it; the checkpoint is copied to DIR."""
     rows = []
-    for seed in config.seeds:
+    for seed in exp.config.seeds:
+        for name in exp.config.models:
+            model, meta, model_rows = exp.original_rows(name, seed)
+            io.save_model(model, exp.seed_dir(seed) / "models" / name / "original.safetensors", meta)
+            rows += model_rows
+    return rows
+
+
+def _unlearn(exp: Experiment, model, meta: dict, original_key: str, method: str) -> list[dict]:
+    rows = []
+    for seed in exp.config.seeds:
         rows += exp.stage_rows(meta["model"], method, model, original_key, seed)
-    return finish(exp, rows, started)
+    return rows
 
 
-def evaluate(config: RunConfig, checkpoint: Path, dump_logits: str | None, progress: bool = True) -> dict[str, Any]:
-    started = time.perf_counter()
-    if dump_logits is not None and not dump_logits.endswith(".npz"):
-        raise UserError(f"--dump-logits needs a .npz file name, got '{dump_logits}'")
-    model, meta, exp = _checkpoint_experiment(config, checkpoint, progress)
-    rows = []
+def _evaluate(exp: Experiment, model, meta: dict, checkpoint: Path, dump_logits: str | None) -> list[dict]:
+    config, rows = exp.config, []
+    params = sum(p.numel() for p in model.parameters())
     for seed in config.seeds:
         logits, labels = collect_logits(model, exp.splits(seed), config.eval_batch_size)
         if dump_logits is not None:
             save_logits(Path(dump_logits), logits, labels)
         metrics = metrics_from_logits(logits, labels, seed, config.mia_max_per_side)
-        params = sum(p.numel() for p in model.parameters())
         rows.append(make_row(meta["model"], meta.get("method", "original"), meta.get("epochs"), metrics,
                              sec_per_epoch=None, total_sec=0.0, peak_memory_mb=None,
                              trainable_params=None, seed=seed, params=params, checkpoint=str(checkpoint),
                              model_desc=describe_model(meta["model"], meta.get("model_args", {}), params)))
-    return finish(exp, rows, started)
+    return rows

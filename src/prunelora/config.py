@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import re
 import types
 import typing
@@ -84,7 +85,8 @@ class RunConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "fp32"  # fp32 | bf16 (CUDA autocast)
     preset: str = "cpu"
-    out: str = "runs/prunelora"
+    out: str | None = None  # None: the command's own folder (runs/reproduce, runs/train, runs/unlearn/..., ...)
+    threads: int | None = None  # torch intra-op threads; None: the cores available to the process
     eval_batch_size: int = 1024
     mia_max_per_side: int = 1000  # balanced shadow sample cap for the attacks (RBF SVC cost ~ n^2)
 
@@ -196,25 +198,41 @@ def _build(cls: type, values: dict, where: str = "") -> Any:
     return cls(**kwargs)
 
 
+def load_yaml(yaml_path: str | Path | None) -> dict[str, Any]:
+    """The mapping in a YAML config file ({} for None); a missing or malformed file is a UserError."""
+    if yaml_path is None:
+        return {}
+    path = Path(yaml_path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path} (pass an existing YAML file to --config)")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(values, dict):
+        raise UserError(f"config file {path} must hold a mapping at the top level")
+    return values
+
+
+# The preset used when neither a flag nor the config file names one (the README's tests set it to smoke).
+PRESET_ENV = "PRUNELORA_PRESET"
+
+
 def resolve(preset: str | None = None, yaml_path: str | Path | None = None,
-            overrides: dict[str, Any] | None = None) -> RunConfig:
-    """Build the run's config: defaults < preset < YAML < overrides (nested dicts)."""
-    file_values: dict = {}
-    if yaml_path is not None:
-        path = Path(yaml_path)
-        if not path.is_file():
-            raise UserError(f"config file not found: {path} (pass an existing YAML file to --config)")
-        try:
-            file_values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise UserError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-        if not isinstance(file_values, dict):
-            raise UserError(f"config file {path} must hold a mapping at the top level")
+            overrides: dict[str, Any] | None = None, context: dict[str, Any] | None = None) -> RunConfig:
+    """Build the run's config: defaults < preset < context < YAML < overrides (nested dicts).
+
+    context: what a checkpoint says about itself (its dataset, model, forget class), which a
+    command on that checkpoint takes unless the user says otherwise.
+    """
+    file_values = load_yaml(yaml_path)
     overrides = overrides or {}
-    name = overrides.get("preset") or preset or file_values.get("preset") or RunConfig.preset
+    name = (overrides.get("preset") or preset or file_values.get("preset") or os.environ.get(PRESET_ENV)
+            or RunConfig.preset)
     if name not in PRESETS:
         raise UserError(f"unknown preset '{name}' (choose from: {', '.join(PRESETS)})")
     values = _merge(dataclasses.asdict(RunConfig()), PRESETS[name])
+    values = _merge(values, context or {})
     values = _merge(values, file_values)
     values = _merge(values, overrides)
     values["preset"] = name
@@ -276,6 +294,8 @@ def validate(config: RunConfig) -> None:
         raise UserError("at least one seed is needed (for example --seeds 0)")
     if not config.models:
         raise UserError("at least one model is needed (for example --models resnet18)")
+    if config.threads is not None and config.threads <= 0:
+        raise UserError(f"threads must be a positive integer, got {config.threads} (for example --threads 2)")
     u.epochs = sorted(set(u.epochs))
     config.seeds = list(dict.fromkeys(config.seeds))
 

@@ -72,6 +72,10 @@ def atomic_dir(path: str | Path):
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         yield tmp
+        mask = _umask()  # mkdtemp makes 0700 and some writers 0600: results are ordinary files
+        os.chmod(tmp, 0o777 & ~mask)
+        for item in tmp.rglob("*"):
+            os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~mask)
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +16,13 @@ import torch
 from torch import nn
 
 from . import io
-from .config import RunConfig, fingerprint, to_dict
+from .adapters import base_description, model_card, same_weights, save_adapter_folder
+from .config import DataConfig, RunConfig, fingerprint, to_dict
 from .data import RawDataset, Splits, class_splits, load_dataset
 from .errors import UserError
 from .methods import get_method, resolve_recipe
 from .methods.pruning import matching_modules, removal_blocker
+from .machine_load import LoadProbe
 from .metrics.cost import MemoryMeter
 from .metrics.evaluate import SPLITS, collect_logits, metrics_from_logits
 from .metrics.summary import add_retrain_gap, aggregate_seeds
@@ -69,10 +71,18 @@ def check_config(config: RunConfig, raw: RawDataset | None = None) -> None:
             matching_modules(model, plan.lora_layers)
 
 
-def model_meta(name: str, args: dict, splits: Splits, dataset: str, **extra: Any) -> dict[str, Any]:
+def model_meta(name: str, args: dict, splits: Splits, data: DataConfig, **extra: Any) -> dict[str, Any]:
+    """A checkpoint's description of itself: how to rebuild it, and the data context it was made in.
+
+    The data context (dataset, its folder, the per-class subset sizes) lets `unlearn` and
+    `evaluate` on the checkpoint use the same data without the user repeating it.
+    """
     channels, size, _ = splits.image_shape
+    root = str(Path(data.data_root).expanduser().resolve()) if data.data_root else None
+    context = {"data_root": root, "train_per_class": data.train_per_class, "test_per_class": data.test_per_class}
     return {"model": name, "model_args": args, "num_classes": splits.num_classes, "in_channels": channels,
-            "image_size": size, "mean": list(splits.mean), "std": list(splits.std), "dataset": dataset, **extra}
+            "image_size": size, "mean": list(splits.mean), "std": list(splits.std), "dataset": data.dataset,
+            "data": context, **extra}
 
 
 def describe_model(name: str, args: dict, params: int) -> str:
@@ -99,13 +109,19 @@ class Experiment:
     config: RunConfig
     device: torch.device
     progress: bool = True
+    probe: LoadProbe | None = None  # the machine's load while this run is timed
+    warnings: list[str] = field(default_factory=list)  # shown under the tables and on stderr
 
     def __post_init__(self) -> None:
+        if self.config.out is None:
+            self.config.out = "runs/reproduce"
         self.out = Path(self.config.out)
         self.raw = load_dataset(self.config.data.dataset, self.config.data.data_root, self.config.data.download)
         check_config(self.config, self.raw)
         self._splits: dict[int, Splits] = {}
         self.training_sec = 0.0  # time inside training steps of what this run computed (not reused)
+        self.reused_sec = 0.0  # recorded seconds of the stages reused from an earlier invocation
+        self.reused_stages = 0
 
     def splits(self, seed: int) -> Splits:
         if seed not in self._splits:
@@ -117,6 +133,17 @@ class Experiment:
     def seed_dir(self, seed: int) -> Path:
         return self.out / f"seed{seed}"
 
+    def reproduce_rows(self) -> list[dict]:
+        """Every seed x model: the original's row, then each method's rows."""
+        rows: list[dict] = []
+        for seed in self.config.seeds:
+            for name in self.config.models:
+                original, meta, original_rows = self.original_rows(name, seed)
+                rows += original_rows
+                for method in self.config.methods:
+                    rows += self.stage_rows(name, method, original, meta["key"], seed)
+        return rows
+
     # -- the original model -------------------------------------------------------------------
     def original(self, name: str, seed: int) -> tuple[nn.Module, dict[str, Any]]:
         """Train the original on all classes, or load it from the cache keyed by its configuration."""
@@ -127,6 +154,8 @@ class Experiment:
         path = self.out / "cache" / f"{name}-{key}.safetensors"
         if path.is_file():
             model, meta = io.load_model(path)
+            self.reused_stages += 1
+            self.reused_sec += float((meta.get("training") or {}).get("total_sec") or 0.0)
             return model.to(self.device), {**meta, "key": key}
         torch.manual_seed(seed)
         model = build_model(name, splits.num_classes, splits.image_shape[0], splits.image_shape[1],
@@ -140,7 +169,7 @@ class Experiment:
                     "total_sec": history.seconds_until(len(history.epoch_seconds)),
                     "peak_memory_mb": meter.final_mb, "memory_kind": meter.kind,
                     "trainable_params": count_trainable(model)}
-        meta = model_meta(name, args, splits, cfg.data.dataset, method="original", training=training, seed=seed,
+        meta = model_meta(name, args, splits, cfg.data, method="original", training=training, seed=seed,
                           key=key)
         io.save_model(model, path, meta)
         return model, meta
@@ -184,9 +213,12 @@ class Experiment:
             try:
                 saved = json.loads(marker.read_text())
                 if saved.get("fingerprint") == key:
+                    self.reused_stages += 1
+                    self.reused_sec += float(saved.get("stage_sec") or max(r["total_sec"] for r in saved["rows"]))
                     return saved["rows"]
             except ValueError:
                 marker.unlink()  # a damaged marker: run the stage again
+        started = time.perf_counter()
         splits = self.splits(seed)
         spec = get_spec(name, args)
 
@@ -198,23 +230,23 @@ class Experiment:
         run = run_method(method, original, splits.retain_train, ctx, seed=seed, precision=cfg.precision,
                          cache_prefix=cfg.unlearn.cache_prefix, progress=self.progress)
         self.training_sec += sum(run.history.epoch_seconds)
-        rows = self._deliver(name, args, run, seed)
-        io.write_json(marker, {"fingerprint": key, "rows": rows})
+        rows = self._deliver(name, args, run, seed, original)
+        io.write_json(marker, {"fingerprint": key, "rows": rows, "stage_sec": time.perf_counter() - started})
         return rows
 
-    def _deliver(self, name: str, args: dict, run: MethodRun, seed: int) -> list[dict]:
+    def _deliver(self, name: str, args: dict, run: MethodRun, seed: int, original: nn.Module) -> list[dict]:
+        """Save and evaluate the model at every budget; the last one's adapters go beside it with their base."""
         splits, rows = self.splits(seed), []
         folder = self.seed_dir(seed) / "models" / name
         for snap in run.snapshots:
             tag = run.method + (f"_e{snap.epochs}" if snap.epochs is not None else "")
-            io.save_model(snap.model, folder / f"{tag}.safetensors",
-                          model_meta(name, args, splits, self.config.data.dataset, method=run.method,
-                                     epochs=snap.epochs, seed=seed, forget_class=splits.forget_class, **run.info))
-            if run.prepared.save_adapters is not None and snap is run.snapshots[-1]:
-                with io.atomic_dir(folder / f"{tag}_adapter") as tmp:
-                    run.prepared.save_adapters(tmp)
+            meta = model_meta(name, args, splits, self.config.data, method=run.method, epochs=snap.epochs, seed=seed,
+                              forget_class=splits.forget_class, **run.info)
+            io.save_model(snap.model, folder / f"{tag}.safetensors", meta)
             logits = self.logits_path(name, run.method, snap.epochs, seed)
             metrics = self.evaluate(snap.model, seed, logits)
+            if run.prepared.save_adapters is not None and snap is run.snapshots[-1]:
+                self._save_adapters(folder / f"{tag}_adapter", run, meta, metrics, original, f"{tag}.safetensors")
             params = sum(p.numel() for p in snap.model.parameters())
             rows.append(make_row(name, run.method, snap.epochs, metrics, sec_per_epoch=snap.sec_per_epoch,
                                  total_sec=snap.total_sec, peak_memory_mb=snap.peak_memory_mb,
@@ -223,6 +255,15 @@ class Experiment:
                                  logits_file=str(logits.relative_to(self.out)),
                                  **{k: v for k, v in run.info.items() if isinstance(v, (int, float, str, bool))}))
         return rows
+
+    @staticmethod
+    def _save_adapters(folder: Path, run: MethodRun, meta: dict, metrics: dict, original: nn.Module,
+                       merged_file: str) -> None:
+        base = run.prepared.adapter_base()
+        description = base_description(run.info, same_weights(base, original))
+        base_meta = {**meta, "method": f"{run.method} (adapter base)", "adapter_base": True}
+        save_adapter_folder(folder, run.prepared.save_adapters, base, base_meta,
+                            model_card(meta, metrics, description, merged_file))
 
 
 def save_logits(path: Path, logits: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> None:
@@ -238,28 +279,31 @@ def save_logits(path: Path, logits: dict[str, np.ndarray], labels: dict[str, np.
 
 def reproduce(config: RunConfig, progress: bool = True) -> dict[str, Any]:
     """The paper's experiment: every model x method x seed; returns {"config", "rows", ...}."""
-    device = select_device(config.device)
-    exp = Experiment(config, device, progress)
     started = time.perf_counter()
-    rows: list[dict] = []
-    for seed in config.seeds:
-        for name in config.models:
-            original, meta, original_rows = exp.original_rows(name, seed)
-            rows += original_rows
-            for method in config.methods:
-                rows += exp.stage_rows(name, method, original, meta["key"], seed)
-    return finish(exp, rows, started)
+    exp = Experiment(config, select_device(config.device), progress)
+    return finish(exp, exp.reproduce_rows(), started)
 
 
 def finish(exp: Experiment, rows: list[dict], started: float) -> dict[str, Any]:
-    """Gap to retrain, seed aggregates, the time split; then write every results file."""
+    """Gap to retrain, seed aggregates, sizes, reuse, the machine's load; then write every results file.
+
+    wall_sec counts the recorded seconds of the stages reused from an earlier invocation, so a
+    resumed run reports what the whole run cost; elapsed_sec is this invocation alone.
+    """
     from .report import write_results
 
     rows = add_retrain_gap(rows)
     if len(exp.config.seeds) > 1:
         rows += aggregate_seeds(rows)
+    elapsed = time.perf_counter() - started
+    sizes = {name: len(part) for name, part in exp.splits(exp.config.seeds[0]).named().items()}
     results = {"config": to_dict(exp.config), "rows": rows, "environment": environment(exp.device),
-               **time_split(time.perf_counter() - started, exp.training_sec)}
+               **time_split(elapsed, exp.training_sec),
+               "wall_sec": elapsed + exp.reused_sec, "elapsed_sec": elapsed,
+               "reused": {"stages": exp.reused_stages, "sec": exp.reused_sec},
+               "data_sizes": sizes, "warnings": list(exp.warnings), "out": str(exp.out)}
+    if exp.probe is not None:
+        results["machine_load"] = exp.probe.finish()
     write_results(results, exp.out)
     return results
 

@@ -176,8 +176,11 @@ def splits(seed: int, member, nonmember, forget, n=(300, 300, 200)):
 
 def test_keys():
     out = attack_suite(*splits(0, CONFIDENT, UNSURE, UNSURE))
-    assert set(out) == {f"mia_{n}" for n in NAMES} | {f"mia_{n}_acc" for n in NAMES}
-    assert all(isinstance(v, float) for v in out.values())
+    assert set(out) == ({f"mia_{n}" for n in NAMES} | {f"mia_{n}_acc" for n in NAMES}
+                        | {f"mia_{n}_conclusive" for n in NAMES} | {"mia_holdout_n"})
+    assert all(isinstance(out[f"mia_{n}{s}"], float) for n in NAMES for s in ("", "_acc"))
+    assert all(isinstance(out[f"mia_{n}_conclusive"], bool) for n in NAMES)
+    assert out["mia_holdout_n"] == 120  # 20 % of the balanced 2 x 300 shadow sample
 
 
 def test_separable_forget_like_nonmembers_reads_fully_forgotten():
@@ -254,6 +257,7 @@ def test_empty_forget_set_gives_nan(empty_logits):
     logits, labels = splits(10, CONFIDENT, UNSURE, UNSURE)
     logits["forget_train"], labels["forget_train"] = empty_logits, np.zeros(0, dtype=np.int64)
     out = attack_suite(logits, labels)
-    assert set(out) == {f"mia_{n}" for n in NAMES} | {f"mia_{n}_acc" for n in NAMES}
+    assert set(out) == ({f"mia_{n}" for n in NAMES} | {f"mia_{n}_acc" for n in NAMES}
+                        | {f"mia_{n}_conclusive" for n in NAMES} | {"mia_holdout_n"})
     assert all(math.isnan(out[f"mia_{n}"]) for n in NAMES)
     assert all(math.isfinite(out[f"mia_{n}_acc"]) for n in NAMES)

@@ -1,4 +1,5 @@
-"""report.html: self-contained, images that decode, best values marked, text escaped, renders in a browser."""
+"""report.html: self-contained, images that decode, best (closest to Retrain) values marked, inconclusive
+attacks daggered, real sizes, reuse and machine load shown, text escaped, renders in a browser."""
 from __future__ import annotations
 
 import base64
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from prunelora.report.html import write_html_report
+from prunelora.report.html import attack_keys, render_html, results_table, write_html_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EVIL = 'tiny<b>&"net'  # a model name full of HTML special characters
@@ -23,13 +24,27 @@ NUMERIC = ["ua", "mia_efficacy", "ra", "ta", "forget_test_acc", "mia_attack_acc"
            "peak_memory_mb", "trainable_params", "params", "avg_gap", "cost_vs_retrain"]
 
 # The constructed case (model "vit", longest budget 2): Original and Retrain hold the "best" raw values
-# but must not be marked where they do not compete.
+# but must not be marked where they do not compete. RA: PruneLoRA is highest (97) but LoRA (95) is closest
+# to Retrain (94). MIA: Finetune equals Retrain's 40 exactly, but its attacker was not above chance, so it
+# is daggered and PruneLoRA (45) is closest among the rest.
 VIT_CASE = {
-    "original": {"ra": 99.0, "sec_per_epoch": 0.01, "avg_gap": 3.0},
-    "retrain": {"ra": 98.0, "sec_per_epoch": 0.5, "avg_gap": 0.0, "cost_vs_retrain": 1.0},
-    "finetune": {"ra": 90.0, "sec_per_epoch": 0.4, "avg_gap": 5.0},
-    "lora": {"ra": 95.0, "sec_per_epoch": 0.2, "avg_gap": 2.0},
-    "prunelora": {"ra": 97.0, "sec_per_epoch": 0.3, "avg_gap": 1.0},
+    "original": {"ra": 99.0, "mia_efficacy": 10.0, "sec_per_epoch": 0.01, "avg_gap": 3.0},
+    "retrain": {"ra": 94.0, "mia_efficacy": 40.0, "mia_attack_conclusive": True, "sec_per_epoch": 0.5,
+                "avg_gap": 0.0, "cost_vs_retrain": 1.0},
+    "finetune": {"ra": 90.0, "mia_efficacy": 40.0, "mia_attack_conclusive": False,
+                 "mia_svc_entropy_conclusive": False, "sec_per_epoch": 0.4, "avg_gap": 5.0,
+                 "avg_gap_metrics": ["ua", "ra", "ta"]},
+    "lora": {"ra": 95.0, "mia_efficacy": 30.0, "mia_attack_conclusive": True, "sec_per_epoch": 0.2, "avg_gap": 2.0},
+    "prunelora": {"ra": 97.0, "mia_efficacy": 45.0, "mia_attack_conclusive": True, "sec_per_epoch": 0.3,
+                  "avg_gap": 1.0},
+}
+# The run-level keys newer results.json files carry (old ones lack them all).
+EXTRAS = {
+    "data_sizes": {"forget_train": 31, "retain_train": 289, "test_retain": 107, "test_forget": 13},
+    "reused": {"stages": 11, "sec": 1618.1}, "elapsed_sec": 2.7, "wall_sec": 1620.8,
+    "machine_load": {"cores": 2, "threads": 1, "loadavg_start": [1.5, 1.2, 1.0], "loadavg_end": [2.25, 1.5, 1.1],
+                     "others_cpu_share": 0.63, "busy": True},
+    "warnings": ["the checkpoint forgot class 3 but this evaluation's forget class is 5"],
 }
 
 
@@ -53,15 +68,16 @@ def _mean_row(model: str, method: str, epochs: int | None, rng: np.random.Genera
            "mia_loss_lr_acc": float(rng.uniform(50, 70)), "sec_per_epoch": float(rng.uniform(0.6, 2.0)),
            "total_sec": float(rng.uniform(1, 5)), "peak_memory_mb": float(rng.uniform(10, 100)),
            "memory_kind": "cpu_peak_rss_growth", "trainable_params": 1000 if "lora" not in method else 100,
-           "params": 1000, "avg_gap": float(rng.uniform(4, 10)) if method != "retrain" else 0.0,
+           "params": 1000, "mia_holdout_n": 200, "avg_gap": float(rng.uniform(4, 10)) if method != "retrain" else 0.0,
            "cost_vs_retrain": float(rng.uniform(0.1, 0.9)) if method != "retrain" else 1.0}
     if model == "vit" and epochs in (None, max(BUDGETS)):
         row.update(VIT_CASE[method])
     return row
 
 
-def fake_results(out: Path, *, seeds=(0, 1), aggregated: bool = True, gap: bool = True) -> dict:
-    """Per-seed rows with logits files, plus (optionally) aggregated rows carrying <key>_std."""
+def fake_results(out: Path, *, seeds=(0, 1), aggregated: bool = True, gap: bool = True, extras: bool = True) -> dict:
+    """Per-seed rows with logits files, plus (optionally) aggregated rows carrying <key>_std; `extras` adds
+    the newer run-level keys (EXTRAS), else the results look like an old results.json."""
     rng = np.random.default_rng(0)
     rows, means = [], []
     for model in (EVIL, "vit"):
@@ -93,7 +109,12 @@ def fake_results(out: Path, *, seeds=(0, 1), aggregated: bool = True, gap: bool 
                                                       "prune_amount": 0.5, "prune_mode": "mask", "lora_r": None},
               "seeds": list(seeds), "device": "cpu", "precision": "fp32", "preset": "smoke", "out": str(out)}
     environment = {"prunelora": "0.1.0", "python": "3.11", "torch": "2.x", "device": "cpu", "threads": 1}
-    return {"config": config, "rows": rows, "environment": environment, "wall_sec": 12.5}
+    results = {"config": config, "rows": rows, "environment": environment, "wall_sec": 12.5}
+    if not extras:
+        for row in rows:
+            for key in [k for k in row if k.endswith(("_conclusive", "holdout_n", "avg_gap_metrics"))]:
+                del row[key]
+    return {**results, **(EXTRAS if extras else {})}
 
 
 class Cells(HTMLParser):
@@ -177,11 +198,13 @@ def test_best_value_marked_on_the_right_cell(report):
         return {method for (model, method, col), (classes, _) in cells.items()
                 if model == "vit" and col == column and "best" in classes}
 
-    # RA: Original (99) and Retrain (98, the reference) do not compete -> PruneLoRA (97)
-    assert best("ra@2") == {"prunelora"}
-    classes, text = cells[("vit", "prunelora", "ra@2")]
-    assert text.startswith("97.00 ± 0.70")
-    assert '<strong>97.00<span class="sd"> ± 0.70</span></strong>' in page
+    # RA: Original (99) and Retrain (94, the reference) do not compete; the highest, PruneLoRA (97), is 3
+    # from Retrain, LoRA (95) only 1 -> LoRA
+    assert best("ra@2") == {"lora"}
+    classes, text = cells[("vit", "lora", "ra@2")]
+    assert text.startswith("95.00 ± 0.70")
+    assert '<strong>95.00<span class="sd"> ± 0.70</span></strong>' in page
+    assert "best" not in cells[("vit", "prunelora", "ra@2")][0]
     # RTE: lowest wins; Original (0.01) does not compete, Retrain does -> LoRA (0.2)
     assert best("sec_per_epoch") == {"lora"}
     # avg gap: Retrain's 0 is the reference, not a candidate -> PruneLoRA (1.0)
@@ -189,6 +212,112 @@ def test_best_value_marked_on_the_right_cell(report):
     assert "best" not in cells[("vit", "retrain", "ra@2")][0]
     # trainable params are shown but never marked
     assert not best("trainable_params")
+
+
+def test_inconclusive_mia_is_daggered_and_never_best(report):
+    _, page = report
+    cells = parse(page).cells
+    classes, text = cells[("vit", "finetune", "mia_efficacy@2")]
+    assert "inconclusive" in classes and "best" not in classes
+    assert text.startswith("40.00† ± 0.70")  # equal to Retrain's 40, yet it does not compete
+    assert {m for (model, m, col), (cl, _) in cells.items()
+            if model == "vit" and col == "mia_efficacy@2" and "best" in cl} == {"prunelora"}
+    assert "not significantly above chance" in page and "200 held-out samples" in page
+    # conclusive cells carry no dagger
+    assert "†" not in cells[("vit", "prunelora", "mia_efficacy@2")][1]
+    note = re.search(r'<p class="note dagger-note">(.*?)</p>', page)
+    assert note and "not significantly above chance" in note.group(1) and "left out of the Gap" in note.group(1)
+    assert "over ua, ra, ta for Finetune (vit, 2 ep)" in page.replace("UA, RA, TA", "ua, ra, ta")
+
+
+def test_attack_table_daggers_inconclusive_attacks(report):
+    _, page = report
+    attacks = page.split('<table class="attacks">')[1].split("</table>")[0]
+    finetune = [row for row in attacks.split("<tr>") if "Finetune" in row and "vit" in row and ">2<" in row]
+    assert len(finetune) == 1
+    # default attack and the SVC-on-entropy attack are inconclusive there, the loss LR attack is not
+    assert finetune[0].count('class="num inconclusive"') == 2
+    assert attacks.count("†") >= 2 + 1  # the two cells and the caption's explanation
+
+
+def test_attack_keys_skip_the_flags_about_attacks():
+    row = {"mia_efficacy": 1.0, "mia_attack_acc": 60.0, "mia_attack_conclusive": True, "mia_holdout_n": 200,
+           "mia_loss_lr": 3.0, "mia_loss_lr_acc": 55.0, "mia_loss_lr_conclusive": False, "mia_loss_lr_std": 0.1}
+    assert attack_keys([row]) == [("mia_efficacy", "mia_attack_acc"), ("mia_loss_lr", "mia_loss_lr_acc")]
+
+
+def test_no_higher_is_better_claim(report):
+    _, page = report
+    assert "higher is better" not in page.lower()
+    assert "closest to Retrain" in page
+
+
+def _kv(page: str) -> dict[str, str]:
+    """label -> value of the configuration / environment tables."""
+    return dict(re.findall(r"<tr><td>([^<]*)</td><td>([^<]*)</td></tr>", page))
+
+
+def test_real_split_sizes_beside_the_caps(report):
+    _, page = report
+    kv = _kv(page)
+    assert kv["samples: forget-train / retain-train / test-retain / test-forget"] == "31 / 289 / 107 / 13"
+    assert kv["caps per class, train / test"] == "24 / 12"
+    assert "train / test per class" not in page
+
+
+def test_wall_time_says_what_was_reused(report):
+    _, page = report
+    assert _kv(page)["wall time (s)"] == "1620.8 (1618.1 s reused from 11 finished stages; this invocation 2.7 s)"
+
+
+def test_busy_machine_warned_above_the_table(report):
+    _, page = report
+    kv = _kv(page)
+    assert kv["CPU share of other processes"] == "63 %"
+    assert kv["load average at end (1 / 5 / 15 min)"] == "2.25 / 1.50 / 1.10"
+    assert kv["machine busy"].startswith("yes")
+    warning = page.index('<div class="warning">')
+    assert warning < page.index('<table class="results">')
+    box = page[warning:page.index("</div>", warning)]
+    assert "busy machine" in box and "63 %" in box and "not comparable" in box
+    assert "forgot class 3 but this evaluation" in box
+
+
+def test_idle_machine_not_warned():
+    results = {"config": {}, "rows": [], "wall_sec": 5.0,
+               "machine_load": {"cores": 2, "threads": 1, "others_cpu_share": 0.01, "busy": False}}
+    page = render_html(results, Path("."))
+    assert 'class="warning"' not in page and "busy machine" not in page
+    assert _kv(page)["machine busy"] == "no" and _kv(page)["wall time (s)"] == "5.0"
+
+
+def test_unknown_method_listed_after_the_known_ones():
+    rows = [{"model": "m", "method": m, "epochs": e, "ra": v} for m, e, v in
+            [("salun", 1, 80.0), ("prunelora", 1, 90.0), ("retrain", None, 85.0), ("lora", 1, 70.0)]]
+    table = results_table(rows)
+    order = re.findall(r'data-method="([^"]+)"', table)
+    assert order == ["retrain", "lora", "prunelora", "salun"]
+    assert ">salun</th>" in table
+    # RA closest to Retrain's 85: salun (5) and PruneLoRA (5) tie, both marked; LoRA (15) not
+    cells = parse(table).cells
+    assert {m for (_, m, col), (classes, _) in cells.items() if col == "ra@1" and "best" in classes} == {
+        "prunelora", "salun"}
+
+
+def test_nothing_marked_closest_without_a_retrain_row():
+    rows = [{"model": "m", "method": m, "epochs": 1, "ra": v, "sec_per_epoch": t}
+            for m, v, t in [("finetune", 80.0, 2.0), ("lora", 90.0, 1.0)]]
+    cells = parse(results_table(rows)).cells
+    assert not any("best" in cells[("m", m, "ra@1")][0] for m in ("finetune", "lora"))
+    assert "best" in cells[("m", "lora", "sec_per_epoch")][0]  # lowest still wins where no reference is needed
+
+
+def test_no_mia_marked_when_retrains_attacker_is_inconclusive():
+    rows = [{"model": "m", "method": m, "epochs": e, "mia_efficacy": v, "mia_attack_conclusive": ok}
+            for m, e, v, ok in [("retrain", None, 40.0, False), ("finetune", 1, 41.0, True), ("lora", 1, 60.0, True)]]
+    cells = parse(results_table(rows)).cells
+    assert not any("best" in classes for classes, _ in cells.values())
+    assert cells[("m", "retrain", "mia_efficacy@1")][1] == "40.00†"
 
 
 def test_mean_and_std_shown_for_aggregated_rows(report):
@@ -213,13 +342,18 @@ def test_attack_table_pairs_each_efficacy_with_its_attacker(report):
 
 
 def test_single_seed_without_gap_or_logits(tmp_path):
-    results = fake_results(tmp_path, seeds=(0,), aggregated=False, gap=False)
+    results = fake_results(tmp_path, seeds=(0,), aggregated=False, gap=False, extras=False)
     for row in results["rows"][:3]:
         (tmp_path / row["logits_file"]).unlink()  # a missing logits file is drawn as a note, not a crash
     page = write_html_report(results, tmp_path).read_text(encoding="utf-8")
     assert "gap-against-cost plot is left out" in page
     assert "±" not in page.split('<table class="results">')[1].split("</table>")[0]
     assert len(parse(page).imgs) == 2 + 2
+    # an old results.json: no daggers, no warning box, caps only, plain wall time
+    assert "†" not in page and 'class="warning"' not in page
+    kv = _kv(page)
+    assert kv["caps per class, train / test"] == "24 / 12" and kv["wall time (s)"] == "12.5"
+    assert not any(k.startswith("samples:") for k in kv)
 
 
 CHECK_SCRIPT = """<script>

@@ -47,6 +47,7 @@ class Prepared:
     after_step: Callable[[], None] | None = None  # constraints such as pruning masks
     deliver: Callable[[nn.Module], nn.Module] = copy.deepcopy  # a frozen copy; LoRA merges into one
     save_adapters: Callable[[Path], None] | None = None
+    adapter_base: Callable[[], nn.Module] | None = None  # the model the saved adapters apply to (a copy)
     info: dict[str, Any] = field(default_factory=dict)  # surgery facts for the row (pruned channels, ...)
 
 

@@ -72,3 +72,14 @@ def merged_copy(peft_model: nn.Module) -> nn.Module:
     import copy
 
     return copy.deepcopy(peft_model).merge_and_unload()
+
+
+def unloaded_copy(peft_model: nn.Module) -> nn.Module:
+    """The base the adapters apply to: a deep copy with the adapters taken out, not merged.
+
+    It holds everything the method changed outside the LoRA matrices (pruning, batch-norm
+    statistics), so adapter + this base reproduce the merged model.
+    """
+    import copy
+
+    return copy.deepcopy(peft_model).unload()

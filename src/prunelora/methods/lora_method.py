@@ -6,7 +6,7 @@ from pathlib import Path
 from torch import nn
 
 from .base import Method, MethodContext, Prepared, unlearn_optim, working_copy
-from .lora import attach_lora, merged_copy
+from .lora import attach_lora, merged_copy, unloaded_copy
 
 
 def with_adapters(model: nn.Module, ctx: MethodContext) -> nn.Module:
@@ -19,7 +19,8 @@ def lora_prepared(peft_model: nn.Module, ctx: MethodContext, **kwargs) -> Prepar
         peft_model.save_pretrained(str(directory))
 
     return Prepared(model=peft_model, optim=unlearn_optim(ctx.unlearn), epochs=ctx.unlearn.epochs,
-                    deliver=merged_copy, save_adapters=save_adapters, **kwargs)
+                    deliver=merged_copy, save_adapters=save_adapters, adapter_base=lambda: unloaded_copy(peft_model),
+                    **kwargs)
 
 
 class LoRA(Method):

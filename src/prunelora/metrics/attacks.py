@@ -55,7 +55,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .mia import membership_attack, svc_attack, true_class_confidence
+from .mia import above_chance, membership_attack, svc_attack, true_class_confidence
 
 __all__ = ["ATTACKS", "EPS", "Attack", "attack_suite", "confidence", "entropy", "loss", "loss_lr_attack",
            "modified_entropy", "prob"]
@@ -175,9 +175,10 @@ def attack_suite(logits: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarr
     """Run every attack: members retain_train, non-members test_retain, target forget_train.
 
     Returns ``mia_<name>`` (efficacy: % of forget_train called non-member) and ``mia_<name>_acc``
-    (the twin attacker's accuracy on held-out shadow data, %) for each attack. All attacks share
-    the seed and cap, hence the same balanced shadow sample and held-out split; the result is
-    deterministic for a fixed seed. An empty split gives NaN values.
+    (the twin attacker's accuracy on held-out shadow data, %) for each attack, and
+    ``mia_<name>_conclusive``: whether that accuracy is significantly above chance. All attacks
+    share the seed and cap, hence the same balanced shadow sample and held-out split (of size
+    ``mia_holdout_n``); the result is deterministic for a fixed seed. An empty split gives NaN values.
     """
     out: dict[str, float] = {}
     for name, (features, make_classifier) in (ATTACKS if attacks is None else attacks).items():
@@ -185,4 +186,6 @@ def attack_suite(logits: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarr
         result = membership_attack(*feats, seed=seed, cap=cap, make_classifier=make_classifier)
         out[f"mia_{name}"] = result["efficacy"]
         out[f"mia_{name}_acc"] = result["attack_acc"]
+        out[f"mia_{name}_conclusive"] = above_chance(result["attack_acc"], result["holdout_n"])
+        out["mia_holdout_n"] = result["holdout_n"]
     return out

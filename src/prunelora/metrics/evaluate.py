@@ -42,7 +42,8 @@ def metrics_from_logits(logits: dict[str, np.ndarray], labels: dict[str, np.ndar
     """
     attacks = attack_suite(logits, labels, seed, mia_cap)
     default = {"mia_efficacy": attacks.pop("mia_svc_confidence"),
-               "mia_attack_acc": attacks.pop("mia_svc_confidence_acc")}
+               "mia_attack_acc": attacks.pop("mia_svc_confidence_acc"),
+               "mia_attack_conclusive": attacks.pop("mia_svc_confidence_conclusive")}
     return {**unlearning_metrics(logits, labels), **default, **attacks}
 
 

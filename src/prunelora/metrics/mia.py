@@ -49,7 +49,7 @@ def membership_attack(member: np.ndarray, nonmember: np.ndarray, target: np.ndar
     fit, not two: an RBF SVC's cost grows with the square of its sample).
     """
     if len(member) == 0 or len(nonmember) == 0:
-        return {"efficacy": float("nan"), "attack_acc": float("nan")}
+        return {"efficacy": float("nan"), "attack_acc": float("nan"), "holdout_n": 0}
     mi, ni = balanced_shadow(len(member), len(nonmember), cap, seed)
     x = np.concatenate([member[mi], nonmember[ni]]).astype(np.float64)
     y = np.concatenate([np.ones(len(mi)), np.zeros(len(ni))])
@@ -57,14 +57,28 @@ def membership_attack(member: np.ndarray, nonmember: np.ndarray, target: np.ndar
     cut = max(2, int(len(y) * (1 - holdout)))
     train, test = order[:cut], order[cut:]
     if len(np.unique(y[train])) < 2:
-        return {"efficacy": float("nan"), "attack_acc": float("nan")}
+        return {"efficacy": float("nan"), "attack_acc": float("nan"), "holdout_n": 0}
     attacker = make_classifier()
     attacker.fit(x[train], y[train])
     attack_acc = float((attacker.predict(x[test]) == y[test]).mean() * 100.0) if len(test) else float("nan")
     if len(target) == 0:
-        return {"efficacy": float("nan"), "attack_acc": attack_acc}
+        return {"efficacy": float("nan"), "attack_acc": attack_acc, "holdout_n": len(test)}
     efficacy = float((attacker.predict(target.astype(np.float64)) == 0).mean() * 100.0)
-    return {"efficacy": efficacy, "attack_acc": attack_acc}
+    return {"efficacy": efficacy, "attack_acc": attack_acc, "holdout_n": len(test)}
+
+
+def above_chance(attack_acc: float, holdout_n: int, alpha: float = 0.05) -> bool:
+    """Whether an attacker's held-out accuracy is significantly above 50 % (one-sided binomial test).
+
+    An efficacy read from an attacker at chance says nothing about forgetting: such an attack is
+    reported as inconclusive and left out of the gap to Retrain.
+    """
+    if not holdout_n or not np.isfinite(attack_acc):
+        return False
+    from scipy.stats import binomtest
+
+    correct = int(round(attack_acc / 100.0 * holdout_n))
+    return bool(binomtest(correct, holdout_n, 0.5, alternative="greater").pvalue < alpha)
 
 
 def mia_efficacy(logits: dict[str, np.ndarray], labels: dict[str, np.ndarray], seed: int = 0,

@@ -100,6 +100,19 @@ def get_spec(name: str, args: dict[str, Any] | None = None) -> ModelSpec:
     return REGISTRY[name](args or {})
 
 
+def spec_of(model: nn.Module) -> ModelSpec | None:
+    """The registry's spec for one of prunelora's own models (built here or loaded), else None.
+
+    The Python API uses it so that a model from `prunelora.load` gets its architecture's plan
+    (the paper's layers, rank and dropout), as the CLI does, instead of a generic inferred one.
+    """
+    if isinstance(model, ResNet):
+        return REGISTRY["resnet18"]({})
+    if isinstance(model, ViT):
+        return REGISTRY["vit"]({"depth": len(model.blocks)})
+    return None
+
+
 def build_model(name: str, num_classes: int, in_channels: int, image_size: int,
                 mean: tuple[float, ...], std: tuple[float, ...], args: dict[str, Any] | None = None) -> nn.Module:
     """Build a registered model; unknown or invalid architecture arguments are user errors."""
@@ -114,4 +127,4 @@ def build_model(name: str, num_classes: int, in_channels: int, image_size: int,
         raise UserError(f"cannot build model '{name}' with {kwargs}: {exc}") from None
 
 
-__all__ = ["LayerPlan", "ModelSpec", "REGISTRY", "ResNet", "ViT", "build_model", "get_spec", "model_names"]
+__all__ = ["LayerPlan", "ModelSpec", "REGISTRY", "ResNet", "ViT", "build_model", "get_spec", "model_names", "spec_of"]

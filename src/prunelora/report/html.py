@@ -1,8 +1,9 @@
 """report.html: one self-contained page (no network, images inlined as PNG data: URIs) of a run.
 
-It shows the run's configuration and environment, the paper's Figure 1 table with the best value
-per column marked, the Figure 2 loss histograms, a bar chart per metric, avg_gap against
-cost_vs_retrain, and every membership attack beside its attacker's accuracy. Plots are drawn on
+It shows the run's configuration and environment (machine load included), the paper's Figure 1
+table with the best value per column marked (for UA, MIA-Efficacy, RA, TA: the one closest to
+Retrain) and MIA values whose attacker was not above chance daggered, the Figure 2 loss
+histograms, a bar chart per metric, avg_gap against cost_vs_retrain, and every membership attack beside its attacker's accuracy. Plots are drawn on
 matplotlib `Figure` objects (Agg, no pyplot state); every piece of text goes through html.escape.
 
     python -m prunelora.report.html OUT_DIR      # (re)writes OUT_DIR/report.html from results.json
@@ -21,10 +22,12 @@ import numpy as np
 
 from .. import io
 from .plots import load_losses
-from .tables import METHOD_LABEL, METHOD_ORDER, budgets_of, display_rows, fmt
+from .tables import (DAGGER, budgets_of, dagger_note, display_rows, fmt, gap_note, inconclusive, method_label,
+                     method_rank, run_warnings)
 
-HIGHER, LOWER = "higher", "lower"
-# The paper's four accuracy metrics (percent, higher is better).
+# How a column's best is judged: closest to Retrain's value (the exact-unlearning reference), or lowest.
+CLOSEST, LOWER = "closest to retrain", "lower"
+# The paper's four accuracy metrics (percent): neither higher nor lower is better, closer to Retrain is.
 METRICS = [("ua", "UA"), ("mia_efficacy", "MIA-Efficacy"), ("ra", "RA"), ("ta", "TA")]
 ACCURACY_KEYS = {key for key, _ in METRICS}
 # Columns measured against Retrain: Retrain is the reference there, never a candidate for "best".
@@ -33,6 +36,8 @@ COST_COLUMNS = [("sec_per_epoch", "RTE (s/epoch)", LOWER), ("total_sec", "Total 
                 ("peak_memory_mb", "Peak mem (MB)", LOWER), ("trainable_params", "Trainable params", None)]
 BAR_METRICS = [("ua", "UA (%)"), ("mia_efficacy", "MIA-Efficacy (%)"), ("ra", "RA (%)"), ("ta", "TA (%)"),
                ("sec_per_epoch", "RTE (s/epoch)"), ("peak_memory_mb", "Peak memory (MB)")]
+# mia_* keys that describe an attack rather than being one's efficacy.
+NOT_EFFICACY_SUFFIXES = ("_acc", "_std", "_conclusive", "holdout_n")
 ATTACK_LABEL = {"mia_efficacy": "Confidence SVC (paper)", "mia_svc_entropy": "SVC on entropy",
                 "mia_svc_m_entropy": "SVC on modified entropy", "mia_svc_prob": "SVC on probabilities",
                 "mia_loss_lr": "Logistic regression on loss"}
@@ -45,7 +50,8 @@ table{border-collapse:collapse;font-size:.82rem;margin:.5rem 0}
 th,td{border:1px solid #d0d7de;padding:.2rem .4rem}th{background:#f3f5f7}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 td .sd{display:block;font-size:.72rem;color:#667}.scroll{overflow-x:auto}
-td.best{background:#dff3e4}td.best strong{color:#0a5d22}
+td.best{background:#dff3e4}td.best strong{color:#0a5d22}td.inconclusive{color:#8a6d00}
+.warning{background:#fff4d6;border:1px solid #e0b84c;padding:.4rem .6rem;margin:.5rem 0;max-width:1100px}
 tr.model th{background:#e8eef6;text-align:left;font-size:.95rem}th[scope=row]{text-align:left;white-space:nowrap}
 caption{caption-side:bottom;text-align:left;color:#555;font-size:.8rem;padding-top:.3rem;max-width:1100px}
 figure{margin:1rem 0}figcaption{color:#444;font-size:.9rem;max-width:1100px}
@@ -60,12 +66,7 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _label(method: str) -> str:
-    return METHOD_LABEL.get(method, method)
-
-
-def _method_rank(method: str) -> int:
-    return METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
+_label, _method_rank = method_label, method_rank
 
 
 def _models(rows: list[dict]) -> list[str]:
@@ -111,9 +112,30 @@ def _cell_text(row: dict | None, key: str, digits: int) -> str:
 
 
 def _cell_html(row: dict | None, key: str, digits: int) -> str:
-    """The cell's text, escaped, with a "± std" part on its own smaller line (keeps wide tables narrow)."""
+    """The cell's text, escaped, with a "± std" part on its own smaller line (keeps wide tables narrow);
+    an MIA value whose attacker was not above chance carries a dagger right after the mean."""
     mean, sep, std = _cell_text(row, key, digits).partition(" ± ")
-    return escape(mean) + (f'<span class="sd"> ± {escape(std)}</span>' if sep else "")
+    mark = f'<span class="dagger">{DAGGER}</span>' if inconclusive(row, key) and mean != "-" else ""
+    return escape(mean) + mark + (f'<span class="sd"> ± {escape(std)}</span>' if sep else "")
+
+
+def _inconclusive_title(row: dict) -> str:
+    n = row.get("mia_holdout_n")
+    on = f" on {int(n)} held-out samples" if _finite(n) else " on held-out samples"
+    return f"inconclusive: the attacker's accuracy{on} is not significantly above chance (binomial test)"
+
+
+def _td(row: dict | None, key: str, digits: int, best: bool = False, **attrs: Any) -> str:
+    """A numeric cell: bold and shaded when best, daggered with a title when its MIA attacker is inconclusive."""
+    text, classes = _cell_html(row, key, digits), ["num"]
+    if best:
+        text, classes = f"<strong>{text}</strong>", classes + ["best"]
+    if inconclusive(row, key) and _finite(row.get(key)):
+        classes.append("inconclusive")
+        attrs["title"] = _inconclusive_title(row)
+    elif key == "avg_gap" and row and isinstance(row.get("avg_gap_metrics"), list):
+        attrs["title"] = "mean |difference from Retrain| over " + ", ".join(row["avg_gap_metrics"])
+    return _tag("td", text, class_=" ".join(classes), **attrs)
 
 
 def _tag(name: str, text: str = "", **attrs: Any) -> str:
@@ -260,26 +282,44 @@ def _err(row: dict, key: str) -> float | None:
 def best_cells(rows: list[dict], key: str, direction: str, digits: int) -> set[str]:
     """Methods holding the best value of a column (compared at the shown precision).
 
-    Original never competes; Retrain does not compete on columns measured against it. A column where
-    every candidate ties (or fewer than two compete) marks nothing.
+    UA, MIA-Efficacy, RA, TA (CLOSEST): closest to the Retrain row among `rows`, since exact unlearning,
+    not the highest accuracy, is the goal; without a Retrain row nothing is marked. Others (LOWER): lowest.
+    Original never competes; Retrain does not compete on columns measured against it; an MIA value whose
+    attacker was not above chance never competes. A column where every candidate ties (or fewer than two
+    compete) marks nothing.
     """
+    scores = _scores(rows, key, digits) if direction == CLOSEST else _candidates(rows, key, digits)
+    if len(scores) < 2 or len(set(scores.values())) == 1:
+        return set()
+    best = min(scores.values())
+    return {m for m, v in scores.items() if v == best}
+
+
+def _candidates(rows: list[dict], key: str, digits: int) -> dict[str, float]:
+    """The competing methods' values of a column, rounded as shown."""
     values = {}
     for r in rows:
         if r["method"] == "original" or (r["method"] == "retrain" and key in REFERENCE_KEYS):
             continue
-        if _finite(r.get(key)):
+        if _finite(r.get(key)) and not inconclusive(r, key):
             values[r["method"]] = round(float(r[key]), digits)
-    if len(values) < 2 or len(set(values.values())) == 1:
-        return set()
-    best = max(values.values()) if direction == HIGHER else min(values.values())
-    return {m for m, v in values.items() if v == best}
+    return values
+
+
+def _scores(rows: list[dict], key: str, digits: int) -> dict[str, float]:
+    """|value - Retrain's value| per competing method, at the shown precision; empty without a usable reference."""
+    ref = next((r for r in rows if r["method"] == "retrain"), None)
+    if ref is None or not _finite(ref.get(key)) or inconclusive(ref, key):
+        return {}
+    target = round(float(ref[key]), digits)
+    return {m: round(abs(v - target), digits) for m, v in _candidates(rows, key, digits).items()}
 
 
 def results_table(rows: list[dict]) -> str:
     budgets = budgets_of(rows) or [None]
     has_gap = any(_finite(r.get("avg_gap")) for r in rows)
     has_cost = any(_finite(r.get("cost_vs_retrain")) for r in rows)
-    groups = [(key, label, HIGHER) for key, label in METRICS] + ([("avg_gap", "Avg gap", LOWER)] if has_gap else [])
+    groups = [(key, label, CLOSEST) for key, label in METRICS] + ([("avg_gap", "Avg gap", LOWER)] if has_gap else [])
     singles = COST_COLUMNS + ([("cost_vs_retrain", "Cost vs Retrain", LOWER)] if has_cost else [])
     ep = [f"{b} ep" if b is not None else "" for b in budgets]
     head1 = _tag("th", "Method", rowspan=2) + "".join(
@@ -310,29 +350,40 @@ def results_table(rows: list[dict]) -> str:
             cells = [_tag("th", escape(_label(method)), scope="row")]
             for col, chosen, key, _ in columns:
                 digits, best = marks[col]
-                text = _cell_html(chosen[method], key, digits)
-                if method in best:
-                    cells.append(_tag("td", f"<strong>{text}</strong>", class_="num best", data_col=col))
-                else:
-                    cells.append(_tag("td", text, class_="num", data_col=col))
+                cells.append(_td(chosen[method], key, digits, method in best, data_col=col))
             lines.append(_tag("tr", "".join(cells), data_model=model, data_method=method))
         bodies.append(_tag("tbody", "".join(lines)))
-    aggregated = any(r.get("seed", 0) is None for r in rows)
-    kind = sorted({r.get("memory_kind") for r in rows} - {None})
-    caption = ("Rows: methods per model; UA, MIA-Efficacy, RA and TA in percent at each unlearning budget "
-               "(Original and Retrain run their own recipe and are repeated in every budget column). "
-               "RTE, total time, peak memory" + (" and cost vs Retrain" if has_cost else "") +
-               " are those of the longest budget. "
-               + ("Cells show mean ± sample std over seeds. " if aggregated else "")
-               + "Best per column (bold, shaded) = highest UA, MIA-Efficacy, RA, TA; lowest RTE, total time, "
-               "peak memory" + (", avg gap" if has_gap else "") + (", cost vs Retrain" if has_cost else "")
-               + "; compared at the shown precision, all tied values marked, nothing marked when every "
-               "candidate ties. Original never competes; Retrain is the reference and does not compete on "
-               "the accuracy columns" + (" or on avg gap / cost vs Retrain" if has_gap or has_cost else "") + "."
-               + (" Avg gap = mean |difference from Retrain| over UA, MIA-Efficacy, RA, TA." if has_gap else "")
-               + (f" Peak memory: {', '.join(kind)}." if kind else ""))
+    caption = _results_caption(rows, has_gap, has_cost)
     return _tag("table", _tag("caption", escape(caption)) + _tag("thead", _tag("tr", head1) + _tag("tr", head2))
                 + "".join(bodies), class_="results")
+
+
+def _results_caption(rows: list[dict], has_gap: bool, has_cost: bool) -> str:
+    """What the results table shows and how its best cells were chosen (the rule differs per column)."""
+    aggregated = any(r.get("seed", 0) is None for r in rows)
+    kind = sorted({r.get("memory_kind") for r in rows} - {None})
+    return ("Rows: methods per model; UA, MIA-Efficacy, RA and TA in percent at each unlearning budget "
+            "(Original and Retrain run their own recipe and are repeated in every budget column). "
+            "RTE, total time, peak memory" + (" and cost vs Retrain" if has_cost else "") +
+            " are those of the longest budget. "
+            + ("Cells show mean ± sample std over seeds. " if aggregated else "")
+            + "Best per column (bold, shaded): for UA, MIA-Efficacy, RA and TA the value closest to Retrain's "
+            "(absolute difference; Retrain is exact unlearning, so a value above it is no better than one "
+            "below it); lowest RTE, total time, peak memory" + (", avg gap" if has_gap else "")
+            + (", cost vs Retrain" if has_cost else "") + "; compared at the shown precision, all tied values "
+            "marked, nothing marked when every candidate ties, fewer than two compete, or (UA, MIA-Efficacy, "
+            "RA, TA) no Retrain row ran. Original never competes; Retrain is the reference and does not "
+            "compete on the accuracy columns" + (" or on avg gap / cost vs Retrain" if has_gap or has_cost else "")
+            + "." + (f" An MIA-Efficacy marked {DAGGER} never competes, nor does any in a column whose Retrain "
+                     f"value is marked {DAGGER}." if any(inconclusive(r, "mia_efficacy") for r in rows) else "")
+            + (f" {gap_note(rows).replace('Gap', 'Avg gap', 1)}" if has_gap else "")
+            + (f" Peak memory: {', '.join(kind)}." if kind else ""))
+
+
+def table_notes(rows: list[dict]) -> str:
+    """The dagger's meaning, as a visible paragraph under the table (empty when no value carries one)."""
+    note = dagger_note(rows)
+    return _para(note, "note dagger-note") if note else ""
 
 
 def attack_keys(rows: list[dict]) -> list[tuple[str, str | None]]:
@@ -340,7 +391,7 @@ def attack_keys(rows: list[dict]) -> list[tuple[str, str | None]]:
     keys = list(dict.fromkeys(k for r in rows for k in r))
     found = []
     for key in keys:
-        if not key.startswith("mia_") or key.endswith(("_acc", "_std")):
+        if not key.startswith("mia_") or key.endswith(NOT_EFFICACY_SUFFIXES):
             continue
         acc = "mia_attack_acc" if key == "mia_efficacy" else f"{key}_acc"
         found.append((key, acc if acc in keys else None))
@@ -358,24 +409,28 @@ def attack_table(rows: list[dict]) -> str:
         cells = [_tag("td", escape(str(r["model"]))), _tag("th", escape(_label(r["method"])), scope="row"),
                  _tag("td", escape("-" if r["epochs"] is None else str(r["epochs"])), class_="num")]
         for eff, acc in attacks:
-            cells.append(_tag("td", _cell_html(r, eff, 2), class_="num"))
+            cells.append(_td(r, eff, 2))
             cells.append(_tag("td", _cell_html(r, acc, 2) if acc else "-", class_="num"))
         body.append(_tag("tr", "".join(cells)))
     caption = ("Each attack's MIA-Efficacy (% of forget-train samples it calls non-members) beside the attacker's "
                "own accuracy at telling retain-train from test-retain on held-out shadow samples: an efficacy "
-               "from an attacker near 50% accuracy says little about what the model remembers.")
+               "from an attacker near 50% accuracy says little about what the model remembers"
+               + (f"; {DAGGER} marks an efficacy whose attacker was not significantly above chance (binomial "
+                  "test), which is no evidence either way." if any(inconclusive(r, k) for r in rows for k, _ in attacks)
+                  else "."))
     return _tag("table", _tag("caption", escape(caption)) + _tag("thead", _tag("tr", head1) + _tag("tr", head2))
                 + _tag("tbody", "".join(body)), class_="attacks")
 
 
 # -- the page ---------------------------------------------------------------------------------------
-def config_pairs(config: dict) -> list[tuple[str, Any]]:
+def config_pairs(config: dict, data_sizes: dict | None = None) -> list[tuple[str, Any]]:
+    """The main configuration fields; the splits' real sizes (when the run recorded them) beside the caps asked for."""
     data, pre, un = config.get("data", {}), config.get("pretrain", {}), config.get("unlearn", {})
     args = config.get("model_args", {})
     models = [f"{m} ({_plain(args[m])})" if args.get(m) else m for m in config.get("models", [])]
     pairs = [("preset", config.get("preset")), ("dataset", data.get("dataset")),
              ("forget class", data.get("forget_class")),
-             ("train / test per class", f"{_plain(data.get('train_per_class'))} / {_plain(data.get('test_per_class'))}"),
+             *_size_pairs(data, data_sizes),
              ("models", models), ("methods", config.get("methods")), ("seeds", config.get("seeds")),
              ("pretrain epochs", pre.get("epochs")), ("unlearn epochs (budgets)", un.get("epochs")),
              ("unlearn optimizer / lr", f"{_plain(un.get('optimizer'))} / {_plain(un.get('lr'))}"),
@@ -388,6 +443,52 @@ def config_pairs(config: dict) -> list[tuple[str, Any]]:
              ("device / precision", f"{_plain(config.get('device'))} / {_plain(config.get('precision'))}"),
              ("MIA shadow cap per side", config.get("mia_max_per_side"))]
     return [(k, v) for k, v in pairs if v is not None]
+
+
+def _size_pairs(data: dict, sizes: dict | None) -> list[tuple[str, Any]]:
+    """Real split sizes first (the caps are upper bounds: a small dataset has fewer), then the caps."""
+    caps = " / ".join("all" if data.get(k) is None else _plain(data.get(k))
+                      for k in ("train_per_class", "test_per_class"))
+    pairs = [("caps per class, train / test", caps)]
+    if sizes:
+        real = " / ".join(_plain(sizes.get(k)) for k in ("forget_train", "retain_train", "test_retain", "test_forget"))
+        pairs.insert(0, ("samples: forget-train / retain-train / test-retain / test-forget", real))
+    return pairs
+
+
+def wall_time_text(results: dict) -> str | None:
+    """Wall seconds, saying how much of them earlier invocations spent on stages this one reused."""
+    if not _finite(results.get("wall_sec")):
+        return None
+    text = f"{results['wall_sec']:.1f}"
+    reused = results.get("reused") or {}
+    if _finite(reused.get("stages")) and reused["stages"] > 0:
+        parts = [f"{reused['sec']:.1f} s reused" if _finite(reused.get("sec")) else "partly reused",
+                 f"from {int(reused['stages'])} finished stage{'s' if reused['stages'] != 1 else ''}"]
+        own = results.get("elapsed_sec")
+        text += f" ({' '.join(parts)}" + (f"; this invocation {own:.1f} s)" if _finite(own) else ")")
+    return text
+
+
+def load_pairs(load: dict | None) -> list[tuple[str, Any]]:
+    """The machine's load while the run was timed: how far its timings can be compared with others."""
+    if not load:
+        return []
+    avg = [(f"load average at {when} (1 / 5 / 15 min)",
+            " / ".join(f"{v:.2f}" for v in load[key] if _finite(v)) if isinstance(load.get(key), list) else None)
+           for when, key in (("start", "loadavg_start"), ("end", "loadavg_end"))]
+    share = load.get("others_cpu_share")
+    pairs = [("machine cores / threads used", f"{_plain(load.get('cores'))} / {_plain(load.get('threads'))}"), *avg,
+             ("CPU share of other processes", f"{100 * share:.0f} %" if _finite(share) else None),
+             ("machine busy", None if load.get("busy") is None
+              else "yes: timings not comparable" if load["busy"] else "no")]
+    return [(k, v) for k, v in pairs if v is not None]
+
+
+def warnings_html(results: dict) -> str:
+    """The run's warnings (busy machine, mismatched checkpoint) as a box a reader cannot miss."""
+    found = run_warnings(results)
+    return _tag("div", "".join(_para("Warning: " + w) for w in found), class_="warning") if found else ""
 
 
 def _section(title: str, *parts: str) -> str:
@@ -410,18 +511,21 @@ def render_html(results: dict, out: Path) -> str:
     title = f"prunelora report: {dataset}, forget class {forget}"
     n_seeds = max((r.get("n_seeds", 1) for r in rows if _finite(r.get("n_seeds"))), default=1)
 
-    env_pairs = list(env.items()) + [("seeds", config.get("seeds"))]
-    if _finite(results.get("wall_sec")):
-        env_pairs.append(("wall time (s)", f"{results['wall_sec']:.1f}"))
+    env_pairs = list(env.items()) + [("seeds", config.get("seeds"))] + load_pairs(results.get("machine_load"))
+    wall = wall_time_text(results)
+    if wall:
+        env_pairs.append(("wall time (s)", wall))
     run = _section("Run",
-                   _tag("div", _kv_table(config_pairs(config), "Configuration (main fields)")
+                   _tag("div", _kv_table(config_pairs(config, results.get("data_sizes")), "Configuration (main fields)")
                         + _kv_table(env_pairs, "Environment"), class_="side"),
                    _tag("details", _tag("summary", "Full configuration (JSON)")
                         + _tag("pre", escape(json.dumps(config, indent=2, default=str)))))
 
     parts = [_para("The paper's Figure 1: unlearning metrics and cost of every method"
                    + (f" (aggregated over {n_seeds} seeds)." if n_seeds > 1 else "."))]
-    parts.append(_tag("div", results_table(rows), class_="scroll") if rows else _para("No result rows.", "note"))
+    parts.append(warnings_html(results))
+    parts.append(_tag("div", results_table(rows), class_="scroll") + table_notes(rows) if rows
+                 else _para("No result rows.", "note"))
     table = _section("Results (Figure 1)", *parts)
 
     # Figure 2 needs per-sample logits: those of one seed (aggregated rows have none).
@@ -449,7 +553,7 @@ def render_html(results: dict, out: Path) -> str:
     if any(_finite(r.get("avg_gap")) and _finite(r.get("cost_vs_retrain")) for r in rows):
         trade = figure_html(gap_cost_figure(rows), "avg gap against cost vs retrain",
                             "Each method row (one point per budget) placed by its total time relative to Retrain "
-                            "(x) and its mean absolute gap to Retrain over UA, MIA-Efficacy, RA and TA (y): "
+                            "(x) and its avg gap to Retrain as in the table (y): "
                             "the lower left is closest to exact unlearning for the least time.")
     else:
         trade = _para("These rows carry no avg_gap / cost_vs_retrain (the gap to Retrain was not computed, "
@@ -461,7 +565,8 @@ def render_html(results: dict, out: Path) -> str:
     body = (_tag("h1", escape(title))
             + _para(f"Models: {', '.join(models) or '-'}; methods: "
                     f"{', '.join(_label(m) for m in _methods(rows)) or '-'}; preset {config.get('preset', '-')}."
-                    " UA, MIA-Efficacy, RA, TA are percentages (higher is better for all four).", "note")
+                    " UA, MIA-Efficacy, RA, TA are percentages; the best unlearning is the one closest to "
+                    "Retrain (exact unlearning), not the highest.", "note")
             + run + table + hists + bars + tradeoff + attacks)
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             '<meta name="viewport" content="width=device-width, initial-scale=1">'

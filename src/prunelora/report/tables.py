@@ -13,6 +13,13 @@ METRICS = [("ua", "UA"), ("mia_efficacy", "MIA-Efficacy"), ("ra", "RA"), ("ta", 
 METHOD_ORDER = ["original", "retrain", "finetune", "prune-finetune", "lora", "prunelora"]
 METHOD_LABEL = {"original": "Original", "retrain": "Retrain", "finetune": "Finetune",
                 "prune-finetune": "Prune+Finetune", "lora": "LoRA", "prunelora": "PruneLoRA"}
+# The metrics avg_gap averages when nothing was left out (rows written before avg_gap_metrics existed).
+GAP_METRICS = ["ua", "mia_efficacy", "ra", "ta"]
+GAP_LABEL = {"ua": "UA", "mia_efficacy": "MIA-Efficacy", "ra": "RA", "ta": "TA"}
+DAGGER = "†"
+DAGGER_NOTE = (f"{DAGGER} MIA-Efficacy: the attacker's accuracy on held-out retain/test samples was not "
+               "significantly above chance (binomial test), so the value says nothing about what the model "
+               "remembers; it is shown but never marked best")
 
 
 def fmt(value: Any, digits: int = 2, std: Any = None) -> str:
@@ -22,6 +29,19 @@ def fmt(value: Any, digits: int = 2, std: Any = None) -> str:
     if std is not None and not (isinstance(std, float) and math.isnan(std)):
         text += f" ± {std:.{digits}f}"
     return text
+
+
+def finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def method_rank(method: str) -> int:
+    """Known methods in the paper's order; any other method after them (sorted stably, by first appearance)."""
+    return METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
+
+
+def method_label(method: str) -> str:
+    return METHOD_LABEL.get(method, method)
 
 
 def display_rows(rows: list[dict]) -> list[dict]:
@@ -34,8 +54,88 @@ def budgets_of(rows: list[dict]) -> list[int]:
     return sorted({r["epochs"] for r in rows if r["epochs"] is not None})
 
 
-def markdown_table(rows: list[dict]) -> str:
-    """Rows: methods per model; column groups: each metric at each epoch budget, then cost."""
+# -- what the numbers may be trusted for -------------------------------------------------------------
+def conclusive_key(efficacy_key: str) -> str:
+    """The flag saying whether an efficacy's attacker beat chance (the default attack has its own name)."""
+    return "mia_attack_conclusive" if efficacy_key == "mia_efficacy" else f"{efficacy_key}_conclusive"
+
+
+def inconclusive(row: dict | None, key: str) -> bool:
+    """An MIA efficacy whose attacker was not above chance; rows that do not say (old files) are taken as they are."""
+    return bool(row) and key.startswith("mia_") and row.get(conclusive_key(key)) is False
+
+
+def with_dagger(text: str) -> str:
+    """'12.00 ± 1.00' -> '12.00† ± 1.00': the mark sits on the value it qualifies."""
+    mean, sep, std = text.partition(" ± ")
+    return f"{mean}{DAGGER}{sep}{std}"
+
+
+def row_name(row: dict) -> str:
+    """'Finetune (vit, 2 ep)': a row named in running text."""
+    budget = f", {row['epochs']} ep" if row.get("epochs") is not None else ""
+    return f"{method_label(row['method'])} ({row['model']}{budget})"
+
+
+def gap_note(rows: list[dict]) -> str:
+    """What the Gap of these rows averages: all four metrics, or (per avg_gap_metrics) fewer where the MIA
+    was left out, so that gaps over different metrics are not read as alike."""
+    full = "UA, MIA-Efficacy, RA and TA"
+    reduced: dict[tuple[str, ...], list[dict]] = {}
+    for r in rows:
+        metrics = r.get("avg_gap_metrics")
+        if finite(r.get("avg_gap")) and isinstance(metrics, list) and list(metrics) != GAP_METRICS:
+            reduced.setdefault(tuple(metrics), []).append(r)
+    text = f"Gap = mean |difference from Retrain| over {full}"
+    if not reduced:
+        return text + "."
+    parts = [f"over {', '.join(GAP_LABEL.get(m, m) for m in metrics)} for {', '.join(row_name(r) for r in group)}"
+             for metrics, group in reduced.items()]
+    return (text + ", except where this row's or Retrain's MIA attacker was not above chance and the MIA was "
+            "left out: " + "; ".join(parts) + ".")
+
+
+def dagger_note(rows: list[dict]) -> str:
+    """The sentence explaining a daggered MIA value; empty when no shown value carries one."""
+    if not any(inconclusive(r, "mia_efficacy") for r in rows):
+        return ""
+    gap_known = any(isinstance(r.get("avg_gap_metrics"), list) for r in rows)
+    return DAGGER_NOTE + (", and it was left out of the Gap." if gap_known
+                          else " (this results file does not record whether it entered the Gap).")
+
+
+def busy_warning(results: dict | None) -> str:
+    """Why this run's timings must not be compared with others: other processes shared its CPU."""
+    load = (results or {}).get("machine_load") or {}
+    if not load.get("busy"):
+        return ""
+    share = load.get("others_cpu_share")
+    cores = f" of its {load['cores']} cores" if finite(load.get("cores")) else ""
+    who = (f"other processes used {100 * share:.0f} % of the CPU time{cores} during the run" if finite(share)
+           else "other processes were using the CPU during the run")
+    return (f"Timings were taken on a busy machine ({who}): RTE, total time, cost vs Retrain and wall time are "
+            "not comparable with runs on an idle machine.")
+
+
+def run_warnings(results: dict | None) -> list[str]:
+    """Everything a reader must know before trusting the table: a busy machine, then the run's own warnings."""
+    found = [busy_warning(results)] + [str(w) for w in ((results or {}).get("warnings") or [])]
+    return [w for w in found if w]
+
+
+# -- results.md -------------------------------------------------------------------------------------
+def metric_cell(row: dict | None, key: str, digits: int = 2) -> str:
+    if row is None:
+        return "-"
+    text = fmt(row.get(key), digits, row.get(f"{key}_std"))
+    return with_dagger(text) if inconclusive(row, key) and text != "-" else text
+
+
+def markdown_table(rows: list[dict], *, results: dict | None = None) -> str:
+    """Rows: methods per model; column groups: each metric at each epoch budget, then cost.
+
+    `results` (optional) adds the run's warnings under the table (a busy machine, a mismatched checkpoint).
+    """
     rows = display_rows(rows)
     budgets = budgets_of(rows) or [None]
     head = ["Method"]
@@ -47,32 +147,36 @@ def markdown_table(rows: list[dict]) -> str:
         mine = [r for r in rows if r["model"] == model]
         desc = mine[0].get("model_desc", model)
         lines += [f"**{desc}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        methods = sorted(dict.fromkeys(r["method"] for r in mine),
-                         key=lambda m: METHOD_ORDER.index(m) if m in METHOD_ORDER else 99)
+        methods = sorted(dict.fromkeys(r["method"] for r in mine), key=method_rank)
         for method in methods:
             group = {r["epochs"]: r for r in mine if r["method"] == method}
-            last = group[max(group, key=lambda e: -1 if e is None else e)]
-            cells = [METHOD_LABEL.get(method, method)]
-            for key, _ in METRICS:
-                for b in budgets:
-                    r = group.get(b, group.get(None))
-                    cells.append(fmt(r.get(key), std=r.get(f"{key}_std")) if r else "-")
-            cells += [fmt(last.get("sec_per_epoch"), 1, last.get("sec_per_epoch_std")),
-                      fmt(last.get("total_sec"), 1, last.get("total_sec_std")),
-                      fmt(last.get("cost_vs_retrain"), 2, last.get("cost_vs_retrain_std")),
-                      fmt(last.get("peak_memory_mb"), 0, last.get("peak_memory_mb_std")),
-                      fmt(int(last["trainable_params"]) if last.get("trainable_params") is not None else None)]
-            lines.append("| " + " | ".join(cells) + " |")
+            lines.append("| " + " | ".join(_markdown_cells(method, group, budgets)) + " |")
         lines.append("")
     kind = {r.get("memory_kind") for r in rows} - {None}
-    lines.append("UA, MIA-Efficacy, RA, TA in percent. Gap = mean |difference| from Retrain over UA, MIA-Efficacy, "
-                 "RA and TA. Original and Retrain run their own recipe (shown in every budget column); RTE, "
-                 "total seconds, cost vs retrain (total / Retrain's total) and memory are those of the longest "
-                 f"budget. Peak memory: {', '.join(sorted(kind)) or 'n/a'}.")
+    lines.append("UA, MIA-Efficacy, RA, TA in percent; the best unlearning is the one closest to Retrain (the "
+                 f"exact-unlearning reference), not the highest. {gap_note(rows)} Original and Retrain run their "
+                 "own recipe (shown in every budget column); RTE, total seconds, cost vs retrain (total / "
+                 "Retrain's total) and memory are those of the longest budget. "
+                 f"Peak memory: {', '.join(sorted(kind)) or 'n/a'}.")
+    lines += [f"\n{note}" for note in [dagger_note(rows)] if note]
+    lines += [f"\n**Warning:** {w}" for w in run_warnings(results)]
     attacks = attack_table(rows)
     if attacks:
         lines += ["", attacks]
     return "\n".join(lines) + "\n"
+
+
+def _markdown_cells(method: str, group: dict, budgets: list[int | None]) -> list[str]:
+    """One method's row: each metric per budget (budget-less methods repeat), then the longest budget's cost."""
+    last = group[max(group, key=lambda e: -1 if e is None else e)]
+    cells = [method_label(method)]
+    for key, _ in METRICS:
+        cells += [metric_cell(group.get(b, group.get(None)), key) for b in budgets]
+    return cells + [fmt(last.get("sec_per_epoch"), 1, last.get("sec_per_epoch_std")),
+                    fmt(last.get("total_sec"), 1, last.get("total_sec_std")),
+                    fmt(last.get("cost_vs_retrain"), 2, last.get("cost_vs_retrain_std")),
+                    fmt(last.get("peak_memory_mb"), 0, last.get("peak_memory_mb_std")),
+                    fmt(int(last["trainable_params"]) if last.get("trainable_params") is not None else None)]
 
 
 def attack_names(rows: list[dict]) -> list[tuple[str, str]]:
@@ -95,10 +199,12 @@ def attack_table(rows: list[dict]) -> str:
              "brackets the attacker's accuracy on held-out retain/test samples (50 = chance).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["model"], METHOD_LABEL.get(r["method"], r["method"]), fmt(r["epochs"])]
-        cells += [f"{fmt(r.get(eff), 1, r.get(eff + '_std'))} ({fmt(r.get(acc), 1, r.get(acc + '_std'))})"
-                  for eff, acc in pairs]
+        cells = [r["model"], method_label(r["method"]), fmt(r["epochs"])]
+        cells += [f"{metric_cell(r, eff, 1)} ({fmt(r.get(acc), 1, r.get(acc + '_std'))})" for eff, acc in pairs]
         lines.append("| " + " | ".join(cells) + " |")
+    if any(inconclusive(r, eff) for r in rows for eff, _ in pairs):
+        lines += ["", f"{DAGGER} this attacker was not significantly above chance on held-out samples (binomial "
+                      "test): its efficacy is no evidence either way."]
     return "\n".join(lines) + "\n"
 
 
@@ -118,6 +224,6 @@ def write_tables(results: dict, out: Path) -> None:
     from ..config import RunConfig, _build, to_yaml
 
     io.write_json(out / "results.json", results)
-    io.write_text(out / "results.md", markdown_table(results["rows"]))
+    io.write_text(out / "results.md", markdown_table(results["rows"], results=results))
     io.write_text(out / "results.csv", csv_text(results["rows"]))
     io.write_text(out / "config.yaml", to_yaml(_build(RunConfig, results["config"])))

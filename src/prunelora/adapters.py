@@ -1,0 +1,115 @@
+"""Saved adapters that reproduce the evaluated model: PEFT adapter + the base it applies to + a card.
+
+A LoRA adapter holds only the low-rank matrices and the trained head. What else the method
+changed lives in the base: PruneLoRA's pruned (or removed) channels, the batch norms recalibrated
+after pruning, and the running statistics that training updated. So the folder also holds that
+base as a prunelora checkpoint, `adapter_config.json` names it in `base_model_name_or_path`
+(relative to the folder), and README.md says what was forgotten, with which method and result,
+and how to load it. `PeftModel.from_pretrained(load(base), folder)` then gives the merged model's
+logits (a test checks it for every adapter method, model and prune mode).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import io
+from .errors import UserError
+
+BASE_FILE = "base_model.safetensors"
+METRIC_LABELS = (("ua", "UA (100 - forget-train accuracy)"), ("mia_efficacy", "MIA-Efficacy"),
+                 ("mia_attack_acc", "MIA attacker accuracy (50 = chance)"), ("ra", "RA (retain-train accuracy)"),
+                 ("ta", "TA (test accuracy, retained classes)"))
+
+
+def same_weights(a: nn.Module, b: nn.Module) -> bool:
+    """Whether two models hold equal tensors under the same names (buffers included)."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(
+        sa[k].shape == sb[k].shape and torch.equal(sa[k].cpu(), sb[k].cpu()) for k in sa)
+
+
+def base_description(info: dict[str, Any], base_is_original: bool) -> str:
+    """What the base is, and whether the adapter may be applied to the original instead."""
+    if info.get("prune_mode") == "remove":
+        return (f"the original with the pruned channels physically removed ({info.get('params_before')} -> "
+                f"{info.get('params_after')} parameters) and its batch norms recalibrated. The adapter's shapes "
+                "fit only this base: by design it cannot be applied to the original model.")
+    if info.get("prune_mode") == "mask":
+        return (f"the original with {info.get('pruned_channels')} output channels of the pruned layers set to "
+                "zero and its batch-norm statistics recalibrated and updated by training. The adapter loads "
+                "onto the original too (the shapes match) but does NOT reproduce the unlearned model there: "
+                "the pruning lives in this base.")
+    if base_is_original:
+        return "identical to the original model: the adapter applies to the original as well."
+    return ("the original's weights with the batch-norm running statistics that training updated. Applied to "
+            "the original itself the adapter gives different predictions: load it onto this base.")
+
+
+def model_card(meta: dict[str, Any], metrics: dict[str, Any], description: str, merged_file: str) -> str:
+    """README.md of an adapter folder: what was forgotten, how, with what result, how to load it."""
+    method, model = meta.get("method"), meta.get("model")
+    lines = [f"# {model} without class {meta.get('forget_class')}: `{method}` unlearning (prunelora)", "",
+             f"An unlearned `{model}` ({meta.get('model_args') or 'default arguments'}): class "
+             f"{meta.get('forget_class')} of {meta.get('dataset')} was removed with prunelora's `{method}` method "
+             f"({meta.get('epochs')} epochs, seed {meta.get('seed')}).", "",
+             "## Files", "",
+             "- `adapter_config.json`, `adapter_model.safetensors`: the PEFT LoRA adapter (and the trained head).",
+             f"- `{BASE_FILE}`: the base the adapter applies to (`base_model_name_or_path`, relative to this "
+             f"folder): {description}",
+             f"- `../{merged_file}`: the same model with the adapter merged in (what was evaluated).", "",
+             "## Result", "", "| metric | % |", "|---|---|"]
+    lines += [f"| {label} | {metrics[key]:.2f} |" for key, label in METRIC_LABELS
+              if isinstance(metrics.get(key), (int, float))]
+    conclusive = metrics.get("mia_attack_conclusive")
+    lines += ["", ("The membership attacker was significantly above chance, so MIA-Efficacy is evidence."
+                   if conclusive else "The membership attacker was not significantly above chance: MIA-Efficacy "
+                   "is inconclusive here and says nothing either way."), "",
+              "## Load", "", "```python", "import prunelora", "",
+              'model = prunelora.load("path/to/this/folder")  # the base with the adapter, as a PEFT model',
+              "", "# or with PEFT alone:", "from peft import PeftModel", "",
+              f'base = prunelora.load("path/to/this/folder/{BASE_FILE}")',
+              'model = PeftModel.from_pretrained(base, "path/to/this/folder")', "```", "",
+              "The model takes float images in [0, 1] of shape (N, {c}, {s}, {s}) and normalises them itself.".format(
+                  c=meta.get("in_channels"), s=meta.get("image_size")), ""]
+    return "\n".join(lines)
+
+
+def save_adapter_folder(folder: Path, save_adapter, base: nn.Module, base_meta: dict[str, Any],
+                        card: str) -> None:
+    """Write the adapter, its base and its card into `folder`, atomically."""
+    with io.atomic_dir(folder) as tmp:
+        save_adapter(tmp)
+        io.save_model(base, tmp / BASE_FILE, base_meta)
+        config_path = tmp / "adapter_config.json"
+        config = json.loads(config_path.read_text())
+        config["base_model_name_or_path"] = BASE_FILE
+        io.write_json(config_path, config)
+        io.write_text(tmp / "README.md", card)
+
+
+def is_adapter_folder(path: Path) -> bool:
+    return path.is_dir() and (path / "adapter_config.json").is_file()
+
+
+def load_adapter(folder: str | Path) -> nn.Module:
+    """The PEFT model of a saved adapter folder: its base (a prunelora checkpoint) with the adapter."""
+    from peft import PeftModel
+
+    folder = Path(folder)
+    if not is_adapter_folder(folder):
+        raise UserError(f"{folder} is not an adapter folder (it has no adapter_config.json)")
+    try:
+        base_name = json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    except ValueError:
+        raise UserError(f"{folder / 'adapter_config.json'} is not valid JSON") from None
+    base_path = folder / (base_name or BASE_FILE)
+    if not base_name or not base_path.is_file():
+        raise UserError(f"{folder} names no base checkpoint beside the adapter (expected {base_path}); "
+                        "load its base yourself and use peft.PeftModel.from_pretrained")
+    base, _ = io.load_model(base_path)
+    return PeftModel.from_pretrained(base, str(folder))
