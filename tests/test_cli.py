@@ -234,3 +234,75 @@ def test_user_error_exits_2_with_one_line_and_writes_nothing(argv, message, tmp_
     assert "Traceback" not in err + stdout
     assert not places["out"].exists()
     assert list(places["empty"].iterdir()) == []
+
+
+# -- checkpoints carry their context ------------------------------------------------------------------------------
+
+def test_checkpoint_commands_take_dataset_model_and_subset_from_the_checkpoint(tmp_path, capsys, cifar_checkpoint,
+                                                                                fake_cifar10_root):
+    """No --dataset, --data-root or --preset: the checkpoint's CIFAR-10 folder, subset and width are used."""
+    out = tmp_path / "unlearn"
+    rc, _, err = run_cli(["unlearn", "--checkpoint", cifar_checkpoint, "--method", "finetune", "--epochs", "1",
+                          "--no-progress", "--out", out], capsys)
+    assert rc == 0, err
+    config = json.loads((out / "results.json").read_text())["config"]
+    assert config["data"]["dataset"] == "cifar10"
+    assert Path(config["data"]["data_root"]) == Path(fake_cifar10_root).resolve()
+    assert config["data"]["train_per_class"] == 24  # the smoke subset it was trained on, not the cpu preset's 500
+    assert config["model_args"]["resnet18"] == {"width": 4}
+    unlearned = out / "seed0" / "models" / "resnet18" / "finetune_e1.safetensors"
+    assert io.read_meta(unlearned)["forget_class"] == 3
+
+    rc, _, err = run_cli(["evaluate", "--checkpoint", unlearned, "--no-progress", "--out", tmp_path / "same"], capsys)
+    assert rc == 0, err
+    assert "warning" not in err
+    (row,) = load_rows(tmp_path / "same")
+    (reference,) = [r for r in load_rows(out) if r["epochs"] == 1]
+    assert row["ua"] == pytest.approx(reference["ua"]) and row["ta"] == pytest.approx(reference["ta"])
+
+
+def test_evaluating_another_forget_class_than_the_checkpoints_warns(tmp_path, capsys, digits_checkpoint):
+    unlearned_out = tmp_path / "unlearn"
+    rc, _, err = run_cli(["unlearn", *SMOKE, "--checkpoint", digits_checkpoint, "--method", "finetune",
+                          "--epochs", "1", "--out", unlearned_out], capsys)
+    assert rc == 0, err
+    unlearned = unlearned_out / "seed0" / "models" / "resnet18" / "finetune_e1.safetensors"
+    out = tmp_path / "eval5"
+    rc, _, err = run_cli(["evaluate", *SMOKE, "--checkpoint", unlearned, "--forget-class", "5", "--out", out], capsys)
+    assert rc == 0, err
+    assert "prunelora: warning: the checkpoint forgot class 3, but this run's forget class is 5" in err
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["data"]["forget_class"] == 5
+    assert any("forgot class 3" in w for w in results["warnings"])
+    assert "forgot class 3" in (out / "results.md").read_text()
+
+
+def test_threads_are_set_and_the_machine_load_recorded(tmp_path, capsys, digits_checkpoint):
+    before = torch.get_num_threads()
+    try:
+        rc, _, err = run_cli(["evaluate", *SMOKE, "--checkpoint", digits_checkpoint, "--threads", "1",
+                              "--out", tmp_path / "ev"], capsys)
+        assert rc == 0, err
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    results = json.loads((tmp_path / "ev" / "results.json").read_text())
+    load = results["machine_load"]
+    assert load["threads"] == 1 and results["environment"]["threads"] == 1
+    assert set(load) >= {"cores", "loadavg_start", "loadavg_end", "others_cpu_share", "busy"}
+
+
+@pytest.mark.parametrize("command", ["reproduce", "train", "unlearn", "evaluate"])
+def test_help_lists_only_the_flags_a_command_uses(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    expected = {"reproduce": {"--methods", "--models", "--lora-r", "--pretrain-epochs"},
+                "train": {"--models", "--pretrain-epochs"},
+                "unlearn": {"--method", "--lora-r", "--checkpoint"},
+                "evaluate": {"--checkpoint", "--dump-logits"}}[command]
+    absent = {"reproduce": {"--checkpoint", "--method "}, "train": {"--methods", "--lora-r", "--epochs", "--checkpoint"},
+              "unlearn": {"--methods", "--models"}, "evaluate": {"--methods", "--models", "--lora-r", "--epochs",
+                                                                 "--prune-amount", "--precision"}}[command]
+    assert all(flag in text for flag in expected)
+    assert not any(flag in text for flag in absent), [f for f in absent if f in text]

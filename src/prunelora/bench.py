@@ -351,10 +351,11 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
 
 
 # -- the whole benchmark ---------------------------------------------------------------------
-def _model_args(models: Sequence[str], model_args: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
+def _model_args(models: Sequence[str], model_args: dict[str, dict[str, Any]] | None,
+                preset_name: str = "cpu") -> dict[str, dict[str, Any]]:
     from .config import PRESETS
 
-    preset = PRESETS["cpu"]["model_args"]
+    preset = PRESETS[preset_name]["model_args"]
     extra = model_args or {}
     unknown = sorted(set(extra) - set(models))
     if unknown:
@@ -364,7 +365,7 @@ def _model_args(models: Sequence[str], model_args: dict[str, dict[str, Any]] | N
 
 def run_benchmark(models: Sequence[str] = DEFAULT_MODELS, methods: Sequence[str] = DEFAULT_METHODS, *,
                   model_args: dict[str, dict[str, Any]] | None = None, dataset: str | None = None,
-                  data_root: str | None = None, train_per_class: int = DEFAULT_TRAIN_PER_CLASS,
+                  data_root: str | None = None, train_per_class: int | None = None, preset: str | None = None,
                   forget_class: int = 3, device: str = "auto", warmup_epochs: int = 1, timed_epochs: int = 3,
                   min_timed_epochs: int = 3, prune_modes: Sequence[str] = PRUNE_MODES, batch_size: int | None = None,
                   precision: str = "fp32", channels_last: bool = False, compile_model: bool = False,
@@ -373,10 +374,12 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS, methods: Sequence[str]
                   progress: bool = False, log=None) -> dict[str, Any]:
     """Benchmark every (model, method, prune mode); write bench.json and bench.md under `out` (None: no files).
 
-    Returns {"machine", "settings", "matmul", "rows", "markdown"}. Every row has all COLUMNS keys:
-    a number, or None with the reason in row["na"][key]. Raises UserError for user mistakes.
+    preset (default $PRUNELORA_PRESET, else cpu) gives the model sizes and, unless train_per_class
+    is given, the subset size. Returns {"machine", "settings", "matmul", "rows", "markdown"}. Every
+    row has all COLUMNS keys: a number, or None with the reason in row["na"][key]. Raises UserError
+    for user mistakes.
     """
-    from .config import _merge, resolve
+    from .config import PRESET_ENV, PRESETS, _merge, resolve
     from .data import ImageSet, class_splits, load_dataset
     from .methods import get_method
     from .models import build_model, get_spec
@@ -400,18 +403,23 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS, methods: Sequence[str]
         raise UserError(f"timed epochs must be at least {min_timed_epochs} (the median of several), got {timed_epochs}")
     if warmup_epochs < 0:
         raise UserError(f"warm-up epochs cannot be negative, got {warmup_epochs}")
-    if train_per_class is None or train_per_class <= 0:
+    preset = preset or os.environ.get(PRESET_ENV) or "cpu"
+    if preset not in PRESETS:
+        raise UserError(f"unknown preset '{preset}' (choose from: {', '.join(PRESETS)})")
+    if train_per_class is None:
+        train_per_class = PRESETS[preset].get("data", {}).get("train_per_class") or DEFAULT_TRAIN_PER_CLASS
+    if train_per_class <= 0:
         raise UserError(f"train_per_class must be positive, got {train_per_class}")
     if matmul_size <= 0 or matmul_repeats <= 0:
         raise UserError(f"matmul size and repeats must be positive, got {matmul_size} and {matmul_repeats}")
-    args = _model_args(models, model_args)
+    args = _model_args(models, model_args, preset)
     specs = {name: get_spec(name, args[name]) for name in models}
 
     unlearn = {"epochs": [warmup_epochs + timed_epochs]}
     if batch_size is not None:
         unlearn["batch_size"] = batch_size
     base_overrides = _merge({"unlearn": unlearn, "precision": precision, "device": device}, overrides or {})
-    config = resolve(preset="cpu", overrides=base_overrides)  # validates sizes, rates, precision, ...
+    config = resolve(preset=preset, overrides=base_overrides)  # validates sizes, rates, precision, ...
     dev = select_device(config.device)
     dataset, data_root = default_data(dataset, data_root)
     raw = load_dataset(dataset, data_root, allow_download=False)
@@ -446,7 +454,7 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS, methods: Sequence[str]
             for mode in modes:
                 variant = Variant(name, method, mode)
                 cfg = config if mode is None else resolve(
-                    preset="cpu", overrides=_merge(base_overrides, {"unlearn": {"prune_mode": mode}}))
+                    preset=preset, overrides=_merge(base_overrides, {"unlearn": {"prune_mode": mode}}))
                 row = measure_variant(variant, original, cfg, spec.plan, spec.family, builder(name), retain,
                                       seed=seed, warmup_epochs=warmup_epochs, timed_epochs=timed_epochs,
                                       channels_last=channels_last, compile_model=compile_model, progress=progress,
@@ -460,7 +468,7 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS, methods: Sequence[str]
                     log(f"[bench] {name} {variant.label}: n/a ({row['reason']})")
     add_ratios(rows)
     settings = {"models": models, "model_args": args, "methods": methods, "prune_modes": prune_modes,
-                "dataset": dataset, "data_root": data_root, "train_per_class": train_per_class,
+                "dataset": dataset, "data_root": data_root, "train_per_class": train_per_class, "preset": preset,
                 "forget_class": forget_class, "retain_images": len(retain), "image_shape": list(splits.image_shape),
                 "warmup_epochs": warmup_epochs, "timed_epochs": timed_epochs,
                 "batch_size": config.unlearn.batch_size, "precision": config.precision,
@@ -562,8 +570,9 @@ def build_arg_parser(parser: argparse.ArgumentParser | None = None) -> argparse.
                    help="prune modes of prune-finetune and prunelora (default mask,remove)")
     g.add_argument("--dataset", help="digits | cifar10 | cifar100 (default cifar10 where a copy is at hand, else digits)")
     g.add_argument("--data-root", help="folder holding the dataset (default $PRUNELORA_DATA, else ../shared/data)")
-    g.add_argument("--train-per-class", type=int, default=DEFAULT_TRAIN_PER_CLASS,
-                   help=f"class-balanced training subset per class (default {DEFAULT_TRAIN_PER_CLASS})")
+    g.add_argument("--train-per-class", type=int,
+                   help=f"class-balanced training subset per class (default the preset's: cpu {DEFAULT_TRAIN_PER_CLASS})")
+    g.add_argument("--preset", help="model sizes and subset: cpu (default, or $PRUNELORA_PRESET) | smoke | paper")
     g.add_argument("--forget-class", type=int, default=3, help="class left out of the retain set (default 3)")
     g.add_argument("--device", default="auto", help="auto (default) | cpu | cuda")
     g.add_argument("--epochs", type=int, default=3, help="timed epochs, median reported (default 3, at least 3)")
@@ -572,7 +581,7 @@ def build_arg_parser(parser: argparse.ArgumentParser | None = None) -> argparse.
     g.add_argument("--precision", default="fp32", help="fp32 (default) | bf16 (CUDA autocast)")
     g.add_argument("--channels-last", action="store_true", help="channels_last memory format for model and data")
     g.add_argument("--compile", action="store_true", help="torch.compile the prepared model (failures are reported)")
-    g.add_argument("--threads", type=int, help="torch intra-op threads (default torch's)")
+    g.add_argument("--threads", type=int, help="torch intra-op threads (default: the cores available to the process)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--matmul-size", type=int, default=2048, help="side of the fp32 matmul reference (default 2048)")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="bench_set",
@@ -589,13 +598,12 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     model_args: dict[str, dict[str, Any]] = {}
     for model, field, value in args.model_arg:
         model_args.setdefault(model, {})[field] = value
-    if args.threads is not None:
-        if args.threads <= 0:
-            raise UserError(f"--threads must be positive, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    from .machine_load import set_threads
+
+    set_threads(args.threads)
     return run_benchmark(
         args.models, args.methods, model_args=model_args, dataset=args.dataset, data_root=args.data_root,
-        train_per_class=args.train_per_class, forget_class=args.forget_class, device=args.device,
+        train_per_class=args.train_per_class, preset=args.preset, forget_class=args.forget_class, device=args.device,
         warmup_epochs=args.warmup_epochs, timed_epochs=args.epochs, prune_modes=args.prune_modes,
         batch_size=args.batch_size, precision=args.precision, channels_last=args.channels_last,
         compile_model=args.compile, seed=args.seed, matmul_size=args.matmul_size,
