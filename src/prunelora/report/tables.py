@@ -89,6 +89,11 @@ def gap_note(rows: list[dict]) -> str:
     text = f"Gap = mean |difference from Retrain| over {full}"
     if not reduced:
         return text + "."
+    with_gap = [r for r in rows if finite(r.get("avg_gap"))]
+    if len(reduced) == 1 and len(next(iter(reduced.values()))) == len(with_gap):
+        metrics = ", ".join(GAP_LABEL.get(m, m) for m in next(iter(reduced)))
+        return (f"Gap = mean |difference from Retrain| over {metrics} in every row: the MIA was left out because "
+                "its attackers were not above chance.")
     parts = [f"over {', '.join(GAP_LABEL.get(m, m) for m in metrics)} for {', '.join(row_name(r) for r in group)}"
              for metrics, group in reduced.items()]
     return (text + ", except where this row's or Retrain's MIA attacker was not above chance and the MIA was "
