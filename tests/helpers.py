@@ -63,3 +63,12 @@ def smoke_config(**unlearn):
     from prunelora.config import resolve
 
     return resolve(preset="smoke", overrides={"unlearn": dict(unlearn)} if unlearn else None)
+
+
+def copy_of(run: Path, tmp_path: Path) -> Path:
+    """A copy of a finished run folder (session fixtures must not be written into)."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(run, out)
+    return out

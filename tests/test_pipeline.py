@@ -4,7 +4,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from prunelora.data import class_splits
 from prunelora.metrics.accuracy import unlearning_metrics
 from prunelora.metrics.evaluate import SPLITS, collect_logits
 
-from .helpers import run_cli
+from .helpers import copy_of, run_cli
 
 REQUIRED = ["model", "method", "epochs", "ua", "mia_efficacy", "ra", "ta", "sec_per_epoch", "total_sec",
             "peak_memory_mb", "trainable_params"]
@@ -170,9 +169,7 @@ def _count(monkeypatch, module) -> list[str]:
 
 @pytest.fixture
 def smoke_copy(smoke_run, tmp_path) -> Path:
-    out = tmp_path / "run"
-    shutil.copytree(smoke_run, out)
-    return out
+    return copy_of(smoke_run, tmp_path)
 
 
 def test_rerun_reuses_every_finished_stage(smoke_copy, capsys, monkeypatch):

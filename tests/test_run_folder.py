@@ -8,7 +8,7 @@ import pytest
 
 from prunelora import UserError, run_folder
 
-from .helpers import run_cli
+from .helpers import copy_of, run_cli
 
 SMOKE = ["--preset", "smoke", "--no-progress"]
 
@@ -17,23 +17,15 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> Path:
-    """A finished `reproduce` (ResNet, finetune) whose folder the tests try to write into."""
-    from prunelora.cli import main
-
-    out = tmp_path_factory.mktemp("finished") / "run"
-    assert main(["reproduce", *SMOKE, "--models", "resnet18", "--methods", "finetune", "--out", str(out)]) == 0
-    return out
+@pytest.fixture
+def finished(smoke_run) -> Path:
+    """The session's finished `reproduce --preset smoke` (both models, every method)."""
+    return smoke_run
 
 
 @pytest.fixture
-def run_copy(finished, tmp_path) -> Path:
-    import shutil
-
-    out = tmp_path / "run"
-    shutil.copytree(finished, out)
-    return out
+def run_copy(smoke_run, tmp_path) -> Path:
+    return copy_of(smoke_run, tmp_path)
 
 
 def test_a_second_command_into_a_run_folder_is_refused_and_nothing_changes(run_copy, capsys):
@@ -42,7 +34,7 @@ def test_a_second_command_into_a_run_folder_is_refused_and_nothing_changes(run_c
     for argv in (["evaluate", "--checkpoint", checkpoint],
                  ["unlearn", "--checkpoint", checkpoint, "--method", "lora"],
                  ["train", "--models", "resnet18"],
-                 ["reproduce", "--models", "resnet18", "--methods", "finetune", "--lr", "5e-4"]):
+                 ["reproduce", "--lr", "5e-4"]):
         rc, _, err = run_cli([*argv, *SMOKE, "--out", run_copy], capsys)
         assert rc == 2, err
         assert "already holds a 'reproduce' run" in err and "--overwrite" in err
@@ -54,11 +46,10 @@ def test_the_same_run_resumes(run_copy, capsys, monkeypatch):
     import prunelora.runner as runner
 
     monkeypatch.setattr(runner, "fit", lambda *a, **k: pytest.fail("a finished stage was trained again"))
-    rc, _, err = run_cli(["reproduce", *SMOKE, "--models", "resnet18", "--methods", "finetune", "--out", run_copy],
-                         capsys)
+    rc, _, err = run_cli(["reproduce", *SMOKE, "--out", run_copy], capsys)
     assert rc == 0, err
     results = json.loads((run_copy / "results.json").read_text())
-    assert results["reused"]["stages"] == 2  # the original and the finetune stage
+    assert results["reused"]["stages"] == 12  # two originals and five methods on each
     assert results["reused"]["sec"] > 0
     assert results["wall_sec"] == pytest.approx(results["elapsed_sec"] + results["reused"]["sec"])
 
