@@ -37,8 +37,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import io
+from . import io, run_folder
 from .errors import UserError, UserErrorParser
+from .machine_load import LoadProbe
 
 DEFAULT_METHODS = ["finetune", "prune-finetune", "lora", "prunelora"]
 DEFAULT_MODELS = ["resnet18", "vit"]
@@ -371,7 +372,7 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS, methods: Sequence[str]
                   precision: str = "fp32", channels_last: bool = False, compile_model: bool = False,
                   seed: int = 0, matmul_size: int = 2048, matmul_repeats: int = 5,
                   overrides: dict[str, Any] | None = None, out: str | Path | None = "runs/bench",
-                  progress: bool = False, log=None) -> dict[str, Any]:
+                  progress: bool = False, log=None, overwrite: bool = False) -> dict[str, Any]:
     """Benchmark every (model, method, prune mode); write bench.json and bench.md under `out` (None: no files).
 
     preset (default $PRUNELORA_PRESET, else cpu) gives the model sizes and, unless train_per_class
@@ -438,6 +439,15 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS, methods: Sequence[str]
 
     for name in models:  # refuse bad architecture arguments before anything is measured
         builder(name)()
+    probe = LoadProbe(torch.get_num_threads())
+    if out is not None:  # never over another run's results (a bench with the same settings replaces its own)
+        identity = {"models": models, "model_args": args, "methods": methods, "prune_modes": prune_modes,
+                    "dataset": dataset, "data_root": data_root, "train_per_class": train_per_class,
+                    "forget_class": forget_class, "device": str(dev), "warmup_epochs": warmup_epochs,
+                    "timed_epochs": timed_epochs, "batch_size": config.unlearn.batch_size, "precision": precision,
+                    "channels_last": channels_last, "compile": compile_model, "seed": seed,
+                    "matmul_size": matmul_size, "overrides": overrides or {}}
+        run_folder.claim(out, "bench", identity, overwrite)
     machine = machine_info(dev)
     log(f"[bench] {machine['device_name']} ({machine['torch_threads']} threads), {dataset}: "
         f"{len(retain)} retain images, {warmup_epochs} warm-up + {timed_epochs} timed epochs")
@@ -475,7 +485,7 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS, methods: Sequence[str]
                 "channels_last": channels_last, "compile": compile_model, "seed": seed,
                 "unlearn": dataclasses.asdict(config.unlearn)}
     results = {"machine": machine, "settings": settings, "matmul": matmul, "rows": rows,
-               "wall_sec": time.perf_counter() - started}
+               "wall_sec": time.perf_counter() - started, "machine_load": probe.finish()}
     results["markdown"] = markdown(results)
     if out is not None:
         out = Path(out)
@@ -511,6 +521,10 @@ def markdown(results: dict[str, Any]) -> str:
         f"Peak memory: {', '.join(kinds) or 'n/a'} of prepare + fit. FLOPs: FlopCounterMode over one training "
         "step (forward + backward; the cached prefix excluded and shown apart as a one-off cost per image).",
     ]
+    load = results.get("machine_load") or {}
+    if load.get("busy"):
+        lines.append(f"**Warning:** other processes used {load['others_cpu_share'] * 100:.0f} % of the machine's CPU "
+                     "while this ran: these timings are not comparable with a quiet machine's.")
     if s["compile"]:
         lines.append("torch.compile runs lazily in the warm-up epoch: its time is excluded, its memory is in the peak.")
     lines.append("")
@@ -587,6 +601,7 @@ def build_arg_parser(parser: argparse.ArgumentParser | None = None) -> argparse.
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="bench_set",
                    help="any RunConfig field by dotted name, e.g. --set unlearn.lora_dropout=0")
     g.add_argument("--out", default="runs/bench", help="output folder for bench.json and bench.md (default runs/bench)")
+    g.add_argument("--overwrite", action="store_true", help="replace another run's results in --out (default: refuse)")
     g.add_argument("--progress", action="store_true", help="show per-epoch progress bars")
     return parser
 
@@ -607,7 +622,7 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
         warmup_epochs=args.warmup_epochs, timed_epochs=args.epochs, prune_modes=args.prune_modes,
         batch_size=args.batch_size, precision=args.precision, channels_last=args.channels_last,
         compile_model=args.compile, seed=args.seed, matmul_size=args.matmul_size,
-        overrides=parse_dotted(args.bench_set), out=args.out, progress=args.progress)
+        overrides=parse_dotted(args.bench_set), out=args.out, progress=args.progress, overwrite=args.overwrite)
 
 
 def report(results: dict[str, Any]) -> int:

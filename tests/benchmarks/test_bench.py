@@ -164,3 +164,17 @@ def test_default_dataset(tmp_path, monkeypatch):
     assert bench.default_data(None, str(tmp_path)) == ("cifar10", str(tmp_path))
     monkeypatch.setenv("PRUNELORA_DATA", str(tmp_path))
     assert bench.default_data(None, None) == ("cifar10", str(tmp_path))
+
+
+def test_bench_records_the_load_and_never_writes_over_another_run(tmp_path):
+    args = {"models": ["resnet18"], "methods": ["finetune"], "dataset": "digits", "train_per_class": 10,
+            "device": "cpu", "warmup_epochs": 0, "timed_epochs": 1, "min_timed_epochs": 1, "matmul_size": 64,
+            "out": tmp_path, "log": lambda m: None}
+    results = bench.run_benchmark(**args)
+    assert {"busy", "others_cpu_share", "threads"} <= set(results["machine_load"])
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    with pytest.raises(UserError, match="already holds a 'bench' run"):
+        bench.run_benchmark(**{**args, "methods": ["lora"]})
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+    replaced = bench.run_benchmark(**{**args, "methods": ["lora"], "overwrite": True})
+    assert [r["method"] for r in replaced["rows"]] == ["lora"]
