@@ -112,3 +112,16 @@ def test_the_resnet_lora_adapter_alone_on_the_original_differs(smoke_run, digits
     on_base = _logits(_peft_loaded(adapter), digits_images[0])
     assert not np.allclose(on_original.numpy(), on_base.numpy(), atol=1e-3)
     assert "load it onto this base" in (adapter / "README.md").read_text()
+
+
+def test_evaluate_takes_an_adapter_folder_and_measures_the_merged_model(smoke_run, tmp_path, capsys):
+    folder = smoke_run / "seed0" / "models" / "resnet18"
+    adapter = next(folder.glob("prunelora_e*_adapter"))
+    results = {}
+    for name, checkpoint in (("adapter", adapter), ("merged", folder / f"{adapter.name[:-len('_adapter')]}.safetensors")):
+        rc, _, err = run_cli(["evaluate", "--checkpoint", checkpoint, "--out", tmp_path / name, *SMOKE], capsys)
+        assert rc == 0, err
+        (results[name],) = json.loads((tmp_path / name / "results.json").read_text())["rows"]
+    assert results["adapter"]["method"] == "prunelora"
+    for key in ("ua", "ra", "ta", "mia_efficacy"):
+        assert results["adapter"][key] == pytest.approx(results["merged"][key], abs=1e-6), key

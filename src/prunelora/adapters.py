@@ -21,6 +21,7 @@ from . import io
 from .errors import UserError
 
 BASE_FILE = "base_model.safetensors"
+BASE_SUFFIX = " (adapter base)"  # the base checkpoint's method: "<method> (adapter base)"
 METRIC_LABELS = (("ua", "UA (100 - forget-train accuracy)"), ("mia_efficacy", "MIA-Efficacy"),
                  ("mia_attack_acc", "MIA attacker accuracy (50 = chance)"), ("ra", "RA (retain-train accuracy)"),
                  ("ta", "TA (test accuracy, retained classes)"))
@@ -96,10 +97,8 @@ def is_adapter_folder(path: Path) -> bool:
     return path.is_dir() and (path / "adapter_config.json").is_file()
 
 
-def load_adapter(folder: str | Path) -> nn.Module:
-    """The PEFT model of a saved adapter folder: its base (a prunelora checkpoint) with the adapter."""
-    from peft import PeftModel
-
+def base_path(folder: str | Path) -> Path:
+    """The base checkpoint an adapter folder names (base_model_name_or_path, relative to the folder)."""
     folder = Path(folder)
     if not is_adapter_folder(folder):
         raise UserError(f"{folder} is not an adapter folder (it has no adapter_config.json)")
@@ -107,9 +106,24 @@ def load_adapter(folder: str | Path) -> nn.Module:
         base_name = json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")
     except ValueError:
         raise UserError(f"{folder / 'adapter_config.json'} is not valid JSON") from None
-    base_path = folder / (base_name or BASE_FILE)
-    if not base_name or not base_path.is_file():
-        raise UserError(f"{folder} names no base checkpoint beside the adapter (expected {base_path}); "
+    path = folder / (base_name or BASE_FILE)
+    if not base_name or not path.is_file():
+        raise UserError(f"{folder} names no base checkpoint beside the adapter (expected {path}); "
                         "load its base yourself and use peft.PeftModel.from_pretrained")
-    base, _ = io.load_model(base_path)
+    return path
+
+
+def adapter_meta(folder: str | Path) -> dict[str, Any]:
+    """The description of the model an adapter folder gives: its base's, as the unlearned model."""
+    meta = io.read_meta(base_path(folder))
+    meta["method"] = str(meta.get("method", "")).removesuffix(BASE_SUFFIX)
+    meta.pop("adapter_base", None)
+    return meta
+
+
+def load_adapter(folder: str | Path) -> nn.Module:
+    """The PEFT model of a saved adapter folder: its base (a prunelora checkpoint) with the adapter."""
+    from peft import PeftModel
+
+    base, _ = io.load_model(base_path(folder))
     return PeftModel.from_pretrained(base, str(folder))

@@ -73,8 +73,8 @@ def _models(parser: argparse.ArgumentParser) -> None:
 
 def _checkpoint(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--checkpoint", required=True,
-                        help=f"{what} (.safetensors written by prunelora); its dataset, model and forget class "
-                             "are used unless given")
+                        help=f"{what} (.safetensors or adapter folder written by prunelora); its dataset, "
+                             "model and forget class are used unless given")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import io, run_folder
+from .adapters import adapter_meta, is_adapter_folder, load_adapter
 from .config import RunConfig, _merge, fingerprint, load_yaml, resolve, to_dict
 from .errors import UserError
 from .machine_load import LoadProbe, set_threads
@@ -86,7 +87,7 @@ def run(command: str, yaml_path: str | None, flags: dict[str, Any], *, checkpoin
     context, warnings, meta, path = None, [], None, None
     if checkpoint is not None:
         path = Path(checkpoint)
-        meta = io.read_meta(path)
+        meta = adapter_meta(path) if is_adapter_folder(path) else io.read_meta(path)
         if "model" not in meta:
             raise UserError(f"checkpoint {path} metadata lacks its model name")
         context = checkpoint_context(meta)
@@ -120,8 +121,11 @@ def run(command: str, yaml_path: str | None, flags: dict[str, Any], *, checkpoin
 
 
 def _checked_checkpoint(exp: Experiment, checkpoint: Path):
-    """Load the checkpoint and check that it fits the dataset (classes, channels, image size)."""
-    model, meta = io.load_model(checkpoint)
+    """Load the checkpoint (a file, or a saved adapter folder) and check that it fits the dataset."""
+    if is_adapter_folder(checkpoint):  # the adapter on its base, merged: the same function, a plain model
+        model, meta = load_adapter(checkpoint).merge_and_unload(), adapter_meta(checkpoint)
+    else:
+        model, meta = io.load_model(checkpoint)
     shape = (exp.raw.num_classes, exp.raw.shape[0], exp.raw.shape[1])
     if shape != (meta["num_classes"], meta["in_channels"], meta["image_size"]):
         raise UserError(f"checkpoint {checkpoint} is for {meta['num_classes']} classes of {meta['in_channels']}x"

@@ -137,11 +137,14 @@ def resize_to(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
 
 
 def file_digest(path: str | Path) -> str:
-    """sha256 of a file's bytes (short): which checkpoint a stage started from."""
+    """sha256 of a file's bytes, or of every file in a folder (short): which checkpoint a stage started from."""
+    path = Path(path)
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
+    for file in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]:
+        digest.update(str(file.relative_to(path) if path.is_dir() else "").encode())
+        with open(file, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
     return digest.hexdigest()[:16]
 
 

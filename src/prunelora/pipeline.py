@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from . import io
-from .adapters import base_description, model_card, same_weights, save_adapter_folder
+from .adapters import BASE_SUFFIX, base_description, model_card, same_weights, save_adapter_folder
 from .config import DataConfig, RunConfig, fingerprint, to_dict
 from .data import RawDataset, Splits, class_splits, load_dataset
 from .errors import UserError
@@ -261,7 +261,7 @@ class Experiment:
                        merged_file: str) -> None:
         base = run.prepared.adapter_base()
         description = base_description(run.info, same_weights(base, original))
-        base_meta = {**meta, "method": f"{run.method} (adapter base)", "adapter_base": True}
+        base_meta = {**meta, "method": run.method + BASE_SUFFIX, "adapter_base": True}
         save_adapter_folder(folder, run.prepared.save_adapters, base, base_meta,
                             model_card(meta, metrics, description, merged_file))
 
