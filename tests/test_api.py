@@ -1,6 +1,8 @@
 """The Python API: prunelora's own models get their registry plan (as on the CLI), others an inferred one."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from torch import nn
 
@@ -36,11 +38,12 @@ def test_a_loaded_prunelora_model_uses_its_registry_plan(name, args, digits_spli
     io.save_model(model, path, {"model": name, "model_args": args, "num_classes": 10, "in_channels": channels,
                                 "image_size": size, "mean": list(digits_splits.mean), "std": list(digits_splits.std)})
     plan, recipe = _plan_used(monkeypatch, prunelora.load(path), digits_splits)
-    assert plan == get_spec(name, args).plan
+    spec = get_spec(name, args)
+    assert plan == dataclasses.replace(spec.plan, family=spec.family)
     assert recipe.optimizer == ("adamw" if name == "vit" else "sgd")  # Retrain's recipe follows the family
 
 
 def test_a_users_own_model_gets_an_inferred_plan(digits_splits, monkeypatch):
-    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 10))
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 14 * 14, 10))
     plan, _ = _plan_used(monkeypatch, model, digits_splits)
-    assert plan.head == "3" and plan.prune_layers == "0"
+    assert plan.head == "3" and plan.prune_layers == "0" and plan.family == "resnet"

@@ -1,14 +1,15 @@
 """prunelora: machine unlearning for image classifiers, PruneLoRA and the paradigms it is compared with.
 
     import prunelora
-    model = prunelora.unlearn(model, retain, forget, method="prunelora", epochs=5)
-    print(prunelora.evaluate(model, splits))
+    result = prunelora.unlearn(model, retain, forget, method="prunelora", epochs=5)
+    print(result)  # per-epoch forget accuracy, and whether the class was forgotten
+    print(prunelora.evaluate(result.model, splits))
 """
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .api import evaluate, load, unlearn  # noqa: E402
+from .api import UnlearningWarning, UnlearnResult, evaluate, load, plan, unlearn  # noqa: E402
 from .config import ALL_METHODS, RunConfig  # noqa: E402
 from .data import ImageSet, Splits, class_splits, load_dataset  # noqa: E402
 from .errors import UserError  # noqa: E402
@@ -16,5 +17,5 @@ from .methods import METHODS  # noqa: E402
 from .models import REGISTRY as MODELS  # noqa: E402
 from .models import LayerPlan  # noqa: E402
 
-__all__ = ["ALL_METHODS", "ImageSet", "LayerPlan", "METHODS", "MODELS", "RunConfig", "Splits", "UserError",
-           "class_splits", "evaluate", "load", "load_dataset", "unlearn"]
+__all__ = ["ALL_METHODS", "ImageSet", "LayerPlan", "METHODS", "MODELS", "RunConfig", "Splits", "UnlearnResult",
+           "UnlearningWarning", "UserError", "class_splits", "evaluate", "load", "load_dataset", "plan", "unlearn"]

@@ -1,7 +1,17 @@
-"""The Python API: unlearn a user's own nn.Module on their own data, evaluate it, load checkpoints."""
+"""The Python API: unlearn a user's own model on their own data, verify the forgetting, evaluate, load.
+
+Any nn.Module works: prunelora's own models (with their registry plan), Hugging Face
+`*ForImageClassification` models and torchvision/timm-style networks (plan inferred from their
+structure). The model comes back as the same class, inside an UnlearnResult that says whether
+the forget set is still recognised.
+"""
 from __future__ import annotations
 
 import dataclasses
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,39 +21,104 @@ from torch import nn
 from . import io
 from .adapters import is_adapter_folder, load_adapter
 from .config import RunConfig, UnlearnConfig, validate
-from .data import ImageSet, Splits
+from .data import ImageSet, Splits, to_float
+from .data.user import as_imageset
 from .errors import UserError
-from .metrics.evaluate import collect_logits, metrics_from_logits
+from .metrics.accuracy import accuracy
+from .metrics.evaluate import collect_logits, metrics_from_logits, predict
 from .models import LayerPlan, spec_of
+from .models.outputs import PREFIX, Classifier, input_name, needs_wrapper, unwrap
+from .plan_report import PlanReport, describe_plan
 from .runner import method_context, reinitialized, run_method
 
+# Without until=, class-wise forgetting counts as done when the forget set's accuracy is at most this.
+FORGET_TARGET = 20.0
+RETAIN_PROBE = 1000  # retain samples measured after each epoch (a fixed, evenly spaced subset)
 
-def _as_imageset(data: Any, name: str) -> ImageSet:
-    if isinstance(data, ImageSet):
-        return data
-    if isinstance(data, (tuple, list)) and len(data) == 2:
-        images, labels = (torch.as_tensor(x) for x in data)
-        if images.dtype != torch.uint8 or images.dim() != 4:
-            raise UserError(f"{name}: images must be a uint8 tensor (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
-        return ImageSet(images, labels.long().to(images.device))
-    raise UserError(f"{name} must be an ImageSet or an (images, labels) pair")
+
+class UnlearningWarning(UserWarning):
+    """The budget ended with the forget set still recognised."""
+
+
+@dataclass
+class UnlearnResult:
+    """What `unlearn` returns: the model (the caller's own class) and the evidence that it forgot."""
+
+    model: nn.Module
+    method: str
+    plan: LayerPlan
+    history: list[dict[str, float]]  # per epoch: forget_acc, retain_acc, test_acc (percent, when measured)
+    metrics: dict[str, float]  # the last epoch's
+    epochs: int  # epochs run (fewer than asked when `until` was reached)
+    seconds: float
+    peak_memory_mb: float
+    memory_kind: str
+    forgotten: bool | None  # None without a forget set to check
+    target: float  # the forget accuracy (%) at or below which the class counts as forgotten
+    warning: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)  # surgery facts (pruned channels, ...)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k} {v:.1f}" for k, v in self.metrics.items())
+        state = {True: "forgotten", False: "NOT forgotten", None: "unchecked"}[self.forgotten]
+        return (f"UnlearnResult({self.method}, {self.epochs} epochs, {self.seconds:.1f} s: {shown}; {state}"
+                f"{'; ' + self.warning if self.warning else ''})")
+
+
+def _prepare_model(model: nn.Module, example: torch.Tensor, mean: Sequence[float] | None,
+                   std: Sequence[float] | None) -> tuple[nn.Module, bool]:
+    """The model behind prunelora's contract (wrapped where it needs to be) and whether it was wrapped."""
+    if (mean is None) != (std is None):
+        raise UserError("give both mean and std (per channel), or neither")
+    if needs_wrapper(model, example, normalized=mean is not None):
+        return Classifier(model, mean, std, input_name(model)), True
+    return model, False
+
+
+def plan(model: nn.Module, images: Any, methods: list[str] | None = None, mean: Sequence[float] | None = None,
+         std: Sequence[float] | None = None) -> PlanReport:
+    """Which layers each method would prune, adapt and train on `model` (nothing runs but one forward pass).
+
+    images: a few example images (or any data `unlearn` accepts) of the size the model takes.
+    """
+    data = as_imageset(images, "images") if not isinstance(images, torch.Tensor) else None
+    example = to_float((data.images if data is not None else images)[:2])
+    net, wrapped = _prepare_model(model, example, mean, std)
+    return describe_plan(model, _plan_for(model, net, example, wrapped, None), methods)
+
+
+def _plan_for(model: nn.Module, net: nn.Module, example: torch.Tensor, wrapped: bool,
+              given: LayerPlan | None) -> LayerPlan:
+    """The user's plan, the registry's for prunelora's own models, else one inferred from the structure."""
+    if given is not None:
+        return given
+    spec = spec_of(model)
+    if spec is not None:
+        return dataclasses.replace(spec.plan, family=spec.family)
+    return LayerPlan.infer(model, example, run=net if wrapped else None)
 
 
 def unlearn(model: nn.Module, retain: Any, forget: Any | None = None, method: str = "prunelora",
-            epochs: int = 5, plan: LayerPlan | None = None, seed: int = 0,
-            pretrain_epochs: int = 15, **options: Any) -> nn.Module:
-    """Return an unlearned copy of `model`, trained on `retain` only (the input model is not modified).
+            epochs: int = 5, plan: LayerPlan | None = None, seed: int = 0, pretrain_epochs: int = 15,
+            test: Any | None = None, until: float | None = None, mean: Sequence[float] | None = None,
+            std: Sequence[float] | None = None, progress: bool = False, **options: Any) -> UnlearnResult:
+    """Unlearn a copy of `model` (the input is not modified) by training on `retain`.
 
-    retain / forget: ImageSet or (uint8 images (N, C, H, W), labels). The model takes float images in
-    [0, 1] and normalises them itself. `plan` says which layers to prune and adapt: when None,
-    prunelora's own models (from `prunelora.load`) use their registry plan, as the CLI does; other
-    models get an inferred one (convs, else Linears, and the last Linear as head). options: any UnlearnConfig field
-    (lr, prune_amount, prune_mode, keep_sparsity, lora_r, ...). The forget set is not trained on;
-    it is accepted so that methods that use it can be added without changing this signature.
+    retain / forget / test: an ImageSet, an (images, labels) pair (uint8 pixels, or floats on the
+    model's own scale; tensors or numpy), a torch Dataset of (image, label), or a DataLoader.
+    uint8 pixels are scaled to [0, 1] and, when `mean`/`std` are given (a Hugging Face model's
+    image-processor values), normalised. The forget set is not trained on: after every epoch its
+    accuracy (and the test set's, when given) is measured; `until` stops at the first epoch at or
+    below that forget accuracy (%). When the budget ends with the forget set still above the
+    target (`until`, else 20 %), the result carries a warning (also issued as UnlearningWarning).
+    `plan`: which layers to prune and adapt (default: the registry's for prunelora's own models,
+    else inferred from the structure; see `prunelora.plan`). options: any UnlearnConfig field.
     """
-    retain_set = _as_imageset(retain, "retain")
-    if forget is not None:
-        _as_imageset(forget, "forget")
+    retain_set = as_imageset(retain, "retain")
+    forget_set = as_imageset(forget, "forget") if forget is not None else None
+    test_set = as_imageset(test, "test") if test is not None else None
+    if until is not None and not 0.0 <= until <= 100.0:
+        raise UserError(f"until must be a forget-set accuracy in [0, 100] %, got {until}")
     fields = {f.name for f in dataclasses.fields(UnlearnConfig)}
     unknown = set(options) - fields
     if unknown:
@@ -51,21 +126,66 @@ def unlearn(model: nn.Module, retain: Any, forget: Any | None = None, method: st
     config = RunConfig(unlearn=UnlearnConfig(epochs=[epochs], **options))
     config.pretrain.epochs = pretrain_epochs
     validate(config)
-    spec = spec_of(model)
-    plan = plan or (spec.plan if spec is not None else LayerPlan.infer(model))
-    family = spec.family if spec is not None else (
-        "resnet" if any(isinstance(m, nn.Conv2d) for m in model.modules()) else "vit")
     device = retain_set.labels.device
     model = model.to(device)
-    ctx = method_context(config, plan, family, lambda: reinitialized(model), retain_set)
-    run = run_method(method, model, retain_set, ctx, seed=seed, cache_prefix=config.unlearn.cache_prefix, progress=False)
-    return run.snapshots[-1].model
+    example = to_float(retain_set.images[:2])
+    net, wrapped = _prepare_model(model, example, mean, std)
+    user_plan = _plan_for(model, net, example, wrapped, plan)
+    family = user_plan.family or ("resnet" if any(isinstance(m, nn.Conv2d) for m in model.modules()) else "vit")
+    run_plan = user_plan.prefixed(PREFIX) if wrapped else user_plan
+    ctx = method_context(config, run_plan, family, lambda: reinitialized(net), retain_set)
+    target = until if until is not None else FORGET_TARGET
+    history: list[dict[str, float]] = []
+    probe = _retain_probe(retain_set)
+
+    def on_epoch(epoch: int, current: nn.Module) -> bool:
+        row = {"epoch": epoch, "retain_acc": _accuracy(current, probe)}
+        if forget_set is not None:
+            row["forget_acc"] = _accuracy(current, forget_set)
+        if test_set is not None:
+            row["test_acc"] = _accuracy(current, test_set)
+        history.append(row)
+        return until is not None and forget_set is not None and row["forget_acc"] <= until
+
+    started = time.perf_counter()
+    run = run_method(method, net, retain_set, ctx, seed=seed, cache_prefix=config.unlearn.cache_prefix,
+                     progress=progress, on_epoch=on_epoch)
+    seconds = time.perf_counter() - started
+    final = history[-1] if history else {}
+    metrics = {k: v for k, v in final.items() if k != "epoch"}
+    forgotten = None if forget_set is None else metrics["forget_acc"] <= target
+    warning = None
+    if forgotten is False:
+        warning = (f"the forget set is still recognised: forget accuracy {metrics['forget_acc']:.1f} % after "
+                   f"{len(history)} epochs (target at most {target:g} %). Try more epochs, a higher learning rate "
+                   f"(lr=3e-3), more layers in the plan, or another method")
+        warnings.warn(warning, UnlearningWarning, stacklevel=2)
+    snapshot = run.snapshots[-1]
+    return UnlearnResult(model=unwrap(snapshot.model), method=method, plan=user_plan, history=history,
+                         metrics=metrics, epochs=len(history), seconds=seconds,
+                         peak_memory_mb=snapshot.peak_memory_mb, memory_kind=snapshot.memory_kind,
+                         forgotten=forgotten, target=target, warning=warning, info=dict(run.info))
+
+
+def _retain_probe(retain: ImageSet) -> ImageSet:
+    """An evenly spaced subset of the retain set: its accuracy per epoch at a bounded cost."""
+    if len(retain) <= RETAIN_PROBE:
+        return retain
+    index = torch.linspace(0, len(retain) - 1, RETAIN_PROBE).round().long()
+    return retain.subset(index)
+
+
+def _accuracy(model: nn.Module, data: ImageSet) -> float:
+    return accuracy(predict(model, data), data.labels.cpu().numpy()) if len(data) else float("nan")
 
 
 def evaluate(model: nn.Module, splits: Splits, seed: int = 0, batch_size: int = 1024,
-             mia_cap: int = 1000) -> dict[str, float]:
+             mia_cap: int = 1000, mean: Sequence[float] | None = None,
+             std: Sequence[float] | None = None) -> dict[str, float]:
     """UA, RA, TA, forget-test accuracy and MIA-Efficacy (with the attacker's accuracy), in percent."""
-    logits, labels = collect_logits(model, splits, batch_size)
+    example = to_float(splits.retain_train.images[:2])
+    net, _ = _prepare_model(model, example, mean, std)
+    logits, labels = collect_logits(net, splits, batch_size)
     return metrics_from_logits(logits, labels, seed, mia_cap)
 
 

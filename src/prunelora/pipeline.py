@@ -57,17 +57,18 @@ def check_config(config: RunConfig, raw: RawDataset | None = None) -> None:
     if raw is None:
         return
     channels, size, _ = raw.shape
-    wanted = set(config.methods)
+    methods = [get_method(m) for m in config.methods]
+    prunes, adapts = any(m.prunes for m in methods), any(m.adapts for m in methods)
     for name in config.models:  # the layer patterns must name layers before anything trains
         args = config.model_args.get(name, {})
         model = build_model(name, raw.num_classes, channels, size, raw.mean, raw.std, args)
         plan = effective_plan(config, get_spec(name, args).plan)
-        if wanted & {"prune-finetune", "prunelora"}:
+        if prunes:
             matching_modules(model, plan.prune_layers)
             reason = removal_blocker(model, plan.prune_layers) if config.unlearn.prune_mode == "remove" else None
             if reason:
                 raise UserError(f"model '{name}': {reason}")
-        if wanted & {"lora", "prunelora"}:
+        if adapts:
             matching_modules(model, plan.lora_layers)
 
 

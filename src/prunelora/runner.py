@@ -78,11 +78,14 @@ def method_context(config: RunConfig, plan: LayerPlan, family: str, fresh_model,
 def run_method(name: str, original: nn.Module, retain: ImageSet, ctx: MethodContext, *, seed: int,
                precision: str = "fp32", cache_prefix: bool = True, progress: bool = True,
                epochs: int | None = None, snapshots: bool = True,
-               model_hook: Callable[[nn.Module], None] | None = None) -> MethodRun:
+               model_hook: Callable[[nn.Module], None] | None = None,
+               on_epoch: Callable[[int, nn.Module], bool] | None = None) -> MethodRun:
     """Prepare the method, train it once for its longest budget, snapshot the deliverable at each budget.
 
     epochs overrides the length of the run; snapshots=False skips the deliverables (benchmarks);
-    model_hook(model) runs after surgery, before training (memory format, torch.compile).
+    model_hook(model) runs after surgery, before training (memory format, torch.compile);
+    on_epoch(epoch, model) runs after every epoch and may stop the run (True), whose deliverable
+    is then snapshot at that epoch.
     """
     method = get_method(name)
     device = retain.labels.device
@@ -97,9 +100,13 @@ def run_method(name: str, original: nn.Module, retain: ImageSet, ctx: MethodCont
         surgery_sec = time.perf_counter() - start
         budgets = sorted(set(prepared.epochs)) if snapshots else []
 
-        def on_epoch_end(epoch: int, history: History) -> None:
-            if epoch not in budgets:
-                return
+        def on_epoch_end(epoch: int, history: History) -> bool:
+            stop = bool(on_epoch(epoch, prepared.model)) if on_epoch is not None else False
+            if snapshots and (epoch in budgets or stop):
+                take(epoch, history)
+            return stop
+
+        def take(epoch: int, history: History) -> None:
             taken.append(Snapshot(
                 epochs=None if method.exact else epoch,
                 model=prepared.deliver(prepared.model),

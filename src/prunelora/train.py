@@ -77,13 +77,13 @@ def autocast(device: torch.device, precision: str):
 
 def fit(model: nn.Module, data: ImageSet, settings: OptimSettings, epochs: int, *, seed: int,
         after_step: Callable[[], None] | None = None,
-        on_epoch_end: Callable[[int, History], None] | None = None,
+        on_epoch_end: Callable[[int, History], bool | None] | None = None,
         cache_prefix: bool = False, precision: str = "fp32", desc: str = "train",
         progress: bool = True) -> History:
     """Train the parameters of `model` that require grad on `data` for `epochs` epochs.
 
     on_epoch_end(epoch, history) runs after each epoch, outside the timed region (evaluation at
-    budgets). With cache_prefix, a frozen, deterministic prefix of the network is run once and
+    budgets); when it returns True, training stops there (forgetting verified early). With cache_prefix, a frozen, deterministic prefix of the network is run once and
     training continues on its cached output (exact: same batches, same weights up to float error).
     """
     device = data.labels.device
@@ -130,6 +130,8 @@ def fit(model: nn.Module, data: ImageSet, settings: OptimSettings, epochs: int, 
         history.epoch_loss.append(float(total_loss) / len(data))
         bar.set_postfix(loss=f"{history.epoch_loss[-1]:.3f}")
         if on_epoch_end is not None:
-            on_epoch_end(epoch, history)
+            stop = on_epoch_end(epoch, history)
             model.train()
+            if stop:
+                break
     return history

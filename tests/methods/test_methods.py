@@ -319,7 +319,7 @@ def test_remove_mode_shrinks_convs_runs_and_round_trips_through_safetensors(tmp_
 
 def test_remove_mode_on_the_vit_is_a_user_error(digits_splits, originals):
     ctx = context("vit", digits_splits, prune_mode="remove")
-    with pytest.raises(UserError, match="prune mode 'remove' supports convolutional layers only"):
+    with pytest.raises(UserError, match="prune mode 'remove' cannot take out the outputs"):
         get_method("prune-finetune").prepare(originals["vit"], ctx)
 
 

@@ -10,8 +10,10 @@ from .splits import ImageSet
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels to floats in [0, 1]; the model normalises them itself."""
-    return images.float().div_(255.0)
+    """uint8 pixels to floats in [0, 1] (the model normalises them itself); float images pass as they are."""
+    if images.dtype == torch.uint8:
+        return images.float().div_(255.0)
+    return images.float()
 
 
 def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -12,7 +12,11 @@ from .sources import RawDataset
 
 @dataclass
 class ImageSet:
-    """A labelled set of uint8 images (N, C, H, W) and int64 labels, both on one device."""
+    """A labelled set of images (N, C, H, W) and int64 labels, both on one device.
+
+    uint8 images are pixels (the fast, compact default: scaled to [0, 1] per batch); float images
+    are already on the model's own input scale and are used as they are.
+    """
 
     images: torch.Tensor
     labels: torch.Tensor

@@ -56,6 +56,11 @@ class Method:
 
     name: str = ""
     exact: bool = False  # True for Retrain: evaluated once, at the end of its own recipe
+    # What the method does to the layer plan (plan descriptions and checks read these, never a list of names):
+    prunes: bool = False  # structured pruning of plan.prune_layers
+    adapts: bool = False  # LoRA on plan.lora_layers (+ plan.train_modules trained in full)
+    trains_all: bool = False  # every parameter trains
+    reinitializes: bool = False  # starts from a fresh model (Retrain)
 
     def prepare(self, original: nn.Module, ctx: MethodContext) -> Prepared:
         raise NotImplementedError

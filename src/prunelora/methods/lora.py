@@ -63,8 +63,16 @@ def attach_lora(model: nn.Module, plan: LayerPlan, r: int | None = None, alpha: 
                 dropout: float | None = None) -> nn.Module:
     """Wrap the model with PEFT LoRA: only adapters (and the plan's train_modules) require grad."""
     from peft import get_peft_model
+    from peft.utils import ModulesToSaveWrapper
 
-    return get_peft_model(model, lora_config(plan, r, alpha, dropout))
+    peft_model = get_peft_model(model, lora_config(plan, r, alpha, dropout))
+    # PEFT picks modules_to_save by name suffix: a head named "fc" would also catch an "se.fc". Only the
+    # plan's own modules train; any other copy is frozen (it is saved unchanged).
+    for name, module in peft_model.get_base_model().named_modules():
+        if isinstance(module, ModulesToSaveWrapper) and name not in plan.train_modules:
+            for param in module.parameters():
+                param.requires_grad_(False)
+    return peft_model
 
 
 def merged_copy(peft_model: nn.Module) -> nn.Module:

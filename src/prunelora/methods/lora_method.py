@@ -25,6 +25,7 @@ def lora_prepared(peft_model: nn.Module, ctx: MethodContext, **kwargs) -> Prepar
 
 class LoRA(Method):
     name = "lora"
+    prunes, adapts, trains_all = False, True, False
 
     def prepare(self, original: nn.Module, ctx: MethodContext) -> Prepared:
         return lora_prepared(with_adapters(working_copy(original, False), ctx), ctx)

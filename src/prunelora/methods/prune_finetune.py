@@ -29,6 +29,7 @@ def prune(model: nn.Module, ctx: MethodContext) -> tuple[ChannelMasks | None, di
 
 class PruneFinetune(Method):
     name = "prune-finetune"
+    prunes, adapts, trains_all = True, False, True
 
     def prepare(self, original: nn.Module, ctx: MethodContext) -> Prepared:
         model = working_copy(original, True)

@@ -14,6 +14,7 @@ from .pruning import bind_lora_masks
 
 class PruneLoRA(Method):
     name = "prunelora"
+    prunes, adapts, trains_all = True, True, False
 
     def prepare(self, original: nn.Module, ctx: MethodContext) -> Prepared:
         model = working_copy(original, False)

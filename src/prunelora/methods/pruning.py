@@ -85,22 +85,36 @@ def recalibrate_batchnorm(model: nn.Module, data: ImageSet, batch_size: int = 51
     return len(norms)
 
 
-def bind_lora_masks(peft_model: nn.Module, masks: ChannelMasks) -> None:
-    """Mask the rows of each pruned layer's lora_B, so the merged update keeps the pruned structure."""
-    modules = dict(peft_model.named_modules())
+def bind_lora_masks(peft_model: nn.Module, masks: ChannelMasks) -> list[str]:
+    """Mask the rows of each pruned layer's lora_B, so the merged update keeps the pruned structure.
+
+    Layers are matched by their exact qualified name in the wrapped model (PEFT keeps the
+    original names under get_base_model()), never by suffix: a torchvision-style stem `conv1`
+    must not bind its mask to every block's `conv1` adapter. Returns the names bound.
+    """
+    modules = dict(peft_model.get_base_model().named_modules())
+    bound = []
     for name, keep in masks.rows.items():
-        for full, module in modules.items():
-            if (full == name or full.endswith("." + name)) and hasattr(module, "lora_B"):
-                for lora_b in module.lora_B.values():
-                    masks.bind(lora_b.weight, keep)
+        module = modules.get(name)
+        if module is not None and hasattr(module, "lora_B"):
+            for lora_b in module.lora_B.values():
+                masks.bind(lora_b.weight, keep)
+            bound.append(name)
+    return bound
 
 
 def removal_blocker(model: nn.Module, pattern: str) -> str | None:
-    """Why the layers matching `pattern` cannot be physically removed, or None when they can."""
-    if any(isinstance(m, nn.Linear) for m in matching_modules(model, pattern).values()):
-        return ("prune mode 'remove' supports convolutional layers only: these pruned layers are Linear "
-                "projections into the residual stream, so removing their outputs would shrink every block "
-                "(use --prune-mode mask)")
+    """Why the layers matching `pattern` cannot be physically removed, or None when they can.
+
+    Convolutions and expanding Linears (an MLP's hidden layer, ConvNeXt's pwconv1: removing their
+    outputs shrinks only the next layer's inputs) can go; a Linear that projects back into the
+    residual stream (attention output, MLP output) cannot without shrinking every block.
+    """
+    stream = [n for n, m in matching_modules(model, pattern).items()
+              if isinstance(m, nn.Linear) and m.out_features <= m.in_features]
+    if stream:
+        return (f"prune mode 'remove' cannot take out the outputs of {stream[0]}: it is a Linear projection into "
+                "the residual stream, so removing its outputs would shrink every block (use --prune-mode mask)")
     return None
 
 

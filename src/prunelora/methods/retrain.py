@@ -6,6 +6,7 @@ from .base import Method, MethodContext, Prepared
 
 class Retrain(Method):
     name = "retrain"
+    prunes, adapts, trains_all, reinitializes = False, False, True, True
     exact = True
 
     def prepare(self, original: nn.Module, ctx: MethodContext) -> Prepared:

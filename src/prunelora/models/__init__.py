@@ -5,11 +5,13 @@ architecture they describe so that methods stay architecture-agnostic.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from ..errors import UserError
@@ -27,20 +29,23 @@ class LayerPlan:
     head: str = "fc"  # never pruned away in remove mode
     lora_r: int = 8
     lora_dropout: float = 0.0
+    family: str = ""  # resnet | vit: which pre-training recipe Retrain uses ("" = the registry's)
 
     @classmethod
-    def infer(cls, model: nn.Module) -> "LayerPlan":
-        """A plan for a user's own model: prune and adapt its convs (else its Linears), train its last Linear."""
-        linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-        convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
-        if not linears:
-            raise UserError("cannot infer the classifier head: the model has no nn.Linear (pass a LayerPlan)")
-        head = linears[-1]
-        body = convs or linears[:-1]
-        if not body:
-            raise UserError("the model has no layer to prune or adapt besides its head (pass a LayerPlan)")
-        pattern = "|".join(re.escape(n) for n in body)
-        return cls(prune_layers=pattern, lora_layers=pattern, train_modules=(head,), head=head)
+    def infer(cls, model: nn.Module, example: torch.Tensor, run: nn.Module | None = None) -> "LayerPlan":
+        """A plan for a model outside the registry, from its structure (models/inference.py)."""
+        from .inference import infer_plan
+
+        return infer_plan(model, example, run)
+
+    def prefixed(self, prefix: str) -> "LayerPlan":
+        """The same layers seen from a wrapper that holds the model under `prefix` (e.g. "inner.")."""
+        def regex(pattern: str) -> str:
+            return f"{re.escape(prefix)}(?:{pattern})"
+
+        return dataclasses.replace(self, prune_layers=regex(self.prune_layers), lora_layers=regex(self.lora_layers),
+                                   train_modules=tuple(prefix + m for m in self.train_modules),
+                                   head=prefix + self.head)
 
 
 @dataclass(frozen=True)
