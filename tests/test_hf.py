@@ -112,3 +112,39 @@ def test_mean_and_std_normalise_uint8_pixels_for_the_model(trained, digits):
     assert plain["ta"] != shifted["ta"] or plain["ra"] != shifted["ra"]
     with pytest.raises(prunelora.UserError, match="both mean and std"):
         prunelora.evaluate(model, digits, mean=[0.5])
+
+
+def readme_api_example() -> str:
+    """The README's Python API example up to its evaluation (the adapter lines need a CLI run's files)."""
+    from .test_readme import FENCE, ROOT
+
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Python API"):]
+    code = next(body for lang, body in FENCE.findall(section) if lang == "python")
+    return code[:code.index("# A saved adapter")]
+
+
+def test_the_readme_example_on_a_hf_vit_forgets_or_warns(digits_raw):
+    """As written, with the README's checkpoint swapped for a HF ViT trained on every digits class."""
+    from prunelora.data import class_splits
+
+    full = class_splits(digits_raw, 3)
+    vit = hf_models()["vit"]
+    settings = OptimSettings(optimizer="adamw", lr=3e-3, weight_decay=0.05, batch_size=64, augment=False,
+                             schedule="cosine")
+    fit(Classifier(vit, input_name="pixel_values"), full.train, settings, 15, seed=0, progress=False)
+    original_ta = prunelora.evaluate(vit, full)["ta"]
+    code = readme_api_example()
+    line = next(ln for ln in code.splitlines() if ln.startswith("model = "))
+    namespace = {"__name__": "readme"}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        exec(code.replace(line, "model = hf_vit"), {**namespace, "hf_vit": vit}, namespace)
+    result = namespace["result"]
+    assert type(result.model) is type(vit)
+    warned = [w for w in caught if issubclass(w.category, UnlearningWarning)]
+    if result.forgotten:
+        assert result.metrics["forget_acc"] <= 20.0 and not warned
+        assert abs(result.metrics["test_acc"] - original_ta) <= 5.0, (result.metrics, original_ta)
+    else:
+        assert warned and f"{result.metrics['forget_acc']:.1f} %" in str(warned[0].message)
