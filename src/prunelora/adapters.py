@@ -127,3 +127,34 @@ def load_adapter(folder: str | Path) -> nn.Module:
 
     base, _ = io.load_model(base_path(folder))
     return PeftModel.from_pretrained(base, str(folder))
+
+
+def save_user_adapter(folder: Path, prepared, plan, wrapped: bool) -> None:
+    """A user model's adapter under the user's own layer names, with its base, atomically.
+
+    prunelora trains the user's model inside a wrapper (`inner.`): the adapter's keys and targets
+    are renamed back so that PEFT loads it onto the user's own class.
+    """
+    from safetensors.torch import load_file, save_file
+
+    from .models.outputs import PREFIX, unwrap
+
+    base = unwrap(prepared.adapter_base())
+    with io.atomic_dir(folder) as tmp:
+        prepared.save_adapters(tmp)
+        weights = tmp / "adapter_model.safetensors"
+        if wrapped:
+            tensors = {k.replace(f"base_model.model.{PREFIX}", "base_model.model.", 1): v
+                       for k, v in load_file(str(weights)).items()}
+            save_file(tensors, str(weights))
+        config_path = tmp / "adapter_config.json"
+        config = json.loads(config_path.read_text())
+        config["target_modules"] = plan.lora_layers
+        config["modules_to_save"] = list(plan.train_modules) or None
+        if hasattr(base, "save_pretrained"):
+            base.save_pretrained(str(tmp / "base"))
+            config["base_model_name_or_path"] = "base"
+        else:
+            save_file({k: v.detach().contiguous().cpu() for k, v in base.state_dict().items()}, str(tmp / BASE_FILE))
+            config["base_model_name_or_path"] = BASE_FILE
+        io.write_json(config_path, config)

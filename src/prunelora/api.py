@@ -29,7 +29,7 @@ from .metrics.evaluate import collect_logits, metrics_from_logits, predict
 from .models import LayerPlan, spec_of
 from .models.outputs import PREFIX, Classifier, input_name, needs_wrapper, unwrap
 from .plan_report import PlanReport, describe_plan
-from .runner import method_context, reinitialized, run_method
+from .runner import effective_plan, method_context, reinitialized, run_method
 
 # Without until=, class-wise forgetting counts as done when the forget set's accuracy is at most this.
 FORGET_TARGET = 20.0
@@ -57,6 +57,24 @@ class UnlearnResult:
     target: float  # the forget accuracy (%) at or below which the class counts as forgotten
     warning: str | None = None
     info: dict[str, Any] = field(default_factory=dict)  # surgery facts (pruned channels, ...)
+    _run: Any = field(default=None, repr=False)
+    _wrapped: bool = field(default=False, repr=False)
+
+    def save_adapter(self, folder: str | Path) -> bool:
+        """Write the PEFT adapter and the base it applies to (False for methods without adapters).
+
+        The base is the model the method left outside the LoRA matrices (pruned, with its
+        batch-norm statistics): a `save_pretrained` folder `base/` for Hugging Face models, else
+        `base_model.safetensors` (the state dict). `PeftModel.from_pretrained(base, folder)` then
+        gives `self.model`'s logits. Names are the user's own (prunelora's wrapper is taken out).
+        """
+        prepared = self._run.prepared if self._run is not None else None
+        if prepared is None or prepared.save_adapters is None:
+            return False
+        from .adapters import save_user_adapter
+
+        save_user_adapter(Path(folder), prepared, self.plan, self._wrapped)
+        return True
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{k} {v:.1f}" for k, v in self.metrics.items())
@@ -130,7 +148,8 @@ def unlearn(model: nn.Module, retain: Any, forget: Any | None = None, method: st
     model = model.to(device)
     example = to_float(retain_set.images[:2])
     net, wrapped = _prepare_model(model, example, mean, std)
-    user_plan = _plan_for(model, net, example, wrapped, plan)
+    user_plan = effective_plan(config, _plan_for(model, net, example, wrapped, plan))
+    config.unlearn.prune_layers = config.unlearn.lora_layers = None  # applied above, to the user's own names
     family = user_plan.family or ("resnet" if any(isinstance(m, nn.Conv2d) for m in model.modules()) else "vit")
     run_plan = user_plan.prefixed(PREFIX) if wrapped else user_plan
     ctx = method_context(config, run_plan, family, lambda: reinitialized(net), retain_set)
@@ -164,7 +183,8 @@ def unlearn(model: nn.Module, retain: Any, forget: Any | None = None, method: st
     return UnlearnResult(model=unwrap(snapshot.model), method=method, plan=user_plan, history=history,
                          metrics=metrics, epochs=len(history), seconds=seconds,
                          peak_memory_mb=snapshot.peak_memory_mb, memory_kind=snapshot.memory_kind,
-                         forgotten=forgotten, target=target, warning=warning, info=dict(run.info))
+                         forgotten=forgotten, target=target, warning=warning, info=dict(run.info), _run=run,
+                         _wrapped=wrapped)
 
 
 def _retain_probe(retain: ImageSet) -> ImageSet:

@@ -17,6 +17,11 @@ def _ints(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None
 
 
+def _class(text: str) -> int | str:
+    """A class index ("3") or a class name ("cat")."""
+    return int(text) if text.strip().lstrip("-").isdigit() else text.strip()
+
+
 def _names(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
@@ -44,7 +49,7 @@ def _data(parser: argparse.ArgumentParser, from_checkpoint: bool) -> None:
     g.add_argument("--data-root", help="folder holding the dataset (default $PRUNELORA_DATA or "
                                        f"~/.cache/prunelora/data){note}")
     g.add_argument("--no-download", action="store_true", help="never fetch a missing dataset")
-    g.add_argument("--forget-class", type=int, help=f"class to forget (default 3){note}")
+    g.add_argument("--forget-class", type=_class, help=f"class to forget, an index or a name (default 3){note}")
     g.add_argument("--train-per-class", type=int, help=f"class-balanced training subset size per class{note}")
     g.add_argument("--test-per-class", type=int, help=f"class-balanced test subset size per class{note}")
     g.add_argument("--seed", type=int, help=f"one seed (default 0){note}")

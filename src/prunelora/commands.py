@@ -54,9 +54,6 @@ def _conflicts(context: dict[str, Any], explicit: dict[str, Any], checkpoint: Pa
         raise UserError(f"checkpoint {checkpoint} is a '{model}' with {context['model_args'][model]}, "
                         f"not {asked_args} (leave out model_args: the checkpoint's are used)")
     warnings = []
-    if "forget_class" in asked and "forget_class" in data and asked["forget_class"] != data["forget_class"]:
-        warnings.append(f"the checkpoint forgot class {data['forget_class']}, but this run's forget class is "
-                        f"{asked['forget_class']}: UA and MIA-Efficacy measure class {asked['forget_class']}")
     for key in ("train_per_class", "test_per_class"):
         if key in asked and key in data and asked[key] != data[key]:
             warnings.append(f"the checkpoint's run used data.{key}={data[key]}, this run {asked[key]}: "
@@ -107,6 +104,10 @@ def run(command: str, yaml_path: str | None, flags: dict[str, Any], *, checkpoin
     probe = LoadProbe(set_threads(config.threads))
     started = time.perf_counter()
     exp = Experiment(config, select_device(config.device), progress, probe=probe, warnings=warnings)
+    forgot = meta.get("forget_class") if meta is not None else None
+    if forgot is not None and config.data.forget_class != forgot:  # compared as indices, names resolved
+        warnings.append(f"the checkpoint forgot class {forgot}, but this run's forget class is "
+                        f"{config.data.forget_class}: UA and MIA-Efficacy measure class {config.data.forget_class}")
     model = _checked_checkpoint(exp, path) if path is not None else None
     run_folder.claim(config.out, command, identity, overwrite)
     if command == "reproduce":

@@ -25,9 +25,9 @@ ALL_METHODS = ["retrain", "finetune", "prune-finetune", "lora", "prunelora"]
 
 @dataclass
 class DataConfig:
-    dataset: str = "digits"
+    dataset: str = "digits"  # digits | cifar10 | cifar100, or a path: an image folder, an .npz, a datasets folder
     data_root: str | None = None  # None: $PRUNELORA_DATA, else ~/.cache/prunelora/data
-    forget_class: int = 3
+    forget_class: int | str = 3  # a class index, or a class name of the data ("cat")
     train_per_class: int | None = None  # class-balanced subset of the training split
     test_per_class: int | None = None  # class-balanced subset of the test split (cheaper evaluation)
     download: bool = True  # fetch the official archive when the folder is missing and we are online
@@ -148,7 +148,12 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], where)
+        for option in inner[:-1]:  # the first type the value converts to (int | str: "3" -> 3, "cat" -> "cat")
+            try:
+                return _coerce(value, option, where)
+            except UserError:
+                continue
+        return _coerce(value, inner[-1], where)
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
             raise UserError(f"config: '{where}' must be a mapping, got {value!r}")

@@ -18,7 +18,7 @@ from torch import nn
 from . import io
 from .adapters import BASE_SUFFIX, base_description, model_card, same_weights, save_adapter_folder
 from .config import DataConfig, RunConfig, fingerprint, to_dict
-from .data import RawDataset, Splits, class_splits, load_dataset
+from .data import RawDataset, Splits, class_index, class_splits, load_dataset
 from .errors import UserError
 from .methods import get_method, resolve_recipe
 from .methods.pruning import matching_modules, removal_blocker
@@ -51,9 +51,8 @@ def check_config(config: RunConfig, raw: RawDataset | None = None) -> None:
         get_method(name)
     for name in config.models:
         get_spec(name, config.model_args.get(name))
-    if raw is not None and not 0 <= config.data.forget_class < raw.num_classes:
-        raise UserError(f"forget class {config.data.forget_class} is out of range: "
-                        f"{raw.name} has classes 0 to {raw.num_classes - 1}")
+    if raw is not None:
+        config.data.forget_class = class_index(raw, config.data.forget_class)
     if raw is None:
         return
     channels, size, _ = raw.shape

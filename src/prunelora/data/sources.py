@@ -248,6 +248,11 @@ DATASETS = ("digits", "cifar10", "cifar100")
 
 
 def load_dataset(name: str, data_root: str | None = None, allow_download: bool = True) -> RawDataset:
+    """A built-in dataset by name, or the user's files by path (data/files.py)."""
+    from .files import is_data_path, load_files
+
+    if name not in DATASETS and is_data_path(name):
+        return load_files(name)
     if name == "digits":
         return load_digits()
     if name in CIFAR:
@@ -255,4 +260,5 @@ def load_dataset(name: str, data_root: str | None = None, allow_download: bool =
         if data_root and not Path(data_root).is_dir():
             raise UserError(f"data root {data_root} does not exist (point --data-root at the folder holding the dataset)")
         return load_cifar(name, root, allow_download)
-    raise UserError(f"unknown dataset '{name}' (choose from: {', '.join(DATASETS)})")
+    raise UserError(f"unknown dataset '{name}' (choose from: {', '.join(DATASETS)}, or give the path of an image "
+                    "folder, an .npz or a datasets folder)")

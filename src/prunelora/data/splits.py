@@ -68,10 +68,23 @@ def balanced_indices(labels: np.ndarray, per_class: int | None, seed: int) -> np
     return np.sort(np.concatenate(keep))
 
 
-def class_splits(raw: RawDataset, forget_class: int, train_per_class: int | None = None,
+def class_index(raw: RawDataset, forget_class: int | str) -> int:
+    """A class given by index or by name ("cat"), as its index; anything else is a UserError."""
+    if isinstance(forget_class, str):
+        if forget_class in raw.class_names:
+            return raw.class_names.index(forget_class)
+        shown = ", ".join(raw.class_names[:20]) + (", ..." if raw.num_classes > 20 else "")
+        raise UserError(f"class '{forget_class}' is not in {raw.name} (its classes: {shown})")
+    if not 0 <= forget_class < raw.num_classes:
+        raise UserError(f"forget class {forget_class} is out of range: {raw.name} has classes 0 to {raw.num_classes - 1}")
+    return int(forget_class)
+
+
+def class_splits(raw: RawDataset, forget_class: int | str, train_per_class: int | None = None,
                  test_per_class: int | None = None, seed: int = 0,
                  device: torch.device | str = "cpu") -> Splits:
-    """Forget class k gives forget-train, retain-train, test-retain and test-forget."""
+    """Forget class k (an index or a class name) gives forget-train, retain-train, test-retain and test-forget."""
+    forget_class = class_index(raw, forget_class)
     if not 0 <= forget_class < raw.num_classes:
         raise UserError(f"forget class {forget_class} is out of range: {raw.name} has classes 0 to {raw.num_classes - 1}")
     train_idx = balanced_indices(raw.train_labels, train_per_class, seed)
