@@ -136,3 +136,14 @@ def hf_models() -> dict[str, nn.Module]:
             image_size=16, patch_size=2, num_channels=1, embed_dim=8, depths=[1, 1], num_heads=[1, 2],
             window_size=2, num_labels=10)),
     }
+
+
+class NoLogits(nn.Module):
+    """A model whose output holds no logits: prunelora must say so in one line."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(256, 10)
+
+    def forward(self, x: torch.Tensor) -> dict:
+        return {"scores": self.fc(x.flatten(1))}

@@ -137,7 +137,7 @@ def unlearn(model: nn.Module, retain: Any, forget: Any | None = None, method: st
     test_set = as_imageset(test, "test") if test is not None else None
     if until is not None and not 0.0 <= until <= 100.0:
         raise UserError(f"until must be a forget-set accuracy in [0, 100] %, got {until}")
-    fields = {f.name for f in dataclasses.fields(UnlearnConfig)}
+    fields = {f.name for f in dataclasses.fields(UnlearnConfig)} - {"until_forget_acc"}  # that one is until=
     unknown = set(options) - fields
     if unknown:
         raise UserError(f"unknown option '{sorted(unknown)[0]}' (known: {', '.join(sorted(fields))})")

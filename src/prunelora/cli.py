@@ -17,6 +17,13 @@ def _ints(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None
 
 
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got '{text}'") from None
+
+
 def _class(text: str) -> int | str:
     """A class index ("3") or a class name ("cat")."""
     return int(text) if text.strip().lstrip("-").isdigit() else text.strip()
@@ -76,10 +83,19 @@ def _models(parser: argparse.ArgumentParser) -> None:
         "--models", type=_names, help="comma-separated: resnet18, resnet50, vit")
 
 
-def _checkpoint(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument("--checkpoint", required=True,
-                        help=f"{what} (.safetensors or adapter folder written by prunelora); its dataset, "
-                             "model and forget class are used unless given")
+def _checkpoint(parser: argparse.ArgumentParser, what: str, user_models: bool = False) -> None:
+    group = parser.add_mutually_exclusive_group(required=True) if user_models else parser
+    group.add_argument("--checkpoint", required=not user_models,
+                       help=f"{what} (.safetensors or adapter folder written by prunelora); its dataset, "
+                            "model and forget class are used unless given")
+    if not user_models:
+        return
+    group.add_argument("--model", help="your own model: hf:DIR (a save_pretrained folder, or a hub id when online) "
+                                       "or py:package.module:factory (with --weights)")
+    g = parser.add_argument_group("your own model (--model)")
+    g.add_argument("--weights", help="the trained weights of a py: model (.safetensors)")
+    g.add_argument("--mean", type=_floats, help="input normalisation per channel (default: the HF image processor's)")
+    g.add_argument("--std", type=_floats, help="input normalisation per channel (default: the HF image processor's)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,9 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     _models(p)
     _pretraining(p)
 
-    p = sub.add_parser("unlearn", help="run one method on a checkpoint")
-    _checkpoint(p, "original model")
-    p.add_argument("--method", required=True, help=methods)
+    p = sub.add_parser("unlearn", help="run a method on a checkpoint or on your own model")
+    _checkpoint(p, "original model", user_models=True)
+    p.add_argument("--method", required=True, help=f"{methods} (with --model, several: comma-separated)")
+    p.add_argument("--until-forget-acc", type=float, metavar="X",
+                   help="stop at the first epoch whose forget-set accuracy is at most X %%")
     _general(p, training=True)
     _data(p, from_checkpoint=True)
     _pretraining(p)
@@ -116,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     _checkpoint(p, "model")
     p.add_argument("--dump-logits", help="write every split's logits and labels to this .npz")
     _general(p, training=False)
+    _data(p, from_checkpoint=True)
+
+    p = sub.add_parser("plan", help="which layers each method prunes, adapts and trains on a model (writes nothing)")
+    _checkpoint(p, "model", user_models=True)
+    p.add_argument("--methods", type=_names, help=f"comma-separated (default all): {methods}")
+    p.add_argument("--config", help="YAML file with any RunConfig fields")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config field by dotted name")
     _data(p, from_checkpoint=True)
     from .bench import build_arg_parser
 
@@ -157,6 +182,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
     put("unlearn.keep_sparsity", "keep_sparsity", True if getattr(args, "keep_sparsity", False) else None)
     put("unlearn.lora_r", "lora_r")
     put("unlearn.lr", "lr")
+    put("unlearn.until_forget_acc", "until_forget_acc")
     put("device", "device")
     put("precision", "precision")
     put("threads", "threads")
@@ -174,9 +200,15 @@ def _run(argv: list[str] | None) -> int:
     from .report import markdown_table
 
     started = time.perf_counter()
+    if args.command == "plan":
+        print(commands.plan(args.config, overrides(args), checkpoint=args.checkpoint, model=args.model,
+                            weights=args.weights, mean=args.mean, std=args.std))
+        return 0
     results = commands.run(args.command, args.config, overrides(args), checkpoint=getattr(args, "checkpoint", None),
                            method=getattr(args, "method", None), dump_logits=getattr(args, "dump_logits", None),
-                           overwrite=args.overwrite, progress=not args.no_progress)
+                           overwrite=args.overwrite, progress=not args.no_progress,
+                           model=getattr(args, "model", None), weights=getattr(args, "weights", None),
+                           mean=getattr(args, "mean", None), std=getattr(args, "std", None))
     for warning in results.get("warnings", []):
         print(f"prunelora: warning: {warning}", file=sys.stderr)
     print(markdown_table(results["rows"], results=results))

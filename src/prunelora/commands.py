@@ -76,10 +76,14 @@ def _default_out(command: str, config: RunConfig, identity: dict[str, Any]) -> s
 
 def run(command: str, yaml_path: str | None, flags: dict[str, Any], *, checkpoint: str | None = None,
         method: str | None = None, dump_logits: str | None = None, overwrite: bool = False,
-        progress: bool = True) -> dict[str, Any]:
+        progress: bool = True, model: str | None = None, weights: str | None = None,
+        mean: list[float] | None = None, std: list[float] | None = None) -> dict[str, Any]:
     """Run one command from the user's config file and flags; returns the results written."""
     if command not in COMMANDS:
         raise UserError(f"unknown command '{command}' (choose from: {', '.join(COMMANDS)})")
+    if model is not None:
+        return _run_user_model(yaml_path, flags, model, weights, method or "prunelora", mean, std, overwrite,
+                               progress)
     explicit = _merge(load_yaml(yaml_path), flags)
     context, warnings, meta, path = None, [], None, None
     if checkpoint is not None:
@@ -166,3 +170,52 @@ def _evaluate(exp: Experiment, model, meta: dict, checkpoint: Path, dump_logits:
                              trainable_params=None, seed=seed, params=params, checkpoint=str(checkpoint),
                              model_desc=describe_model(meta["model"], meta.get("model_args", {}), params)))
     return rows
+
+
+def _run_user_model(yaml_path: str | None, flags: dict[str, Any], spec: str, weights: str | None, methods: str,
+                    mean: list[float] | None, std: list[float] | None, overwrite: bool,
+                    progress: bool) -> dict[str, Any]:
+    """`unlearn --model hf:DIR | py:...`: the user's model, the methods asked for, the usual results files."""
+    from .models.user_models import load_user_model
+    from .user_run import check_user_run, user_rows
+
+    config = resolve(yaml_path=yaml_path, overrides=flags)
+    config.methods = [m.strip() for m in methods.split(",") if m.strip()]
+    for name in config.methods:
+        get_method(name)
+    user = load_user_model(spec, weights)
+    mean, std = (mean, std) if mean is not None or std is not None else (user.mean, user.std)
+    config.models = [user.name]
+    identity = {k: v for k, v in to_dict(config).items() if k not in ("out", "threads")}
+    identity.update(model=spec, weights=io.file_digest(weights) if weights else None, mean=mean, std=std,
+                    source=io.file_digest(spec[3:]) if spec.startswith("hf:") and Path(spec[3:]).exists() else spec)
+    config.out = config.out or f"runs/unlearn/{user.name}-{fingerprint(identity)[:8]}"
+    probe = LoadProbe(set_threads(config.threads))
+    started = time.perf_counter()
+    exp = Experiment(config, select_device(config.device), progress, probe=probe, registry_models=False)
+    check_user_run(exp, user, mean, std)
+    run_folder.claim(config.out, "unlearn", identity, overwrite)
+    return finish(exp, user_rows(exp, user, mean, std), started)
+
+
+def plan(yaml_path: str | None, flags: dict[str, Any], *, checkpoint: str | None = None, model: str | None = None,
+         weights: str | None = None, mean: list[float] | None = None, std: list[float] | None = None) -> str:
+    """The plan report of a checkpoint or a user's model on the configured data's images (nothing is written)."""
+    from .api import plan as plan_of
+    from .data import class_splits, load_dataset, to_float
+    from .models.user_models import load_user_model
+
+    if model is not None:
+        user = load_user_model(model, weights)
+        net, methods = user.model, None
+        mean, std = (mean, std) if mean is not None or std is not None else (user.mean, user.std)
+        config = resolve(yaml_path=yaml_path, overrides=flags)
+    else:
+        path = Path(checkpoint)
+        meta = adapter_meta(path) if is_adapter_folder(path) else io.read_meta(path)
+        config = resolve(yaml_path=yaml_path, overrides=flags, context=checkpoint_context(meta))
+        net = load_adapter(path).merge_and_unload() if is_adapter_folder(path) else io.load_model(path)[0]
+    methods = flags.get("methods") or None
+    raw = load_dataset(config.data.dataset, config.data.data_root, config.data.download)
+    splits = class_splits(raw, config.data.forget_class, 2, 1, 0)
+    return str(plan_of(net, to_float(splits.retain_train.images[:2]), methods, mean, std))

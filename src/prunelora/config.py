@@ -71,6 +71,7 @@ class UnlearnConfig:
     cache_prefix: bool = True  # reuse the frozen prefix's activations where that is exact
     prune_layers: str | None = None  # regex over module names; None: the model's own plan (the paper's layers)
     lora_layers: str | None = None  # regex over module names; None: the model's own plan
+    until_forget_acc: float | None = None  # stop at the first epoch whose forget-set accuracy (%) is at most this
 
 
 @dataclass
@@ -281,6 +282,8 @@ def validate(config: RunConfig) -> None:
             raise UserError(f"{name} must be positive, got {value}")
     if u.lr <= 0 or (config.pretrain.lr is not None and config.pretrain.lr <= 0):
         raise UserError("learning rates must be positive")
+    if u.until_forget_acc is not None and not 0.0 <= u.until_forget_acc <= 100.0:
+        raise UserError(f"--until-forget-acc must be a forget-set accuracy in [0, 100] %, got {u.until_forget_acc}")
     if u.lora_r is not None and u.lora_r <= 0:
         raise UserError(f"lora rank must be positive, got {u.lora_r}")
     for name, value in (("train_per_class", config.data.train_per_class), ("test_per_class", config.data.test_per_class)):

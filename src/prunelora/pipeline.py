@@ -18,7 +18,7 @@ from torch import nn
 from . import io
 from .adapters import BASE_SUFFIX, base_description, model_card, same_weights, save_adapter_folder
 from .config import DataConfig, RunConfig, fingerprint, to_dict
-from .data import RawDataset, Splits, class_index, class_splits, load_dataset
+from .data import ImageSet, RawDataset, Splits, class_index, class_splits, load_dataset
 from .errors import UserError
 from .methods import get_method, resolve_recipe
 from .methods.pruning import matching_modules, removal_blocker
@@ -45,14 +45,19 @@ def select_device(name: str) -> torch.device:
     return device
 
 
-def check_config(config: RunConfig, raw: RawDataset | None = None) -> None:
-    """Everything that can be refused before a single file is written."""
+def check_config(config: RunConfig, raw: RawDataset | None = None, registry_models: bool = True) -> None:
+    """Everything that can be refused before a single file is written.
+
+    registry_models=False: the run's model is the user's own (checked when it is loaded).
+    """
     for name in config.methods:
         get_method(name)
-    for name in config.models:
-        get_spec(name, config.model_args.get(name))
     if raw is not None:
         config.data.forget_class = class_index(raw, config.data.forget_class)
+    if not registry_models:
+        return
+    for name in config.models:
+        get_spec(name, config.model_args.get(name))
     if raw is None:
         return
     channels, size, _ = raw.shape
@@ -111,13 +116,15 @@ class Experiment:
     progress: bool = True
     probe: LoadProbe | None = None  # the machine's load while this run is timed
     warnings: list[str] = field(default_factory=list)  # shown under the tables and on stderr
+    registry_models: bool = True  # False when the model is the user's own (hf:, py:)
+    extra: dict[str, Any] = field(default_factory=dict)  # more top-level results (the plans, the user's model)
 
     def __post_init__(self) -> None:
         if self.config.out is None:
             self.config.out = "runs/reproduce"
         self.out = Path(self.config.out)
         self.raw = load_dataset(self.config.data.dataset, self.config.data.data_root, self.config.data.download)
-        check_config(self.config, self.raw)
+        check_config(self.config, self.raw, self.registry_models)
         self._splits: dict[int, Splits] = {}
         self.training_sec = 0.0  # time inside training steps of what this run computed (not reused)
         self.reused_sec = 0.0  # recorded seconds of the stages reused from an earlier invocation
@@ -228,7 +235,8 @@ class Experiment:
 
         ctx = method_context(cfg, spec.plan, spec.family, fresh, splits.retain_train)
         run = run_method(method, original, splits.retain_train, ctx, seed=seed, precision=cfg.precision,
-                         cache_prefix=cfg.unlearn.cache_prefix, progress=self.progress)
+                         cache_prefix=cfg.unlearn.cache_prefix, progress=self.progress,
+                         on_epoch=forgotten_at(cfg.unlearn.until_forget_acc, splits.forget_train))
         self.training_sec += sum(run.history.epoch_seconds)
         rows = self._deliver(name, args, run, seed, original)
         io.write_json(marker, {"fingerprint": key, "rows": rows, "stage_sec": time.perf_counter() - started})
@@ -266,6 +274,19 @@ class Experiment:
                             model_card(meta, metrics, description, merged_file))
 
 
+def forgotten_at(until: float | None, forget: ImageSet):
+    """An on_epoch hook that stops the run once the forget set's accuracy is at most `until` (%), or None."""
+    if until is None:
+        return None
+    from .metrics.accuracy import accuracy
+    from .metrics.evaluate import predict
+
+    def check(epoch: int, model: nn.Module) -> bool:
+        return len(forget) > 0 and accuracy(predict(model, forget), forget.labels.cpu().numpy()) <= until
+
+    return check
+
+
 def save_logits(path: Path, logits: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> None:
     """`<split>_logits` and `<split>_labels` for the four splits, written atomically."""
     arrays = {}
@@ -301,7 +322,7 @@ def finish(exp: Experiment, rows: list[dict], started: float) -> dict[str, Any]:
                **time_split(elapsed, exp.training_sec),
                "wall_sec": elapsed + exp.reused_sec, "elapsed_sec": elapsed,
                "reused": {"stages": exp.reused_stages, "sec": exp.reused_sec},
-               "data_sizes": sizes, "warnings": list(exp.warnings), "out": str(exp.out)}
+               "data_sizes": sizes, "warnings": list(exp.warnings), "out": str(exp.out), **exp.extra}
     if exp.probe is not None:
         results["machine_load"] = exp.probe.finish()
     write_results(results, exp.out)

@@ -1,0 +1,96 @@
+"""`unlearn --model hf:DIR | py:module:factory`: the user's own model on the user's data, end to end.
+
+For each method asked: unlearn through the Python API (per-epoch forgetting check, `until`),
+evaluate with the same metrics and attacks as `reproduce`, save the unlearned model the way the
+user loads it (a `save_pretrained` folder for Hugging Face models, a safetensors state dict for
+`py:` models), the PEFT adapter with its base, and a `prunelora.json` that says what was done.
+Rows go into the same results.json / results.md / report.html as `reproduce`.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import shutil
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import save_file
+
+from . import io
+from .api import _prepare_model, plan as plan_of, unlearn
+from .data import to_float
+from .errors import UserError
+from .models.user_models import UserModel
+from .pipeline import Experiment, describe_model, make_row
+
+
+def unlearn_options(exp: Experiment) -> dict[str, Any]:
+    """The config's unlearning settings as `prunelora.unlearn` options (its epochs are the longest budget)."""
+    return {k: v for k, v in dataclasses.asdict(exp.config.unlearn).items() if k not in ("epochs", "until_forget_acc")}
+
+
+def check_user_run(exp: Experiment, user: UserModel, mean, std) -> None:
+    """Refuse what cannot work before anything is written: input shape, remove mode's saved shapes."""
+    if exp.config.unlearn.prune_mode == "remove":
+        raise UserError("--prune-mode remove changes layer widths, which a saved Hugging Face config or a py: "
+                        "factory cannot rebuild: use --prune-mode mask here (or the Python API, which returns "
+                        "the pruned model itself)")
+    example = to_float(exp.splits(exp.config.seeds[0]).retain_train.images[:2]).to(exp.device)
+    _prepare_model(user.model.to(exp.device), example, mean, std)
+    exp.extra["plans"] = {user.name: plan_of(user.model, example, exp.config.methods, mean, std).to_dict()}
+    exp.extra["user_model"] = user.describe()
+
+
+def user_rows(exp: Experiment, user: UserModel, mean, std) -> list[dict]:
+    config, rows = exp.config, []
+    params = sum(p.numel() for p in user.model.parameters())
+    desc = describe_model(user.name, {}, params)
+    for seed in config.seeds:
+        splits = exp.splits(seed)
+        example = to_float(splits.retain_train.images[:2])
+        original, _ = _prepare_model(user.model, example, mean, std)
+        logits = exp.logits_path(user.name, "original", None, seed)
+        rows.append(make_row(user.name, "original", None, exp.evaluate(original, seed, logits), sec_per_epoch=None,
+                             total_sec=0.0, peak_memory_mb=None, trainable_params=None, seed=seed, params=params,
+                             model_desc=desc, logits_file=str(logits.relative_to(exp.out))))
+        for method in config.methods:
+            result = unlearn(copy.deepcopy(user.model), splits.retain_train, splits.forget_train, method=method,
+                             epochs=max(config.unlearn.epochs), seed=seed, pretrain_epochs=config.pretrain.epochs,
+                             test=splits.test_retain, until=config.unlearn.until_forget_acc, mean=mean, std=std,
+                             progress=exp.progress, **unlearn_options(exp))
+            if result.warning:
+                exp.warnings.append(f"{user.name} {method}: {result.warning}")
+            net, _ = _prepare_model(result.model, example, mean, std)
+            logits = exp.logits_path(user.name, method, result.epochs, seed)
+            metrics = exp.evaluate(net, seed, logits)
+            folder = exp.seed_dir(seed) / "models" / user.name / method
+            save_user_result(folder, user, result, splits, metrics)
+            trainable = sum(p.numel() for p in result._run.prepared.model.parameters() if p.requires_grad)
+            rows.append(make_row(user.name, method, result.epochs, metrics,
+                                 sec_per_epoch=result.seconds / max(1, result.epochs), total_sec=result.seconds,
+                                 peak_memory_mb=result.peak_memory_mb, trainable_params=trainable, seed=seed,
+                                 params=params, memory_kind=result.memory_kind, model_desc=desc,
+                                 logits_file=str(logits.relative_to(exp.out)), forgotten=result.forgotten,
+                                 forget_target=result.target, model_dir=str(folder.relative_to(exp.out))))
+    return rows
+
+
+def save_user_result(folder: Path, user: UserModel, result, splits, metrics: dict) -> None:
+    """The unlearned model as the user loads it, its adapter, and what was done (prunelora.json)."""
+    with io.atomic_dir(folder) as tmp:
+        if user.kind == "hf":
+            result.model.save_pretrained(str(tmp / "model"))
+            processor = Path(user.source) / "preprocessor_config.json"
+            if processor.is_file():
+                shutil.copy(processor, tmp / "model" / processor.name)
+        else:
+            state = {k: v.detach().contiguous().cpu() for k, v in result.model.state_dict().items()}
+            save_file(state, str(tmp / "model.safetensors"))
+        result.save_adapter(tmp / "adapter")
+        io.write_json(tmp / "prunelora.json", {
+            "model": user.describe(), "method": result.method, "epochs": result.epochs,
+            "forget_class": splits.forget_class, "forget_class_name": splits.class_names[splits.forget_class],
+            "forgotten": result.forgotten, "forget_target": result.target, "warning": result.warning,
+            "history": result.history, "metrics": metrics, "plan": dataclasses.asdict(result.plan),
+            "load": ("transformers.AutoModelForImageClassification.from_pretrained('model')" if user.kind == "hf"
+                     else f"prunelora unlearn --model py:{user.source} --weights model.safetensors")})

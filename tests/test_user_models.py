@@ -1,0 +1,178 @@
+"""`prunelora unlearn --model hf:DIR | py:module:factory` on the user's data files, and its bad input."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from prunelora.data import class_splits, load_dataset, to_float
+
+from .helpers import run_cli
+from .zoo import TorchvisionResNet18, hf_models
+
+QUIET = ["--no-progress", "--preset", "smoke"]
+
+
+@pytest.fixture(scope="module")
+def hf_vit_dir(tmp_path_factory) -> Path:
+    pytest.importorskip("transformers")
+    folder = tmp_path_factory.mktemp("hf") / "vit"
+    hf_models()["vit"].save_pretrained(folder)
+    (folder / "preprocessor_config.json").write_text(json.dumps({"image_mean": [0.5], "image_std": [0.5]}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tv_weights(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tv") / "resnet.safetensors"
+    save_file(TorchvisionResNet18().state_dict(), str(path))
+    return path
+
+
+def test_unlearn_a_saved_hf_model_writes_a_reloadable_folder_and_adapter(hf_vit_dir, tmp_path, capsys):
+    from peft import PeftModel
+    from transformers import ViTForImageClassification
+
+    out = tmp_path / "run"
+    rc, stdout, err = run_cli(["unlearn", "--model", f"hf:{hf_vit_dir}", "--method", "lora,prunelora",
+                               "--epochs", "2", "--keep-sparsity", "--out", out, *QUIET], capsys)
+    assert rc == 0, err
+    results = json.loads((out / "results.json").read_text())
+    assert [r["method"] for r in results["rows"]] == ["original", "lora", "prunelora"]
+    assert results["user_model"]["mean"] == [0.5] and "prunelora" in results["plans"]["ViTForImageClassification"]["methods"]
+    assert (out / "report.html").is_file() and "| PruneLoRA |" in stdout
+    splits = class_splits(load_dataset("digits"), 3, 24, 12, 0)
+    x = (to_float(splits.test_retain.images) - 0.5) / 0.5  # the processor's normalisation, as recorded
+    for row in results["rows"][1:]:
+        folder = out / row["model_dir"]
+        with np.load(out / row["logits_file"]) as saved:
+            expected = torch.from_numpy(saved["test_retain_logits"])
+        reloaded = ViTForImageClassification.from_pretrained(folder / "model").eval()
+        adapted = PeftModel.from_pretrained(ViTForImageClassification.from_pretrained(folder / "adapter" / "base"),
+                                            str(folder / "adapter")).eval()
+        with torch.no_grad():
+            torch.testing.assert_close(reloaded(pixel_values=x).logits, expected, atol=1e-4, rtol=0)
+            torch.testing.assert_close(adapted(pixel_values=x).logits, expected, atol=1e-4, rtol=0)
+        record = json.loads((folder / "prunelora.json").read_text())
+        assert record["forget_class"] == 3 and record["method"] == row["method"]
+
+
+def test_unlearn_a_py_factory_model_on_an_image_folder_by_class_name(tv_weights, tmp_path, capsys):
+    from PIL import Image
+
+    raw = load_dataset("digits")
+    names = ["zero", "one", "two"]
+    for split, images, labels in (("train", raw.train_images, raw.train_labels), ("test", raw.test_images,
+                                                                                 raw.test_labels)):
+        for label, name in enumerate(names):
+            folder = tmp_path / "digits" / split / name
+            folder.mkdir(parents=True)
+            for i, image in enumerate(images[labels == label][:12]):
+                Image.fromarray(image[0]).save(folder / f"{i}.png")
+    out = tmp_path / "run"
+    rc, _, err = run_cli(["unlearn", "--model", "py:tests.zoo:TorchvisionResNet18", "--weights", tv_weights,
+                          "--method", "finetune", "--dataset", tmp_path / "digits", "--forget-class", "two",
+                          "--epochs", "1", "--out", out, *QUIET], capsys)
+    assert rc == 0, err
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["data"]["forget_class"] == sorted(names).index("two")  # class folders, sorted
+    assert results["data_sizes"]["forget_train"] == 12
+    saved = out / results["rows"][1]["model_dir"] / "model.safetensors"
+    from safetensors.torch import load_file
+
+    TorchvisionResNet18().load_state_dict(load_file(str(saved)), strict=True)
+
+
+def test_an_npz_is_data_too(tmp_path, tv_weights, capsys):
+    raw = load_dataset("digits")
+    np.savez(tmp_path / "d.npz", images=raw.train_images[:200].transpose(0, 2, 3, 1), labels=raw.train_labels[:200],
+             test_images=raw.test_images[:100], test_labels=raw.test_labels[:100])
+    rc, _, err = run_cli(["unlearn", "--model", "py:tests.zoo:TorchvisionResNet18", "--weights", tv_weights,
+                          "--method", "lora", "--dataset", tmp_path / "d.npz", "--epochs", "1",
+                          "--out", tmp_path / "run", *QUIET], capsys)
+    assert rc == 0, err
+
+
+def test_a_datasets_folder_is_data_too(tmp_path, tv_weights, capsys):
+    datasets = pytest.importorskip("datasets")
+    from PIL import Image
+
+    raw = load_dataset("digits")
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=[str(i) for i in range(10)])})
+
+    def split(images, labels):
+        return datasets.Dataset.from_dict({"image": [Image.fromarray(i[0]) for i in images[:150]],
+                                           "label": labels[:150].tolist()}, features=features)
+
+    datasets.DatasetDict(train=split(raw.train_images, raw.train_labels),
+                         test=split(raw.test_images, raw.test_labels)).save_to_disk(str(tmp_path / "ds"))
+    rc, _, err = run_cli(["unlearn", "--model", "py:tests.zoo:TorchvisionResNet18", "--weights", tv_weights,
+                          "--method", "finetune", "--dataset", tmp_path / "ds", "--forget-class", "7", "--epochs", "1",
+                          "--out", tmp_path / "run", *QUIET], capsys)
+    assert rc == 0, err
+
+
+def test_plan_prints_each_methods_layers(hf_vit_dir, capsys):
+    rc, stdout, err = run_cli(["plan", "--model", f"hf:{hf_vit_dir}", "--methods", "prunelora"], capsys)
+    assert rc == 0, err
+    assert "prunes  vit.layers.1.attention.o_proj" in stdout and "classifier" in stdout
+
+
+@pytest.fixture
+def bad_inputs(tmp_path, tv_weights):
+    from PIL import Image
+
+    (tmp_path / "not_hf").mkdir()
+    (tmp_path / "not_hf" / "weights.bin").write_bytes(b"x")
+    one = tmp_path / "one_class" / "only"
+    one.mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(one / "a.png")
+    broken = tmp_path / "broken"
+    for name in ("a", "b"):
+        (broken / name).mkdir(parents=True)
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(broken / name / "ok.png")
+    (broken / "b" / "bad.png").write_bytes(b"not an image")
+    small = tmp_path / "small.safetensors"
+    save_file(TorchvisionResNet18(width=4).state_dict(), str(small))
+    return {"tmp": tmp_path, "weights": tv_weights, "small": small}
+
+
+BAD = [
+    ("not-a-hf-folder", ["--model", "hf:{tmp}/not_hf"], "is not a saved Hugging Face model"),
+    ("factory-does-not-import", ["--model", "py:no_such_module:build", "--weights", "{weights}"], "cannot import"),
+    ("weights-do-not-fit", ["--model", "py:tests.zoo:TorchvisionResNet18", "--weights", "{small}"], "do not fit"),
+    ("no-logits", ["--model", "py:tests.zoo:NoLogits", "--weights", "{weights}"], "holds no logits"),
+    ("one-class", ["--model", "py:tests.zoo:TorchvisionResNet18", "--weights", "{weights}", "--dataset",
+                   "{tmp}/one_class"], "at least two"),
+    ("unreadable-image", ["--model", "py:tests.zoo:TorchvisionResNet18", "--weights", "{weights}", "--dataset",
+                          "{tmp}/broken"], "cannot read image"),
+    ("unknown-class-name", ["--model", "py:tests.zoo:TorchvisionResNet18", "--weights", "{weights}",
+                            "--forget-class", "cat"], "class 'cat' is not in digits"),
+    ("until-out-of-range", ["--model", "py:tests.zoo:TorchvisionResNet18", "--weights", "{weights}",
+                            "--until-forget-acc", "120"], "[0, 100]"),
+    ("remove-mode", ["--model", "py:tests.zoo:TorchvisionResNet18", "--weights", "{weights}", "--prune-mode",
+                     "remove"], "--prune-mode mask"),
+]
+
+
+@pytest.mark.parametrize("argv,message", [pytest.param(a, m, id=i) for i, a, m in BAD])
+def test_bad_user_model_input_is_one_line_and_writes_nothing(argv, message, bad_inputs, capsys):
+    if "NoLogits" in " ".join(argv):  # its weights: the right shapes for the model that has no logits
+        from .zoo import NoLogits
+
+        save_file(NoLogits().state_dict(), str(bad_inputs["tmp"] / "nologits.safetensors"))
+        bad_inputs = {**bad_inputs, "weights": bad_inputs["tmp"] / "nologits.safetensors"}
+    if "hf:" in " ".join(argv):
+        pytest.importorskip("transformers")
+    out = bad_inputs["tmp"] / "out"
+    args = ["unlearn", "--method", "lora", *[a.format(**bad_inputs) for a in argv], "--out", out, *QUIET]
+    rc, stdout, err = run_cli(args, capsys)
+    assert rc == 2, err
+    assert len(err.strip().splitlines()) == 1 and message in err, err
+    assert "Traceback" not in err + stdout
+    assert not out.exists()
