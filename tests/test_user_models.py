@@ -17,13 +17,17 @@ from .zoo import TorchvisionResNet18, hf_models
 QUIET = ["--no-progress", "--preset", "smoke"]
 
 
-@pytest.fixture(scope="module")
-def hf_vit_dir(tmp_path_factory) -> Path:
+def saved_hf(family: str, tmp_path_factory) -> Path:
     pytest.importorskip("transformers")
-    folder = tmp_path_factory.mktemp("hf") / "vit"
-    hf_models()["vit"].save_pretrained(folder)
+    folder = tmp_path_factory.mktemp("hf") / family
+    hf_models()[family].save_pretrained(folder)
     (folder / "preprocessor_config.json").write_text(json.dumps({"image_mean": [0.5], "image_std": [0.5]}))
     return folder
+
+
+@pytest.fixture(scope="module")
+def hf_vit_dir(tmp_path_factory) -> Path:
+    return saved_hf("vit", tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -34,17 +38,21 @@ def tv_weights(tmp_path_factory) -> Path:
     return path
 
 
-def test_unlearn_a_saved_hf_model_writes_a_reloadable_folder_and_adapter(hf_vit_dir, tmp_path, capsys):
+@pytest.mark.parametrize("family", ["vit", "resnet", "convnext"])
+def test_unlearn_a_saved_hf_model_writes_a_reloadable_folder_and_adapter(family, tmp_path_factory, tmp_path,
+                                                                         capsys):
     from peft import PeftModel
-    from transformers import ViTForImageClassification
+    from transformers import AutoModelForImageClassification as Auto
 
+    source = saved_hf(family, tmp_path_factory)
     out = tmp_path / "run"
-    rc, stdout, err = run_cli(["unlearn", "--model", f"hf:{hf_vit_dir}", "--method", "lora,prunelora",
+    rc, stdout, err = run_cli(["unlearn", "--model", f"hf:{source}", "--method", "finetune,lora,prunelora",
                                "--epochs", "2", "--keep-sparsity", "--out", out, *QUIET], capsys)
     assert rc == 0, err
     results = json.loads((out / "results.json").read_text())
-    assert [r["method"] for r in results["rows"]] == ["original", "lora", "prunelora"]
-    assert results["user_model"]["mean"] == [0.5] and "prunelora" in results["plans"]["ViTForImageClassification"]["methods"]
+    assert [r["method"] for r in results["rows"]] == ["original", "finetune", "lora", "prunelora"]
+    name = results["rows"][0]["model"]
+    assert results["user_model"]["mean"] == [0.5] and "prunelora" in results["plans"][name]["methods"]
     assert (out / "report.html").is_file() and "| PruneLoRA |" in stdout
     splits = class_splits(load_dataset("digits"), 3, 24, 12, 0)
     x = (to_float(splits.test_retain.images) - 0.5) / 0.5  # the processor's normalisation, as recorded
@@ -52,12 +60,16 @@ def test_unlearn_a_saved_hf_model_writes_a_reloadable_folder_and_adapter(hf_vit_
         folder = out / row["model_dir"]
         with np.load(out / row["logits_file"]) as saved:
             expected = torch.from_numpy(saved["test_retain_logits"])
-        reloaded = ViTForImageClassification.from_pretrained(folder / "model").eval()
-        adapted = PeftModel.from_pretrained(ViTForImageClassification.from_pretrained(folder / "adapter" / "base"),
-                                            str(folder / "adapter")).eval()
+        reloaded = Auto.from_pretrained(folder / "model").eval()
         with torch.no_grad():
             torch.testing.assert_close(reloaded(pixel_values=x).logits, expected, atol=1e-4, rtol=0)
-            torch.testing.assert_close(adapted(pixel_values=x).logits, expected, atol=1e-4, rtol=0)
+        if row["method"] != "finetune":
+            adapted = PeftModel.from_pretrained(Auto.from_pretrained(folder / "adapter" / "base"),
+                                                str(folder / "adapter")).eval()
+            with torch.no_grad():
+                torch.testing.assert_close(adapted(pixel_values=x).logits, expected, atol=1e-4, rtol=0)
+        else:
+            assert not (folder / "adapter").exists()
         record = json.loads((folder / "prunelora.json").read_text())
         assert record["forget_class"] == 3 and record["method"] == row["method"]
 
@@ -176,3 +188,12 @@ def test_bad_user_model_input_is_one_line_and_writes_nothing(argv, message, bad_
     assert len(err.strip().splitlines()) == 1 and message in err, err
     assert "Traceback" not in err + stdout
     assert not out.exists()
+
+
+def test_evaluate_a_py_model_gives_the_original_row(tv_weights, tmp_path, capsys):
+    out = tmp_path / "ev"
+    rc, _, err = run_cli(["evaluate", "--model", "py:tests.zoo:TorchvisionResNet18", "--weights", tv_weights,
+                          "--out", out, *QUIET], capsys)
+    assert rc == 0, err
+    (row,) = json.loads((out / "results.json").read_text())["rows"]
+    assert row["method"] == "original" and row["model"] == "TorchvisionResNet18" and 0 <= row["ta"] <= 100

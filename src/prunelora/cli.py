@@ -130,8 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     _pretraining(p)
     _unlearning(p)
 
-    p = sub.add_parser("evaluate", help="the metrics of a checkpoint")
-    _checkpoint(p, "model")
+    p = sub.add_parser("evaluate", help="the metrics of a checkpoint or of your own model")
+    _checkpoint(p, "model", user_models=True)
     p.add_argument("--dump-logits", help="write every split's logits and labels to this .npz")
     _general(p, training=False)
     _data(p, from_checkpoint=True)

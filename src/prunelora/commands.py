@@ -82,8 +82,11 @@ def run(command: str, yaml_path: str | None, flags: dict[str, Any], *, checkpoin
     if command not in COMMANDS:
         raise UserError(f"unknown command '{command}' (choose from: {', '.join(COMMANDS)})")
     if model is not None:
-        return _run_user_model(yaml_path, flags, model, weights, method or "prunelora", mean, std, overwrite,
-                               progress)
+        if dump_logits is not None:
+            raise UserError("--dump-logits goes with --checkpoint; with --model every split's logits are written "
+                            "under DIR/logits/")
+        methods = (method or "prunelora") if command == "unlearn" else ""
+        return _run_user_model(command, yaml_path, flags, model, weights, methods, mean, std, overwrite, progress)
     explicit = _merge(load_yaml(yaml_path), flags)
     context, warnings, meta, path = None, [], None, None
     if checkpoint is not None:
@@ -172,10 +175,10 @@ def _evaluate(exp: Experiment, model, meta: dict, checkpoint: Path, dump_logits:
     return rows
 
 
-def _run_user_model(yaml_path: str | None, flags: dict[str, Any], spec: str, weights: str | None, methods: str,
-                    mean: list[float] | None, std: list[float] | None, overwrite: bool,
+def _run_user_model(command: str, yaml_path: str | None, flags: dict[str, Any], spec: str, weights: str | None,
+                    methods: str, mean: list[float] | None, std: list[float] | None, overwrite: bool,
                     progress: bool) -> dict[str, Any]:
-    """`unlearn --model hf:DIR | py:...`: the user's model, the methods asked for, the usual results files."""
+    """`unlearn|evaluate --model hf:DIR | py:...`: the user's model, the methods asked for (none for evaluate)."""
     from .models.user_models import load_user_model
     from .user_run import check_user_run, user_rows
 
@@ -189,12 +192,12 @@ def _run_user_model(yaml_path: str | None, flags: dict[str, Any], spec: str, wei
     identity = {k: v for k, v in to_dict(config).items() if k not in ("out", "threads")}
     identity.update(model=spec, weights=io.file_digest(weights) if weights else None, mean=mean, std=std,
                     source=io.file_digest(spec[3:]) if spec.startswith("hf:") and Path(spec[3:]).exists() else spec)
-    config.out = config.out or f"runs/unlearn/{user.name}-{fingerprint(identity)[:8]}"
+    config.out = config.out or f"runs/{command}/{user.name}-{fingerprint(identity)[:8]}"
     probe = LoadProbe(set_threads(config.threads))
     started = time.perf_counter()
     exp = Experiment(config, select_device(config.device), progress, probe=probe, registry_models=False)
     check_user_run(exp, user, mean, std)
-    run_folder.claim(config.out, "unlearn", identity, overwrite)
+    run_folder.claim(config.out, command, identity, overwrite)
     return finish(exp, user_rows(exp, user, mean, std), started)
 
 
@@ -207,7 +210,7 @@ def plan(yaml_path: str | None, flags: dict[str, Any], *, checkpoint: str | None
 
     if model is not None:
         user = load_user_model(model, weights)
-        net, methods = user.model, None
+        net = user.model
         mean, std = (mean, std) if mean is not None or std is not None else (user.mean, user.std)
         config = resolve(yaml_path=yaml_path, overrides=flags)
     else:

@@ -5,6 +5,7 @@ deliverables in models/; a rerun with the same configuration reuses them instead
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -125,6 +126,8 @@ class Experiment:
         self.out = Path(self.config.out)
         self.raw = load_dataset(self.config.data.dataset, self.config.data.data_root, self.config.data.download)
         check_config(self.config, self.raw, self.registry_models)
+        if self.registry_models:
+            self.extra["plans"] = self.plans()
         self._splits: dict[int, Splits] = {}
         self.training_sec = 0.0  # time inside training steps of what this run computed (not reused)
         self.reused_sec = 0.0  # recorded seconds of the stages reused from an earlier invocation
@@ -139,6 +142,20 @@ class Experiment:
 
     def seed_dir(self, seed: int) -> Path:
         return self.out / f"seed{seed}"
+
+    def plans(self) -> dict[str, dict]:
+        """Per registry model: which layers each method of this run prunes, adapts and trains (saved with results)."""
+        from .plan_report import describe_plan
+
+        channels, size, _ = self.raw.shape
+        out = {}
+        for name in self.config.models:
+            args = self.config.model_args.get(name, {})
+            model = build_model(name, self.raw.num_classes, channels, size, self.raw.mean, self.raw.std, args)
+            spec = get_spec(name, args)
+            plan = dataclasses.replace(effective_plan(self.config, spec.plan), family=spec.family)
+            out[name] = describe_plan(model, plan, self.config.methods).to_dict()
+        return out
 
     def reproduce_rows(self) -> list[dict]:
         """Every seed x model: the original's row, then each method's rows."""
