@@ -306,3 +306,14 @@ def test_help_lists_only_the_flags_a_command_uses(command, capsys):
                                                                  "--prune-amount", "--precision"}}[command]
     assert all(flag in text for flag in expected)
     assert not any(flag in text for flag in absent), [f for f in absent if f in text]
+
+
+def test_until_forget_acc_stops_a_checkpoint_run_at_the_first_epoch_that_reaches_it(tmp_path, capsys,
+                                                                                   digits_checkpoint):
+    out = tmp_path / "until"
+    rc, _, err = run_cli(["unlearn", *SMOKE, "--checkpoint", digits_checkpoint, "--method", "finetune", "--epochs",
+                          "5,10", "--lr", "1e-2", "--until-forget-acc", "50", "--out", out], capsys)
+    assert rc == 0, err
+    rows = load_rows(out)
+    assert rows[-1]["epochs"] < 10 and 100 - rows[-1]["ua"] <= 50
+    assert all(100 - r["ua"] > 50 for r in rows[:-1])
