@@ -86,11 +86,14 @@ def save_adapter_folder(folder: Path, save_adapter, base: nn.Module, base_meta: 
     with io.atomic_dir(folder) as tmp:
         save_adapter(tmp)
         io.save_model(base, tmp / BASE_FILE, base_meta)
-        config_path = tmp / "adapter_config.json"
-        config = json.loads(config_path.read_text())
-        config["base_model_name_or_path"] = BASE_FILE
-        io.write_json(config_path, config)
+        update_config(tmp, base_model_name_or_path=BASE_FILE)
         io.write_text(tmp / "README.md", card)
+
+
+def update_config(folder: Path, **fields: Any) -> None:
+    """Set fields of a saved adapter's adapter_config.json (its base, the user's own layer names)."""
+    path = folder / "adapter_config.json"
+    io.write_json(path, {**json.loads(path.read_text()), **fields})
 
 
 def is_adapter_folder(path: Path) -> bool:
@@ -121,6 +124,19 @@ def adapter_meta(folder: str | Path) -> dict[str, Any]:
     return meta
 
 
+def checkpoint_meta(path: Path) -> dict[str, Any]:
+    """The description of a checkpoint file or of a saved adapter folder."""
+    return adapter_meta(path) if is_adapter_folder(path) else io.read_meta(path)
+
+
+def load_checkpoint(path: Path) -> tuple[nn.Module, dict[str, Any]]:
+    """A plain model and its description from a checkpoint file, or from an adapter folder (merged onto its base:
+    the same function)."""
+    if is_adapter_folder(path):
+        return load_adapter(path).merge_and_unload(), adapter_meta(path)
+    return io.load_model(path)
+
+
 def load_adapter(folder: str | Path) -> nn.Module:
     """The PEFT model of a saved adapter folder: its base (a prunelora checkpoint) with the adapter."""
     from peft import PeftModel
@@ -147,14 +163,11 @@ def save_user_adapter(folder: Path, prepared, plan, wrapped: bool) -> None:
             tensors = {k.replace(f"base_model.model.{PREFIX}", "base_model.model.", 1): v
                        for k, v in load_file(str(weights)).items()}
             save_file(tensors, str(weights))
-        config_path = tmp / "adapter_config.json"
-        config = json.loads(config_path.read_text())
-        config["target_modules"] = plan.lora_layers
-        config["modules_to_save"] = list(plan.train_modules) or None
         if hasattr(base, "save_pretrained"):
             base.save_pretrained(str(tmp / "base"))
-            config["base_model_name_or_path"] = "base"
+            base_name = "base"
         else:
             save_file({k: v.detach().contiguous().cpu() for k, v in base.state_dict().items()}, str(tmp / BASE_FILE))
-            config["base_model_name_or_path"] = BASE_FILE
-        io.write_json(config_path, config)
+            base_name = BASE_FILE
+        update_config(tmp, target_modules=plan.lora_layers, modules_to_save=list(plan.train_modules) or None,
+                      base_model_name_or_path=base_name)

@@ -24,8 +24,7 @@ from .config import RunConfig, UnlearnConfig, validate
 from .data import ImageSet, Splits, to_float
 from .data.user import as_imageset
 from .errors import UserError
-from .metrics.accuracy import accuracy
-from .metrics.evaluate import collect_logits, metrics_from_logits, predict
+from .metrics.evaluate import collect_logits, metrics_from_logits, set_accuracy
 from .models import LayerPlan, spec_of
 from .models.outputs import PREFIX, Classifier, input_name, needs_wrapper, unwrap
 from .plan_report import PlanReport, describe_plan
@@ -57,6 +56,7 @@ class UnlearnResult:
     target: float  # the forget accuracy (%) at or below which the class counts as forgotten
     warning: str | None = None
     info: dict[str, Any] = field(default_factory=dict)  # surgery facts (pruned channels, ...)
+    trainable_params: int = 0
     _run: Any = field(default=None, repr=False)
     _wrapped: bool = field(default=False, repr=False)
 
@@ -83,9 +83,13 @@ class UnlearnResult:
                 f"{'; ' + self.warning if self.warning else ''})")
 
 
-def _prepare_model(model: nn.Module, example: torch.Tensor, mean: Sequence[float] | None,
+def as_classifier(model: nn.Module, example: torch.Tensor, mean: Sequence[float] | None,
                    std: Sequence[float] | None) -> tuple[nn.Module, bool]:
-    """The model behind prunelora's contract (wrapped where it needs to be) and whether it was wrapped."""
+    """The model behind prunelora's contract (wrapped where it needs to be) and whether it was wrapped.
+
+    Every entry point that runs a user's model goes through here: `unlearn`, `plan`, `evaluate` and
+    the command line's `--model`.
+    """
     if (mean is None) != (std is None):
         raise UserError("give both mean and std (per channel), or neither")
     if needs_wrapper(model, example, normalized=mean is not None):
@@ -101,7 +105,7 @@ def plan(model: nn.Module, images: Any, methods: list[str] | None = None, mean: 
     """
     data = as_imageset(images, "images") if not isinstance(images, torch.Tensor) else None
     example = to_float((data.images if data is not None else images)[:2])
-    net, wrapped = _prepare_model(model, example, mean, std)
+    net, wrapped = as_classifier(model, example, mean, std)
     return describe_plan(model, _plan_for(model, net, example, wrapped, None), methods)
 
 
@@ -147,7 +151,7 @@ def unlearn(model: nn.Module, retain: Any, forget: Any | None = None, method: st
     device = retain_set.labels.device
     model = model.to(device)
     example = to_float(retain_set.images[:2])
-    net, wrapped = _prepare_model(model, example, mean, std)
+    net, wrapped = as_classifier(model, example, mean, std)
     user_plan = effective_plan(config, _plan_for(model, net, example, wrapped, plan))
     config.unlearn.prune_layers = config.unlearn.lora_layers = None  # applied above, to the user's own names
     family = user_plan.family or ("resnet" if any(isinstance(m, nn.Conv2d) for m in model.modules()) else "vit")
@@ -158,11 +162,11 @@ def unlearn(model: nn.Module, retain: Any, forget: Any | None = None, method: st
     probe = _retain_probe(retain_set)
 
     def on_epoch(epoch: int, current: nn.Module) -> bool:
-        row = {"epoch": epoch, "retain_acc": _accuracy(current, probe)}
+        row = {"epoch": epoch, "retain_acc": set_accuracy(current, probe)}
         if forget_set is not None:
-            row["forget_acc"] = _accuracy(current, forget_set)
+            row["forget_acc"] = set_accuracy(current, forget_set)
         if test_set is not None:
-            row["test_acc"] = _accuracy(current, test_set)
+            row["test_acc"] = set_accuracy(current, test_set)
         history.append(row)
         return until is not None and forget_set is not None and row["forget_acc"] <= until
 
@@ -183,7 +187,8 @@ def unlearn(model: nn.Module, retain: Any, forget: Any | None = None, method: st
     return UnlearnResult(model=unwrap(snapshot.model), method=method, plan=user_plan, history=history,
                          metrics=metrics, epochs=len(history), seconds=seconds,
                          peak_memory_mb=snapshot.peak_memory_mb, memory_kind=snapshot.memory_kind,
-                         forgotten=forgotten, target=target, warning=warning, info=dict(run.info), _run=run,
+                         forgotten=forgotten, target=target, warning=warning, info=dict(run.info),
+                         trainable_params=run.trainable_params, _run=run,
                          _wrapped=wrapped)
 
 
@@ -195,16 +200,12 @@ def _retain_probe(retain: ImageSet) -> ImageSet:
     return retain.subset(index)
 
 
-def _accuracy(model: nn.Module, data: ImageSet) -> float:
-    return accuracy(predict(model, data), data.labels.cpu().numpy()) if len(data) else float("nan")
-
-
 def evaluate(model: nn.Module, splits: Splits, seed: int = 0, batch_size: int = 1024,
              mia_cap: int = 1000, mean: Sequence[float] | None = None,
              std: Sequence[float] | None = None) -> dict[str, float]:
     """UA, RA, TA, forget-test accuracy and MIA-Efficacy (with the attacker's accuracy), in percent."""
     example = to_float(splits.retain_train.images[:2])
-    net, _ = _prepare_model(model, example, mean, std)
+    net, _ = as_classifier(model, example, mean, std)
     logits, labels = collect_logits(net, splits, batch_size)
     return metrics_from_logits(logits, labels, seed, mia_cap)
 

@@ -585,7 +585,8 @@ def build_arg_parser(parser: argparse.ArgumentParser | None = None) -> argparse.
     g.add_argument("--dataset", help="digits | cifar10 | cifar100 (default cifar10 where a copy is at hand, else digits)")
     g.add_argument("--data-root", help="folder holding the dataset (default $PRUNELORA_DATA, else ../shared/data)")
     g.add_argument("--train-per-class", type=int,
-                   help=f"class-balanced training subset per class (default the preset's: cpu {DEFAULT_TRAIN_PER_CLASS})")
+                   help=f"class-balanced training subset per class (default the preset's; cpu: "
+                        f"{DEFAULT_TRAIN_PER_CLASS})")
     g.add_argument("--preset", help="model sizes and subset: cpu (default, or $PRUNELORA_PRESET) | smoke | paper")
     g.add_argument("--forget-class", type=int, default=3, help="class left out of the retain set (default 3)")
     g.add_argument("--device", default="auto", help="auto (default) | cpu | cuda")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import io, run_folder
-from .adapters import adapter_meta, is_adapter_folder, load_adapter
+from .adapters import checkpoint_meta, load_checkpoint
 from .config import RunConfig, _merge, fingerprint, load_yaml, resolve, to_dict
 from .errors import UserError
 from .machine_load import LoadProbe, set_threads
@@ -91,7 +91,7 @@ def run(command: str, yaml_path: str | None, flags: dict[str, Any], *, checkpoin
     context, warnings, meta, path = None, [], None, None
     if checkpoint is not None:
         path = Path(checkpoint)
-        meta = adapter_meta(path) if is_adapter_folder(path) else io.read_meta(path)
+        meta = checkpoint_meta(path)
         if "model" not in meta:
             raise UserError(f"checkpoint {path} metadata lacks its model name")
         context = checkpoint_context(meta)
@@ -103,8 +103,9 @@ def run(command: str, yaml_path: str | None, flags: dict[str, Any], *, checkpoin
     if dump_logits is not None and not dump_logits.endswith(".npz"):
         raise UserError(f"--dump-logits needs a .npz file name, got '{dump_logits}'")
     identity = {k: v for k, v in to_dict(config).items() if k not in ("out", "threads")}
-    if path is not None:
-        identity["checkpoint"] = io.file_digest(path)
+    digest = io.file_digest(path) if path is not None else None
+    if digest is not None:
+        identity["checkpoint"] = digest
     if dump_logits is not None:
         identity["dump_logits"] = dump_logits
     config.out = config.out or _default_out(command, config, identity)
@@ -122,7 +123,7 @@ def run(command: str, yaml_path: str | None, flags: dict[str, Any], *, checkpoin
     elif command == "train":
         rows = _train(exp)
     elif command == "unlearn":
-        rows = _unlearn(exp, model, meta, io.file_digest(path), method)
+        rows = _unlearn(exp, model, meta, digest, method)
     else:
         rows = _evaluate(exp, model, meta, path, dump_logits)
     return finish(exp, rows, started)
@@ -130,10 +131,7 @@ def run(command: str, yaml_path: str | None, flags: dict[str, Any], *, checkpoin
 
 def _checked_checkpoint(exp: Experiment, checkpoint: Path):
     """Load the checkpoint (a file, or a saved adapter folder) and check that it fits the dataset."""
-    if is_adapter_folder(checkpoint):  # the adapter on its base, merged: the same function, a plain model
-        model, meta = load_adapter(checkpoint).merge_and_unload(), adapter_meta(checkpoint)
-    else:
-        model, meta = io.load_model(checkpoint)
+    model, meta = load_checkpoint(checkpoint)
     shape = (exp.raw.num_classes, exp.raw.shape[0], exp.raw.shape[1])
     if shape != (meta["num_classes"], meta["in_channels"], meta["image_size"]):
         raise UserError(f"checkpoint {checkpoint} is for {meta['num_classes']} classes of {meta['in_channels']}x"
@@ -215,9 +213,8 @@ def plan(yaml_path: str | None, flags: dict[str, Any], *, checkpoint: str | None
         config = resolve(yaml_path=yaml_path, overrides=flags)
     else:
         path = Path(checkpoint)
-        meta = adapter_meta(path) if is_adapter_folder(path) else io.read_meta(path)
+        net, meta = load_checkpoint(path)
         config = resolve(yaml_path=yaml_path, overrides=flags, context=checkpoint_context(meta))
-        net = load_adapter(path).merge_and_unload() if is_adapter_folder(path) else io.load_model(path)[0]
     methods = flags.get("methods") or None
     raw = load_dataset(config.data.dataset, config.data.data_root, config.data.download)
     splits = class_splits(raw, config.data.forget_class, 2, 1, 0)

@@ -27,7 +27,7 @@ from .machine_load import LoadProbe
 from .metrics.cost import MemoryMeter
 from .metrics.evaluate import SPLITS, collect_logits, metrics_from_logits
 from .metrics.summary import add_retrain_gap, aggregate_seeds
-from .models import build_model, get_spec
+from .models import LayerPlan, build_model, get_spec
 from .runner import MethodRun, count_trainable, effective_plan, method_context, run_method
 from .train import fit
 
@@ -46,28 +46,34 @@ def select_device(name: str) -> torch.device:
     return device
 
 
-def check_config(config: RunConfig, raw: RawDataset | None = None, registry_models: bool = True) -> None:
+def check_config(config: RunConfig, raw: RawDataset | None = None,
+                 registry_models: bool = True) -> dict[str, tuple[nn.Module, LayerPlan]]:
     """Everything that can be refused before a single file is written.
 
-    registry_models=False: the run's model is the user's own (checked when it is loaded).
+    Returns, per registry model, the freshly built model and the plan it was checked against
+    (the run's plan report describes them). registry_models=False: the run's model is the
+    user's own (checked when it is loaded).
     """
+    checked: dict[str, tuple[nn.Module, LayerPlan]] = {}
     for name in config.methods:
         get_method(name)
     if raw is not None:
         config.data.forget_class = class_index(raw, config.data.forget_class)
     if not registry_models:
-        return
+        return checked
     for name in config.models:
         get_spec(name, config.model_args.get(name))
     if raw is None:
-        return
+        return checked
     channels, size, _ = raw.shape
     methods = [get_method(m) for m in config.methods]
     prunes, adapts = any(m.prunes for m in methods), any(m.adapts for m in methods)
     for name in config.models:  # the layer patterns must name layers before anything trains
         args = config.model_args.get(name, {})
         model = build_model(name, raw.num_classes, channels, size, raw.mean, raw.std, args)
-        plan = effective_plan(config, get_spec(name, args).plan)
+        spec = get_spec(name, args)
+        plan = dataclasses.replace(effective_plan(config, spec.plan), family=spec.family)
+        checked[name] = (model, plan)
         if prunes:
             matching_modules(model, plan.prune_layers)
             reason = removal_blocker(model, plan.prune_layers) if config.unlearn.prune_mode == "remove" else None
@@ -75,6 +81,7 @@ def check_config(config: RunConfig, raw: RawDataset | None = None, registry_mode
                 raise UserError(f"model '{name}': {reason}")
         if adapts:
             matching_modules(model, plan.lora_layers)
+    return checked
 
 
 def model_meta(name: str, args: dict, splits: Splits, data: DataConfig, **extra: Any) -> dict[str, Any]:
@@ -125,9 +132,12 @@ class Experiment:
             self.config.out = "runs/reproduce"
         self.out = Path(self.config.out)
         self.raw = load_dataset(self.config.data.dataset, self.config.data.data_root, self.config.data.download)
-        check_config(self.config, self.raw, self.registry_models)
-        if self.registry_models:
-            self.extra["plans"] = self.plans()
+        checked = check_config(self.config, self.raw, self.registry_models)
+        if checked:
+            from .plan_report import describe_plan
+
+            self.extra["plans"] = {name: describe_plan(model, plan, self.config.methods).to_dict()
+                                   for name, (model, plan) in checked.items()}
         self._splits: dict[int, Splits] = {}
         self.training_sec = 0.0  # time inside training steps of what this run computed (not reused)
         self.reused_sec = 0.0  # recorded seconds of the stages reused from an earlier invocation
@@ -142,20 +152,6 @@ class Experiment:
 
     def seed_dir(self, seed: int) -> Path:
         return self.out / f"seed{seed}"
-
-    def plans(self) -> dict[str, dict]:
-        """Per registry model: which layers each method of this run prunes, adapts and trains (saved with results)."""
-        from .plan_report import describe_plan
-
-        channels, size, _ = self.raw.shape
-        out = {}
-        for name in self.config.models:
-            args = self.config.model_args.get(name, {})
-            model = build_model(name, self.raw.num_classes, channels, size, self.raw.mean, self.raw.std, args)
-            spec = get_spec(name, args)
-            plan = dataclasses.replace(effective_plan(self.config, spec.plan), family=spec.family)
-            out[name] = describe_plan(model, plan, self.config.methods).to_dict()
-        return out
 
     def reproduce_rows(self) -> list[dict]:
         """Every seed x model: the original's row, then each method's rows."""
@@ -295,11 +291,10 @@ def forgotten_at(until: float | None, forget: ImageSet):
     """An on_epoch hook that stops the run once the forget set's accuracy is at most `until` (%), or None."""
     if until is None:
         return None
-    from .metrics.accuracy import accuracy
-    from .metrics.evaluate import predict
+    from .metrics.evaluate import set_accuracy
 
     def check(epoch: int, model: nn.Module) -> bool:
-        return len(forget) > 0 and accuracy(predict(model, forget), forget.labels.cpu().numpy()) <= until
+        return len(forget) > 0 and set_accuracy(model, forget) <= until
 
     return check
 

@@ -17,7 +17,7 @@ from typing import Any
 from safetensors.torch import save_file
 
 from . import io
-from .api import _prepare_model, plan as plan_of, unlearn
+from .api import as_classifier, plan as plan_of, unlearn
 from .data import to_float
 from .errors import UserError
 from .models.user_models import UserModel
@@ -36,8 +36,9 @@ def check_user_run(exp: Experiment, user: UserModel, mean, std) -> None:
                         "factory cannot rebuild: use --prune-mode mask here (or the Python API, which returns "
                         "the pruned model itself)")
     example = to_float(exp.splits(exp.config.seeds[0]).retain_train.images[:2]).to(exp.device)
-    _prepare_model(user.model.to(exp.device), example, mean, std)
-    exp.extra["plans"] = {user.name: plan_of(user.model, example, exp.config.methods, mean, std).to_dict()}
+    # Planning runs the model once: an input it cannot take, or an output without logits, stops here.
+    exp.extra["plans"] = {user.name: plan_of(user.model.to(exp.device), example, exp.config.methods, mean,
+                                             std).to_dict()}
     exp.extra["user_model"] = user.describe()
 
 
@@ -48,7 +49,7 @@ def user_rows(exp: Experiment, user: UserModel, mean, std) -> list[dict]:
     for seed in config.seeds:
         splits = exp.splits(seed)
         example = to_float(splits.retain_train.images[:2])
-        original, _ = _prepare_model(user.model, example, mean, std)
+        original, _ = as_classifier(user.model, example, mean, std)
         logits = exp.logits_path(user.name, "original", None, seed)
         rows.append(make_row(user.name, "original", None, exp.evaluate(original, seed, logits), sec_per_epoch=None,
                              total_sec=0.0, peak_memory_mb=None, trainable_params=None, seed=seed, params=params,
@@ -60,16 +61,15 @@ def user_rows(exp: Experiment, user: UserModel, mean, std) -> list[dict]:
                              progress=exp.progress, **unlearn_options(exp))
             if result.warning:
                 exp.warnings.append(f"{user.name} {method}: {result.warning}")
-            net, _ = _prepare_model(result.model, example, mean, std)
+            net, _ = as_classifier(result.model, example, mean, std)
             logits = exp.logits_path(user.name, method, result.epochs, seed)
             metrics = exp.evaluate(net, seed, logits)
             folder = exp.seed_dir(seed) / "models" / user.name / method
             save_user_result(folder, user, result, splits, metrics)
-            trainable = sum(p.numel() for p in result._run.prepared.model.parameters() if p.requires_grad)
             rows.append(make_row(user.name, method, result.epochs, metrics,
                                  sec_per_epoch=result.seconds / max(1, result.epochs), total_sec=result.seconds,
-                                 peak_memory_mb=result.peak_memory_mb, trainable_params=trainable, seed=seed,
-                                 params=params, memory_kind=result.memory_kind, model_desc=desc,
+                                 peak_memory_mb=result.peak_memory_mb, trainable_params=result.trainable_params,
+                                 seed=seed, params=params, memory_kind=result.memory_kind, model_desc=desc,
                                  logits_file=str(logits.relative_to(exp.out)), forgotten=result.forgotten,
                                  forget_target=result.target, model_dir=str(folder.relative_to(exp.out))))
     return rows

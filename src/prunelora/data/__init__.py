@@ -4,4 +4,5 @@ from .sources import DATASETS, RawDataset, RestrictedUnpickler, load_dataset, re
 from .splits import ImageSet, Splits, balanced_indices, class_index, class_splits
 
 __all__ = ["DATASETS", "ImageSet", "RawDataset", "RestrictedUnpickler", "Splits", "augment", "balanced_indices",
-           "class_index", "class_splits", "eval_batches", "load_dataset", "restricted_load", "to_float", "train_batches"]
+           "class_index", "class_splits", "eval_batches", "load_dataset", "restricted_load", "to_float",
+           "train_batches"]

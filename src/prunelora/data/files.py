@@ -46,7 +46,8 @@ def load_files(path: str, image_size: int | None = None) -> RawDataset:
 
 def _stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
     pixels = images.astype(np.float32) / 255.0
-    return tuple(float(v) for v in pixels.mean(axis=(0, 2, 3))), tuple(float(v) + 1e-6 for v in pixels.std(axis=(0, 2, 3)))
+    mean = tuple(float(v) for v in pixels.mean(axis=(0, 2, 3)))
+    return mean, tuple(float(v) + 1e-6 for v in pixels.std(axis=(0, 2, 3)))
 
 
 def _nchw(images: np.ndarray, where: str) -> np.ndarray:

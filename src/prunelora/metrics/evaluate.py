@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ..data import ImageSet, Splits, eval_batches
-from .accuracy import unlearning_metrics
+from .accuracy import accuracy, unlearning_metrics
 from .attacks import attack_suite
 
 SPLITS = ("forget_train", "retain_train", "test_retain", "test_forget")
@@ -24,6 +24,13 @@ def predict(model: nn.Module, data: ImageSet, batch_size: int = 1024) -> np.ndar
     if not chunks:
         return np.zeros((0, 0), dtype=np.float32)
     return torch.cat(chunks).numpy()
+
+
+def set_accuracy(model: nn.Module, data: ImageSet, batch_size: int = 1024) -> float:
+    """Top-1 accuracy (%) of the model on one set (NaN when it is empty): the per-epoch forgetting check."""
+    if len(data) == 0:
+        return float("nan")
+    return accuracy(predict(model, data, batch_size), data.labels.cpu().numpy())
 
 
 def collect_logits(model: nn.Module, splits: Splits, batch_size: int = 1024) -> tuple[dict, dict]:

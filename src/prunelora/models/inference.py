@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from .outputs import run_once
 
 
 def call_order(model: nn.Module, example: torch.Tensor, run: nn.Module | None = None) -> list[str]:
@@ -35,17 +36,9 @@ def call_order(model: nn.Module, example: torch.Tensor, run: nn.Module | None = 
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             hooks.append(module.register_forward_pre_hook(
                 lambda _m, _i, name=name: order.append(name) if name not in order else None))
-    runner = run if run is not None else model
-    was_training = runner.training
-    runner.eval()
     try:
-        with torch.no_grad():
-            runner(example)
-    except (RuntimeError, ValueError, TypeError) as exc:
-        raise UserError(f"the model cannot run on the given images ({str(exc).splitlines()[0]}): check their "
-                        "shape, channels and size") from None
+        run_once(run if run is not None else model, example)
     finally:
-        runner.train(was_training)
         for hook in hooks:
             hook.remove()
     return order

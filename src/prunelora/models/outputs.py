@@ -63,20 +63,25 @@ def input_name(model: nn.Module) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def needs_wrapper(model: nn.Module, example: torch.Tensor, normalized: bool) -> bool:
-    """Whether the model breaks the plain contract (keyword input, non-tensor output, normalisation)."""
-    if normalized or input_name(model) is not None:
-        return True
+def run_once(model: nn.Module, example: torch.Tensor):
+    """One forward pass in eval mode without gradients (the mode is restored); a failure is the user's input."""
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            return not isinstance(model(example), torch.Tensor)
+            return model(example)
     except (RuntimeError, ValueError, TypeError) as exc:
         raise UserError(f"the model cannot run on the given images ({str(exc).splitlines()[0]}): check their "
                         "shape, channels and size") from None
     finally:
         model.train(was_training)
+
+
+def needs_wrapper(model: nn.Module, example: torch.Tensor, normalized: bool) -> bool:
+    """Whether the model breaks the plain contract (keyword input, non-tensor output, normalisation)."""
+    if normalized or input_name(model) is not None:
+        return True
+    return not isinstance(run_once(model, example), torch.Tensor)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
