@@ -10,12 +10,13 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .api import UnlearningWarning, UnlearnResult, evaluate, load, plan, unlearn  # noqa: E402
-from .config import ALL_METHODS, RunConfig  # noqa: E402
+from .config import RunConfig  # noqa: E402
 from .data import ImageSet, Splits, class_splits, load_dataset  # noqa: E402
 from .errors import UserError  # noqa: E402
-from .methods import METHODS  # noqa: E402
+from .methods import METHODS, register  # noqa: E402
+from .objectives import OBJECTIVES  # noqa: E402
 from .models import REGISTRY as MODELS  # noqa: E402
 from .models import LayerPlan  # noqa: E402
 
-__all__ = ["ALL_METHODS", "ImageSet", "LayerPlan", "METHODS", "MODELS", "RunConfig", "Splits", "UnlearnResult",
-           "UnlearningWarning", "UserError", "class_splits", "evaluate", "load", "load_dataset", "plan", "unlearn"]
+__all__ = ["ImageSet", "LayerPlan", "METHODS", "MODELS", "OBJECTIVES", "RunConfig", "Splits", "UnlearnResult",
+           "UnlearningWarning", "UserError", "class_splits", "evaluate", "load", "load_dataset", "plan", "register", "unlearn"]

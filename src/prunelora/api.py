@@ -120,34 +120,58 @@ def _plan_for(model: nn.Module, net: nn.Module, example: torch.Tensor, wrapped: 
     return LayerPlan.infer(model, example, run=net if wrapped else None)
 
 
-def unlearn(model: nn.Module, retain: Any, forget: Any | None = None, method: str = "prunelora",
+def unlearn(model: nn.Module, retain: Any, forget: Any | None = None, method: str | None = None,
             epochs: int = 5, plan: LayerPlan | None = None, seed: int = 0, pretrain_epochs: int = 15,
             test: Any | None = None, until: float | None = None, mean: Sequence[float] | None = None,
-            std: Sequence[float] | None = None, progress: bool = False, **options: Any) -> UnlearnResult:
-    """Unlearn a copy of `model` (the input is not modified) by training on `retain`.
+            std: Sequence[float] | None = None, progress: bool = False, surgery: str | None = None,
+            objective: str | None = None, method_args: dict[str, Any] | None = None,
+            **options: Any) -> UnlearnResult:
+    """Unlearn a copy of `model` (the input is not modified).
 
+    method: a registered method (default "prunelora"; see prunelora.METHODS), or give `surgery`
+    ("none", "prune", "lora", "prune+lora") and `objective` (see prunelora.OBJECTIVES: "retain",
+    "ga", "neggrad+", "rl", "l1-sparse", "salun", "scrub") for any point of the grid, e.g.
+    surgery="prune+lora", objective="salun". method_args: the objective's settings (lr, optimizer,
+    alpha, ...; defaults are its paper's).
     retain / forget / test: an ImageSet, an (images, labels) pair (uint8 pixels, or floats on the
     model's own scale; tensors or numpy), a torch Dataset of (image, label), or a DataLoader.
     uint8 pixels are scaled to [0, 1] and, when `mean`/`std` are given (a Hugging Face model's
-    image-processor values), normalised. The forget set is not trained on: after every epoch its
-    accuracy (and the test set's, when given) is measured; `until` stops at the first epoch at or
-    below that forget accuracy (%). When the budget ends with the forget set still above the
-    target (`until`, else 20 %), the result carries a warning (also issued as UnlearningWarning).
+    image-processor values), normalised. Retain-only methods never train on the forget set;
+    forget-aware ones (ga, rl, salun, scrub, ...) do. After every epoch the forget set's accuracy
+    (and the test set's, when given) is measured; `until` stops at the first epoch at or below
+    that forget accuracy (%). When the budget ends with the forget set still above the target
+    (`until`, else 20 %), the result carries a warning (also issued as UnlearningWarning).
     `plan`: which layers to prune and adapt (default: the registry's for prunelora's own models,
     else inferred from the structure; see `prunelora.plan`). options: any UnlearnConfig field.
     """
+    from .methods import get_method, grid_name
+
+    if method is not None and (surgery is not None or objective is not None):
+        raise UserError("give a method, or a surgery and an objective, not both")
+    if surgery is not None or objective is not None:
+        method = grid_name(surgery or "none", objective or "retain")
+    method = method or "prunelora"
+    chosen = get_method(method)
     retain_set = as_imageset(retain, "retain")
     forget_set = as_imageset(forget, "forget") if forget is not None else None
     test_set = as_imageset(test, "test") if test is not None else None
+    if chosen.uses_forget and (forget_set is None or len(forget_set) == 0):
+        raise UserError(f"method '{method}' trains on the forget set: pass forget= (the data to forget)")
     if until is not None and not 0.0 <= until <= 100.0:
         raise UserError(f"until must be a forget-set accuracy in [0, 100] %, got {until}")
     fields = {f.name for f in dataclasses.fields(UnlearnConfig)} - {"until_forget_acc"}  # that one is until=
     unknown = set(options) - fields
     if unknown:
         raise UserError(f"unknown option '{sorted(unknown)[0]}' (known: {', '.join(sorted(fields))})")
-    config = RunConfig(unlearn=UnlearnConfig(epochs=[epochs], **options))
+    config = RunConfig(unlearn=UnlearnConfig(epochs=[epochs], **options), methods=[method],
+                       method_args={method: dict(method_args or {})})
     config.pretrain.epochs = pretrain_epochs
     validate(config)
+    chosen.check(config.method_args)
+    forget_classes = whole_classes(retain_set, forget_set)
+    if chosen.class_only and not forget_classes:
+        raise UserError(f"method '{method}' forgets whole classes: the forget set must hold every sample of its "
+                        "classes (none of them in retain)")
     device = retain_set.labels.device
     model = model.to(device)
     example = to_float(retain_set.images[:2])
@@ -156,7 +180,8 @@ def unlearn(model: nn.Module, retain: Any, forget: Any | None = None, method: st
     config.unlearn.prune_layers = config.unlearn.lora_layers = None  # applied above, to the user's own names
     family = user_plan.family or ("resnet" if any(isinstance(m, nn.Conv2d) for m in model.modules()) else "vit")
     run_plan = user_plan.prefixed(PREFIX) if wrapped else user_plan
-    ctx = method_context(config, run_plan, family, lambda: reinitialized(net), retain_set)
+    ctx = method_context(config, run_plan, family, lambda: reinitialized(net), retain_set,
+                         forget_set if chosen.uses_forget else None, forget_classes or None)
     target = until if until is not None else FORGET_TARGET
     history: list[dict[str, float]] = []
     probe = _retain_probe(retain_set)
@@ -174,6 +199,8 @@ def unlearn(model: nn.Module, retain: Any, forget: Any | None = None, method: st
     run = run_method(method, net, retain_set, ctx, seed=seed, cache_prefix=config.unlearn.cache_prefix,
                      progress=progress, on_epoch=on_epoch)
     seconds = time.perf_counter() - started
+    if not history:  # a method that does not train (logit-mask): measured once
+        on_epoch(0, run.snapshots[-1].model)
     final = history[-1] if history else {}
     metrics = {k: v for k, v in final.items() if k != "epoch"}
     forgotten = None if forget_set is None else metrics["forget_acc"] <= target
@@ -181,15 +208,36 @@ def unlearn(model: nn.Module, retain: Any, forget: Any | None = None, method: st
     if forgotten is False:
         warning = (f"the forget set is still recognised: forget accuracy {metrics['forget_acc']:.1f} % after "
                    f"{len(history)} epochs (target at most {target:g} %). Try more epochs, a higher learning rate "
-                   f"(lr=3e-3), more layers in the plan, or another method")
+                   f"(lr=3e-3), more layers in the plan, or {forget_aware_hint(chosen)}")
         warnings.warn(warning, UnlearningWarning, stacklevel=2)
     snapshot = run.snapshots[-1]
     return UnlearnResult(model=unwrap(snapshot.model), method=method, plan=user_plan, history=history,
-                         metrics=metrics, epochs=len(history), seconds=seconds,
+                         metrics=metrics, epochs=max(0, history[-1]["epoch"]) if history else 0, seconds=seconds,
                          peak_memory_mb=snapshot.peak_memory_mb, memory_kind=snapshot.memory_kind,
                          forgotten=forgotten, target=target, warning=warning, info=dict(run.info),
                          trainable_params=run.trainable_params, _run=run,
                          _wrapped=wrapped)
+
+
+def forget_aware_hint(chosen) -> str:
+    """What to try next: the forget-aware methods (that train on the forget set), with this method's surgery."""
+    from .methods import METHODS
+
+    names = ", ".join(f"'{m.name}'" for m in METHODS.values() if m.uses_forget)
+    if chosen.uses_forget:
+        return f"another forget-aware method ({names})"
+    hint = f"a forget-aware method (method={names.split(', ')[0]} or {', '.join(names.split(', ')[1:])})"
+    if chosen.surgery not in ("none", "reinit"):
+        hint += f", or keep this surgery with a forget-aware objective (surgery='{chosen.surgery}', objective='salun')"
+    return hint
+
+
+def whole_classes(retain: ImageSet, forget: ImageSet | None) -> list[int]:
+    """The forget set's classes when it holds whole classes (none of them in retain), else []."""
+    if forget is None or len(forget) == 0:
+        return []
+    classes = set(forget.labels.unique().tolist())
+    return sorted(classes) if not classes & set(retain.labels.unique().tolist()) else []
 
 
 def _retain_probe(retain: ImageSet) -> ImageSet:

@@ -41,9 +41,25 @@ from . import io, run_folder
 from .errors import UserError, UserErrorParser
 from .machine_load import LoadProbe
 
-DEFAULT_METHODS = ["finetune", "prune-finetune", "lora", "prunelora"]
+
+def _paper_unlearning() -> list[str]:
+    """The paper's unlearning methods (every paradigm but Retrain), from the registry."""
+    from .methods import METHODS
+
+    return [m.name for m in METHODS.values() if m.paper and not m.exact]
+
+
+DEFAULT_METHODS = _paper_unlearning()
 DEFAULT_MODELS = ["resnet18", "vit"]
-PRUNING_METHODS = {"prune-finetune", "prunelora"}
+
+
+def prunes(method: str) -> bool:
+    """Whether the method prunes (it is then measured in every prune mode)."""
+    from .methods import get_method
+
+    return get_method(method).prunes
+
+
 PRUNE_MODES = ("mask", "remove")
 DEFAULT_TRAIN_PER_CLASS = 500  # the cpu preset's subset: 4500 retain images on a 10-class set
 BENCH_FILE = "bench.json"
@@ -244,6 +260,7 @@ def _count_flops(variant: Variant, original: nn.Module, config, plan, family: st
         prefix_flops = counter.get_total_flops() if cache is not None else 0
     with flop_counter() as counter:
         fit(prepared.model, batch, prepared.optim, 1, seed=seed, after_step=prepared.after_step,
+            objective=prepared.objective,
             cache_prefix=cache_prefix, precision=config.precision, progress=False)
     step = counter.get_total_flops() - prefix_flops
     return {"flops_per_image": step / len(batch), "prefix_flops_per_image": prefix_flops / len(batch),
@@ -394,7 +411,9 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS, methods: Sequence[str]
     if not methods:
         raise UserError("at least one method is needed (for example --methods finetune,lora)")
     for name in methods:
-        get_method(name)
+        if get_method(name).uses_forget or get_method(name).class_only:
+            raise UserError(f"bench times the retain-only methods; {name} draws on the forget set (its cost is in "
+                            "reproduce's RTE and Total columns)")
     bad = [m for m in prune_modes if m not in PRUNE_MODES]
     if bad or not prune_modes:
         raise UserError(f"unknown prune mode '{bad[0] if bad else ''}' (choose from: {', '.join(PRUNE_MODES)})")
@@ -460,7 +479,7 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS, methods: Sequence[str]
         torch.manual_seed(seed)
         original = builder(name)().to(dev)
         for method in methods:
-            modes = prune_modes if method in PRUNING_METHODS else [None]
+            modes = prune_modes if prunes(method) else [None]
             for mode in modes:
                 variant = Variant(name, method, mode)
                 cfg = config if mode is None else resolve(

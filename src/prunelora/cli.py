@@ -63,6 +63,22 @@ def _data(parser: argparse.ArgumentParser, from_checkpoint: bool) -> None:
     g.add_argument("--seeds", type=_ints, help="several seeds, e.g. 0,1,2")
 
 
+def _request(parser: argparse.ArgumentParser) -> None:
+    from .config import SCENARIOS
+
+    g = parser.add_argument_group("what to forget")
+    g.add_argument("--scenario", help=f"{' | '.join(SCENARIOS)}: one class (default), a random share of the "
+                                      "training set, or a sequence of requests")
+    g.add_argument("--forget-ratio", type=float, help="random: the share forgotten (default 0.1); sequential: the "
+                                                      "share of each random request")
+    g.add_argument("--requests", type=_requests, help="sequential: classes in order (3,5,7 or names), or with "
+                                                     "--forget-ratio the number of random requests (3)")
+
+
+def _requests(text: str) -> list[int | str]:
+    return [_class(v) for v in text.split(",") if v.strip()]
+
+
 def _unlearning(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("unlearning")
     g.add_argument("--epochs", type=_ints, help="unlearning budgets evaluated in one run (default 5,10)")
@@ -70,7 +86,8 @@ def _unlearning(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--prune-mode", help="mask (paper, default) | remove (torch-pruning)")
     g.add_argument("--keep-sparsity", action="store_true", help="mask the LoRA update of pruned channels")
     g.add_argument("--lora-r", type=int, help="LoRA rank (default ResNet 8, ViT 16)")
-    g.add_argument("--lr", type=float, help="unlearning learning rate (default 1e-3)")
+    g.add_argument("--lr", type=float, help="learning rate of the retain-only methods (default 1e-3); forget-aware "
+                                            "methods take their paper's, set with --set method_args.NAME.lr=...")
 
 
 def _pretraining(parser: argparse.ArgumentParser) -> None:
@@ -103,12 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
     from .methods import METHODS
 
     parser = UserErrorParser(prog="prunelora", description="Machine unlearning: PruneLoRA and the paradigms it is compared with.")
+    from .objectives import OBJECTIVES
+
     sub = parser.add_subparsers(dest="command", required=True, parser_class=UserErrorParser)
-    methods = ", ".join(METHODS)
+    methods = ", ".join(METHODS) + ", all, or OBJECTIVE@SURGERY"
 
     p = sub.add_parser("reproduce", help="original -> every method -> evaluate -> the paper's table")
     _general(p, training=True)
     _data(p, from_checkpoint=False)
+    _request(p)
     _models(p)
     p.add_argument_group("methods").add_argument("--methods", type=_names, help=f"comma-separated: {methods}")
     _pretraining(p)
@@ -122,11 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("unlearn", help="run a method on a checkpoint or on your own model")
     _checkpoint(p, "original model", user_models=True)
-    p.add_argument("--method", required=True, help=f"{methods} (with --model, several: comma-separated)")
+    p.add_argument("--method", help=f"{methods} (default prunelora; with --model, several: comma-separated)")
+    p.add_argument("--surgery", help="instead of --method: none | prune | lora | prune+lora (default none) ...")
+    p.add_argument("--objective", help=f"... with an objective: {' | '.join(OBJECTIVES)} (default retain)")
     p.add_argument("--until-forget-acc", type=float, metavar="X",
                    help="stop at the first epoch whose forget-set accuracy is at most X %%")
     _general(p, training=True)
     _data(p, from_checkpoint=True)
+    _request(p)
     _pretraining(p)
     _unlearning(p)
 
@@ -171,6 +194,9 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
     put("data.forget_class", "forget_class")
     put("data.train_per_class", "train_per_class")
     put("data.test_per_class", "test_per_class")
+    put("data.scenario", "scenario")
+    put("data.forget_ratio", "forget_ratio")
+    put("data.requests", "requests")
     put("models", "models")
     put("methods", "methods")
     put("unlearn.epochs", "epochs")
@@ -190,6 +216,20 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
     return _merge(out, parse_dotted(args.set))
 
 
+def chosen_method(args: argparse.Namespace) -> str | None:
+    """unlearn's method: --method, or the grid point of --surgery and --objective (prunelora when none is given)."""
+    if args.command != "unlearn":
+        return None
+    surgery, objective = getattr(args, "surgery", None), getattr(args, "objective", None)
+    if surgery is None and objective is None:
+        return args.method or "prunelora"
+    if args.method is not None:
+        raise UserError("give --method, or --surgery and --objective, not both")
+    from .methods import grid_name
+
+    return grid_name(surgery or "none", objective or "retain")
+
+
 def _run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "bench":
@@ -205,7 +245,7 @@ def _run(argv: list[str] | None) -> int:
                             weights=args.weights, mean=args.mean, std=args.std))
         return 0
     results = commands.run(args.command, args.config, overrides(args), checkpoint=getattr(args, "checkpoint", None),
-                           method=getattr(args, "method", None), dump_logits=getattr(args, "dump_logits", None),
+                           method=chosen_method(args), dump_logits=getattr(args, "dump_logits", None),
                            overwrite=args.overwrite, progress=not args.no_progress,
                            model=getattr(args, "model", None), weights=getattr(args, "weights", None),
                            mean=getattr(args, "mean", None), std=getattr(args, "std", None))

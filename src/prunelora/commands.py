@@ -16,7 +16,7 @@ from .adapters import checkpoint_meta, load_checkpoint
 from .config import RunConfig, _merge, fingerprint, load_yaml, resolve, to_dict
 from .errors import UserError
 from .machine_load import LoadProbe, set_threads
-from .methods import get_method
+from .methods import get_method, method_names
 from .metrics.evaluate import collect_logits, metrics_from_logits
 from .pipeline import Experiment, describe_model, finish, make_row, save_logits, select_device
 
@@ -152,9 +152,13 @@ def _train(exp: Experiment) -> list[dict]:
 
 
 def _unlearn(exp: Experiment, model, meta: dict, original_key: str, method: str) -> list[dict]:
+    """The method on the checkpoint, request after request (one, unless the scenario is sequential)."""
     rows = []
     for seed in exp.config.seeds:
-        rows += exp.stage_rows(meta["model"], method, model, original_key, seed)
+        current, key = (lambda: model), original_key
+        for request in range(1, len(exp.requests) + 1):
+            stage, current, key = exp.stage(meta["model"], method, current, key, seed, request)
+            rows += stage
     return rows
 
 
@@ -181,7 +185,8 @@ def _run_user_model(command: str, yaml_path: str | None, flags: dict[str, Any], 
     from .user_run import check_user_run, user_rows
 
     config = resolve(yaml_path=yaml_path, overrides=flags)
-    config.methods = [m.strip() for m in methods.split(",") if m.strip()]
+    config.methods = method_names([m.strip() for m in methods.split(",") if m.strip()],
+                                  class_wise=config.data.scenario == "class")
     for name in config.methods:
         get_method(name)
     user = load_user_model(spec, weights)
@@ -215,7 +220,7 @@ def plan(yaml_path: str | None, flags: dict[str, Any], *, checkpoint: str | None
         path = Path(checkpoint)
         net, meta = load_checkpoint(path)
         config = resolve(yaml_path=yaml_path, overrides=flags, context=checkpoint_context(meta))
-    methods = flags.get("methods") or None
+    methods = method_names(flags["methods"]) if flags.get("methods") else None
     raw = load_dataset(config.data.dataset, config.data.data_root, config.data.download)
     splits = class_splits(raw, config.data.forget_class, 2, 1, 0)
     return str(plan_of(net, to_float(splits.retain_train.images[:2]), methods, mean, std))

@@ -20,7 +20,14 @@ import yaml
 
 from .errors import UserError
 
-ALL_METHODS = ["retrain", "finetune", "prune-finetune", "lora", "prunelora"]
+SCENARIOS = ("class", "random", "sequential")
+
+
+def default_methods() -> list[str]:
+    """The paper's paradigms (the method registry says which)."""
+    from .methods import paper_methods
+
+    return paper_methods()
 
 
 @dataclass
@@ -28,6 +35,9 @@ class DataConfig:
     dataset: str = "digits"  # digits | cifar10 | cifar100, or a path: an image folder, an .npz, a datasets folder
     data_root: str | None = None  # None: $PRUNELORA_DATA, else ~/.cache/prunelora/data
     forget_class: int | str = 3  # a class index, or a class name of the data ("cat")
+    scenario: str = "class"  # class (one class) | random (a random share of the training set) | sequential
+    forget_ratio: float | None = None  # random: the share forgotten (None: 0.1); sequential: the share per request
+    requests: list[int | str] | None = None  # sequential: classes in order, or [k] random chunks with forget_ratio
     train_per_class: int | None = None  # class-balanced subset of the training split
     test_per_class: int | None = None  # class-balanced subset of the test split (cheaper evaluation)
     download: bool = True  # fetch the official archive when the folder is missing and we are online
@@ -79,7 +89,8 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     models: list[str] = field(default_factory=lambda: ["resnet18", "vit"])
     model_args: dict[str, dict[str, Any]] = field(default_factory=dict)  # per model name: width, depth, ...
-    methods: list[str] = field(default_factory=lambda: list(ALL_METHODS))
+    methods: list[str] = field(default_factory=default_methods)  # registry names, OBJECTIVE@SURGERY, or all
+    method_args: dict[str, dict[str, Any]] = field(default_factory=dict)  # per method or objective: lr, alpha, ...
     pretrain: RecipeConfig = field(default_factory=RecipeConfig)
     unlearn: UnlearnConfig = field(default_factory=UnlearnConfig)
     seeds: list[int] = field(default_factory=lambda: [0])
@@ -298,6 +309,7 @@ def validate(config: RunConfig) -> None:
                 re.compile(pattern)
             except re.error as exc:
                 raise UserError(f"unlearn.{name} is not a valid regular expression: {exc}") from None
+    validate_request(config.data)
     if not config.seeds:
         raise UserError("at least one seed is needed (for example --seeds 0)")
     if not config.models:
@@ -306,6 +318,36 @@ def validate(config: RunConfig) -> None:
         raise UserError(f"threads must be a positive integer, got {config.threads} (for example --threads 2)")
     u.epochs = sorted(set(u.epochs))
     config.seeds = list(dict.fromkeys(config.seeds))
+    from .methods import method_names
+
+    config.methods = method_names(config.methods, class_wise=config.data.scenario == "class" or (
+        config.data.scenario == "sequential" and config.data.forget_ratio is None))
+    if not config.methods:
+        raise UserError("at least one method is needed (for example --methods finetune,prunelora)")
+
+
+def validate_request(data: DataConfig) -> None:
+    """The forget request: a scenario, a share in (0, 1), requests where the scenario needs them."""
+    if data.scenario not in SCENARIOS:
+        raise UserError(f"unknown scenario '{data.scenario}' (choose from: {', '.join(SCENARIOS)})")
+    if data.forget_ratio is not None and not 0.0 < data.forget_ratio < 1.0:
+        raise UserError(f"--forget-ratio must lie in (0, 1), got {data.forget_ratio} (for example --forget-ratio 0.1)")
+    if data.scenario == "sequential":
+        if not data.requests:
+            raise UserError("--scenario sequential needs --requests: classes in order (3,5,7), or a number of "
+                            "random chunks with --forget-ratio (--requests 3 --forget-ratio 0.1)")
+        if data.forget_ratio is not None:
+            if len(data.requests) != 1 or not isinstance(data.requests[0], int) or data.requests[0] < 1:
+                raise UserError(f"with --forget-ratio, --requests is the number of random chunks (for example "
+                                f"--requests 3), got {','.join(map(str, data.requests))}")
+            if data.requests[0] * data.forget_ratio >= 1.0:
+                raise UserError(f"{data.requests[0]} requests of {data.forget_ratio} each would forget the whole "
+                                "training set (lower --requests or --forget-ratio)")
+        elif len(set(data.requests)) != len(data.requests):
+            raise UserError(f"--requests repeats a class: {','.join(map(str, data.requests))} (each class is "
+                            "forgotten once)")
+    elif data.requests:
+        raise UserError(f"--requests goes with --scenario sequential, not {data.scenario}")
 
 
 def to_dict(config: RunConfig) -> dict[str, Any]:

@@ -161,6 +161,9 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         raise UserError(f"checkpoint {path} metadata lacks {exc}") from None
     except (SafetensorError, OSError) as exc:
         raise UserError(f"checkpoint {path} is corrupt ({exc})") from None
+    masked = meta.get("masked_classes")  # logit-mask: the model inside a wrapper that hides these classes
+    if masked:
+        state = {k.removeprefix("inner."): v for k, v in state.items()}
     if meta.get("prune_mode") == "remove":  # channels were taken out: the tensors say the new shapes
         resize_to(model, state)
     try:
@@ -168,4 +171,8 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     except RuntimeError as exc:
         first = str(exc).splitlines()[0] if str(exc) else "shape mismatch"
         raise UserError(f"checkpoint {path} does not match model '{meta['model']}': {first}") from None
+    if masked:
+        from .methods import LogitMasked
+
+        model = LogitMasked(model, [int(c) for c in str(masked).split(",")])
     return model, meta

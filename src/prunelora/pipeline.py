@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,13 +20,14 @@ from torch import nn
 from . import io
 from .adapters import BASE_SUFFIX, base_description, model_card, same_weights, save_adapter_folder
 from .config import DataConfig, RunConfig, fingerprint, to_dict
-from .data import ImageSet, RawDataset, Splits, class_index, class_splits, load_dataset
+from .data import ImageSet, RawDataset, Splits, class_index, load_dataset
+from .data.scenarios import request_splits, requests_of
 from .errors import UserError
 from .methods import get_method, resolve_recipe
 from .methods.pruning import matching_modules, removal_blocker
 from .machine_load import LoadProbe
 from .metrics.cost import MemoryMeter
-from .metrics.evaluate import SPLITS, collect_logits, metrics_from_logits
+from .metrics.evaluate import SPLITS, collect_logits, metrics_from_logits, set_accuracy
 from .metrics.summary import add_retrain_gap, aggregate_seeds
 from .models import LayerPlan, build_model, get_spec
 from .runner import MethodRun, count_trainable, effective_plan, method_context, run_method
@@ -55,9 +57,15 @@ def check_config(config: RunConfig, raw: RawDataset | None = None,
     user's own (checked when it is loaded).
     """
     checked: dict[str, tuple[nn.Module, LayerPlan]] = {}
+    class_wise = config.data.scenario == "class" or (config.data.scenario == "sequential"
+                                                     and config.data.forget_ratio is None)
     for name in config.methods:
-        get_method(name)
-    if raw is not None:
+        method = get_method(name)
+        method.check(config.method_args)
+        if method.class_only and not class_wise:
+            raise UserError(f"{name} forgets whole classes: it runs in the class scenario (or sequential class "
+                            f"requests), not in {config.data.scenario} forgetting")
+    if raw is not None and config.data.scenario == "class":
         config.data.forget_class = class_index(raw, config.data.forget_class)
     if not registry_models:
         return checked
@@ -138,35 +146,65 @@ class Experiment:
 
             self.extra["plans"] = {name: describe_plan(model, plan, self.config.methods).to_dict()
                                    for name, (model, plan) in checked.items()}
-        self._splits: dict[int, Splits] = {}
+        d = self.config.data
+        self.requests = requests_of(self.raw, d.scenario, d.forget_class, d.forget_ratio, d.requests)
+        self._splits: dict[tuple[int, int], Splits] = {}
+        self._originals: dict[tuple[str, int], tuple[nn.Module, dict[str, Any]]] = {}
         self.training_sec = 0.0  # time inside training steps of what this run computed (not reused)
         self.reused_sec = 0.0  # recorded seconds of the stages reused from an earlier invocation
         self.reused_stages = 0
 
-    def splits(self, seed: int) -> Splits:
-        if seed not in self._splits:
+    def splits(self, seed: int, request: int = 1) -> Splits:
+        """The splits after the first `request` requests of the scenario (1: the only one, unless sequential)."""
+        if (seed, request) not in self._splits:
             d = self.config.data
-            self._splits[seed] = class_splits(self.raw, d.forget_class, d.train_per_class, d.test_per_class,
-                                              seed, self.device)
-        return self._splits[seed]
+            self._splits[(seed, request)] = request_splits(self.raw, self.requests[:request], d.train_per_class,
+                                                           d.test_per_class, seed, self.device, d.scenario)
+        return self._splits[(seed, request)]
+
+    @property
+    def sequential(self) -> bool:
+        return self.config.data.scenario == "sequential"
 
     def seed_dir(self, seed: int) -> Path:
         return self.out / f"seed{seed}"
 
+    def request_part(self, request: int) -> str:
+        """The folder or tag part naming a request of a sequence ("" for single-request scenarios)."""
+        return f"r{request}" if self.sequential else ""
+
     def reproduce_rows(self) -> list[dict]:
-        """Every seed x model: the original's row, then each method's rows."""
+        """Every seed x model x request: the original's row, then each method's rows."""
+        return self.method_rows(self.config.models, lambda name, seed: self.original(name, seed))
+
+    def method_rows(self, models: list[str], original_of, started: float | None = None) -> list[dict]:
+        """Each method applied request after request to the model its previous request produced.
+
+        Retrain restarts from scratch on the cumulative retain set at every request. In a sequence
+        the results files are written after every request.
+        """
         rows: list[dict] = []
+        started = time.perf_counter() if started is None else started
         for seed in self.config.seeds:
-            for name in self.config.models:
-                original, meta, original_rows = self.original_rows(name, seed)
-                rows += original_rows
-                for method in self.config.methods:
-                    rows += self.stage_rows(name, method, original, meta["key"], seed)
+            for name in models:
+                original, meta = original_of(name, seed)
+                chain = {m: ((lambda: original), meta["key"]) for m in self.config.methods}
+                for request in range(1, len(self.requests) + 1):
+                    rows += self.original_rows(name, seed, original, meta, request)
+                    for method in self.config.methods:
+                        start, start_key = chain[method]
+                        stage, final, key = self.stage(name, method, start, start_key, seed, request)
+                        rows += stage
+                        chain[method] = (final, key)
+                    if self.sequential and request < len(self.requests):
+                        finish(self, list(rows), started, partial=True)
         return rows
 
     # -- the original model -------------------------------------------------------------------
     def original(self, name: str, seed: int) -> tuple[nn.Module, dict[str, Any]]:
         """Train the original on all classes, or load it from the cache keyed by its configuration."""
+        if (name, seed) in self._originals:
+            return self._originals[(name, seed)]
         cfg, splits = self.config, self.splits(seed)
         args = cfg.model_args.get(name, {})
         key = fingerprint("original", name, args, cfg.data.dataset, cfg.data.train_per_class,
@@ -176,7 +214,8 @@ class Experiment:
             model, meta = io.load_model(path)
             self.reused_stages += 1
             self.reused_sec += float((meta.get("training") or {}).get("total_sec") or 0.0)
-            return model.to(self.device), {**meta, "key": key}
+            self._originals[(name, seed)] = model.to(self.device), {**meta, "key": key}
+            return self._originals[(name, seed)]
         torch.manual_seed(seed)
         model = build_model(name, splits.num_classes, splits.image_shape[0], splits.image_shape[1],
                             splits.mean, splits.std, args).to(self.device)
@@ -192,80 +231,123 @@ class Experiment:
         meta = model_meta(name, args, splits, cfg.data, method="original", training=training, seed=seed,
                           key=key)
         io.save_model(model, path, meta)
+        self._originals[(name, seed)] = model, meta
         return model, meta
 
     # -- evaluation ---------------------------------------------------------------------------
-    def evaluate(self, model: nn.Module, seed: int, logits_path: Path | None) -> dict:
-        splits = self.splits(seed)
+    def evaluate(self, model: nn.Module, seed: int, logits_path: Path | None, request: int = 1) -> dict:
+        """Every metric on the splits after `request` requests; in a sequence, the accuracy on each request's data."""
+        splits = self.splits(seed, request)
         logits, labels = collect_logits(model, splits, self.config.eval_batch_size)
         if logits_path is not None:
             save_logits(logits_path, logits, labels)
-        return metrics_from_logits(logits, labels, seed, self.config.mia_max_per_side)
+        metrics = metrics_from_logits(logits, labels, seed, self.config.mia_max_per_side)
+        if self.sequential:
+            for k, part in enumerate(splits.request_sets, start=1):
+                metrics[f"forget_acc_r{k}"] = set_accuracy(model, part, self.config.eval_batch_size)
+        return metrics
 
-    def logits_path(self, model: str, method: str, epochs: int | None, seed: int) -> Path:
+    def request_fields(self, seed: int, request: int) -> dict[str, Any]:
+        """What every row says about the request it measures."""
+        splits = self.splits(seed, request)
+        return {"scenario": self.config.data.scenario, "request": request,
+                "request_desc": self.requests[request - 1].describe(splits.class_names),
+                "forgotten_classes": ",".join(map(str, splits.forget_classes)) or None}
+
+    def logits_path(self, model: str, method: str, epochs: int | None, seed: int, request: int = 1) -> Path:
         tag = f"{model}_{method}" + (f"_{epochs}" if epochs is not None else "")
         suffix = "" if len(self.config.seeds) == 1 else f"_seed{seed}"
-        return self.out / "logits" / f"{tag}{suffix}.npz"
+        part = f"_{self.request_part(request)}" if self.sequential else ""
+        return self.out / "logits" / f"{tag}{part}{suffix}.npz"
 
     # -- stages -------------------------------------------------------------------------------
-    def original_rows(self, name: str, seed: int) -> tuple[nn.Module, dict[str, Any], list[dict]]:
-        model, meta = self.original(name, seed)
+    def original_rows(self, name: str, seed: int, model: nn.Module, meta: dict[str, Any],
+                      request: int = 1) -> list[dict]:
+        """The original's row at a request: how much of everything forgotten so far it still knows."""
         training = meta["training"]
         args = self.config.model_args.get(name, {})
         params = sum(p.numel() for p in model.parameters())
-        logits = self.logits_path(name, "original", None, seed)
-        metrics = self.evaluate(model, seed, logits)
-        row = make_row(name, "original", None, metrics, sec_per_epoch=training["sec_per_epoch"],
-                       total_sec=training["total_sec"], peak_memory_mb=training["peak_memory_mb"],
-                       trainable_params=training["trainable_params"], seed=seed, params=params,
-                       memory_kind=training["memory_kind"], model_desc=describe_model(name, args, params),
-                       logits_file=str(logits.relative_to(self.out)))
-        return model, meta, [row]
+        logits = self.logits_path(name, "original", None, seed, request)
+        metrics = self.evaluate(model, seed, logits, request)
+        return [make_row(name, "original", None, metrics, sec_per_epoch=training["sec_per_epoch"],
+                         total_sec=training["total_sec"], peak_memory_mb=training["peak_memory_mb"],
+                         trainable_params=training["trainable_params"], seed=seed, params=params,
+                         memory_kind=training["memory_kind"], model_desc=describe_model(name, args, params),
+                         logits_file=str(logits.relative_to(self.out)), **self.request_fields(seed, request))]
 
-    def stage_rows(self, name: str, method: str, original: nn.Module, original_key: str, seed: int) -> list[dict]:
-        """Rows of one (model, method) stage: reused when finished with the same configuration and original."""
+    def stage(self, name: str, method: str, start: nn.Module, start_key: str, seed: int,
+              request: int = 1) -> tuple[list[dict], Callable[[], nn.Module], str]:
+        """One (model, method, request) stage: its rows, its final model (loaded lazily) and its key.
+
+        Reused when finished with the same configuration and the same starting model.
+        """
         cfg = self.config
         args = cfg.model_args.get(name, {})
         key = fingerprint("stage", name, method, args, to_dict(cfg)["data"], to_dict(cfg)["pretrain"],
-                          to_dict(cfg)["unlearn"], cfg.mia_max_per_side, seed, original_key)
-        marker = self.seed_dir(seed) / "stages" / name / f"{method}.json"
+                          to_dict(cfg)["unlearn"], cfg.method_args, cfg.mia_max_per_side, seed, start_key, request)
+        folder = self.stage_folder(seed, name, request)
+        marker = folder["stages"] / f"{method}.json"
         if marker.is_file():
             try:
                 saved = json.loads(marker.read_text())
                 if saved.get("fingerprint") == key:
                     self.reused_stages += 1
                     self.reused_sec += float(saved.get("stage_sec") or max(r["total_sec"] for r in saved["rows"]))
-                    return saved["rows"]
+                    final_file = folder["models"] / saved["final"] if saved.get("final") else None
+                    return saved["rows"], lambda: self._load_final(final_file), key
             except ValueError:
                 marker.unlink()  # a damaged marker: run the stage again
         started = time.perf_counter()
-        splits = self.splits(seed)
+        splits = self.splits(seed, request)
         spec = get_spec(name, args)
+        if get_method(method).uses_forget and len(splits.new_forget) == 0:
+            raise UserError(f"{method} needs forget data, but the request leaves the forget set empty "
+                            "(raise --train-per-class or --forget-ratio)")
 
         def fresh() -> nn.Module:
             return build_model(name, splits.num_classes, splits.image_shape[0], splits.image_shape[1],
                                splits.mean, splits.std, args)
 
-        ctx = method_context(cfg, spec.plan, spec.family, fresh, splits.retain_train)
-        run = run_method(method, original, splits.retain_train, ctx, seed=seed, precision=cfg.precision,
+        ctx = method_context(cfg, spec.plan, spec.family, fresh, splits.retain_train, splits.new_forget,
+                             splits.forget_classes or None)
+        start_model = start()
+        run = run_method(method, start_model, splits.retain_train, ctx, seed=seed, precision=cfg.precision,
                          cache_prefix=cfg.unlearn.cache_prefix, progress=self.progress,
                          on_epoch=forgotten_at(cfg.unlearn.until_forget_acc, splits.forget_train))
         self.training_sec += sum(run.history.epoch_seconds)
-        rows = self._deliver(name, args, run, seed, original)
-        io.write_json(marker, {"fingerprint": key, "rows": rows, "stage_sec": time.perf_counter() - started})
-        return rows
+        rows, final_file = self._deliver(name, args, run, seed, start_model, request)
+        io.write_json(marker, {"fingerprint": key, "rows": rows, "stage_sec": time.perf_counter() - started,
+                               "final": final_file})
+        final = run.snapshots[-1].model
+        return rows, lambda: final, key
 
-    def _deliver(self, name: str, args: dict, run: MethodRun, seed: int, original: nn.Module) -> list[dict]:
-        """Save and evaluate the model at every budget; the last one's adapters go beside it with their base."""
-        splits, rows = self.splits(seed), []
-        folder = self.seed_dir(seed) / "models" / name
+    def stage_folder(self, seed: int, name: str, request: int) -> dict[str, Path]:
+        part = self.request_part(request)
+        return {kind: self.seed_dir(seed) / kind / name / part if part else self.seed_dir(seed) / kind / name
+                for kind in ("stages", "models")}
+
+    def _load_final(self, path: Path | None) -> nn.Module:
+        if path is None or not path.is_file():
+            raise UserError(f"a finished stage's model is missing ({path}); rerun with --overwrite")
+        return io.load_model(path)[0].to(self.device)
+
+    def _deliver(self, name: str, args: dict, run: MethodRun, seed: int, original: nn.Module,
+                 request: int = 1) -> tuple[list[dict], str]:
+        """Save and evaluate the model at every budget; the last one's adapters go beside it with their base.
+
+        Returns the rows and the file name of the last budget's model (the next request starts from it).
+        """
+        splits, rows = self.splits(seed, request), []
+        folder = self.stage_folder(seed, name, request)["models"]
+        tag = run.method
         for snap in run.snapshots:
             tag = run.method + (f"_e{snap.epochs}" if snap.epochs is not None else "")
             meta = model_meta(name, args, splits, self.config.data, method=run.method, epochs=snap.epochs, seed=seed,
-                              forget_class=splits.forget_class, **run.info)
+                              forget_class=splits.forget_class, forget_classes=splits.forget_classes,
+                              request=request, **run.info)
             io.save_model(snap.model, folder / f"{tag}.safetensors", meta)
-            logits = self.logits_path(name, run.method, snap.epochs, seed)
-            metrics = self.evaluate(snap.model, seed, logits)
+            logits = self.logits_path(name, run.method, snap.epochs, seed, request)
+            metrics = self.evaluate(snap.model, seed, logits, request)
             if run.prepared.save_adapters is not None and snap is run.snapshots[-1]:
                 self._save_adapters(folder / f"{tag}_adapter", run, meta, metrics, original, f"{tag}.safetensors")
             params = sum(p.numel() for p in snap.model.parameters())
@@ -274,8 +356,9 @@ class Experiment:
                                  trainable_params=run.trainable_params, seed=seed, params=params,
                                  memory_kind=snap.memory_kind, model_desc=describe_model(name, args, params),
                                  logits_file=str(logits.relative_to(self.out)),
+                                 **self.request_fields(seed, request),
                                  **{k: v for k, v in run.info.items() if isinstance(v, (int, float, str, bool))}))
-        return rows
+        return rows, f"{tag}.safetensors"
 
     @staticmethod
     def _save_adapters(folder: Path, run: MethodRun, meta: dict, metrics: dict, original: nn.Module,
@@ -291,7 +374,6 @@ def forgotten_at(until: float | None, forget: ImageSet):
     """An on_epoch hook that stops the run once the forget set's accuracy is at most `until` (%), or None."""
     if until is None:
         return None
-    from .metrics.evaluate import set_accuracy
 
     def check(epoch: int, model: nn.Module) -> bool:
         return len(forget) > 0 and set_accuracy(model, forget) <= until
@@ -317,7 +399,7 @@ def reproduce(config: RunConfig, progress: bool = True) -> dict[str, Any]:
     return finish(exp, exp.reproduce_rows(), started)
 
 
-def finish(exp: Experiment, rows: list[dict], started: float) -> dict[str, Any]:
+def finish(exp: Experiment, rows: list[dict], started: float, partial: bool = False) -> dict[str, Any]:
     """Gap to retrain, seed aggregates, sizes, reuse, the machine's load; then write every results file.
 
     wall_sec counts the recorded seconds of the stages reused from an earlier invocation, so a
@@ -329,12 +411,17 @@ def finish(exp: Experiment, rows: list[dict], started: float) -> dict[str, Any]:
     if len(exp.config.seeds) > 1:
         rows += aggregate_seeds(rows)
     elapsed = time.perf_counter() - started
-    sizes = {name: len(part) for name, part in exp.splits(exp.config.seeds[0]).named().items()}
+    seed = exp.config.seeds[0]
+    reached = max((r for s, r in exp._splits if s == seed), default=1)  # the latest request measured
+    sizes = {name: len(part) for name, part in exp.splits(seed, reached).named().items()}
     results = {"config": to_dict(exp.config), "rows": rows, "environment": environment(exp.device),
                **time_split(elapsed, exp.training_sec),
                "wall_sec": elapsed + exp.reused_sec, "elapsed_sec": elapsed,
                "reused": {"stages": exp.reused_stages, "sec": exp.reused_sec},
                "data_sizes": sizes, "warnings": list(exp.warnings), "out": str(exp.out), **exp.extra}
+    if exp.sequential:
+        results["requests"] = [r.describe(exp.raw.class_names) for r in exp.requests]
+        results["complete"] = not partial
     if exp.probe is not None:
         results["machine_load"] = exp.probe.finish()
     write_results(results, exp.out)

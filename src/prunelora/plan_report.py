@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import nn
 
-from .methods import METHODS
+from .methods import METHODS, get_method
 from .models import LayerPlan
 
 
@@ -51,7 +51,7 @@ def describe_plan(model: nn.Module, plan: LayerPlan, methods: list[str] | None =
     everything = [("all parameters", total)]
     report = PlanReport(plan, total)
     for name in methods or list(METHODS):
-        method = METHODS[name]
+        method = get_method(name)
         parts: dict[str, list[tuple[str, int]]] = {}
         if method.reinitializes:
             parts["resets"] = everything
@@ -64,5 +64,7 @@ def describe_plan(model: nn.Module, plan: LayerPlan, methods: list[str] | None =
                                for m in plan.train_modules if m in modules]
         if method.trains_all:
             parts["trains"] = everything
+        if not parts:
+            parts["trains"] = []  # nothing (logit-mask)
         report.methods[name] = parts
     return report

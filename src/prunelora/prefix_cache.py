@@ -9,7 +9,6 @@ gradients, all of the backward pass below it (FINDINGS trap 5 and 13).
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -109,12 +108,3 @@ class PrefixCache:
                     x = stage(x)
                 features[start:start + batch_size] = x
         return cls(features, cut, stages[cut:])
-
-
-def cached_batches(cache: PrefixCache, data: ImageSet, batch_size: int,
-                   generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """The same shuffled order as train_batches (same generator draws), over cached features."""
-    order = torch.randperm(len(data), device="cpu", generator=generator).to(data.labels.device)
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        yield cache.features[idx], data.labels[idx]

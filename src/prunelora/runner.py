@@ -70,9 +70,12 @@ def effective_plan(config: RunConfig, plan: LayerPlan) -> LayerPlan:
                                lora_layers=u.lora_layers or plan.lora_layers)
 
 
-def method_context(config: RunConfig, plan: LayerPlan, family: str, fresh_model, retain: ImageSet) -> MethodContext:
-    return MethodContext(plan=effective_plan(config, plan), unlearn=config.unlearn, pretrain=resolve_recipe(config.pretrain, family),
-                         pretrain_epochs=config.pretrain.epochs, fresh_model=fresh_model, retain=retain)
+def method_context(config: RunConfig, plan: LayerPlan, family: str, fresh_model, retain: ImageSet,
+                   forget: ImageSet | None = None, forget_classes: list[int] | None = None) -> MethodContext:
+    return MethodContext(plan=effective_plan(config, plan), unlearn=config.unlearn,
+                         pretrain=resolve_recipe(config.pretrain, family), pretrain_epochs=config.pretrain.epochs,
+                         fresh_model=fresh_model, retain=retain, forget=forget, forget_classes=forget_classes,
+                         method_args=config.method_args)
 
 
 def run_method(name: str, original: nn.Module, retain: ImageSet, ctx: MethodContext, *, seed: int,
@@ -85,7 +88,8 @@ def run_method(name: str, original: nn.Module, retain: ImageSet, ctx: MethodCont
     epochs overrides the length of the run; snapshots=False skips the deliverables (benchmarks);
     model_hook(model) runs after surgery, before training (memory format, torch.compile);
     on_epoch(epoch, model) runs after every epoch and may stop the run (True), whose deliverable
-    is then snapshot at that epoch.
+    is then snapshot at that epoch. A method that does not train (budget [0]) is snapshot once.
+    The objective draws from ctx.forget where it uses the forget set.
     """
     method = get_method(name)
     device = retain.labels.device
@@ -118,9 +122,17 @@ def run_method(name: str, original: nn.Module, retain: ImageSet, ctx: MethodCont
 
         if prepared.after_step is not None:
             prepared.after_step()
-        history = fit(prepared.model, retain, prepared.optim, epochs or max(prepared.epochs), seed=seed,
-                      after_step=prepared.after_step, on_epoch_end=on_epoch_end, precision=precision,
-                      cache_prefix=cache_prefix and not method.exact, desc=name, progress=progress)
+        length = epochs if epochs is not None else max(prepared.epochs)
+        if length == 0:
+            history = History()
+            if snapshots:
+                taken.append(Snapshot(None, prepared.deliver(prepared.model), None, surgery_sec, meter.peak_mb(),
+                                      meter.kind))
+        else:
+            history = fit(prepared.model, retain, prepared.optim, length, seed=seed,
+                          after_step=prepared.after_step, on_epoch_end=on_epoch_end, precision=precision,
+                          cache_prefix=cache_prefix and not method.exact, desc=name, progress=progress,
+                          objective=prepared.objective, forget=ctx.forget)
     info = dict(prepared.info)
     if history.cache:
         info["prefix_cache"] = history.cache

@@ -11,15 +11,18 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .data import ImageSet, train_batches
+if TYPE_CHECKING:
+    from .objectives import Objective
+
+from .data import ImageSet
 from .metrics.cost import synchronize
-from .prefix_cache import PrefixCache, cached_batches
+from .prefix_cache import PrefixCache
 
 
 @dataclass
@@ -79,55 +82,67 @@ def fit(model: nn.Module, data: ImageSet, settings: OptimSettings, epochs: int, 
         after_step: Callable[[], None] | None = None,
         on_epoch_end: Callable[[int, History], bool | None] | None = None,
         cache_prefix: bool = False, precision: str = "fp32", desc: str = "train",
-        progress: bool = True) -> History:
-    """Train the parameters of `model` that require grad on `data` for `epochs` epochs.
+        progress: bool = True, objective: Objective | None = None, forget: ImageSet | None = None) -> History:
+    """Train the parameters of `model` that require grad for `epochs` epochs.
 
-    on_epoch_end(epoch, history) runs after each epoch, outside the timed region (evaluation at
-    budgets); when it returns True, training stops there (forgetting verified early). With cache_prefix, a frozen, deterministic prefix of the network is run once and
-    training continues on its cached output (exact: same batches, same weights up to float error).
+    data is the retain set (everything, for pre-training); objective says what each step optimises
+    and on which sets (default: cross-entropy on data); forget is the forget set, for objectives
+    that use it. on_epoch_end(epoch, history) runs after each epoch, outside the timed region
+    (evaluation at budgets); when it returns True, training stops there (forgetting verified
+    early). With cache_prefix, a frozen, deterministic prefix of the network is run once per set
+    and training continues on its cached output (exact: same batches, same weights up to float error).
     """
+    from .objectives import Feed, Progress, RetainLoss
+
+    objective = objective or RetainLoss()
+    if objective.uses_forget and (forget is None or len(forget) == 0):
+        raise ValueError(f"objective '{objective.name}' needs a non-empty forget set")
     device = data.labels.device
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(settings, params)
-    steps_per_epoch = math.ceil(len(data) / settings.batch_size)
+    generator = torch.Generator().manual_seed(seed)
+    feed = Feed({"retain": data, "forget": forget if objective.uses_forget else None}, settings.batch_size,
+                settings.augment, generator)
+    history = History()
+    synchronize(device)
+    start = time.perf_counter()
+    objective.data(feed, model)
+    forward: Callable[[torch.Tensor], torch.Tensor] = model
+    if cache_prefix and not settings.augment:
+        caches = [PrefixCache.build(model, feed.sets[name]) for name in objective.draws_from()]
+        if caches and all(c is not None for c in caches):  # one forward for every set, or none cached
+            feed.features = {name: c.features for name, c in zip(objective.draws_from(), caches)}
+            forward = caches[0].suffix
+            history.cache = caches[0].describe()
+            history.cache["bytes"] = sum(c.features.numel() * c.features.element_size() for c in caches)
+    objective.start(model, feed)
+    synchronize(device)
+    history.setup_seconds = time.perf_counter() - start
+    steps_per_epoch = max(1, objective.steps_per_epoch(feed))
     total_steps = steps_per_epoch * epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(settings, step, total_steps, steps_per_epoch))
-    generator = torch.Generator().manual_seed(seed)
-    history = History()
     model.train()
-
-    forward: Callable[[torch.Tensor], torch.Tensor] = model
-    cache: PrefixCache | None = None
-    if cache_prefix and not settings.augment:
-        start = time.perf_counter()
-        cache = PrefixCache.build(model, data)
-        synchronize(device)
-        history.setup_seconds = time.perf_counter() - start
-        if cache is not None:
-            forward = cache.suffix
-            history.cache = cache.describe()
 
     bar = tqdm(range(1, epochs + 1), desc=desc, leave=False, disable=not progress, unit="epoch")
     for epoch in bar:
         synchronize(device)
         start = time.perf_counter()
         total_loss = torch.zeros((), device=device)
-        batches = (cached_batches(cache, data, settings.batch_size, generator) if cache is not None
-                   else train_batches(data, settings.batch_size, generator, settings.augment))
-        for inputs, labels in batches:
-            with autocast(device, precision):
-                loss = F.cross_entropy(forward(inputs), labels)
+        seen = 0
+        for loss_value, samples in objective.steps(forward, feed, Progress(epoch, epochs)):
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss_value.backward()
             optimizer.step()
             scheduler.step()
             if after_step is not None:
                 after_step()
-            total_loss += loss.detach() * len(labels)
+            objective.after_step()
+            total_loss += loss_value.detach() * samples
+            seen += samples
         synchronize(device)
         history.epoch_seconds.append(time.perf_counter() - start)
-        history.epoch_loss.append(float(total_loss) / len(data))
+        history.epoch_loss.append(float(total_loss) / max(1, seen))
         bar.set_postfix(loss=f"{history.epoch_loss[-1]:.3f}")
         if on_epoch_end is not None:
             stop = on_epoch_end(epoch, history)

@@ -29,8 +29,18 @@ def unlearn_options(exp: Experiment) -> dict[str, Any]:
     return {k: v for k, v in dataclasses.asdict(exp.config.unlearn).items() if k not in ("epochs", "until_forget_acc")}
 
 
+def method_settings(method_args: dict[str, dict[str, Any]], method: str) -> dict[str, Any]:
+    """One method's settings from the config: those of its objective, then its own on top."""
+    from .methods import get_method
+
+    return {**(method_args.get(get_method(method).objective) or {}), **(method_args.get(method) or {})}
+
+
 def check_user_run(exp: Experiment, user: UserModel, mean, std) -> None:
     """Refuse what cannot work before anything is written: input shape, remove mode's saved shapes."""
+    if exp.sequential:
+        raise UserError("--scenario sequential runs on prunelora's own checkpoints (reproduce, unlearn --checkpoint); "
+                        "with --model, use --scenario class or random")
     if exp.config.unlearn.prune_mode == "remove":
         raise UserError("--prune-mode remove changes layer widths, which a saved Hugging Face config or a py: "
                         "factory cannot rebuild: use --prune-mode mask here (or the Python API, which returns "
@@ -58,7 +68,8 @@ def user_rows(exp: Experiment, user: UserModel, mean, std) -> list[dict]:
             result = unlearn(copy.deepcopy(user.model), splits.retain_train, splits.forget_train, method=method,
                              epochs=max(config.unlearn.epochs), seed=seed, pretrain_epochs=config.pretrain.epochs,
                              test=splits.test_retain, until=config.unlearn.until_forget_acc, mean=mean, std=std,
-                             progress=exp.progress, **unlearn_options(exp))
+                             progress=exp.progress, method_args=method_settings(config.method_args, method),
+                             **unlearn_options(exp))
             if result.warning:
                 exp.warnings.append(f"{user.name} {method}: {result.warning}")
             net, _ = as_classifier(result.model, example, mean, std)
@@ -89,7 +100,9 @@ def save_user_result(folder: Path, user: UserModel, result, splits, metrics: dic
         result.save_adapter(tmp / "adapter")
         io.write_json(tmp / "prunelora.json", {
             "model": user.describe(), "method": result.method, "epochs": result.epochs,
-            "forget_class": splits.forget_class, "forget_class_name": splits.class_names[splits.forget_class],
+            "forget_class": splits.forget_class,
+            "forget_class_name": splits.class_names[splits.forget_class] if splits.forget_class is not None else None,
+            "scenario": splits.scenario,
             "forgotten": result.forgotten, "forget_target": result.target, "warning": result.warning,
             "history": result.history, "metrics": metrics, "plan": dataclasses.asdict(result.plan),
             "load": ("transformers.AutoModelForImageClassification.from_pretrained('model')" if user.kind == "hf"

@@ -43,7 +43,7 @@ def _row(results, model, method, mode=None):
 def test_every_column_for_every_method(results):
     rows = results["rows"]
     expected = {(m, meth, mode) for m in TINY for meth in METHODS
-                for mode in (("mask", "remove") if meth in bench.PRUNING_METHODS else (None,))}
+                for mode in (("mask", "remove") if bench.prunes(meth) else (None,))}
     assert {(r["model"], r["method"], r["prune_mode"]) for r in rows} == expected
     for row in rows:
         for key, _, _ in bench.COLUMNS:

@@ -1,8 +1,8 @@
 """Datasets, class-wise splits and on-device batches."""
-from .batches import augment, eval_batches, to_float, train_batches
+from .batches import augment, eval_batches, shuffled_batches, to_float, train_batches
 from .sources import DATASETS, RawDataset, RestrictedUnpickler, load_dataset, restricted_load
 from .splits import ImageSet, Splits, balanced_indices, class_index, class_splits
 
 __all__ = ["DATASETS", "ImageSet", "RawDataset", "RestrictedUnpickler", "Splits", "augment", "balanced_indices",
-           "class_index", "class_splits", "eval_batches", "load_dataset", "restricted_load", "to_float",
+           "class_index", "class_splits", "eval_batches", "load_dataset", "restricted_load", "shuffled_batches", "to_float",
            "train_batches"]

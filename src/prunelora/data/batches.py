@@ -42,16 +42,31 @@ def augment(images: torch.Tensor, generator: torch.Generator | None = None) -> t
     return random_flip(random_crop(images, images.shape[-1] // 8, generator), generator)
 
 
-def train_batches(data: ImageSet, batch_size: int, generator: torch.Generator,
-                  augmentation: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """One shuffled epoch of (float images, labels); the last partial batch is kept."""
+def shuffled_batches(data: ImageSet, batch_size: int, generator: torch.Generator, augmentation: bool,
+                     features: torch.Tensor | None = None
+                     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """One shuffled epoch of (positions, inputs, labels); the last partial batch is kept.
+
+    Inputs are float images (augmented on the device when asked), or rows of `features` (a cached
+    prefix's output for every sample of `data`, in its order) when given.
+    """
     order = torch.randperm(len(data), device="cpu", generator=generator).to(data.labels.device)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
+        if features is not None:
+            yield idx, features[idx], data.labels[idx]
+            continue
         images = data.images[idx]
         if augmentation:
             images = augment(images, generator if images.device.type == "cpu" else None)
-        yield to_float(images), data.labels[idx]
+        yield idx, to_float(images), data.labels[idx]
+
+
+def train_batches(data: ImageSet, batch_size: int, generator: torch.Generator,
+                  augmentation: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One shuffled epoch of (float images, labels)."""
+    for _, images, labels in shuffled_batches(data, batch_size, generator, augmentation):
+        yield images, labels
 
 
 def eval_batches(data: ImageSet, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -1,7 +1,7 @@
 """Class-wise forgetting splits and class-balanced subsets, as tensors that live on the device."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -36,17 +36,27 @@ class ImageSet:
 class Splits:
     """The four sets of class-wise unlearning, plus what is needed to rebuild a model for them."""
 
-    forget_train: ImageSet
+    forget_train: ImageSet  # everything forgotten so far (all requests up to this one)
     retain_train: ImageSet
-    test_retain: ImageSet
-    test_forget: ImageSet
+    test_retain: ImageSet  # the test samples of the remaining classes (all of them for random forgetting)
+    test_forget: ImageSet  # the test samples of the forgotten classes (empty for random forgetting)
     num_classes: int
-    forget_class: int
+    forget_class: int | None  # the class of a class-wise request (the latest one in a sequence); None: random
     mean: tuple[float, ...]
     std: tuple[float, ...]
     class_names: list[str]
     train: ImageSet  # every training image in dataset order, forget class included: the original's data,
     # identical whatever the forget class, so one cached original serves every forget class
+    forget_classes: list[int] = field(default_factory=list)  # every class forgotten so far ([] for random)
+    forget_index: np.ndarray | None = None  # positions of forget_train in train
+    request_sets: list[ImageSet] = field(default_factory=list)  # the data of each request so far, in order
+    scenario: str = "class"
+    request: int = 1  # 1-based position in a sequence of requests
+
+    @property
+    def new_forget(self) -> ImageSet:
+        """The data this request asks to forget: what a forget-aware objective sees."""
+        return self.request_sets[-1] if self.request_sets else self.forget_train
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -81,27 +91,38 @@ def class_index(raw: RawDataset, forget_class: int | str) -> int:
     return int(forget_class)
 
 
-def class_splits(raw: RawDataset, forget_class: int | str, train_per_class: int | None = None,
-                 test_per_class: int | None = None, seed: int = 0,
-                 device: torch.device | str = "cpu") -> Splits:
-    """Forget class k (an index or a class name) gives forget-train, retain-train, test-retain and test-forget."""
-    forget_class = class_index(raw, forget_class)
+def subsets(raw: RawDataset, train_per_class: int | None, test_per_class: int | None, seed: int,
+            device: torch.device | str) -> tuple[ImageSet, ImageSet]:
+    """The class-balanced training and test subsets of a seed, on the device, in dataset order."""
     train_idx = balanced_indices(raw.train_labels, train_per_class, seed)
     test_idx = balanced_indices(raw.test_labels, test_per_class, seed + 1)
-    train_x = torch.from_numpy(np.ascontiguousarray(raw.train_images[train_idx])).to(device)
-    train_y = torch.from_numpy(raw.train_labels[train_idx]).to(device)
-    test_x = torch.from_numpy(np.ascontiguousarray(raw.test_images[test_idx])).to(device)
-    test_y = torch.from_numpy(raw.test_labels[test_idx]).to(device)
-    forget_tr, forget_te = train_y == forget_class, test_y == forget_class
+    train = ImageSet(torch.from_numpy(np.ascontiguousarray(raw.train_images[train_idx])).to(device),
+                     torch.from_numpy(raw.train_labels[train_idx]).to(device))
+    test = ImageSet(torch.from_numpy(np.ascontiguousarray(raw.test_images[test_idx])).to(device),
+                    torch.from_numpy(raw.test_labels[test_idx]).to(device))
+    return train, test
+
+
+def forget_splits(raw: RawDataset, train: ImageSet, test: ImageSet, forget: np.ndarray, test_forget: np.ndarray,
+                  **request) -> Splits:
+    """Splits from boolean masks over the training set (forgotten) and the test set (of forgotten classes)."""
+    forget_t = torch.from_numpy(forget).to(train.labels.device)
+    test_t = torch.from_numpy(test_forget).to(test.labels.device)
     return Splits(
-        forget_train=ImageSet(train_x[forget_tr], train_y[forget_tr]),
-        retain_train=ImageSet(train_x[~forget_tr], train_y[~forget_tr]),
-        test_retain=ImageSet(test_x[~forget_te], test_y[~forget_te]),
-        test_forget=ImageSet(test_x[forget_te], test_y[forget_te]),
-        num_classes=raw.num_classes,
-        forget_class=forget_class,
-        mean=raw.mean,
-        std=raw.std,
-        class_names=raw.class_names,
-        train=ImageSet(train_x, train_y),
-    )
+        forget_train=ImageSet(train.images[forget_t], train.labels[forget_t]),
+        retain_train=ImageSet(train.images[~forget_t], train.labels[~forget_t]),
+        test_retain=ImageSet(test.images[~test_t], test.labels[~test_t]),
+        test_forget=ImageSet(test.images[test_t], test.labels[test_t]),
+        num_classes=raw.num_classes, mean=raw.mean, std=raw.std, class_names=raw.class_names, train=train,
+        forget_index=np.flatnonzero(forget), **request)
+
+
+def class_splits(raw: RawDataset, forget_class: int | str | list[int | str], train_per_class: int | None = None,
+                 test_per_class: int | None = None, seed: int = 0,
+                 device: torch.device | str = "cpu") -> Splits:
+    """Forget class k (an index or a class name; or several) gives forget-train, retain-train, test-retain
+    and test-forget."""
+    classes = [class_index(raw, c) for c in (forget_class if isinstance(forget_class, list) else [forget_class])]
+    train, test = subsets(raw, train_per_class, test_per_class, seed, device)
+    return forget_splits(raw, train, test, np.isin(train.labels.cpu().numpy(), classes),
+                         np.isin(test.labels.cpu().numpy(), classes), forget_class=classes[-1], forget_classes=classes)

@@ -1,7 +1,9 @@
-"""What a method is: model surgery, which parameters train, which data it sees, its optimiser.
+"""What a method is: a surgery (what is done to the model) times an objective (what one step
+optimises, on which data), with the objective's optimiser settings.
 
 A method never owns a training loop: it returns a Prepared model and the single loop in train.py
-runs it. Adding a method is one file and one registry line.
+runs it with the objective. The named methods (methods/__init__.py) are points of that grid; any
+other point is spelled OBJECTIVE@SURGERY ("salun@prune+lora"). Adding a method is one registry line.
 """
 from __future__ import annotations
 
@@ -14,9 +16,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import RecipeConfig, UnlearnConfig
+from ..config import RecipeConfig, UnlearnConfig, _build
 from ..data import ImageSet, to_float
 from ..models import LayerPlan
+from ..objectives import Objective, Recipe, get_objective
 from ..train import OptimSettings
 
 
@@ -30,6 +33,9 @@ class MethodContext:
     pretrain_epochs: int
     fresh_model: Callable[[], nn.Module]  # a newly initialised model of the same architecture
     retain: ImageSet  # the data the method may see (batch-norm recalibration, example inputs)
+    forget: ImageSet | None = None  # the data to forget (forget-aware objectives)
+    forget_classes: list[int] | None = None  # the classes forgotten so far, in class-wise requests
+    method_args: dict[str, dict[str, Any]] = field(default_factory=dict)  # per method or objective name
 
     @property
     def example_input(self) -> torch.Tensor:
@@ -42,8 +48,9 @@ class Prepared:
     """A model ready for the shared loop, and how to turn it into the deliverable."""
 
     model: nn.Module
-    optim: OptimSettings
-    epochs: list[int]  # evaluation budgets (the run lasts max(epochs))
+    epochs: list[int]  # evaluation budgets (the run lasts max(epochs); [0]: nothing trains)
+    optim: OptimSettings | None = None  # None: the objective's recipe (set by Method.prepare)
+    objective: Objective | None = None
     after_step: Callable[[], None] | None = None  # constraints such as pruning masks
     deliver: Callable[[nn.Module], nn.Module] = copy.deepcopy  # a frozen copy; LoRA merges into one
     save_adapters: Callable[[Path], None] | None = None
@@ -51,24 +58,74 @@ class Prepared:
     info: dict[str, Any] = field(default_factory=dict)  # surgery facts for the row (pruned channels, ...)
 
 
-class Method:
-    """Base class: subclasses set name and implement prepare()."""
+def objective_args(objective: type[Objective], method: str, method_args: dict[str, dict[str, Any]]) -> Recipe:
+    """The objective's settings: its paper's defaults < method_args[objective] < method_args[method]."""
+    values = {**(method_args.get(objective.name) or {}), **(method_args.get(method) or {})}
+    return _build(objective.Args, values, f"method_args.{method}")
 
-    name: str = ""
+
+def recipe_settings(args: Recipe, unlearn: UnlearnConfig) -> OptimSettings:
+    """OptimSettings from an objective's recipe; what it leaves at None comes from unlearn.*."""
+    def pick(value, default):
+        return default if value is None else value
+
+    return OptimSettings(optimizer=pick(args.optimizer, unlearn.optimizer), lr=pick(args.lr, unlearn.lr),
+                         momentum=pick(args.momentum, 0.9), weight_decay=pick(args.weight_decay, unlearn.weight_decay),
+                         batch_size=pick(args.batch_size, unlearn.batch_size), augment=unlearn.augment,
+                         schedule="constant")
+
+
+@dataclass(frozen=True)
+class Method:
+    """A named point of surgery x objective, with what tables and checks need to know about it."""
+
+    name: str
+    label: str  # in tables and the report
+    surgery: str  # a SURGERIES name
+    objective: str  # an OBJECTIVES name
     exact: bool = False  # True for Retrain: evaluated once, at the end of its own recipe
+    class_only: bool = False  # only for class-wise requests (it needs the forget classes)
+    paper: bool = False  # one of the paper's paradigms (the default --methods)
+
+    def _surgery(self):
+        from .surgery import get_surgery
+
+        return get_surgery(self.surgery)
+
     # What the method does to the layer plan (plan descriptions and checks read these, never a list of names):
-    prunes: bool = False  # structured pruning of plan.prune_layers
-    adapts: bool = False  # LoRA on plan.lora_layers (+ plan.train_modules trained in full)
-    trains_all: bool = False  # every parameter trains
-    reinitializes: bool = False  # starts from a fresh model (Retrain)
+    @property
+    def prunes(self) -> bool:
+        return self._surgery().prunes
+
+    @property
+    def adapts(self) -> bool:
+        return self._surgery().adapts
+
+    @property
+    def trains_all(self) -> bool:
+        return self._surgery().trains_all
+
+    @property
+    def reinitializes(self) -> bool:
+        return self._surgery().reinitializes
+
+    @property
+    def uses_forget(self) -> bool:
+        return get_objective(self.objective).uses_forget
+
+    def check(self, method_args: dict[str, dict[str, Any]]) -> None:
+        """Refuse unknown surgery, objective or settings before anything runs."""
+        self._surgery()
+        objective_args(get_objective(self.objective), self.name, method_args)
 
     def prepare(self, original: nn.Module, ctx: MethodContext) -> Prepared:
-        raise NotImplementedError
-
-
-def unlearn_optim(cfg: UnlearnConfig) -> OptimSettings:
-    return OptimSettings(optimizer=cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                         batch_size=cfg.batch_size, augment=cfg.augment, schedule="constant")
+        prepared = self._surgery().apply(original, ctx)
+        objective = get_objective(self.objective)
+        args = objective_args(objective, self.name, ctx.method_args)
+        if prepared.optim is None:
+            prepared.optim = recipe_settings(args, ctx.unlearn)
+        prepared.objective = objective(args, original=original)
+        return prepared
 
 
 def working_copy(model: nn.Module, trainable: bool) -> nn.Module:

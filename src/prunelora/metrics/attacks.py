@@ -68,6 +68,22 @@ MEMBERS, NONMEMBERS, TARGET = "retain_train", "test_retain", "forget_train"
 FeatureFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
+LOGIT_FLOOR = 1000.0  # below a row's top logit: exp(-1000) is 0 in float64, so probabilities are unchanged
+
+
+def floor_logits(logits: np.ndarray) -> np.ndarray:
+    """Logits with -inf (a masked class: logit-mask) raised to the row's top minus 1000.
+
+    Its probability stays exactly 0 in float64, while every log and product of the features stays
+    finite (0 * log 0 would be NaN, a loss of +inf would break the scalers).
+    """
+    z = np.asarray(logits, dtype=np.float64)
+    if z.size == 0 or not np.isneginf(z).any():
+        return z
+    top = np.where(np.isfinite(z), z, -np.inf).max(axis=1, keepdims=True)
+    return np.where(np.isneginf(z), top - LOGIT_FLOOR, z)
+
+
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
     """log p, float64, exact to rounding for any finite logits (no log of an underflowed 0)."""
     z = np.asarray(logits, dtype=np.float64)
@@ -181,6 +197,7 @@ def attack_suite(logits: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarr
     ``mia_holdout_n``); the result is deterministic for a fixed seed. An empty split gives NaN values.
     """
     out: dict[str, float] = {}
+    logits = {k: floor_logits(v) for k, v in logits.items()}
     for name, (features, make_classifier) in (ATTACKS if attacks is None else attacks).items():
         feats = [features(logits[k], labels[k]) for k in (MEMBERS, NONMEMBERS, TARGET)]
         result = membership_attack(*feats, seed=seed, cap=cap, make_classifier=make_classifier)

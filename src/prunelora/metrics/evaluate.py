@@ -58,7 +58,9 @@ def per_sample_loss(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Cross-entropy of each sample (for the Figure 2 histograms and loss-based attacks)."""
     if len(labels) == 0:
         return np.zeros(0)
-    z = logits.astype(np.float64)
+    from .attacks import floor_logits
+
+    z = floor_logits(logits)
     z = z - z.max(axis=1, keepdims=True)
     log_probs = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
     return -log_probs[np.arange(len(labels)), labels]

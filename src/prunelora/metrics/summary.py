@@ -23,12 +23,12 @@ def gap_metrics(row: dict, ref: dict) -> list[str]:
 def add_retrain_gap(rows: list[dict]) -> list[dict]:
     """Set avg_gap (mean |row - retrain| over UA, MIA-Efficacy, RA, TA) and cost_vs_retrain on every row.
 
-    The reference is the Retrain row of the same model and seed; where none ran, both are None.
+    The reference is the Retrain row of the same model, seed and request; where none ran, both are None.
     An inconclusive MIA is left out (avg_gap_metrics lists what was averaged).
     """
-    retrain = {(r["model"], r.get("seed")): r for r in rows if r["method"] == "retrain"}
+    retrain = {(r["model"], r.get("seed"), r.get("request")): r for r in rows if r["method"] == "retrain"}
     for row in rows:
-        ref = retrain.get((row["model"], row.get("seed")))
+        ref = retrain.get((row["model"], row.get("seed"), row.get("request")))
         if ref is None:
             row["avg_gap"] = row["cost_vs_retrain"] = None
             continue
@@ -44,17 +44,19 @@ def _is_number(value) -> bool:
 
 
 def aggregate_seeds(rows: list[dict]) -> list[dict]:
-    """One row per (model, method, epochs) with the mean in <key> and the sample std in <key>_std.
+    """One row per (model, request, method, epochs) with the mean in <key> and the sample std in <key>_std.
 
     Aggregated rows carry seed None and n_seeds; non-numeric keys are taken from the first seed.
     """
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
         if row.get("seed") is not None:
-            groups[(row["model"], row["method"], row["epochs"])].append(row)
+            groups[(row["model"], row.get("request"), row["method"], row["epochs"])].append(row)
     out = []
-    for (model, method, epochs), group in groups.items():
+    for (model, _, method, epochs), group in groups.items():
         agg: dict = {"model": model, "method": method, "epochs": epochs}
+        if "request" in group[0]:
+            agg["request"] = group[0]["request"]
         for key in group[0]:
             if key in agg or key in ("seed", "logits_file"):
                 continue

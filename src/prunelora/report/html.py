@@ -23,7 +23,7 @@ import numpy as np
 from .. import io
 from .plots import load_losses
 from .tables import (DAGGER, budgets_of, dagger_note, display_rows, fmt, gap_note, inconclusive, method_label,
-                     method_rank, run_warnings)
+                     method_rank, request_heading, requests_of_rows, run_warnings)
 
 # How a column's best is judged: closest to Retrain's value (the exact-unlearning reference), or lowest.
 CLOSEST, LOWER = "closest to retrain", "lower"
@@ -429,7 +429,7 @@ def config_pairs(config: dict, data_sizes: dict | None = None) -> list[tuple[str
     args = config.get("model_args", {})
     models = [f"{m} ({_plain(args[m])})" if args.get(m) else m for m in config.get("models", [])]
     pairs = [("preset", config.get("preset")), ("dataset", data.get("dataset")),
-             ("forget class", data.get("forget_class")),
+             ("forget request", forget_description(data, {})),
              *_size_pairs(data, data_sizes),
              ("models", models), ("methods", config.get("methods")), ("seeds", config.get("seeds")),
              ("pretrain epochs", pre.get("epochs")), ("unlearn epochs (budgets)", un.get("epochs")),
@@ -441,7 +441,8 @@ def config_pairs(config: dict, data_sizes: dict | None = None) -> list[tuple[str
               " / ".join(_plain(un.get(k)) if un.get(k) is not None else "default"
                          for k in ("lora_r", "lora_alpha", "lora_dropout"))),
              ("device / precision", f"{_plain(config.get('device'))} / {_plain(config.get('precision'))}"),
-             ("MIA shadow cap per side", config.get("mia_max_per_side"))]
+             ("MIA shadow cap per side", config.get("mia_max_per_side")),
+             ("method settings", _plain(config.get("method_args")) if config.get("method_args") else None)]
     return [(k, v) for k, v in pairs if v is not None]
 
 
@@ -499,16 +500,30 @@ def _para(text: str, cls: str | None = None) -> str:
     return _tag("p", escape(text), class_=cls)
 
 
+def forget_description(data: dict, results: dict) -> str:
+    """What was forgotten: a class, a random share, or a sequence of requests."""
+    scenario = data.get("scenario", "class")
+    if scenario == "random":
+        return f"random {100 * (data.get('forget_ratio') or 0.1):g} % of the training set"
+    if scenario == "sequential":
+        return "sequential requests: " + "; ".join(results.get("requests") or map(str, data.get("requests") or []))
+    return f"forget class {data.get('forget_class', '?')}"
+
+
 def render_html(results: dict, out: Path) -> str:
     """The page as a string; `out` is the run folder the rows' logits_file paths are relative to."""
     out = Path(out)
     all_rows = list(results.get("rows", []))
-    rows = display_rows(all_rows)
+    every_request = display_rows(all_rows)
+    requests = requests_of_rows(every_request)
+    last = requests[-1]  # figures and attacks show the latest request; the table shows each
+    rows = [r for r in every_request if r.get("request") == last]
+    all_rows = [r for r in all_rows if r.get("request") == last]
     config, env = results.get("config", {}) or {}, results.get("environment", {}) or {}
     models = _models(rows)
-    dataset = (config.get("data") or {}).get("dataset", "?")
-    forget = (config.get("data") or {}).get("forget_class", "?")
-    title = f"prunelora report: {dataset}, forget class {forget}"
+    data = config.get("data") or {}
+    dataset = data.get("dataset", "?")
+    title = f"prunelora report: {dataset}, {forget_description(data, results)}"
     n_seeds = max((r.get("n_seeds", 1) for r in rows if _finite(r.get("n_seeds"))), default=1)
 
     env_pairs = list(env.items()) + [("seeds", config.get("seeds"))] + load_pairs(results.get("machine_load"))
@@ -524,8 +539,13 @@ def render_html(results: dict, out: Path) -> str:
     parts = [_para("The paper's Figure 1: unlearning metrics and cost of every method"
                    + (f" (aggregated over {n_seeds} seeds)." if n_seeds > 1 else "."))]
     parts.append(warnings_html(results))
-    parts.append(_tag("div", results_table(rows), class_="scroll") + table_notes(rows) if rows
-                 else _para("No result rows.", "note"))
+    for request in requests:
+        mine = [r for r in every_request if r.get("request") == request]
+        heading = request_heading(every_request, request)
+        if heading:
+            parts.append(_tag("h3", escape(heading)))
+        parts.append(_tag("div", results_table(mine), class_="scroll") + table_notes(mine) if mine
+                     else _para("No result rows.", "note"))
     table = _section("Results (Figure 1)", *parts)
 
     # Figure 2 needs per-sample logits: those of one seed (aggregated rows have none).

@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import io
 from ..metrics.evaluate import per_sample_loss
-from .tables import METHOD_LABEL
+from .tables import method_label
 
 
 def load_losses(npz: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -38,7 +38,7 @@ def loss_histograms(rows: list[dict], out: Path) -> list[Path]:
             bins = np.linspace(0, max(top, 1e-3), 40)
             ax.hist(np.clip(test, 0, top), bins=bins, alpha=0.6, density=True, label="test (retain classes)")
             ax.hist(np.clip(forget, 0, top), bins=bins, alpha=0.6, density=True, label="forget")
-            title = METHOD_LABEL.get(method, method) + (f" ({r['epochs']} ep)" if r["epochs"] else "")
+            title = method_label(method) + (f" ({r['epochs']} ep)" if r["epochs"] else "")
             ax.set_title(title, fontsize=9)
             ax.set_xlabel("cross-entropy", fontsize=8)
         axes[0][0].legend(fontsize=7)

@@ -10,9 +10,6 @@ from typing import Any
 from .. import io
 
 METRICS = [("ua", "UA"), ("mia_efficacy", "MIA-Efficacy"), ("ra", "RA"), ("ta", "TA"), ("avg_gap", "Gap")]
-METHOD_ORDER = ["original", "retrain", "finetune", "prune-finetune", "lora", "prunelora"]
-METHOD_LABEL = {"original": "Original", "retrain": "Retrain", "finetune": "Finetune",
-                "prune-finetune": "Prune+Finetune", "lora": "LoRA", "prunelora": "PruneLoRA"}
 # The metrics avg_gap averages when nothing was left out (rows written before avg_gap_metrics existed).
 GAP_METRICS = ["ua", "mia_efficacy", "ra", "ta"]
 GAP_LABEL = {"ua": "UA", "mia_efficacy": "MIA-Efficacy", "ra": "RA", "ta": "TA"}
@@ -36,12 +33,38 @@ def finite(value: Any) -> bool:
 
 
 def method_rank(method: str) -> int:
-    """Known methods in the paper's order; any other method after them (sorted stably, by first appearance)."""
-    return METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
+    """The original first, then registered methods in registry order; anything else after them (stably)."""
+    from ..methods import METHODS
+
+    order = ["original", *METHODS]
+    return order.index(method) if method in order else len(order)
 
 
 def method_label(method: str) -> str:
-    return METHOD_LABEL.get(method, method)
+    """The registry's label ("PruneLoRA", "SalUn@PruneLoRA"); a name the registry does not know stays as it is."""
+    if method == "original":
+        return "Original"
+    from ..errors import UserError
+    from ..methods import get_method
+
+    try:
+        return get_method(method).label
+    except UserError:
+        return method
+
+
+def requests_of_rows(rows: list[dict]) -> list[Any]:
+    """The requests the rows measure, in order ([None] for rows written before requests existed)."""
+    return sorted({r.get("request") for r in rows}, key=lambda k: -1 if k is None else k) or [None]
+
+
+def request_heading(rows: list[dict], request: Any) -> str:
+    """'Request 2 of 3: class 5 (5)' for sequences; '' when there is a single request."""
+    requests = requests_of_rows(rows)
+    if len(requests) < 2:
+        return ""
+    desc = next((r.get("request_desc") for r in rows if r.get("request") == request and r.get("request_desc")), "")
+    return f"Request {request} of {len(requests)}" + (f": {desc}" if desc else "") + " (cumulative)"
 
 
 def display_rows(rows: list[dict]) -> list[dict]:
@@ -149,14 +172,19 @@ def markdown_table(rows: list[dict], *, results: dict | None = None) -> str:
     head += ["RTE (s/epoch)", "Total (s)", "Cost vs retrain", "Peak mem (MB)", "Trainable"]
     lines = []
     for model in dict.fromkeys(r["model"] for r in rows):
-        mine = [r for r in rows if r["model"] == model]
-        desc = mine[0].get("model_desc", model)
-        lines += [f"**{desc}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        methods = sorted(dict.fromkeys(r["method"] for r in mine), key=method_rank)
-        for method in methods:
-            group = {r["epochs"]: r for r in mine if r["method"] == method}
-            lines.append("| " + " | ".join(_markdown_cells(method, group, budgets)) + " |")
-        lines.append("")
+        for request in requests_of_rows(rows):
+            mine = [r for r in rows if r["model"] == model and r.get("request") == request]
+            if not mine:
+                continue
+            desc = mine[0].get("model_desc", model)
+            heading = request_heading(rows, request)
+            lines += [f"**{desc}**" + (f", {heading}" if heading else ""), "", "| " + " | ".join(head) + " |",
+                      "|" + "---|" * len(head)]
+            methods = sorted(dict.fromkeys(r["method"] for r in mine), key=method_rank)
+            for method in methods:
+                group = {r["epochs"]: r for r in mine if r["method"] == method}
+                lines.append("| " + " | ".join(_markdown_cells(method, group, budgets)) + " |")
+            lines.append("")
     kind = {r.get("memory_kind") for r in rows} - {None}
     lines.append("UA, MIA-Efficacy, RA, TA in percent; the best unlearning is the one closest to Retrain (the "
                  f"exact-unlearning reference), not the highest. {gap_note(rows)} Original and Retrain run their "
@@ -199,12 +227,14 @@ def attack_table(rows: list[dict]) -> str:
     pairs = attack_names(rows)
     if not pairs:
         return ""
-    head = ["Model", "Method", "Epochs"] + [f"{eff} (attacker acc)" for eff, _ in pairs]
+    sequence = len(requests_of_rows(rows)) > 1
+    head = ["Model"] + (["Request"] if sequence else []) + ["Method", "Epochs"] + [
+        f"{eff} (attacker acc)" for eff, _ in pairs]
     lines = ["**Membership-inference attacks**: efficacy = % of forget samples called non-members; in "
              "brackets the attacker's accuracy on held-out retain/test samples (50 = chance).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["model"], method_label(r["method"]), fmt(r["epochs"])]
+        cells = [r["model"]] + ([fmt(r.get("request"))] if sequence else []) + [method_label(r["method"]), fmt(r["epochs"])]
         cells += [f"{metric_cell(r, eff, 1)} ({fmt(r.get(acc), 1, r.get(acc + '_std'))})" for eff, acc in pairs]
         lines.append("| " + " | ".join(cells) + " |")
     if any(inconclusive(r, eff) for r in rows for eff, _ in pairs):

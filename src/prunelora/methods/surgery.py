@@ -1,0 +1,115 @@
+"""What a method does to the model before its objective trains it: the surgery half of a method.
+
+none: every weight trains. prune: structured L2 pruning, then every weight trains with the
+structure kept. lora: PEFT adapters on the plan's layers (plus the head). prune+lora: prune first,
+then adapt (PruneLoRA, the paper's method). reinit: a freshly initialised model trained with the
+original's recipe (Retrain, the exact reference). Each returns a Prepared model without its
+optimiser settings: those come from the objective (methods/base.py).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from ..errors import UserError
+from .base import MethodContext, Prepared, working_copy
+from .lora import attach_lora, merged_copy, unloaded_copy
+from .pruning import ChannelMasks, bind_lora_masks, l2_channel_masks, recalibrate_batchnorm, remove_channels
+
+
+def prune(model: nn.Module, ctx: MethodContext) -> tuple[ChannelMasks | None, dict]:
+    """Prune in place as the config says, then recalibrate batch norms on the retain set.
+
+    Mask mode returns the masks that keep the structure. The recalibration matters: pruning half
+    of every conv leaves each batch norm's running statistics describing the unpruned network, and
+    at a few hundred unlearning steps they have not caught up (measured on digits, ResNet-18 w8:
+    Prune+Finetune's retain accuracy after 1 epoch 15.7 % without, 95.0 % with).
+    """
+    cfg = ctx.unlearn
+    if cfg.prune_mode == "remove":
+        info = remove_channels(model, ctx.plan.prune_layers, cfg.prune_amount, ctx.plan.head, ctx.example_input)
+        info = {"prune_mode": "remove", **info}
+        masks = None
+    else:
+        masks = l2_channel_masks(model, ctx.plan.prune_layers, cfg.prune_amount)
+        info = {"prune_mode": "mask", "pruned_channels": masks.pruned_channels()}
+    recalibrate_batchnorm(model, ctx.retain)
+    return masks, info
+
+
+def with_adapters(model: nn.Module, ctx: MethodContext) -> nn.Module:
+    cfg = ctx.unlearn
+    return attach_lora(model, ctx.plan, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout)
+
+
+def adapter_prepared(peft_model: nn.Module, ctx: MethodContext, **kwargs) -> Prepared:
+    """A PEFT model ready to train: merged into one model at delivery, its adapters saved beside it."""
+    def save_adapters(directory: Path) -> None:
+        peft_model.save_pretrained(str(directory))
+
+    return Prepared(model=peft_model, epochs=ctx.unlearn.epochs, deliver=merged_copy, save_adapters=save_adapters,
+                    adapter_base=lambda: unloaded_copy(peft_model), **kwargs)
+
+
+def untouched(original: nn.Module, ctx: MethodContext) -> Prepared:
+    return Prepared(model=working_copy(original, True), epochs=ctx.unlearn.epochs)
+
+
+def pruned(original: nn.Module, ctx: MethodContext) -> Prepared:
+    model = working_copy(original, True)
+    masks, info = prune(model, ctx)
+    return Prepared(model=model, epochs=ctx.unlearn.epochs, after_step=masks.apply if masks else None, info=info)
+
+
+def adapted(original: nn.Module, ctx: MethodContext) -> Prepared:
+    return adapter_prepared(with_adapters(working_copy(original, False), ctx), ctx)
+
+
+def pruned_adapted(original: nn.Module, ctx: MethodContext) -> Prepared:
+    """Prune first, then adapt. As in the paper's code the LoRA update B A is dense, so merging it
+    re-grows pruned channels of mask mode; with keep_sparsity the rows of each lora_B are masked
+    too, and the merged model keeps exactly the pruned structure. In remove mode the channels are
+    gone and nothing can re-grow."""
+    model = working_copy(original, False)
+    masks, info = prune(model, ctx)
+    peft_model = with_adapters(model, ctx)
+    after_step = None
+    if masks is not None and ctx.unlearn.keep_sparsity:
+        bind_lora_masks(peft_model, masks)
+        after_step = masks.apply
+    info["keep_sparsity"] = bool(ctx.unlearn.keep_sparsity)
+    return adapter_prepared(peft_model, ctx, after_step=after_step, info=info)
+
+
+def reinitialized(original: nn.Module, ctx: MethodContext) -> Prepared:
+    """Retrain: a fresh model with the original's own recipe and epochs (not the unlearning budgets)."""
+    return Prepared(model=ctx.fresh_model(), optim=ctx.pretrain, epochs=[ctx.pretrain_epochs])
+
+
+@dataclass(frozen=True)
+class Surgery:
+    name: str
+    label: str  # in grid-point labels: "SalUn@PruneLoRA"
+    apply: Callable[[nn.Module, MethodContext], Prepared]
+    prunes: bool = False  # structured pruning of plan.prune_layers
+    adapts: bool = False  # LoRA on plan.lora_layers (+ plan.train_modules trained in full)
+    trains_all: bool = False  # every parameter trains
+    reinitializes: bool = False  # starts from a fresh model
+
+
+SURGERIES: dict[str, Surgery] = {s.name: s for s in (
+    Surgery("none", "FT", untouched, trains_all=True),
+    Surgery("prune", "Prune", pruned, prunes=True, trains_all=True),
+    Surgery("lora", "LoRA", adapted, adapts=True),
+    Surgery("prune+lora", "PruneLoRA", pruned_adapted, prunes=True, adapts=True),
+    Surgery("reinit", "Retrain", reinitialized, trains_all=True, reinitializes=True),
+)}
+
+
+def get_surgery(name: str) -> Surgery:
+    if name not in SURGERIES:
+        raise UserError(f"unknown surgery '{name}' (choose from: {', '.join(SURGERIES)})")
+    return SURGERIES[name]

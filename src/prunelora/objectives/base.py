@@ -1,0 +1,133 @@
+"""What one training step optimises, and on which data: the objective half of a method.
+
+A method is a surgery (what is done to the model: nothing, pruning, LoRA, both) times an
+objective (the loss of one step and the sets it draws from). The objective never owns a loop:
+train.fit() asks it for the steps of each epoch, each a (loss, samples) pair, and runs the
+optimiser, the schedule and the surgery's constraints itself. Adding an objective is one file in
+this package and one registry line.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..data import ImageSet, shuffled_batches, to_float
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class Recipe:
+    """Optimiser settings of an objective; None takes the run's unlearn.* value (the paper's Adam 1e-3)."""
+
+    optimizer: str | None = None  # sgd | adam | adamw
+    lr: float | None = None
+    momentum: float | None = None
+    weight_decay: float | None = None
+    batch_size: int | None = None
+
+
+@dataclass
+class Batch:
+    index: torch.Tensor  # positions in the set (for per-sample targets such as a teacher's logits)
+    inputs: torch.Tensor  # images as the model (or the cached suffix) takes them
+    labels: torch.Tensor
+
+
+class Feed:
+    """Shuffled on-device batches of the sets a run may draw from ("retain", "forget", and any an
+    objective adds), over the cached prefix's features where fit() built them.
+
+    Every draw comes from one seeded generator, so a run is reproducible end to end.
+    """
+
+    def __init__(self, sets: dict[str, ImageSet], batch_size: int, augmentation: bool,
+                 generator: torch.Generator) -> None:
+        self.sets = {k: v for k, v in sets.items() if v is not None}
+        self.batch_size = batch_size
+        self.augmentation = augmentation
+        self.generator = generator
+        self.features: dict[str, torch.Tensor] = {}  # name -> cached prefix output, in set order
+
+    def add(self, name: str, data: ImageSet) -> None:
+        self.sets[name] = data
+
+    def size(self, name: str) -> int:
+        return len(self.sets[name]) if name in self.sets else 0
+
+    def steps(self, name: str, batch_size: int | None = None) -> int:
+        return math.ceil(self.size(name) / (batch_size or self.batch_size))
+
+    def epoch(self, name: str, batch_size: int | None = None) -> Iterator[Batch]:
+        """One shuffled pass over the set; the last partial batch is kept."""
+        data = self.sets[name]
+        for idx, inputs, labels in shuffled_batches(data, batch_size or self.batch_size, self.generator,
+                                                    self.augmentation, self.features.get(name)):
+            yield Batch(idx, inputs, labels)
+
+    def forever(self, name: str, batch_size: int | None = None) -> Iterator[Batch]:
+        """Shuffled passes without end (a second set cycled beside the one that defines the epoch)."""
+        while True:
+            yield from self.epoch(name, batch_size)
+
+
+@dataclass
+class Progress:
+    """Where a step is in the run (for schedules inside an objective: l1's decaying weight, SCRUB's max-steps)."""
+
+    epoch: int  # 1-based
+    epochs: int
+
+
+class Objective:
+    """Base: subclasses set name, label, Args, and implement steps().
+
+    Instances are made per run (they may hold state: random labels, a saliency mask, a teacher).
+    """
+
+    name: str = ""
+    label: str = ""
+    uses_forget: bool = False  # True: the forget set must be given
+    Args: type[Recipe] = Recipe
+
+    def __init__(self, args: Recipe | None = None, original: nn.Module | None = None) -> None:
+        self.args = args if args is not None else self.Args()
+        self.original = original  # the model before unlearning (SCRUB's teacher); never trained
+
+    def data(self, feed: Feed, model: nn.Module) -> None:
+        """Add the sets this objective draws from (before fit caches their prefix features)."""
+
+    def start(self, model: nn.Module, feed: Feed) -> None:
+        """Once before the first step (saliency, a teacher's outputs); counted in the run's setup time."""
+
+    def steps_per_epoch(self, feed: Feed) -> int:
+        return feed.steps("retain")
+
+    def steps(self, forward: Forward, feed: Feed, progress: Progress) -> Iterator[tuple[torch.Tensor, int]]:
+        """Yield (loss, samples) per optimiser step of one epoch."""
+        raise NotImplementedError
+
+    def after_step(self) -> None:
+        """A constraint after every optimiser step (SalUn's frozen weights)."""
+
+    def draws_from(self) -> tuple[str, ...]:
+        """The sets steps() iterates through `forward` (fit caches their prefix features where it can)."""
+        return ("retain",)
+
+
+def num_classes(model: nn.Module, data: ImageSet) -> int:
+    """The classifier's output width, from one forward pass in eval mode."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        width = int(model(to_float(data.images[:1])).shape[1])
+    model.train(was_training)
+    return width
+
+
+def trainable(model: nn.Module) -> list[nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
