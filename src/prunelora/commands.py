@@ -145,7 +145,8 @@ def _train(exp: Experiment) -> list[dict]:
     rows = []
     for seed in exp.config.seeds:
         for name in exp.config.models:
-            model, meta, model_rows = exp.original_rows(name, seed)
+            model, meta = exp.original(name, seed)
+            model_rows = exp.original_rows(name, seed, model, meta)
             io.save_model(model, exp.seed_dir(seed) / "models" / name / "original.safetensors", meta)
             rows += model_rows
     return rows

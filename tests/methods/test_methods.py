@@ -85,11 +85,19 @@ def zero_rows(weight: torch.Tensor) -> set[int]:
 
 # -- registry ---------------------------------------------------------------------------------------------
 
-def test_registry_holds_the_five_methods():
-    assert list(METHODS) == ["retrain", "finetune", "prune-finetune", "lora", "prunelora"]
+def test_registry_holds_the_papers_paradigms_then_the_baselines():
+    assert list(METHODS)[:5] == ["retrain", "finetune", "prune-finetune", "lora", "prunelora"]
+    assert [m for m in METHODS if METHODS[m].paper] == list(METHODS)[:5]
+    assert {"ga", "neggrad+", "rl", "ft-l1", "salun", "scrub", "logit-mask"} <= set(METHODS)
     assert get_method("retrain").exact and not get_method("lora").exact
-    with pytest.raises(UserError, match="unknown method 'salun'"):
-        get_method("salun")
+    with pytest.raises(UserError, match="unknown method 'sallun'"):
+        get_method("sallun")
+    point = get_method("salun@prune+lora")
+    assert (point.surgery, point.objective, point.prunes, point.adapts) == ("prune+lora", "salun", True, True)
+    assert point.label == "SalUn@PruneLoRA"
+    for bad in ("salun@reinit", "salun@graft", "sgd@lora"):
+        with pytest.raises(UserError, match="unknown method"):
+            get_method(bad)
 
 
 # -- trainable parameters ------------------------------------------------------------------------------------

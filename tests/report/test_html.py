@@ -293,15 +293,15 @@ def test_idle_machine_not_warned():
 
 def test_unknown_method_listed_after_the_known_ones():
     rows = [{"model": "m", "method": m, "epochs": e, "ra": v} for m, e, v in
-            [("salun", 1, 80.0), ("prunelora", 1, 90.0), ("retrain", None, 85.0), ("lora", 1, 70.0)]]
+            [("my-method", 1, 80.0), ("prunelora", 1, 90.0), ("retrain", None, 85.0), ("lora", 1, 70.0)]]
     table = results_table(rows)
     order = re.findall(r'data-method="([^"]+)"', table)
-    assert order == ["retrain", "lora", "prunelora", "salun"]
-    assert ">salun</th>" in table
-    # RA closest to Retrain's 85: salun (5) and PruneLoRA (5) tie, both marked; LoRA (15) not
+    assert order == ["retrain", "lora", "prunelora", "my-method"]
+    assert ">my-method</th>" in table
+    # RA closest to Retrain's 85: my-method (5) and PruneLoRA (5) tie, both marked; LoRA (15) not
     cells = parse(table).cells
     assert {m for (_, m, col), (classes, _) in cells.items() if col == "ra@1" and "best" in classes} == {
-        "prunelora", "salun"}
+        "prunelora", "my-method"}
 
 
 def test_nothing_marked_closest_without_a_retrain_row():

@@ -75,10 +75,10 @@ def test_idle_machine_not_warned():
 
 
 def test_unknown_method_after_the_known_ones():
-    rows = [_row("salun", 1, 35.0)] + new_rows()
+    rows = [_row("my-method", 1, 35.0)] + new_rows()
     labels = [line.split(" | ")[0][2:] for line in markdown_table(rows).splitlines()
               if line.startswith("| ") and not line.startswith(("| Method", "| Model", "| vit"))]
-    assert labels == ["Retrain", "Finetune", "LoRA", "salun"]
+    assert labels == ["Retrain", "Finetune", "LoRA", "my-method"]
 
 
 def test_write_tables_passes_the_results(tmp_path):
