@@ -47,3 +47,59 @@ def test_a_users_own_model_gets_an_inferred_plan(digits_splits, monkeypatch):
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 14 * 14, 10))
     plan, _ = _plan_used(monkeypatch, model, digits_splits)
     assert plan.head == "3" and plan.prune_layers == "0" and plan.family == "resnet"
+
+
+# -- forget-aware methods through the API ------------------------------------------------------------------------
+
+def _small_resnet(splits):
+    channels, size, _ = splits.image_shape
+    return build_model("resnet18", 10, channels, size, splits.mean, splits.std, {"width": 4})
+
+
+def test_surgery_and_objective_make_a_grid_point(digits_splits, monkeypatch):
+    seen = {}
+
+    def capture(name, original, retain, ctx, **kwargs):
+        seen.update(name=name, ctx=ctx)
+        raise Captured
+
+    monkeypatch.setattr(api, "run_method", capture)
+    with pytest.raises(Captured):
+        prunelora.unlearn(_small_resnet(digits_splits), digits_splits.retain_train, digits_splits.forget_train,
+                          surgery="prune+lora", objective="salun", method_args={"share": 0.3}, epochs=1)
+    assert seen["name"] == "salun@prune+lora"
+    assert len(seen["ctx"].forget) == len(digits_splits.forget_train)
+    assert seen["ctx"].method_args == {"salun@prune+lora": {"share": 0.3}}
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"method": "ga"}, "trains on the forget set: pass forget="),
+    ({"method": "lora", "objective": "ga"}, "not both"),
+    ({"surgery": "graft"}, "unknown surgery 'graft'"),
+    ({"objective": "sgd"}, "unknown objective 'sgd'"),
+    ({"method": "ga", "method_args": {"lrr": 1}}, "unknown key 'method_args.ga.lrr'"),
+])
+def test_bad_method_requests_are_user_errors(digits_splits, kwargs, message):
+    forget = None if kwargs.get("method") == "ga" and "method_args" not in kwargs else digits_splits.forget_train
+    with pytest.raises(prunelora.UserError, match=message):
+        prunelora.unlearn(_small_resnet(digits_splits), digits_splits.retain_train, forget, epochs=1, **kwargs)
+
+
+def test_logit_mask_needs_whole_classes_and_then_hides_them(digits_splits):
+    with pytest.raises(prunelora.UserError, match="whole classes"):
+        prunelora.unlearn(_small_resnet(digits_splits), digits_splits.retain_train,
+                          digits_splits.retain_train.subset(range(5)), method="logit-mask")
+    result = prunelora.unlearn(_small_resnet(digits_splits), digits_splits.retain_train, digits_splits.forget_train,
+                               method="logit-mask")
+    assert result.metrics["forget_acc"] == 0.0 and result.forgotten and result.epochs == 0
+    assert result.trainable_params == 0
+
+
+def test_the_warning_names_the_forget_aware_methods():
+    from prunelora.methods import get_method
+
+    text = api.forget_aware_hint(get_method("prunelora"))
+    assert all(f"'{m}'" in text for m in ("ga", "neggrad+", "rl", "salun", "scrub"))
+    assert "'ft-l1'" not in text and "'logit-mask'" not in text  # they never train on the forget set
+    assert "surgery='prune+lora', objective='salun'" in text
+    assert "surgery=" not in api.forget_aware_hint(get_method("finetune"))

@@ -1,0 +1,48 @@
+"""The method registry is the single source: a method registered in one line shows up everywhere."""
+from __future__ import annotations
+
+import pytest
+
+from prunelora.cli import build_parser
+from prunelora.config import resolve
+from prunelora.methods import METHODS, Method, get_method, grid_name, method_names, register
+from prunelora.report.tables import method_label, method_rank
+
+from ..helpers import run_cli
+
+
+@pytest.fixture
+def dummy():
+    method = register(Method("dummy-ft", "Dummy FT", "prune", "l1-sparse"))
+    yield method
+    METHODS.pop("dummy-ft")
+
+
+def test_a_registered_method_appears_in_the_cli_the_tables_and_the_report(dummy, tmp_path, capsys):
+    help_text = build_parser()._subparsers._group_actions[0].choices["reproduce"].format_help()
+    assert "dummy-ft" in help_text
+    assert "dummy-ft" in method_names(["all"])
+    assert method_label("dummy-ft") == "Dummy FT" and method_rank("dummy-ft") == list(METHODS).index("dummy-ft") + 1
+    assert get_method("dummy-ft").prunes and get_method("dummy-ft").trains_all
+    out = tmp_path / "run"
+    rc, stdout, err = run_cli(["reproduce", "--preset", "smoke", "--models", "resnet18", "--methods",
+                               "retrain,dummy-ft", "--out", str(out), "--no-progress"], capsys)
+    assert rc == 0, err
+    assert "| Dummy FT |" in (out / "results.md").read_text()
+    assert "Dummy FT" in (out / "report.html").read_text()
+    assert {r["method"] for r in __import__("json").loads((out / "results.json").read_text())["rows"]} == {
+        "original", "retrain", "dummy-ft"}
+
+
+def test_all_expands_to_every_method_that_fits_the_request():
+    assert resolve(overrides={"methods": ["all"]}).methods == list(METHODS)
+    random = resolve(overrides={"methods": ["all"], "data": {"scenario": "random"}}).methods
+    assert "logit-mask" not in random and random == [m for m in METHODS if not METHODS[m].class_only]
+    assert resolve(overrides={"methods": ["lora", "all"]}).methods[0] == "lora"
+
+
+def test_grid_points_are_named_methods_where_one_matches():
+    assert grid_name("none", "salun") == "salun"
+    assert grid_name("prune+lora", "retain") == "prunelora"
+    assert grid_name("prune+lora", "salun") == "salun@prune+lora"
+    assert get_method("scrub@lora").label == "SCRUB@LoRA"
