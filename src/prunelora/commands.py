@@ -187,7 +187,7 @@ def _run_user_model(command: str, yaml_path: str | None, flags: dict[str, Any], 
 
     config = resolve(yaml_path=yaml_path, overrides=flags)
     config.methods = method_names([m.strip() for m in methods.split(",") if m.strip()],
-                                  class_wise=config.data.scenario == "class")
+                                  class_wise=config.data.class_wise)
     for name in config.methods:
         get_method(name)
     user = load_user_model(spec, weights)

@@ -38,6 +38,11 @@ class DataConfig:
     scenario: str = "class"  # class (one class) | random (a random share of the training set) | sequential
     forget_ratio: float | None = None  # random: the share forgotten (None: 0.1); sequential: the share per request
     requests: list[int | str] | None = None  # sequential: classes in order, or [k] random chunks with forget_ratio
+
+    @property
+    def class_wise(self) -> bool:
+        """Whether the request forgets whole classes (class, or sequential class requests)."""
+        return self.scenario == "class" or (self.scenario == "sequential" and self.forget_ratio is None)
     train_per_class: int | None = None  # class-balanced subset of the training split
     test_per_class: int | None = None  # class-balanced subset of the test split (cheaper evaluation)
     download: bool = True  # fetch the official archive when the folder is missing and we are online
@@ -320,8 +325,7 @@ def validate(config: RunConfig) -> None:
     config.seeds = list(dict.fromkeys(config.seeds))
     from .methods import method_names
 
-    config.methods = method_names(config.methods, class_wise=config.data.scenario == "class" or (
-        config.data.scenario == "sequential" and config.data.forget_ratio is None))
+    config.methods = method_names(config.methods, class_wise=config.data.class_wise)
     if not config.methods:
         raise UserError("at least one method is needed (for example --methods finetune,prunelora)")
 

@@ -57,12 +57,10 @@ def check_config(config: RunConfig, raw: RawDataset | None = None,
     user's own (checked when it is loaded).
     """
     checked: dict[str, tuple[nn.Module, LayerPlan]] = {}
-    class_wise = config.data.scenario == "class" or (config.data.scenario == "sequential"
-                                                     and config.data.forget_ratio is None)
     for name in config.methods:
         method = get_method(name)
         method.check(config.method_args)
-        if method.class_only and not class_wise:
+        if method.class_only and not config.data.class_wise:
             raise UserError(f"{name} forgets whole classes: it runs in the class scenario (or sequential class "
                             f"requests), not in {config.data.scenario} forgetting")
     if raw is not None and config.data.scenario == "class":

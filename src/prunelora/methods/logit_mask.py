@@ -25,7 +25,6 @@ class LogitMasked(nn.Module):
             model = model.inner
         self.inner = model
         self.classes = sorted(set(int(c) for c in classes))
-        self.register_buffer("mask", torch.zeros(0), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.inner(x)

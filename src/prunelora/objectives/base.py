@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..data import ImageSet, shuffled_batches, to_float
@@ -29,6 +30,16 @@ class Recipe:
     momentum: float | None = None
     weight_decay: float | None = None
     batch_size: int | None = None
+
+
+@dataclass
+class PaperSGD(Recipe):
+    """The optimiser of the field's CIFAR-10 unlearning code (Liu et al. 2023, SalUn, SCRUB): SGD, momentum 0.9,
+    weight decay 5e-4; each objective sets its own lr and batch size."""
+
+    optimizer: str | None = "sgd"
+    momentum: float | None = 0.9
+    weight_decay: float | None = 5e-4
 
 
 @dataclass
@@ -117,6 +128,13 @@ class Objective:
     def draws_from(self) -> tuple[str, ...]:
         """The sets steps() iterates through `forward` (fit caches their prefix features where it can)."""
         return ("retain",)
+
+
+def cross_entropy_steps(forward: Forward, feed: Feed, name: str,
+                        sign: float = 1.0) -> Iterator[tuple[torch.Tensor, int]]:
+    """One pass over a set, each step sign * cross-entropy (descent, or ascent with sign -1)."""
+    for batch in feed.epoch(name):
+        yield sign * F.cross_entropy(forward(batch.inputs), batch.labels), len(batch.labels)
 
 
 def num_classes(model: nn.Module, data: ImageSet) -> int:

@@ -9,17 +9,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from .base import Feed, Forward, Objective, Progress, Recipe
+from .base import Feed, Forward, Objective, PaperSGD, Progress, cross_entropy_steps
 
 
 @dataclass
-class GAArgs(Recipe):
-    optimizer: str | None = "sgd"
+class GAArgs(PaperSGD):
     lr: float | None = 1e-4
-    momentum: float | None = 0.9
-    weight_decay: float | None = 5e-4
     batch_size: int | None = 256
 
 
@@ -36,5 +32,4 @@ class GradientAscent(Objective):
         return feed.steps("forget")
 
     def steps(self, forward: Forward, feed: Feed, progress: Progress) -> Iterator[tuple[torch.Tensor, int]]:
-        for batch in feed.epoch("forget"):
-            yield -F.cross_entropy(forward(batch.inputs), batch.labels), len(batch.labels)
+        return cross_entropy_steps(forward, feed, "forget", sign=-1.0)

@@ -14,15 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Feed, Forward, Objective, Progress, Recipe, trainable
+from .base import Feed, Forward, Objective, PaperSGD, Progress, trainable
 
 
 @dataclass
-class L1Args(Recipe):
-    optimizer: str | None = "sgd"
+class L1Args(PaperSGD):
     lr: float | None = 1e-2
-    momentum: float | None = 0.9
-    weight_decay: float | None = 5e-4
     batch_size: int | None = 256
     gamma: float = 5e-4  # the l1 weight at the first epoch
 

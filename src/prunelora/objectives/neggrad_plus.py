@@ -11,15 +11,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .base import Feed, Forward, Objective, Progress, Recipe
+from .base import Feed, Forward, Objective, PaperSGD, Progress
 
 
 @dataclass
-class NegGradArgs(Recipe):
-    optimizer: str | None = "sgd"
+class NegGradArgs(PaperSGD):
     lr: float | None = 1e-2
-    momentum: float | None = 0.9
-    weight_decay: float | None = 5e-4
     batch_size: int | None = 128
     alpha: float = 0.999  # weight of the retain loss; 1 - alpha weighs the ascent on the forget set
 

@@ -11,19 +11,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..data import ImageSet
-from .base import Feed, Forward, Objective, Progress, Recipe, num_classes
+from .base import Feed, Forward, Objective, PaperSGD, Progress, cross_entropy_steps, num_classes
 
 
 @dataclass
-class RLArgs(Recipe):
-    optimizer: str | None = "sgd"
+class RLArgs(PaperSGD):
     lr: float | None = 1e-2
-    momentum: float | None = 0.9
-    weight_decay: float | None = 5e-4
     batch_size: int | None = 256
 
 
@@ -54,5 +50,4 @@ class RandomLabels(Objective):
         return feed.steps("relabelled")
 
     def steps(self, forward: Forward, feed: Feed, progress: Progress) -> Iterator[tuple[torch.Tensor, int]]:
-        for batch in feed.epoch("relabelled"):
-            yield F.cross_entropy(forward(batch.inputs), batch.labels), len(batch.labels)
+        return cross_entropy_steps(forward, feed, "relabelled")

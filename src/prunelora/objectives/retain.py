@@ -4,9 +4,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
-import torch.nn.functional as F
 
-from .base import Feed, Forward, Objective, Progress
+from .base import Feed, Forward, Objective, Progress, cross_entropy_steps
 
 
 class RetainLoss(Objective):
@@ -14,5 +13,4 @@ class RetainLoss(Objective):
     label = "retain CE"
 
     def steps(self, forward: Forward, feed: Feed, progress: Progress) -> Iterator[tuple[torch.Tensor, int]]:
-        for batch in feed.epoch("retain"):
-            yield F.cross_entropy(forward(batch.inputs), batch.labels), len(batch.labels)
+        return cross_entropy_steps(forward, feed, "retain")

@@ -22,15 +22,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import ImageSet, eval_batches
-from .base import Batch, Feed, Forward, Objective, Progress, Recipe
+from .base import Batch, Feed, Forward, Objective, PaperSGD, Progress
 
 
 @dataclass
-class ScrubArgs(Recipe):
-    optimizer: str | None = "sgd"
+class ScrubArgs(PaperSGD):
     lr: float | None = 5e-4
-    momentum: float | None = 0.9
-    weight_decay: float | None = 5e-4
     batch_size: int | None = 128
     forget_batch_size: int = 32
     max_steps: int = 2  # epochs that begin with a max-step pass over the forget set
