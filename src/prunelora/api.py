@@ -20,11 +20,11 @@ from torch import nn
 
 from . import io
 from .adapters import is_adapter_folder, load_adapter
-from .config import RunConfig, UnlearnConfig, validate
+from .config import EvidenceConfig, RunConfig, UnlearnConfig, validate
 from .data import ImageSet, Splits, to_float
 from .data.user import as_imageset
 from .errors import UserError
-from .metrics.evaluate import collect_logits, metrics_from_logits, set_accuracy
+from .metrics.evaluate import collect_logits, metrics_from_logits, model_evidence, set_accuracy
 from .models import LayerPlan, spec_of
 from .models.outputs import PREFIX, Classifier, input_name, needs_wrapper, unwrap
 from .plan_report import PlanReport, describe_plan
@@ -250,12 +250,20 @@ def _retain_probe(retain: ImageSet) -> ImageSet:
 
 def evaluate(model: nn.Module, splits: Splits, seed: int = 0, batch_size: int = 1024,
              mia_cap: int = 1000, mean: Sequence[float] | None = None,
-             std: Sequence[float] | None = None) -> dict[str, float]:
-    """UA, RA, TA, forget-test accuracy and MIA-Efficacy (with the attacker's accuracy), in percent."""
+             std: Sequence[float] | None = None, evidence: EvidenceConfig | None = None,
+             original: nn.Module | None = None) -> dict[str, float]:
+    """UA, RA, TA, forget-test accuracy, every membership attack (with its attacker's accuracy), the
+    challenge's loss attack and the linear probe, in percent; relearn time too when `original` is given.
+
+    evidence: the settings of the evidence (EvidenceConfig(): 5 shadow draws, balanced protocol).
+    """
+    evidence = evidence or EvidenceConfig()
     example = to_float(splits.retain_train.images[:2])
     net, _ = as_classifier(model, example, mean, std)
+    reference = as_classifier(original, example, mean, std)[0] if original is not None else None
     logits, labels = collect_logits(net, splits, batch_size)
-    return metrics_from_logits(logits, labels, seed, mia_cap)
+    return {**metrics_from_logits(logits, labels, seed, mia_cap, evidence),
+            **model_evidence(net, splits, seed, evidence, reference, batch_size)}
 
 
 def load(path: str | Path) -> nn.Module:

@@ -90,6 +90,16 @@ def _unlearning(parser: argparse.ArgumentParser) -> None:
                                             "methods take their paper's, set with --set method_args.NAME.lr=...")
 
 
+def _evidence(parser: argparse.ArgumentParser, shadows: bool) -> None:
+    g = parser.add_argument_group("evidence (evaluation only: changing it re-evaluates a finished run, never retrains)")
+    g.add_argument("--mia-protocol", help="balanced (default: seeded shadow draws with hold-out) | liu (the field's "
+                                          "reference protocol, Unlearn-Sparse's SVC_MIA)")
+    g.add_argument("--mia-draws", type=int, help="shadow draws per attack, reported as mean ± std (default 5)")
+    if shadows:
+        g.add_argument("--ulira", type=int, metavar="K", help="U-LiRA with K shadow pairs (at least 2; default off): "
+                                                              "K originals, each unlearned and retrained")
+
+
 def _pretraining(parser: argparse.ArgumentParser) -> None:
     parser.add_argument_group("pre-training").add_argument(
         "--pretrain-epochs", type=int, help="epochs of the original model and of Retrain")
@@ -133,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument_group("methods").add_argument("--methods", type=_names, help=f"comma-separated: {methods}")
     _pretraining(p)
     _unlearning(p)
+    _evidence(p, shadows=True)
 
     p = sub.add_parser("train", help="train (or reuse) the original model")
     _general(p, training=True)
@@ -152,12 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
     _request(p)
     _pretraining(p)
     _unlearning(p)
+    _evidence(p, shadows=False)
 
     p = sub.add_parser("evaluate", help="the metrics of a checkpoint or of your own model")
     _checkpoint(p, "model", user_models=True)
     p.add_argument("--dump-logits", help="write every split's logits and labels to this .npz")
     _general(p, training=False)
     _data(p, from_checkpoint=True)
+    _evidence(p, shadows=False)
 
     p = sub.add_parser("plan", help="which layers each method prunes, adapts and trains on a model (writes nothing)")
     _checkpoint(p, "model", user_models=True)
@@ -209,6 +222,9 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
     put("unlearn.lora_r", "lora_r")
     put("unlearn.lr", "lr")
     put("unlearn.until_forget_acc", "until_forget_acc")
+    put("evidence.mia_protocol", "mia_protocol")
+    put("evidence.mia_draws", "mia_draws")
+    put("evidence.ulira", "ulira")
     put("device", "device")
     put("precision", "precision")
     put("threads", "threads")

@@ -13,12 +13,11 @@ from typing import Any
 
 from . import io, run_folder
 from .adapters import checkpoint_meta, load_checkpoint
-from .config import RunConfig, _merge, fingerprint, load_yaml, resolve, to_dict
+from .config import RunConfig, _merge, fingerprint, load_yaml, resolve
 from .errors import UserError
 from .machine_load import LoadProbe, set_threads
 from .methods import get_method, method_names
-from .metrics.evaluate import collect_logits, metrics_from_logits
-from .pipeline import Experiment, describe_model, finish, make_row, save_logits, select_device
+from .pipeline import Experiment, describe_model, finish, make_row, select_device
 
 __all__ = ["checkpoint_context", "run"]
 
@@ -97,12 +96,13 @@ def run(command: str, yaml_path: str | None, flags: dict[str, Any], *, checkpoin
         context = checkpoint_context(meta)
         warnings = _conflicts(context, explicit, path)
     config = resolve(yaml_path=yaml_path, overrides=flags, context=context)
+    refuse_shadows(command, config)
     if method is not None:
         get_method(method)
         config.methods = [method]
     if dump_logits is not None and not dump_logits.endswith(".npz"):
         raise UserError(f"--dump-logits needs a .npz file name, got '{dump_logits}'")
-    identity = {k: v for k, v in to_dict(config).items() if k not in ("out", "threads")}
+    identity = config.identity()
     digest = io.file_digest(path) if path is not None else None
     if digest is not None:
         identity["checkpoint"] = digest
@@ -127,6 +127,13 @@ def run(command: str, yaml_path: str | None, flags: dict[str, Any], *, checkpoin
     else:
         rows = _evaluate(exp, model, meta, path, dump_logits)
     return finish(exp, rows, started)
+
+
+def refuse_shadows(command: str, config: RunConfig) -> None:
+    """U-LiRA trains its own shadow originals with the registry's models: reproduce alone can."""
+    if config.evidence.ulira and command != "reproduce":
+        raise UserError(f"--ulira (evidence.ulira) runs with reproduce, which trains the shadow originals; "
+                        f"{command} cannot")
 
 
 def _checked_checkpoint(exp: Experiment, checkpoint: Path):
@@ -156,6 +163,7 @@ def _unlearn(exp: Experiment, model, meta: dict, original_key: str, method: str)
     """The method on the checkpoint, request after request (one, unless the scenario is sequential)."""
     rows = []
     for seed in exp.config.seeds:
+        exp.references[(meta["model"], seed)] = model
         current, key = (lambda: model), original_key
         for request in range(1, len(exp.requests) + 1):
             stage, current, key = exp.stage(meta["model"], method, current, key, seed, request)
@@ -167,10 +175,7 @@ def _evaluate(exp: Experiment, model, meta: dict, checkpoint: Path, dump_logits:
     config, rows = exp.config, []
     params = sum(p.numel() for p in model.parameters())
     for seed in config.seeds:
-        logits, labels = collect_logits(model, exp.splits(seed), config.eval_batch_size)
-        if dump_logits is not None:
-            save_logits(Path(dump_logits), logits, labels)
-        metrics = metrics_from_logits(logits, labels, seed, config.mia_max_per_side)
+        metrics = exp.evaluate(model, seed, Path(dump_logits) if dump_logits is not None else None)
         rows.append(make_row(meta["model"], meta.get("method", "original"), meta.get("epochs"), metrics,
                              sec_per_epoch=None, total_sec=0.0, peak_memory_mb=None,
                              trainable_params=None, seed=seed, params=params, checkpoint=str(checkpoint),
@@ -186,6 +191,7 @@ def _run_user_model(command: str, yaml_path: str | None, flags: dict[str, Any], 
     from .user_run import check_user_run, user_rows
 
     config = resolve(yaml_path=yaml_path, overrides=flags)
+    refuse_shadows(command, config)
     config.methods = method_names([m.strip() for m in methods.split(",") if m.strip()],
                                   class_wise=config.data.class_wise)
     for name in config.methods:
@@ -193,7 +199,7 @@ def _run_user_model(command: str, yaml_path: str | None, flags: dict[str, Any], 
     user = load_user_model(spec, weights)
     mean, std = (mean, std) if mean is not None or std is not None else (user.mean, user.std)
     config.models = [user.name]
-    identity = {k: v for k, v in to_dict(config).items() if k not in ("out", "threads")}
+    identity = config.identity()
     identity.update(model=spec, weights=io.file_digest(weights) if weights else None, mean=mean, std=std,
                     source=io.file_digest(spec[3:]) if spec.startswith("hf:") and Path(spec[3:]).exists() else spec)
     config.out = config.out or f"runs/{command}/{user.name}-{fingerprint(identity)[:8]}"

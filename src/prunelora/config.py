@@ -90,6 +90,22 @@ class UnlearnConfig:
 
 
 @dataclass
+class EvidenceConfig:
+    """How each model is measured beyond UA, RA and TA. Evaluation only: changing these on a finished
+    run re-evaluates its saved models and never retrains them (they are not part of a run's identity)."""
+
+    mia_protocol: str = "balanced"  # balanced (shadow draws with hold-out) | liu (the field's reference protocol)
+    mia_draws: int = 5  # seeded shadow draws per attack: mean and spread of efficacy and attacker accuracy
+    challenge: bool = True  # the NeurIPS 2023 challenge's loss attack, forget vs unseen
+    probe: bool = True  # linear probe on the penultimate features
+    relearn: bool = True  # relearn time
+    relearn_share: float = 0.1  # of the forget set, finetuned on
+    relearn_lr: float = 0.01  # full-batch SGD with momentum 0.9
+    relearn_max_steps: int = 50
+    ulira: int = 0  # U-LiRA shadow pairs (0: off; at least 2)
+
+
+@dataclass
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     models: list[str] = field(default_factory=lambda: ["resnet18", "vit"])
@@ -106,6 +122,12 @@ class RunConfig:
     threads: int | None = None  # torch intra-op threads; None: the cores available to the process
     eval_batch_size: int = 1024
     mia_max_per_side: int = 1000  # balanced shadow sample cap for the attacks (RBF SVC cost ~ n^2)
+    evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
+
+    def identity(self) -> dict[str, Any]:
+        """What decides a run's trained models: everything but where it is written, the threads and the
+        evidence settings (evaluation only: a run re-evaluated with other evidence is the same run)."""
+        return {k: v for k, v in to_dict(self).items() if k not in ("out", "threads", "evidence")}
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -120,6 +142,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "pretrain": {"epochs": 2},
         "unlearn": {"epochs": [1, 2]},
         "mia_max_per_side": 200,
+        "evidence": {"mia_draws": 2, "relearn_max_steps": 10},
     },
     # Minutes on 2 CPU cores: the default.
     "cpu": {
@@ -315,6 +338,7 @@ def validate(config: RunConfig) -> None:
             except re.error as exc:
                 raise UserError(f"unlearn.{name} is not a valid regular expression: {exc}") from None
     validate_request(config.data)
+    validate_evidence(config.evidence, config.data)
     if not config.seeds:
         raise UserError("at least one seed is needed (for example --seeds 0)")
     if not config.models:
@@ -328,6 +352,25 @@ def validate(config: RunConfig) -> None:
     config.methods = method_names(config.methods, class_wise=config.data.class_wise)
     if not config.methods:
         raise UserError("at least one method is needed (for example --methods finetune,prunelora)")
+
+
+def validate_evidence(evidence: EvidenceConfig, data: DataConfig) -> None:
+    """The evidence settings that can be refused without the data (U-LiRA's capacity is checked with it)."""
+    from .metrics.mia import PROTOCOLS
+
+    if evidence.mia_protocol not in PROTOCOLS:
+        raise UserError(f"unknown MIA protocol '{evidence.mia_protocol}' (choose from: {', '.join(PROTOCOLS)})")
+    if evidence.mia_draws < 1:
+        raise UserError(f"--mia-draws must be at least 1, got {evidence.mia_draws}")
+    if evidence.ulira != 0 and evidence.ulira < 2:
+        raise UserError(f"--ulira needs at least 2 shadow pairs (each pair is scored by the others), got "
+                        f"{evidence.ulira} (0 turns it off)")
+    if evidence.ulira and data.scenario == "sequential":
+        raise UserError("--ulira measures one request: use it with --scenario class or random, not sequential")
+    if not 0.0 < evidence.relearn_share < 1.0:
+        raise UserError(f"evidence.relearn_share must lie in (0, 1), got {evidence.relearn_share}")
+    if evidence.relearn_lr <= 0 or evidence.relearn_max_steps < 1:
+        raise UserError("evidence.relearn_lr must be positive and evidence.relearn_max_steps at least 1")
 
 
 def validate_request(data: DataConfig) -> None:

@@ -27,11 +27,17 @@ from .methods import get_method, resolve_recipe
 from .methods.pruning import matching_modules, removal_blocker
 from .machine_load import LoadProbe
 from .metrics.cost import MemoryMeter
-from .metrics.evaluate import SPLITS, collect_logits, metrics_from_logits, set_accuracy
+from .metrics.evaluate import SPLITS, collect_logits, metrics_from_logits, model_evidence, set_accuracy
 from .metrics.summary import add_retrain_gap, aggregate_seeds
+from .metrics.verdict import add_verdicts
 from .models import LayerPlan, build_model, get_spec
 from .runner import MethodRun, count_trainable, effective_plan, method_context, run_method
 from .train import fit
+
+
+EVIDENCE_VERSION = 2  # raised when the evidence itself changes: finished stages are re-evaluated
+# Keys that evaluation writes: dropped from a re-evaluated row before the new metrics go in.
+EVALUATED_PREFIXES = ("ua", "ra", "ta", "forget_test_acc", "mia_", "challenge_", "probe_", "relearn_", "forget_acc_r")
 
 
 def select_device(name: str) -> torch.device:
@@ -151,6 +157,12 @@ class Experiment:
         self.training_sec = 0.0  # time inside training steps of what this run computed (not reused)
         self.reused_sec = 0.0  # recorded seconds of the stages reused from an earlier invocation
         self.reused_stages = 0
+        self.timings: dict[str, float] = {}  # wall seconds of each part of the evidence (attacks, probe, ...)
+        self.references: dict[tuple[str, int], nn.Module] = {}  # (model, seed) -> the original, for relearn time
+        if self.config.evidence.ulira:
+            from .ulira_shadows import check_capacity
+
+            check_capacity(self)
 
     def splits(self, seed: int, request: int = 1) -> Splits:
         """The splits after the first `request` requests of the scenario (1: the only one, unless sequential)."""
@@ -186,6 +198,8 @@ class Experiment:
         for seed in self.config.seeds:
             for name in models:
                 original, meta = original_of(name, seed)
+                self.references[(name, seed)] = original
+                first = len(rows)
                 chain = {m: ((lambda: original), meta["key"]) for m in self.config.methods}
                 for request in range(1, len(self.requests) + 1):
                     rows += self.original_rows(name, seed, original, meta, request)
@@ -196,6 +210,10 @@ class Experiment:
                         chain[method] = (final, key)
                     if self.sequential and request < len(self.requests):
                         finish(self, list(rows), started, partial=True)
+                if self.config.evidence.ulira:
+                    from .ulira_shadows import add_ulira
+
+                    add_ulira(self, name, seed, rows[first:])
         return rows
 
     # -- the original model -------------------------------------------------------------------
@@ -214,32 +232,46 @@ class Experiment:
             self.reused_sec += float((meta.get("training") or {}).get("total_sec") or 0.0)
             self._originals[(name, seed)] = model.to(self.device), {**meta, "key": key}
             return self._originals[(name, seed)]
-        torch.manual_seed(seed)
-        model = build_model(name, splits.num_classes, splits.image_shape[0], splits.image_shape[1],
-                            splits.mean, splits.std, args).to(self.device)
-        settings = resolve_recipe(cfg.pretrain, get_spec(name, args).family)
-        with MemoryMeter(self.device) as meter:
-            history = fit(model, splits.train, settings, cfg.pretrain.epochs, seed=seed, precision=cfg.precision,
-                          desc=f"{name} original", progress=self.progress)
-        self.training_sec += sum(history.epoch_seconds)
-        training = {"sec_per_epoch": sum(history.epoch_seconds) / len(history.epoch_seconds),
-                    "total_sec": history.seconds_until(len(history.epoch_seconds)),
-                    "peak_memory_mb": meter.final_mb, "memory_kind": meter.kind,
-                    "trainable_params": count_trainable(model)}
+        model, training = self.train_original(name, splits.train, seed, f"{name} original")
         meta = model_meta(name, args, splits, cfg.data, method="original", training=training, seed=seed,
                           key=key)
         io.save_model(model, path, meta)
         self._originals[(name, seed)] = model, meta
         return model, meta
 
+    def train_original(self, name: str, data: ImageSet, seed: int, desc: str) -> tuple[nn.Module, dict[str, Any]]:
+        """A freshly built model trained on `data` with the pre-training recipe; what it cost."""
+        cfg, splits = self.config, self.splits(seed)
+        args = cfg.model_args.get(name, {})
+        torch.manual_seed(seed)
+        model = build_model(name, splits.num_classes, splits.image_shape[0], splits.image_shape[1],
+                            splits.mean, splits.std, args).to(self.device)
+        settings = resolve_recipe(cfg.pretrain, get_spec(name, args).family)
+        with MemoryMeter(self.device) as meter:
+            history = fit(model, data, settings, cfg.pretrain.epochs, seed=seed, precision=cfg.precision,
+                          desc=desc, progress=self.progress)
+        self.training_sec += sum(history.epoch_seconds)
+        training = {"sec_per_epoch": sum(history.epoch_seconds) / len(history.epoch_seconds),
+                    "total_sec": history.seconds_until(len(history.epoch_seconds)),
+                    "peak_memory_mb": meter.final_mb, "memory_kind": meter.kind,
+                    "trainable_params": count_trainable(model)}
+        return model, training
+
     # -- evaluation ---------------------------------------------------------------------------
-    def evaluate(self, model: nn.Module, seed: int, logits_path: Path | None, request: int = 1) -> dict:
-        """Every metric on the splits after `request` requests; in a sequence, the accuracy on each request's data."""
+    def evaluate(self, model: nn.Module, seed: int, logits_path: Path | None, request: int = 1,
+                 name: str | None = None) -> dict:
+        """Every metric on the splits after `request` requests; in a sequence, the accuracy on each request's data.
+
+        name: the model's name, whose original (self.references) relearn time starts from.
+        """
         splits = self.splits(seed, request)
         logits, labels = collect_logits(model, splits, self.config.eval_batch_size)
         if logits_path is not None:
             save_logits(logits_path, logits, labels)
-        metrics = metrics_from_logits(logits, labels, seed, self.config.mia_max_per_side)
+        cfg = self.config
+        metrics = metrics_from_logits(logits, labels, seed, cfg.mia_max_per_side, cfg.evidence, self.timings)
+        metrics.update(model_evidence(model, splits, seed, cfg.evidence, self.references.get((name, seed)),
+                                      cfg.eval_batch_size, self.timings))
         if self.sequential:
             for k, part in enumerate(splits.request_sets, start=1):
                 metrics[f"forget_acc_r{k}"] = set_accuracy(model, part, self.config.eval_batch_size)
@@ -266,7 +298,7 @@ class Experiment:
         args = self.config.model_args.get(name, {})
         params = sum(p.numel() for p in model.parameters())
         logits = self.logits_path(name, "original", None, seed, request)
-        metrics = self.evaluate(model, seed, logits, request)
+        metrics = self.evaluate(model, seed, logits, request, name)
         return [make_row(name, "original", None, metrics, sec_per_epoch=training["sec_per_epoch"],
                          total_sec=training["total_sec"], peak_memory_mb=training["peak_memory_mb"],
                          trainable_params=training["trainable_params"], seed=seed, params=params,
@@ -292,6 +324,9 @@ class Experiment:
                     self.reused_stages += 1
                     self.reused_sec += float(saved.get("stage_sec") or max(r["total_sec"] for r in saved["rows"]))
                     final_file = folder["models"] / saved["final"] if saved.get("final") else None
+                    if saved.get("evidence") != self.evidence_key():
+                        saved["rows"] = self.reevaluate(saved["rows"], name, seed, request)
+                        io.write_json(marker, {**saved, "evidence": self.evidence_key()})
                     return saved["rows"], lambda: self._load_final(final_file), key
             except ValueError:
                 marker.unlink()  # a damaged marker: run the stage again
@@ -315,9 +350,30 @@ class Experiment:
         self.training_sec += sum(run.history.epoch_seconds)
         rows, final_file = self._deliver(name, args, run, seed, start_model, request)
         io.write_json(marker, {"fingerprint": key, "rows": rows, "stage_sec": time.perf_counter() - started,
-                               "final": final_file})
+                               "final": final_file, "evidence": self.evidence_key()})
         final = run.snapshots[-1].model
         return rows, lambda: final, key
+
+    def evidence_key(self) -> str:
+        """What a stage's rows were evaluated with: another key re-evaluates its saved models."""
+        return fingerprint("evidence", EVIDENCE_VERSION, to_dict(self.config)["evidence"], self.config.mia_max_per_side)
+
+    def reevaluate(self, rows: list[dict], name: str, seed: int, request: int) -> list[dict]:
+        """A finished stage's rows measured again from its saved models (new evidence settings): never retrained."""
+        folder = self.stage_folder(seed, name, request)["models"]
+        out = []
+        for row in rows:
+            tag = row["method"] + (f"_e{row['epochs']}" if row["epochs"] is not None else "")
+            path = folder / f"{tag}.safetensors"
+            if not path.is_file():
+                raise UserError(f"a finished stage's model is missing ({path}); rerun with --overwrite")
+            model = io.load_model(path)[0].to(self.device)
+            logits = self.logits_path(name, row["method"], row["epochs"], seed, request)
+            metrics = self.evaluate(model, seed, logits, request, name)
+            merged = {k: metrics.get(k, v) for k, v in row.items()  # the row's order; stale evidence dropped
+                      if k in metrics or not k.startswith(EVALUATED_PREFIXES)}
+            out.append({**merged, **metrics})
+        return out
 
     def stage_folder(self, seed: int, name: str, request: int) -> dict[str, Path]:
         part = self.request_part(request)
@@ -345,7 +401,7 @@ class Experiment:
                               request=request, **run.info)
             io.save_model(snap.model, folder / f"{tag}.safetensors", meta)
             logits = self.logits_path(name, run.method, snap.epochs, seed, request)
-            metrics = self.evaluate(snap.model, seed, logits, request)
+            metrics = self.evaluate(snap.model, seed, logits, request, name)
             if run.prepared.save_adapters is not None and snap is run.snapshots[-1]:
                 self._save_adapters(folder / f"{tag}_adapter", run, meta, metrics, original, f"{tag}.safetensors")
             params = sum(p.numel() for p in snap.model.parameters())
@@ -408,6 +464,7 @@ def finish(exp: Experiment, rows: list[dict], started: float, partial: bool = Fa
     rows = add_retrain_gap(rows)
     if len(exp.config.seeds) > 1:
         rows += aggregate_seeds(rows)
+    rows = add_verdicts(rows)
     elapsed = time.perf_counter() - started
     seed = exp.config.seeds[0]
     reached = max((r for s, r in exp._splits if s == seed), default=1)  # the latest request measured
@@ -416,7 +473,8 @@ def finish(exp: Experiment, rows: list[dict], started: float, partial: bool = Fa
                **time_split(elapsed, exp.training_sec),
                "wall_sec": elapsed + exp.reused_sec, "elapsed_sec": elapsed,
                "reused": {"stages": exp.reused_stages, "sec": exp.reused_sec},
-               "data_sizes": sizes, "warnings": list(exp.warnings), "out": str(exp.out), **exp.extra}
+               "data_sizes": sizes, "warnings": list(exp.warnings), "out": str(exp.out),
+               "evidence_sec": dict(exp.timings), **exp.extra}
     if exp.sequential:
         results["requests"] = [r.describe(exp.raw.class_names) for r in exp.requests]
         results["complete"] = not partial

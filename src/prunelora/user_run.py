@@ -60,8 +60,10 @@ def user_rows(exp: Experiment, user: UserModel, mean, std) -> list[dict]:
         splits = exp.splits(seed)
         example = to_float(splits.retain_train.images[:2])
         original, _ = as_classifier(user.model, example, mean, std)
+        exp.references[(user.name, seed)] = original
         logits = exp.logits_path(user.name, "original", None, seed)
-        rows.append(make_row(user.name, "original", None, exp.evaluate(original, seed, logits), sec_per_epoch=None,
+        rows.append(make_row(user.name, "original", None, exp.evaluate(original, seed, logits, name=user.name),
+                             sec_per_epoch=None,
                              total_sec=0.0, peak_memory_mb=None, trainable_params=None, seed=seed, params=params,
                              model_desc=desc, logits_file=str(logits.relative_to(exp.out))))
         for method in config.methods:
@@ -74,7 +76,7 @@ def user_rows(exp: Experiment, user: UserModel, mean, std) -> list[dict]:
                 exp.warnings.append(f"{user.name} {method}: {result.warning}")
             net, _ = as_classifier(result.model, example, mean, std)
             logits = exp.logits_path(user.name, method, result.epochs, seed)
-            metrics = exp.evaluate(net, seed, logits)
+            metrics = exp.evaluate(net, seed, logits, name=user.name)
             folder = exp.seed_dir(seed) / "models" / user.name / method
             save_user_result(folder, user, result, splits, metrics)
             rows.append(make_row(user.name, method, result.epochs, metrics,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from prunelora.metrics.mia import above_chance
+from prunelora.metrics.mia import above_chance, accuracy_interval
 from prunelora.metrics.summary import add_retrain_gap, aggregate_seeds
 
 
@@ -48,7 +48,21 @@ def test_aggregated_flag_holds_only_if_it_held_for_every_seed():
     assert lora["avg_gap_metrics"] == ["ua", "ra", "ta"]
 
 
-@pytest.mark.parametrize("acc,n,expected", [(50.0, 400, False), (45.0, 400, False), (52.0, 100, False),
-                                            (56.0, 400, True), (70.0, 40, True), (80.0, 0, False)])
-def test_above_chance_is_a_one_sided_binomial_test(acc, n, expected):
-    assert above_chance(acc, n) is expected
+@pytest.mark.parametrize("accs,n,expected", [([50.0], 400, False), ([45.0], 400, False), ([52.0], 100, False),
+                                             ([56.0], 400, True), ([70.0], 40, True), ([80.0], 0, False),
+                                             ([56.0, 56.0, 56.0], 400, True),  # binomial floor: 1.96 x 2.5
+                                             ([70.0, 40.0, 75.0, 45.0, 50.0], 400, False)])  # spread over draws
+def test_above_chance_needs_the_interval_above_50(accs, n, expected):
+    low, high = accuracy_interval(accs, n)
+    assert above_chance(low) is expected
+    if n:
+        assert low < sum(accs) / len(accs) < high
+
+
+def test_tug_of_war_by_hand():
+    ref = {"model": "m", "method": "retrain", "epochs": None, "ua": 100.0, "ra": 98.0, "ta": 90.0, "mia_efficacy": 1.0,
+           "total_sec": 1.0, "seed": 0}
+    other = dict(ref, method="lora", epochs=5, ua=90.0, ra=99.0, ta=85.0)
+    rows = add_retrain_gap([ref, other])
+    assert rows[0]["tow"] == 1.0
+    assert rows[1]["tow"] == pytest.approx(0.90 * 0.99 * 0.95)

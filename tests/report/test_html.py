@@ -1,5 +1,5 @@
 """report.html: self-contained, images that decode, best (closest to Retrain) values marked, inconclusive
-attacks daggered, real sizes, reuse and machine load shown, text escaped, renders in a browser."""
+attacks marked inconclusive, real sizes, reuse and machine load shown, text escaped, renders in a browser."""
 from __future__ import annotations
 
 import base64
@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from prunelora.report.html import attack_keys, render_html, results_table, write_html_report
+from prunelora.metrics.attacks import attacks_in
+from prunelora.report.html import render_html, results_table, write_html_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EVIL = 'tiny<b>&"net'  # a model name full of HTML special characters
@@ -214,36 +215,38 @@ def test_best_value_marked_on_the_right_cell(report):
     assert not best("trainable_params")
 
 
-def test_inconclusive_mia_is_daggered_and_never_best(report):
+def test_inconclusive_mia_is_marked_and_never_best(report):
     _, page = report
     cells = parse(page).cells
     classes, text = cells[("vit", "finetune", "mia_efficacy@2")]
     assert "inconclusive" in classes and "best" not in classes
-    assert text.startswith("40.00† ± 0.70")  # equal to Retrain's 40, yet it does not compete
+    assert text.startswith("inconclusive(40.00 ± 0.70)")  # equal to Retrain's 40, yet it does not compete
     assert {m for (model, m, col), (cl, _) in cells.items()
             if model == "vit" and col == "mia_efficacy@2" and "best" in cl} == {"prunelora"}
-    assert "not significantly above chance" in page and "200 held-out samples" in page
-    # conclusive cells carry no dagger
-    assert "†" not in cells[("vit", "prunelora", "mia_efficacy@2")][1]
-    note = re.search(r'<p class="note dagger-note">(.*?)</p>', page)
-    assert note and "not significantly above chance" in note.group(1) and "left out of the Gap" in note.group(1)
+    assert "includes chance" in page and "200 held-out samples" in page
+    # conclusive cells are plain numbers
+    assert "inconclusive" not in cells[("vit", "prunelora", "mia_efficacy@2")][1]
+    note = re.search(r'<p class="note inconclusive-note">(.*?)</p>', page)
+    assert note and "not clearly above chance" in note.group(1) and "left out of the Gap" in note.group(1)
     assert "over ua, ra, ta for Finetune (vit, 2 ep)" in page.replace("UA, RA, TA", "ua, ra, ta")
 
 
-def test_attack_table_daggers_inconclusive_attacks(report):
+def test_attack_table_marks_inconclusive_attacks(report):
     _, page = report
     attacks = page.split('<table class="attacks">')[1].split("</table>")[0]
     finetune = [row for row in attacks.split("<tr>") if "Finetune" in row and "vit" in row and ">2<" in row]
     assert len(finetune) == 1
     # default attack and the SVC-on-entropy attack are inconclusive there, the loss LR attack is not
     assert finetune[0].count('class="num inconclusive"') == 2
-    assert attacks.count("†") >= 2 + 1  # the two cells and the caption's explanation
+    assert attacks.count("inconclusive") >= 2 + 1  # the two cells and the caption's explanation
 
 
-def test_attack_keys_skip_the_flags_about_attacks():
+def test_attacks_come_from_the_registry_not_from_key_patterns():
     row = {"mia_efficacy": 1.0, "mia_attack_acc": 60.0, "mia_attack_conclusive": True, "mia_holdout_n": 200,
-           "mia_loss_lr": 3.0, "mia_loss_lr_acc": 55.0, "mia_loss_lr_conclusive": False, "mia_loss_lr_std": 0.1}
-    assert attack_keys([row]) == [("mia_efficacy", "mia_attack_acc"), ("mia_loss_lr", "mia_loss_lr_acc")]
+           "mia_loss_lr": 3.0, "mia_loss_lr_acc": 55.0, "mia_loss_lr_conclusive": False, "mia_loss_lr_std": 0.1,
+           "mia_loss_lr_acc_low": 40.0, "mia_unknown": 2.0, "mia_unknown_acc": 50.0}
+    assert [(a.efficacy, a.acc) for a in attacks_in([row])] == [("mia_efficacy", "mia_attack_acc"),
+                                                                ("mia_loss_lr", "mia_loss_lr_acc")]
 
 
 def test_no_higher_is_better_claim(report):
@@ -317,7 +320,7 @@ def test_no_mia_marked_when_retrains_attacker_is_inconclusive():
             for m, e, v, ok in [("retrain", None, 40.0, False), ("finetune", 1, 41.0, True), ("lora", 1, 60.0, True)]]
     cells = parse(results_table(rows)).cells
     assert not any("best" in classes for classes, _ in cells.values())
-    assert cells[("m", "retrain", "mia_efficacy@1")][1] == "40.00†"
+    assert cells[("m", "retrain", "mia_efficacy@1")][1] == "inconclusive(40.00)"
 
 
 def test_mean_and_std_shown_for_aggregated_rows(report):
@@ -349,8 +352,8 @@ def test_single_seed_without_gap_or_logits(tmp_path):
     assert "gap-against-cost plot is left out" in page
     assert "±" not in page.split('<table class="results">')[1].split("</table>")[0]
     assert len(parse(page).imgs) == 2 + 2
-    # an old results.json: no daggers, no warning box, caps only, plain wall time
-    assert "†" not in page and 'class="warning"' not in page
+    # an old results.json: nothing inconclusive, no warning box, caps only, plain wall time
+    assert "inconclusive(" not in page and 'class="warning"' not in page
     kv = _kv(page)
     assert kv["caps per class, train / test"] == "24 / 12" and kv["wall time (s)"] == "12.5"
     assert not any(k.startswith("samples:") for k in kv)

@@ -1,4 +1,4 @@
-"""results.md: daggered inconclusive MIA values, what the Gap averages, the run's warnings, method order."""
+"""results.md: inconclusive MIA values marked, what the Gap averages, the run's warnings, method order."""
 from __future__ import annotations
 
 from prunelora.config import RunConfig, to_dict
@@ -32,32 +32,32 @@ def _line(text: str, label: str) -> str:
 def test_rows_alone_still_work_for_old_rows():
     rows = [{k: v for k, v in r.items() if "conclusive" not in k and k != "avg_gap_metrics"} for r in new_rows()]
     text = markdown_table(rows)
-    assert "†" not in text and "Warning" not in text
+    assert "inconclusive" not in text and "Warning" not in text
     assert "Gap = mean |difference from Retrain| over UA, MIA-Efficacy, RA and TA." in text
     assert "closest to Retrain" in text
 
 
-def test_inconclusive_mia_daggered_with_its_note():
+def test_inconclusive_mia_marked_with_its_note():
     text = markdown_table(new_rows())
-    assert "| 41.00† |" in _line(text, "Finetune")
-    assert "| 30.00 |" in _line(text, "LoRA") and "†" not in _line(text, "LoRA")
-    assert "† MIA-Efficacy: the attacker's accuracy on held-out" in text
+    assert "| inconclusive (41.00) |" in _line(text, "Finetune")
+    assert "| 30.00 |" in _line(text, "LoRA") and "inconclusive" not in _line(text, "LoRA")
+    assert "MIA-Efficacy marked inconclusive: the attacker's accuracy on held-out" in text
     assert "left out of the Gap" in text
     assert "over UA, RA, TA for Finetune (vit, 1 ep)" in text
 
 
-def test_dagger_sits_on_the_mean_of_an_aggregated_cell():
+def test_an_aggregated_inconclusive_cell_keeps_its_spread():
     rows = [dict(r, seed=None, n_seeds=3, mia_efficacy_std=1.5) for r in new_rows()]
-    assert "| 41.00† ± 1.50 |" in _line(markdown_table(rows), "Finetune")
+    assert "| inconclusive (41.00 ± 1.50) |" in _line(markdown_table(rows), "Finetune")
 
 
-def test_attack_table_daggers_each_inconclusive_attack():
+def test_attack_table_marks_each_inconclusive_attack():
     text = markdown_table(new_rows())
     attacks = text.split("Membership-inference attacks")[1]
     finetune, lora = _line(attacks, "vit | Finetune"), _line(attacks, "vit | LoRA")
-    assert "| 41.0† (55.0) |" in finetune and "| 12.3 (51.0) |" in finetune
-    assert "| 30.0 (55.0) |" in lora and "| 12.3† (51.0) |" in lora
-    assert "this attacker was not significantly above chance" in attacks
+    assert "| inconclusive (41.0) (55.0) |" in finetune and "| 12.3 (51.0) |" in finetune
+    assert "| 30.0 (55.0) |" in lora and "| inconclusive (12.3) (51.0) |" in lora
+    assert "interval on held-out samples includes chance" in attacks
 
 
 def test_busy_machine_and_run_warnings_under_the_table():
@@ -85,4 +85,16 @@ def test_write_tables_passes_the_results(tmp_path):
     results = {"config": to_dict(RunConfig()), "rows": new_rows(), "machine_load": BUSY, "warnings": [MISMATCH]}
     write_tables(results, tmp_path)
     text = (tmp_path / "results.md").read_text(encoding="utf-8")
-    assert "busy machine" in text and MISMATCH in text and "41.00†" in text
+    assert "busy machine" in text and MISMATCH in text and "inconclusive (41.00)" in text
+
+
+def test_evidence_table_gives_verdicts_and_tolerances():
+    rows = new_rows()
+    rows[0].update(verdict="matches Retrain", tow=1.0, probe_forget_acc=60.0, relearn_steps=12, relearn_reached=True,
+                   verdict_tolerances="ua 2.0, probe_forget_acc 5.0")
+    rows[1].update(verdict="hides", tow=0.98, probe_forget_acc=90.0, relearn_steps=50, relearn_reached=False)
+    text = markdown_table(rows)
+    evidence = text.split("Evidence beyond the outputs")[1].split("Membership-inference")[0]
+    assert "| vit | Finetune | 1 | hides | 0.980 | 90.0 | > 50 |" in evidence
+    assert "| vit | Retrain | - | matches Retrain | 1.000 | 60.0 | 12 |" in evidence
+    assert "this run: ua 2.0, probe_forget_acc 5.0" in evidence

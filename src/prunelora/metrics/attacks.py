@@ -55,9 +55,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .mia import above_chance, membership_attack, svc_attack, true_class_confidence
+from .mia import svc_attack, true_class_confidence
 
-__all__ = ["ATTACKS", "EPS", "Attack", "attack_suite", "confidence", "entropy", "loss", "loss_lr_attack",
+__all__ = ["ATTACKS", "DEFAULT_ATTACK", "EPS", "Attack", "AttackKeys", "attack_keys", "attack_suite", "attacks_in", "confidence", "entropy", "loss", "loss_lr_attack",
            "modified_entropy", "prob"]
 
 EPS = 1e-30  # floor for probabilities inside logarithms (Song & Mittal's small_value)
@@ -175,34 +175,71 @@ def loss_lr_attack() -> Pipeline:
 class Attack(NamedTuple):
     features: FeatureFn
     make_classifier: Callable[[], object]
+    label: str = ""  # how tables and the report name it
 
 
 ATTACKS: dict[str, Attack] = {
-    "svc_confidence": Attack(confidence, svc_attack),
-    "svc_entropy": Attack(entropy, svc_attack),
-    "svc_m_entropy": Attack(modified_entropy, svc_attack),
-    "svc_prob": Attack(prob, svc_attack),
-    "loss_lr": Attack(loss, loss_lr_attack),
+    "svc_confidence": Attack(confidence, svc_attack, "Confidence SVC (paper)"),
+    "svc_entropy": Attack(entropy, svc_attack, "SVC on entropy"),
+    "svc_m_entropy": Attack(modified_entropy, svc_attack, "SVC on modified entropy"),
+    "svc_prob": Attack(prob, svc_attack, "SVC on probabilities"),
+    "loss_lr": Attack(loss, loss_lr_attack, "Logistic regression on loss"),
 }
+DEFAULT_ATTACK = "svc_confidence"  # the paper's MIA-Efficacy: its keys are the results contract's
+
+
+class AttackKeys(NamedTuple):
+    """Where one attack's figures sit in a results row."""
+
+    name: str
+    label: str
+    efficacy: str  # % of the forget set called non-members (mean over shadow draws)
+    acc: str  # the attacker's held-out accuracy (mean over draws)
+    conclusive: str  # whether that accuracy's interval lies above 50 %
+
+
+def attack_keys(name: str) -> AttackKeys:
+    """The row keys of a registered attack (the paper's default keeps mia_efficacy / mia_attack_acc)."""
+    label = ATTACKS[name].label if name in ATTACKS else name.replace("_", " ")
+    if name == DEFAULT_ATTACK:
+        return AttackKeys(name, label, "mia_efficacy", "mia_attack_acc", "mia_attack_conclusive")
+    return AttackKeys(name, label, f"mia_{name}", f"mia_{name}_acc", f"mia_{name}_conclusive")
+
+
+def attacks_in(rows: list[dict]) -> list[AttackKeys]:
+    """The registered attacks whose efficacy the rows carry, the paper's default first."""
+    present = {k for r in rows for k in r}
+    return [keys for keys in map(attack_keys, ATTACKS) if keys.efficacy in present]
 
 
 def attack_suite(logits: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray], seed: int = 0,
-                 cap: int = 1000, attacks: Mapping[str, Attack] | None = None) -> dict[str, float]:
+                 cap: int = 1000, attacks: Mapping[str, Attack] | None = None, draws: int = 5,
+                 protocol: str = "balanced") -> dict[str, float]:
     """Run every attack: members retain_train, non-members test_retain, target forget_train.
 
-    Returns ``mia_<name>`` (efficacy: % of forget_train called non-member) and ``mia_<name>_acc``
-    (the twin attacker's accuracy on held-out shadow data, %) for each attack, and
-    ``mia_<name>_conclusive``: whether that accuracy is significantly above chance. All attacks
-    share the seed and cap, hence the same balanced shadow sample and held-out split (of size
-    ``mia_holdout_n``); the result is deterministic for a fixed seed. An empty split gives NaN values.
+    protocol "balanced" (default): each attack is fit on a balanced shadow sample (at most `cap`
+    per side) with 20 % held out, over `draws` seeded draws; "liu": the field's reference protocol
+    (:func:`prunelora.metrics.mia.liu_attack`). For each attack (keys from :func:`attack_keys`):
+    the efficacy (% of forget_train called non-member; mean over draws) and its `_spread` (std over
+    draws), the attacker's held-out accuracy with `_spread`, `_low` and `_high` (its interval), and
+    whether the attack is conclusive (the interval lies above 50 %); ``mia_holdout_n`` is the
+    held-out size of one draw. Deterministic for a fixed seed; an empty split gives NaN values.
     """
+    from .mia import liu_attack, repeated_attack
+
+    run = {"balanced": repeated_attack, "liu": liu_attack}[protocol]
     out: dict[str, float] = {}
     logits = {k: floor_logits(v) for k, v in logits.items()}
-    for name, (features, make_classifier) in (ATTACKS if attacks is None else attacks).items():
-        feats = [features(logits[k], labels[k]) for k in (MEMBERS, NONMEMBERS, TARGET)]
-        result = membership_attack(*feats, seed=seed, cap=cap, make_classifier=make_classifier)
-        out[f"mia_{name}"] = result["efficacy"]
-        out[f"mia_{name}_acc"] = result["attack_acc"]
-        out[f"mia_{name}_conclusive"] = above_chance(result["attack_acc"], result["holdout_n"])
+    for name, attack in (ATTACKS if attacks is None else attacks).items():
+        feats = [attack.features(logits[k], labels[k]) for k in (MEMBERS, NONMEMBERS, TARGET)]
+        result = run(*feats, seed=seed, cap=cap, draws=draws, make_classifier=attack.make_classifier)
+        keys = attack_keys(name)
+        out[keys.efficacy] = result["efficacy"]
+        out[f"{keys.efficacy}_spread"] = result["efficacy_spread"]
+        out[keys.acc] = result["attack_acc"]
+        out[f"{keys.acc}_spread"] = result["attack_acc_spread"]
+        out[f"{keys.acc}_low"] = result["acc_low"]
+        out[f"{keys.acc}_high"] = result["acc_high"]
+        out[keys.conclusive] = result["conclusive"]
         out["mia_holdout_n"] = result["holdout_n"]
     return out

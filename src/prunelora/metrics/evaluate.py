@@ -1,13 +1,20 @@
 """Evaluate a model on the four splits: logits once, every metric from them."""
 from __future__ import annotations
 
+import contextlib
+import time
+
 import numpy as np
 import torch
 from torch import nn
 
 from ..data import ImageSet, Splits, eval_batches
 from .accuracy import accuracy, unlearning_metrics
+from ..config import EvidenceConfig
 from .attacks import attack_suite
+from .challenge import challenge_metrics
+from .probe import probe_metrics
+from .relearn import RelearnRecipe, relearn_steps
 
 SPLITS = ("forget_train", "retain_train", "test_retain", "test_forget")
 
@@ -41,17 +48,49 @@ def collect_logits(model: nn.Module, splits: Splits, batch_size: int = 1024) -> 
 
 
 def metrics_from_logits(logits: dict[str, np.ndarray], labels: dict[str, np.ndarray], seed: int = 0,
-                        mia_cap: int = 1000) -> dict[str, float]:
-    """UA, RA, TA, forget-test accuracy and every membership attack, in percent.
+                        mia_cap: int = 1000, evidence: EvidenceConfig | None = None,
+                        timings: dict[str, float] | None = None) -> dict[str, float]:
+    """UA, RA, TA, forget-test accuracy, every membership attack and the challenge's loss attack, in percent.
 
     mia_efficacy / mia_attack_acc are the paper's attack (SVC on true-class confidence); the other
-    attacks of the suite follow as mia_<name> / mia_<name>_acc, all on the same shadow sample.
+    attacks of the suite follow (keys from attacks.attack_keys), all on the same shadow draws.
+    `timings` (optional) accumulates the seconds each part took.
     """
-    attacks = attack_suite(logits, labels, seed, mia_cap)
-    default = {"mia_efficacy": attacks.pop("mia_svc_confidence"),
-               "mia_attack_acc": attacks.pop("mia_svc_confidence_acc"),
-               "mia_attack_conclusive": attacks.pop("mia_svc_confidence_conclusive")}
-    return {**unlearning_metrics(logits, labels), **default, **attacks}
+    evidence = evidence or EvidenceConfig()
+    with timed(timings, "attacks"):
+        metrics = {**unlearning_metrics(logits, labels),
+                   **attack_suite(logits, labels, seed, mia_cap, draws=evidence.mia_draws,
+                                  protocol=evidence.mia_protocol)}
+    if evidence.challenge:
+        with timed(timings, "challenge"):
+            metrics.update(challenge_metrics(logits, labels, seed))
+    return metrics
+
+
+def model_evidence(model: nn.Module, splits: Splits, seed: int, evidence: EvidenceConfig,
+                   original: nn.Module | None = None, batch_size: int = 1024,
+                   timings: dict[str, float] | None = None) -> dict[str, float]:
+    """What the outputs cannot show: the probe on the features and, given the original model, relearn time."""
+    out: dict[str, float] = {}
+    if evidence.probe:
+        with timed(timings, "probe"):
+            out.update(probe_metrics(model, splits, seed, batch_size))
+    if evidence.relearn and original is not None:
+        recipe = RelearnRecipe(evidence.relearn_share, evidence.relearn_lr, evidence.relearn_max_steps)
+        with timed(timings, "relearn"):
+            out.update(relearn_steps(model, splits.forget_train, original, seed, recipe))
+    return out
+
+
+@contextlib.contextmanager
+def timed(timings: dict[str, float] | None, part: str):
+    """Add the block's wall seconds to timings[part] (nothing when timings is None)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        if timings is not None:
+            timings[part] = timings.get(part, 0.0) + time.perf_counter() - start
 
 
 def per_sample_loss(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -20,8 +20,17 @@ def gap_metrics(row: dict, ref: dict) -> list[str]:
     return [k for k in GAP_METRICS if k != "mia_efficacy" or conclusive]
 
 
+def tug_of_war(row: dict, ref: dict) -> float:
+    """ToW (Zhao et al. 2024): the product over forget, retain and test of 1 - |accuracy - Retrain's| / 100.
+
+    1 is Retrain itself; the forget accuracy's difference is UA's (UA = 100 - forget accuracy).
+    """
+    factors = [1.0 - abs(row[k] - ref[k]) / 100.0 for k in ("ua", "ra", "ta")]
+    return float(np.prod(factors)) if all(math.isfinite(f) for f in factors) else float("nan")
+
+
 def add_retrain_gap(rows: list[dict]) -> list[dict]:
-    """Set avg_gap (mean |row - retrain| over UA, MIA-Efficacy, RA, TA) and cost_vs_retrain on every row.
+    """Set avg_gap (mean |row - retrain| over UA, MIA-Efficacy, RA, TA), tow and cost_vs_retrain on every row.
 
     The reference is the Retrain row of the same model, seed and request; where none ran, both are None.
     An inconclusive MIA is left out (avg_gap_metrics lists what was averaged).
@@ -30,8 +39,9 @@ def add_retrain_gap(rows: list[dict]) -> list[dict]:
     for row in rows:
         ref = retrain.get((row["model"], row.get("seed"), row.get("request")))
         if ref is None:
-            row["avg_gap"] = row["cost_vs_retrain"] = None
+            row["avg_gap"] = row["cost_vs_retrain"] = row["tow"] = None
             continue
+        row["tow"] = tug_of_war(row, ref)
         row["avg_gap_metrics"] = gap_metrics(row, ref)
         gaps = [abs(row[k] - ref[k]) for k in row["avg_gap_metrics"]]
         row["avg_gap"] = float(np.mean(gaps)) if all(math.isfinite(g) for g in gaps) else float("nan")

@@ -2,8 +2,9 @@
 
 It shows the run's configuration and environment (machine load included), the paper's Figure 1
 table with the best value per column marked (for UA, MIA-Efficacy, RA, TA: the one closest to
-Retrain) and MIA values whose attacker was not above chance daggered, the Figure 2 loss
-histograms, a bar chart per metric, avg_gap against cost_vs_retrain, and every membership attack beside its attacker's accuracy. Plots are drawn on
+Retrain) and MIA values whose attacker was not clearly above chance marked inconclusive, the Figure 2 loss
+histograms, a bar chart per metric, avg_gap against cost_vs_retrain, the evidence beyond the outputs (verdict,
+ToW, probe, relearn time, the challenge's attack, U-LiRA) and every membership attack beside its attacker's accuracy. Plots are drawn on
 matplotlib `Figure` objects (Agg, no pyplot state); every piece of text goes through html.escape.
 
     python -m prunelora.report.html OUT_DIR      # (re)writes OUT_DIR/report.html from results.json
@@ -21,14 +22,16 @@ from typing import Any, Iterable
 import numpy as np
 
 from .. import io
-from .plots import load_losses
-from .tables import (DAGGER, budgets_of, dagger_note, display_rows, fmt, gap_note, inconclusive, method_label,
+from ..metrics.attacks import attacks_in
+from .plots import loss_histogram_figure, new_figure
+from .tables import (ACCURACY_METRICS, EVIDENCE, INCONCLUSIVE, budgets_of, display_rows, evidence_caption,
+                     evidence_cell, fmt, gap_note, inconclusive, inconclusive_note, longest, method_label,
                      method_rank, request_heading, requests_of_rows, run_warnings)
 
 # How a column's best is judged: closest to Retrain's value (the exact-unlearning reference), or lowest.
 CLOSEST, LOWER = "closest to retrain", "lower"
 # The paper's four accuracy metrics (percent): neither higher nor lower is better, closer to Retrain is.
-METRICS = [("ua", "UA"), ("mia_efficacy", "MIA-Efficacy"), ("ra", "RA"), ("ta", "TA")]
+METRICS = ACCURACY_METRICS
 ACCURACY_KEYS = {key for key, _ in METRICS}
 # Columns measured against Retrain: Retrain is the reference there, never a candidate for "best".
 REFERENCE_KEYS = ACCURACY_KEYS | {"avg_gap", "cost_vs_retrain"}
@@ -36,11 +39,6 @@ COST_COLUMNS = [("sec_per_epoch", "RTE (s/epoch)", LOWER), ("total_sec", "Total 
                 ("peak_memory_mb", "Peak mem (MB)", LOWER), ("trainable_params", "Trainable params", None)]
 BAR_METRICS = [("ua", "UA (%)"), ("mia_efficacy", "MIA-Efficacy (%)"), ("ra", "RA (%)"), ("ta", "TA (%)"),
                ("sec_per_epoch", "RTE (s/epoch)"), ("peak_memory_mb", "Peak memory (MB)")]
-# mia_* keys that describe an attack rather than being one's efficacy.
-NOT_EFFICACY_SUFFIXES = ("_acc", "_std", "_conclusive", "holdout_n")
-ATTACK_LABEL = {"mia_efficacy": "Confidence SVC (paper)", "mia_svc_entropy": "SVC on entropy",
-                "mia_svc_m_entropy": "SVC on modified entropy", "mia_svc_prob": "SVC on probabilities",
-                "mia_loss_lr": "Logistic regression on loss"}
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:1.5rem auto;
@@ -77,10 +75,7 @@ def _methods(rows: list[dict]) -> list[str]:
     return sorted(dict.fromkeys(r["method"] for r in rows), key=_method_rank)
 
 
-def _longest(rows: list[dict], model: str, method: str) -> dict | None:
-    """The row of a method at its longest budget (original/retrain: their only row)."""
-    mine = [r for r in rows if r["model"] == model and r["method"] == method]
-    return max(mine, key=lambda r: -1 if r["epochs"] is None else r["epochs"]) if mine else None
+_longest = longest
 
 
 def _at_budget(rows: list[dict], model: str, method: str, budget: int | None) -> dict | None:
@@ -113,20 +108,22 @@ def _cell_text(row: dict | None, key: str, digits: int) -> str:
 
 def _cell_html(row: dict | None, key: str, digits: int) -> str:
     """The cell's text, escaped, with a "± std" part on its own smaller line (keeps wide tables narrow);
-    an MIA value whose attacker was not above chance carries a dagger right after the mean."""
+    an MIA value whose attacker was not clearly above chance reads "inconclusive", its value below it."""
     mean, sep, std = _cell_text(row, key, digits).partition(" ± ")
-    mark = f'<span class="dagger">{DAGGER}</span>' if inconclusive(row, key) and mean != "-" else ""
-    return escape(mean) + mark + (f'<span class="sd"> ± {escape(std)}</span>' if sep else "")
+    text = escape(mean) + (f'<span class="sd"> ± {escape(std)}</span>' if sep else "")
+    if inconclusive(row, key) and mean != "-":
+        return f'{INCONCLUSIVE}<span class="sd">({text})</span>'
+    return text
 
 
 def _inconclusive_title(row: dict) -> str:
     n = row.get("mia_holdout_n")
-    on = f" on {int(n)} held-out samples" if _finite(n) else " on held-out samples"
-    return f"inconclusive: the attacker's accuracy{on} is not significantly above chance (binomial test)"
+    on = f" on {int(n)} held-out samples per draw" if _finite(n) else " on held-out samples"
+    return f"inconclusive: the 95 % interval of the attacker's accuracy{on} includes chance (50 %)"
 
 
 def _td(row: dict | None, key: str, digits: int, best: bool = False, **attrs: Any) -> str:
-    """A numeric cell: bold and shaded when best, daggered with a title when its MIA attacker is inconclusive."""
+    """A numeric cell: bold and shaded when best, marked inconclusive (with a title) when its MIA attacker is."""
     text, classes = _cell_html(row, key, digits), ["num"]
     if best:
         text, classes = f"<strong>{text}</strong>", classes + ["best"]
@@ -160,16 +157,6 @@ def _plain(value: Any) -> str:
 
 
 # -- figures ----------------------------------------------------------------------------------------
-def new_figure(width: float, height: float):
-    """A matplotlib Figure on the Agg canvas, independent of pyplot (no global state, no GUI)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
 def figure_data_uri(fig, dpi: int = 100) -> str:
     """Render a matplotlib figure to a `data:image/png;base64,...` URI."""
     buffer = stdio.BytesIO()
@@ -188,31 +175,6 @@ def _method_colors(methods: list[str]) -> dict[str, Any]:
 
     palette = colormaps["tab10"]
     return {m: palette(_method_rank(m) % 10) for m in methods}
-
-
-def loss_histogram_figure(rows: list[dict], model: str, out: Path):
-    """Figure 2 for one model: per method (longest budget), forget-train vs test-retain cross entropy."""
-    chosen = {m: _longest(rows, model, m) for m in _methods([r for r in rows if r["model"] == model])}
-    fig = new_figure(2.9 * len(chosen), 2.7)
-    axes, legend = fig.subplots(1, len(chosen), squeeze=False)[0], None
-    for ax, (method, row) in zip(axes, chosen.items()):
-        ax.set_title(_label(method) + (f" ({row['epochs']} ep)" if row["epochs"] else ""), fontsize=9)
-        ax.set_xlabel("cross-entropy", fontsize=8)
-        ax.tick_params(labelsize=7)
-        path = out / row["logits_file"]
-        if not path.is_file():
-            ax.text(0.5, 0.5, "logits file missing", ha="center", va="center", transform=ax.transAxes)
-            continue
-        forget, test = load_losses(path)
-        both = np.concatenate([forget, test])
-        top = max(float(np.percentile(both, 99)) if len(both) else 1.0, 1e-3)
-        bins = np.linspace(0, top, 40)
-        ax.hist(np.clip(test, 0, top), bins=bins, alpha=0.6, density=True, label="test (retain classes)")
-        ax.hist(np.clip(forget, 0, top), bins=bins, alpha=0.6, density=True, label="forget (train)")
-        if not legend:
-            legend = ax.legend(fontsize=7)
-    fig.suptitle(f"{model}: per-sample losses, forget vs test", fontsize=10)
-    return fig
 
 
 def metric_bars_figure(rows: list[dict], model: str):
@@ -374,52 +336,61 @@ def _results_caption(rows: list[dict], has_gap: bool, has_cost: bool) -> str:
             "marked, nothing marked when every candidate ties, fewer than two compete, or (UA, MIA-Efficacy, "
             "RA, TA) no Retrain row ran. Original never competes; Retrain is the reference and does not "
             "compete on the accuracy columns" + (" or on avg gap / cost vs Retrain" if has_gap or has_cost else "")
-            + "." + (f" An MIA-Efficacy marked {DAGGER} never competes, nor does any in a column whose Retrain "
-                     f"value is marked {DAGGER}." if any(inconclusive(r, "mia_efficacy") for r in rows) else "")
+            + "." + (" An inconclusive MIA-Efficacy never competes, nor does any in a column whose Retrain "
+                     "value is inconclusive." if any(inconclusive(r, "mia_efficacy") for r in rows) else "")
             + (f" {gap_note(rows).replace('Gap', 'Avg gap', 1)}" if has_gap else "")
             + (f" Peak memory: {', '.join(kind)}." if kind else ""))
 
 
 def table_notes(rows: list[dict]) -> str:
-    """The dagger's meaning, as a visible paragraph under the table (empty when no value carries one)."""
-    note = dagger_note(rows)
-    return _para(note, "note dagger-note") if note else ""
-
-
-def attack_keys(rows: list[dict]) -> list[tuple[str, str | None]]:
-    """(efficacy key, attacker-accuracy key) of every membership attack present in the rows."""
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    found = []
-    for key in keys:
-        if not key.startswith("mia_") or key.endswith(NOT_EFFICACY_SUFFIXES):
-            continue
-        acc = "mia_attack_acc" if key == "mia_efficacy" else f"{key}_acc"
-        found.append((key, acc if acc in keys else None))
-    return sorted(found, key=lambda pair: (pair[0] != "mia_efficacy", pair[0]))
+    """What "inconclusive" means, as a visible paragraph under the table (empty when no value is)."""
+    note = inconclusive_note(rows)
+    return _para(note, "note inconclusive-note") if note else ""
 
 
 def attack_table(rows: list[dict]) -> str:
-    attacks = attack_keys(rows)
+    attacks = attacks_in(rows)
     head1 = _tag("th", "Model", rowspan=2) + _tag("th", "Method", rowspan=2) + _tag("th", "Epochs", rowspan=2) + "".join(
-        _tag("th", escape(ATTACK_LABEL.get(k, k.removeprefix("mia_").replace("_", " "))), colspan=2) for k, _ in attacks)
+        _tag("th", escape(a.label), colspan=2) for a in attacks)
     head2 = "".join(_tag("th", "efficacy %") + _tag("th", "attacker acc %") for _ in attacks)
     body = []
     ordered = sorted(rows, key=lambda r: (_models(rows).index(r["model"]), _method_rank(r["method"]), r["epochs"] or 0))
     for r in ordered:
         cells = [_tag("td", escape(str(r["model"]))), _tag("th", escape(_label(r["method"])), scope="row"),
                  _tag("td", escape("-" if r["epochs"] is None else str(r["epochs"])), class_="num")]
-        for eff, acc in attacks:
-            cells.append(_td(r, eff, 2))
-            cells.append(_tag("td", _cell_html(r, acc, 2) if acc else "-", class_="num"))
+        for a in attacks:
+            cells.append(_td(r, a.efficacy, 2))
+            cells.append(_tag("td", _cell_html(r, a.acc, 2), class_="num"))
         body.append(_tag("tr", "".join(cells)))
     caption = ("Each attack's MIA-Efficacy (% of forget-train samples it calls non-members) beside the attacker's "
-               "own accuracy at telling retain-train from test-retain on held-out shadow samples: an efficacy "
-               "from an attacker near 50% accuracy says little about what the model remembers"
-               + (f"; {DAGGER} marks an efficacy whose attacker was not significantly above chance (binomial "
-                  "test), which is no evidence either way." if any(inconclusive(r, k) for r in rows for k, _ in attacks)
-                  else "."))
+               "own accuracy at telling retain-train from test-retain on held-out shadow samples, mean over its "
+               "shadow draws: an efficacy from an attacker near 50% accuracy says little about what the model "
+               "remembers" + ("; inconclusive marks an efficacy whose attacker's accuracy interval includes chance, "
+                              "which is no evidence either way." if any(inconclusive(r, a.efficacy) for r in rows
+                                                                         for a in attacks) else "."))
     return _tag("table", _tag("caption", escape(caption)) + _tag("thead", _tag("tr", head1) + _tag("tr", head2))
                 + _tag("tbody", "".join(body)), class_="attacks")
+
+
+def evidence_html(rows: list[dict]) -> str:
+    """The evidence table (tables.EVIDENCE columns, each method at its longest budget), or "" without evidence."""
+    columns = [(k, label) for k, label in EVIDENCE if any(r.get(k) is not None for r in rows)]
+    if not any(k != "tow" for k, _ in columns):
+        return ""
+    head = _tag("tr", "".join(_tag("th", escape(h)) for h in ["Model", "Method", "Epochs", *(l for _, l in columns)]))
+    body = []
+    for model in _models(rows):
+        for method in _methods([r for r in rows if r["model"] == model]):
+            r = longest(rows, model, method)
+            cells = [_tag("td", escape(model)), _tag("th", escape(_label(method)), scope="row"),
+                     _tag("td", escape(fmt(r["epochs"])), class_="num")]
+            for key, _ in columns:
+                title = r.get("verdict_reasons") or None if key == "verdict" else None
+                cells.append(_tag("td", escape(evidence_cell(r, key)), class_="num" if key != "verdict" else None,
+                                  title=title))
+            body.append(_tag("tr", "".join(cells)))
+    return _tag("table", _tag("caption", escape(evidence_caption(rows))) + _tag("thead", head)
+                + _tag("tbody", "".join(body)), class_="evidence")
 
 
 # -- the page ---------------------------------------------------------------------------------------
@@ -580,14 +551,16 @@ def render_html(results: dict, out: Path) -> str:
                       "or no Retrain row ran), so the gap-against-cost plot is left out.", "note")
     tradeoff = _section("Gap to Retrain against cost", trade)
 
-    attacks = _section("Membership attacks", _tag("div", attack_table(rows), class_="scroll")) if attack_keys(rows) else ""
+    attacks = _section("Membership attacks", _tag("div", attack_table(rows), class_="scroll")) if attacks_in(rows) else ""
+    evidence = evidence_html(rows)
+    evidence = _section("Evidence beyond the outputs", _tag("div", evidence, class_="scroll")) if evidence else ""
 
     body = (_tag("h1", escape(title))
             + _para(f"Models: {', '.join(models) or '-'}; methods: "
                     f"{', '.join(_label(m) for m in _methods(rows)) or '-'}; preset {config.get('preset', '-')}."
                     " UA, MIA-Efficacy, RA, TA are percentages; the best unlearning is the one closest to "
                     "Retrain (exact unlearning), not the highest.", "note")
-            + run + table + hists + bars + tradeoff + attacks)
+            + run + table + evidence + hists + bars + tradeoff + attacks)
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{escape(title)}</title><style>{CSS}</style></head>\n<body>{body}</body></html>\n")

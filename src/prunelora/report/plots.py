@@ -1,4 +1,8 @@
-"""Figure 2 of the paper: per-sample cross-entropy histograms, forget set vs test set, per method."""
+"""Figure 2 of the paper: per-sample cross-entropy histograms, forget set vs test set, per method.
+
+Drawn once (loss_histogram_figure) on a matplotlib Figure without pyplot state: saved as PNG under
+plots/ and inlined in report.html.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +11,17 @@ import numpy as np
 
 from .. import io
 from ..metrics.evaluate import per_sample_loss
-from .tables import method_label
+from .tables import longest, method_label, method_rank
+
+
+def new_figure(width: float, height: float):
+    """A matplotlib Figure on the Agg canvas, independent of pyplot (no global state, no GUI)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def load_losses(npz: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -17,36 +31,40 @@ def load_losses(npz: Path) -> tuple[np.ndarray, np.ndarray]:
     return forget, test
 
 
+def loss_histogram_figure(rows: list[dict], model: str, out: Path):
+    """Figure 2 for one model: per method (longest budget), forget-train vs test-retain cross entropy."""
+    methods = sorted(dict.fromkeys(r["method"] for r in rows if r["model"] == model), key=method_rank)
+    chosen = {m: longest(rows, model, m) for m in methods}
+    fig = new_figure(2.9 * len(chosen), 2.7)
+    axes, legend = fig.subplots(1, len(chosen), squeeze=False)[0], None
+    for ax, (method, row) in zip(axes, chosen.items()):
+        ax.set_title(method_label(method) + (f" ({row['epochs']} ep)" if row["epochs"] else ""), fontsize=9)
+        ax.set_xlabel("cross-entropy", fontsize=8)
+        ax.tick_params(labelsize=7)
+        path = out / row["logits_file"]
+        if not path.is_file():
+            ax.text(0.5, 0.5, "logits file missing", ha="center", va="center", transform=ax.transAxes)
+            continue
+        forget, test = load_losses(path)
+        both = np.concatenate([forget, test])
+        top = max(float(np.percentile(both, 99)) if len(both) else 1.0, 1e-3)
+        bins = np.linspace(0, top, 40)
+        ax.hist(np.clip(test, 0, top), bins=bins, alpha=0.6, density=True, label="test (retain classes)")
+        ax.hist(np.clip(forget, 0, top), bins=bins, alpha=0.6, density=True, label="forget (train)")
+        if not legend:
+            legend = ax.legend(fontsize=7)
+    fig.suptitle(f"{model}: per-sample losses, forget vs test (forget must lie higher)", fontsize=10)
+    return fig
+
+
 def loss_histograms(rows: list[dict], out: Path) -> list[Path]:
-    """One PNG per model, one panel per method (its longest budget): where the forget losses lie."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    written = []
+    """plots/losses_<model>.png for the first seed's rows that carry logits; returns the files written."""
     rows = [r for r in rows if r.get("logits_file") and r.get("seed", 0) == rows[0].get("seed", 0)]
+    written = []
     for model in dict.fromkeys(r["model"] for r in rows):
-        chosen: dict[str, dict] = {}
-        for r in rows:
-            if r["model"] == model and (r["method"] not in chosen or (r["epochs"] or 0) >= (chosen[r["method"]]["epochs"] or 0)):
-                chosen[r["method"]] = r
-        fig, axes = plt.subplots(1, len(chosen), figsize=(3.2 * len(chosen), 2.8), squeeze=False)
-        for ax, (method, r) in zip(axes[0], chosen.items()):
-            forget, test = load_losses(out / r["logits_file"])
-            top = float(np.percentile(np.concatenate([forget, test]), 99)) if len(forget) + len(test) else 1.0
-            bins = np.linspace(0, max(top, 1e-3), 40)
-            ax.hist(np.clip(test, 0, top), bins=bins, alpha=0.6, density=True, label="test (retain classes)")
-            ax.hist(np.clip(forget, 0, top), bins=bins, alpha=0.6, density=True, label="forget")
-            title = method_label(method) + (f" ({r['epochs']} ep)" if r["epochs"] else "")
-            ax.set_title(title, fontsize=9)
-            ax.set_xlabel("cross-entropy", fontsize=8)
-        axes[0][0].legend(fontsize=7)
-        fig.suptitle(f"{model}: losses of forget vs test samples (forget must be higher)", fontsize=10)
-        fig.tight_layout()
+        fig = loss_histogram_figure(rows, model, out)
         path = out / "plots" / f"losses_{model}.png"
         with io.atomic_path(path, ".png") as tmp:
             fig.savefig(tmp, format="png", dpi=110)
-        plt.close(fig)
         written.append(path)
     return written

@@ -9,14 +9,21 @@ from typing import Any
 
 from .. import io
 
-METRICS = [("ua", "UA"), ("mia_efficacy", "MIA-Efficacy"), ("ra", "RA"), ("ta", "TA"), ("avg_gap", "Gap")]
+# The one list of the paper's accuracy metrics (percent; closest to Retrain is best), used by every writer.
+ACCURACY_METRICS = [("ua", "UA"), ("mia_efficacy", "MIA-Efficacy"), ("ra", "RA"), ("ta", "TA")]
+# The Figure 1 table's metric columns: the accuracy metrics and the gap to Retrain.
+METRICS = [*ACCURACY_METRICS, ("avg_gap", "Gap")]
 # The metrics avg_gap averages when nothing was left out (rows written before avg_gap_metrics existed).
-GAP_METRICS = ["ua", "mia_efficacy", "ra", "ta"]
-GAP_LABEL = {"ua": "UA", "mia_efficacy": "MIA-Efficacy", "ra": "RA", "ta": "TA"}
-DAGGER = "†"
-DAGGER_NOTE = (f"{DAGGER} MIA-Efficacy: the attacker's accuracy on held-out retain/test samples was not "
-               "significantly above chance (binomial test), so the value says nothing about what the model "
-               "remembers; it is shown but never marked best")
+GAP_METRICS = [key for key, _ in ACCURACY_METRICS]
+GAP_LABEL = dict(ACCURACY_METRICS)
+# The evidence table: what separates removed from hidden, at each method's longest budget.
+EVIDENCE = [("verdict", "Verdict"), ("tow", "ToW"), ("probe_forget_acc", "Probe on forgotten (%)"),
+            ("relearn_steps", "Relearn steps"), ("challenge_mia_acc", "Challenge MIA acc (%)"),
+            ("ulira_acc", "U-LiRA acc (%)"), ("ulira_auc", "U-LiRA AUC (%)"), ("ulira_tpr_1fpr", "U-LiRA TPR@1%FPR")]
+INCONCLUSIVE = "inconclusive"
+INCONCLUSIVE_NOTE = ("MIA-Efficacy marked inconclusive: the attacker's accuracy on held-out retain/test samples "
+                     "(mean over its shadow draws, with a 95 % interval) was not clearly above chance, so the "
+                     "value (in brackets) says nothing about what the model remembers; it is never marked best")
 
 
 def fmt(value: Any, digits: int = 2, std: Any = None) -> str:
@@ -80,7 +87,13 @@ def budgets_of(rows: list[dict]) -> list[int]:
 # -- what the numbers may be trusted for -------------------------------------------------------------
 def conclusive_key(efficacy_key: str) -> str:
     """The flag saying whether an efficacy's attacker beat chance (the default attack has its own name)."""
-    return "mia_attack_conclusive" if efficacy_key == "mia_efficacy" else f"{efficacy_key}_conclusive"
+    from ..metrics.attacks import ATTACKS, attack_keys
+
+    for name in ATTACKS:
+        keys = attack_keys(name)
+        if keys.efficacy == efficacy_key:
+            return keys.conclusive
+    return f"{efficacy_key}_conclusive"
 
 
 def inconclusive(row: dict | None, key: str) -> bool:
@@ -88,10 +101,15 @@ def inconclusive(row: dict | None, key: str) -> bool:
     return bool(row) and key.startswith("mia_") and row.get(conclusive_key(key)) is False
 
 
-def with_dagger(text: str) -> str:
-    """'12.00 ± 1.00' -> '12.00† ± 1.00': the mark sits on the value it qualifies."""
-    mean, sep, std = text.partition(" ± ")
-    return f"{mean}{DAGGER}{sep}{std}"
+def mark_inconclusive(text: str) -> str:
+    """'100.00 ± 1.00' -> 'inconclusive (100.00 ± 1.00)': never a bare 0 or 100 from an attacker at chance."""
+    return f"{INCONCLUSIVE} ({text})"
+
+
+def longest(rows: list[dict], model: str, method: str) -> dict | None:
+    """The row of a method at its longest budget (original, Retrain, logit-mask: their only row)."""
+    mine = [r for r in rows if r["model"] == model and r["method"] == method]
+    return max(mine, key=lambda r: -1 if r["epochs"] is None else r["epochs"]) if mine else None
 
 
 def row_name(row: dict) -> str:
@@ -123,12 +141,12 @@ def gap_note(rows: list[dict]) -> str:
             "left out: " + "; ".join(parts) + ".")
 
 
-def dagger_note(rows: list[dict]) -> str:
-    """The sentence explaining a daggered MIA value; empty when no shown value carries one."""
+def inconclusive_note(rows: list[dict]) -> str:
+    """The sentence explaining an inconclusive MIA value; empty when no shown value is one."""
     if not any(inconclusive(r, "mia_efficacy") for r in rows):
         return ""
     gap_known = any(isinstance(r.get("avg_gap_metrics"), list) for r in rows)
-    return DAGGER_NOTE + (", and it was left out of the Gap." if gap_known
+    return INCONCLUSIVE_NOTE + (", and it was left out of the Gap." if gap_known
                           else " (this results file does not record whether it entered the Gap).")
 
 
@@ -156,7 +174,7 @@ def metric_cell(row: dict | None, key: str, digits: int = 2) -> str:
     if row is None:
         return "-"
     text = fmt(row.get(key), digits, row.get(f"{key}_std"))
-    return with_dagger(text) if inconclusive(row, key) and text != "-" else text
+    return mark_inconclusive(text) if inconclusive(row, key) and text != "-" else text
 
 
 def markdown_table(rows: list[dict], *, results: dict | None = None) -> str:
@@ -191,17 +209,17 @@ def markdown_table(rows: list[dict], *, results: dict | None = None) -> str:
                  "own recipe (shown in every budget column); RTE, total seconds, cost vs retrain (total / "
                  "Retrain's total) and memory are those of the longest budget. "
                  f"Peak memory: {', '.join(sorted(kind)) or 'n/a'}.")
-    lines += [f"\n{note}" for note in [dagger_note(rows)] if note]
+    lines += [f"\n{note}" for note in [inconclusive_note(rows)] if note]
     lines += [f"\n**Warning:** {w}" for w in run_warnings(results)]
-    attacks = attack_table(rows)
-    if attacks:
-        lines += ["", attacks]
+    for table in (evidence_table(rows), attack_table(rows)):
+        if table:
+            lines += ["", table]
     return "\n".join(lines) + "\n"
 
 
 def _markdown_cells(method: str, group: dict, budgets: list[int | None]) -> list[str]:
     """One method's row: each metric per budget (budget-less methods repeat), then the longest budget's cost."""
-    last = group[max(group, key=lambda e: -1 if e is None else e)]
+    last = longest(list(group.values()), next(iter(group.values()))["model"], method)
     cells = [method_label(method)]
     for key, _ in METRICS:
         cells += [metric_cell(group.get(b, group.get(None)), key) for b in budgets]
@@ -212,35 +230,79 @@ def _markdown_cells(method: str, group: dict, budgets: list[int | None]) -> list
                     fmt(int(last["trainable_params"]) if last.get("trainable_params") is not None else None)]
 
 
-def attack_names(rows: list[dict]) -> list[tuple[str, str]]:
-    """(efficacy key, attacker-accuracy key) pairs present in the rows, the paper's default first."""
-    pairs = [("mia_efficacy", "mia_attack_acc")] if any("mia_attack_acc" in r for r in rows) else []
-    keys = dict.fromkeys(k for r in rows for k in r)
-    for key in keys:
-        if key.startswith("mia_") and f"{key}_acc" in keys and not key.endswith("_std"):
-            pairs.append((key, f"{key}_acc"))
-    return pairs
+def evidence_table(rows: list[dict]) -> str:
+    """Verdict, ToW, probe, relearn time, the challenge's attack and U-LiRA of each method at its longest budget."""
+    rows = display_rows(rows)
+    columns = [(k, label) for k, label in EVIDENCE if any(r.get(k) is not None for r in rows)]
+    if not any(k == "verdict" or k.startswith(("probe", "relearn", "ulira", "challenge")) for k, _ in columns):
+        return ""
+    sequence = len(requests_of_rows(rows)) > 1
+    head = ["Model"] + (["Request"] if sequence else []) + ["Method", "Epochs"] + [label for _, label in columns]
+    lines = ["**Evidence beyond the outputs** (each method at its longest budget): " + evidence_caption(rows), "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for model in dict.fromkeys(r["model"] for r in rows):
+        for request in requests_of_rows(rows):
+            mine = [r for r in rows if r["model"] == model and r.get("request") == request]
+            for method in sorted(dict.fromkeys(r["method"] for r in mine), key=method_rank):
+                r = longest(mine, model, method)
+                cells = [model] + ([fmt(request)] if sequence else []) + [method_label(method), fmt(r["epochs"])]
+                cells += [evidence_cell(r, k) for k, _ in columns]
+                lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def evidence_cell(row: dict, key: str) -> str:
+    """A verdict with its per-seed count; relearn steps marked '>' where the target was not reached."""
+    if key == "verdict":
+        return str(row.get("verdict") or "-") + (f" ({row['verdict_by_seed']})" if row.get("verdict_by_seed") else "")
+    text = fmt(row.get(key), 3 if key == "tow" else 1, row.get(f"{key}_std"))
+    if key == "relearn_steps" and row.get("relearn_reached") is False and text != "-":
+        text = f"> {text}"
+    return text
+
+
+def evidence_caption(rows: list[dict]) -> str:
+    """What each evidence column means and the tolerances the verdicts used (from Retrain's spread over seeds)."""
+    tolerances = sorted({r["verdict_tolerances"] for r in rows if r.get("verdict_tolerances")})
+    return ("ToW = product over forget, retain, test of (1 - |accuracy - Retrain's| / 100), 1 is Retrain; the probe "
+            "is a logistic regression on the frozen penultimate features (trained on half of the test set of every "
+            "class, scored on the forgotten data); relearn steps = full-batch SGD steps on a fixed share of the "
+            "forget set until accuracy on the rest reaches half the original's ('>': not within the cap); the "
+            "challenge attack tells forget from unseen losses (50 = ideal); U-LiRA tells the method's shadow "
+            "models from Retrain's per example (50 = indistinguishable). Verdict: damages utility (RA or TA below "
+            "Retrain's), does not forget (UA below Retrain's, or a conclusive MIA differing), over-forgets (UA "
+            "above), hides (outputs match but probe, relearn or U-LiRA do not), else matches Retrain; the "
+            "tolerance of each comparison is twice Retrain's std over seeds, never below a floor"
+            + (f" (this run: {' | '.join(tolerances)})." if tolerances else "."))
 
 
 def attack_table(rows: list[dict]) -> str:
     """Every membership attack's efficacy beside its own accuracy on held-out shadow data."""
-    pairs = attack_names(rows)
-    if not pairs:
+    from ..metrics.attacks import attacks_in
+
+    attacks = attacks_in(rows)
+    if not attacks:
         return ""
     sequence = len(requests_of_rows(rows)) > 1
     head = ["Model"] + (["Request"] if sequence else []) + ["Method", "Epochs"] + [
-        f"{eff} (attacker acc)" for eff, _ in pairs]
-    lines = ["**Membership-inference attacks**: efficacy = % of forget samples called non-members; in "
-             "brackets the attacker's accuracy on held-out retain/test samples (50 = chance).", "",
+        f"{a.label} (attacker acc)" for a in attacks]
+    lines = ["**Membership-inference attacks**: efficacy = % of forget samples called non-members, mean ± std over "
+             "shadow draws; in brackets the attacker's accuracy on held-out retain/test samples (50 = chance).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["model"]] + ([fmt(r.get("request"))] if sequence else []) + [method_label(r["method"]), fmt(r["epochs"])]
-        cells += [f"{metric_cell(r, eff, 1)} ({fmt(r.get(acc), 1, r.get(acc + '_std'))})" for eff, acc in pairs]
+        cells += [f"{attack_cell(r, a.efficacy)} ({fmt(r.get(a.acc), 1, r.get(a.acc + '_spread'))})" for a in attacks]
         lines.append("| " + " | ".join(cells) + " |")
-    if any(inconclusive(r, eff) for r in rows for eff, _ in pairs):
-        lines += ["", f"{DAGGER} this attacker was not significantly above chance on held-out samples (binomial "
-                      "test): its efficacy is no evidence either way."]
+    if any(inconclusive(r, a.efficacy) for r in rows for a in attacks):
+        lines += ["", "inconclusive: this attacker's accuracy interval on held-out samples includes chance (50 %): "
+                      "its efficacy is no evidence either way."]
     return "\n".join(lines) + "\n"
+
+
+def attack_cell(row: dict, key: str) -> str:
+    """An efficacy with its spread over shadow draws (or over seeds, for aggregated rows)."""
+    text = fmt(row.get(key), 1, row.get(f"{key}_std", row.get(f"{key}_spread")))
+    return mark_inconclusive(text) if inconclusive(row, key) and text != "-" else text
 
 
 def csv_text(rows: list[dict]) -> str:

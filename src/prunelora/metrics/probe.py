@@ -1,0 +1,95 @@
+"""What the representation still knows: a linear probe on the frozen penultimate features.
+
+A model can stop predicting a class while its features still carry it (a head that hides the
+class, such as logit-mask): UA and output-based attacks cannot see that, a probe can. A
+logistic regression is trained on the penultimate features of half of the test set of every
+class (forgotten ones included) and scored on the other half; the forget figure is its accuracy
+on the held-out test samples of the forgotten classes, or, for random forgetting (no class is
+gone), on the forgotten training samples themselves. Read it beside Retrain's: Retrain's
+features were never shaped by the forgotten data, so its probe sets what "gone" looks like.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+from ..data import ImageSet, eval_batches
+
+
+def classifier_head(model: nn.Module, num_classes: int) -> nn.Linear | None:
+    """The last linear layer mapping to the classes: its input is the penultimate representation."""
+    heads = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == num_classes]
+    return heads[-1] if heads else None
+
+
+@torch.inference_mode()
+def penultimate_features(model: nn.Module, data: ImageSet, num_classes: int, batch_size: int = 1024) -> np.ndarray | None:
+    """The input of the classifier head for every sample (eval mode), or None when no head is found."""
+    head = classifier_head(model, num_classes)
+    if head is None:
+        return None
+    captured: list[torch.Tensor] = []
+    hook = head.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach().flatten(1).float().cpu()))
+    was_training = model.training
+    model.eval()
+    try:
+        for x, _ in eval_batches(data, batch_size):
+            model(x)
+    finally:
+        hook.remove()
+        model.train(was_training)
+    if not captured:
+        return np.zeros((0, head.in_features), dtype=np.float32)
+    return torch.cat(captured).numpy()
+
+
+def halves(labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded split of indices into two halves, stratified by class (every class in both when it can be)."""
+    rng = np.random.default_rng([seed, 0x9B0BE])
+    first, second = [], []
+    for cls in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == cls))
+        cut = (len(idx) + 1) // 2
+        first.append(idx[:cut])
+        second.append(idx[cut:])
+    return np.sort(np.concatenate(first)), np.sort(np.concatenate(second))
+
+
+def probe_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
+                   extra: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> dict[str, float]:
+    """Fit a standardised logistic regression on (train_x, train_y); accuracy (%) on the test part and on each extra set."""
+    nan = float("nan")
+    if len(train_y) == 0 or len(np.unique(train_y)) < 2:
+        return {"test": nan, **{k: nan for k in extra or {}}}
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    probe.fit(train_x, train_y)
+
+    def score(x: np.ndarray, y: np.ndarray) -> float:
+        return float((probe.predict(x) == y).mean() * 100.0) if len(y) else nan
+
+    return {"test": score(test_x, test_y), **{k: score(x, y) for k, (x, y) in (extra or {}).items()}}
+
+
+def probe_metrics(model: nn.Module, splits, seed: int = 0, batch_size: int = 1024) -> dict[str, float]:
+    """probe_acc (held-out test, every class) and probe_forget_acc (the forgotten data, see the module's note)."""
+    k = splits.num_classes
+    test = ImageSet(torch.cat([splits.test_retain.images, splits.test_forget.images]),
+                    torch.cat([splits.test_retain.labels, splits.test_forget.labels]))
+    feats = penultimate_features(model, test, k, batch_size)
+    if feats is None:
+        return {"probe_acc": float("nan"), "probe_forget_acc": float("nan")}
+    labels = test.labels.cpu().numpy()
+    fit_idx, score_idx = halves(labels, seed)
+    forgotten = np.isin(labels[score_idx], splits.forget_classes) if splits.forget_classes else None
+    if forgotten is not None:
+        forget_x, forget_y = feats[score_idx][forgotten], labels[score_idx][forgotten]
+    else:
+        forget_x = penultimate_features(model, splits.forget_train, k, batch_size)
+        forget_y = splits.forget_train.labels.cpu().numpy()
+    acc = probe_accuracy(feats[fit_idx], labels[fit_idx], feats[score_idx], labels[score_idx],
+                         {"forget": (forget_x, forget_y)})
+    return {"probe_acc": acc["test"], "probe_forget_acc": acc["forget"]}

@@ -1,0 +1,106 @@
+"""A verdict per method: does the model match Retrain, hide the data, or not forget it?
+
+Outputs alone cannot tell removal from hiding (a head that masks a class scores like Retrain on UA
+and every output-based attack), so the verdict reads the outputs first and then the evidence
+that looks behind them: the linear probe on the features, relearn time and U-LiRA. Every
+comparison is with the Retrain row of the same model, request and seed (or the seed means), and
+its tolerance comes from Retrain's own spread over the run's seeds: twice the sample std, never
+below a floor (the floors alone when a single seed ran). The rules, in order:
+
+1. "damages utility": RA or TA below Retrain's by more than the tolerance;
+2. "does not forget": UA below Retrain's (it still predicts the forget data), or a conclusive
+   MIA-Efficacy on both sides that differs from Retrain's, by more than the tolerance;
+3. "over-forgets": UA above Retrain's by more than the tolerance (the data's absence shows);
+4. "hides": the outputs match, but the probe reads the forgotten data better than on Retrain,
+   the data comes back in fewer relearning steps than on Retrain, or U-LiRA tells the model
+   from Retrain better than it tells Retrain from another Retrain;
+5. "matches Retrain" otherwise.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import numpy as np
+
+VERDICTS = ("matches Retrain", "hides", "does not forget", "over-forgets", "damages utility")
+# Smallest tolerance per metric (points, or steps for relearning): what one seed cannot tell apart.
+FLOORS = {"ua": 2.0, "ra": 2.0, "ta": 2.0, "mia_efficacy": 5.0, "probe_forget_acc": 5.0, "relearn_steps": 1.0,
+          "ulira_acc": 5.0}
+SPREAD_FACTOR = 2.0
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def tolerances(retrain_rows: list[dict]) -> dict[str, float]:
+    """Per metric: max(2 x Retrain's sample std over seeds, the floor)."""
+    out = {}
+    for key, floor in FLOORS.items():
+        values = [r[key] for r in retrain_rows if _finite(r.get(key))]
+        spread = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+        out[key] = max(SPREAD_FACTOR * spread, floor)
+    return out
+
+
+def verdict(row: dict, ref: dict, tol: dict[str, float]) -> tuple[str, list[str]]:
+    """The verdict of a row against its Retrain row, and the comparisons that decided it."""
+    def gap(key: str) -> float | None:
+        return row[key] - ref[key] if _finite(row.get(key)) and _finite(ref.get(key)) else None
+
+    def said(key: str, label: str, unit: str = "") -> str:
+        return f"{label} {row[key]:.1f}{unit} vs Retrain {ref[key]:.1f}{unit} (tolerance {tol[key]:.1f})"
+
+    damaged = [said(k, k.upper()) for k in ("ra", "ta") if gap(k) is not None and gap(k) < -tol[k]]
+    if damaged:
+        return "damages utility", damaged
+    reasons = []
+    if gap("ua") is not None and gap("ua") < -tol["ua"]:
+        reasons.append(said("ua", "UA"))
+    conclusive = row.get("mia_attack_conclusive") is True and ref.get("mia_attack_conclusive") is True
+    if conclusive and gap("mia_efficacy") is not None and abs(gap("mia_efficacy")) > tol["mia_efficacy"]:
+        reasons.append(said("mia_efficacy", "MIA-Efficacy"))
+    if reasons:
+        return "does not forget", reasons
+    if gap("ua") is not None and gap("ua") > tol["ua"]:
+        return "over-forgets", [said("ua", "UA")]
+    hidden = []
+    if gap("probe_forget_acc") is not None and gap("probe_forget_acc") > tol["probe_forget_acc"]:
+        hidden.append(said("probe_forget_acc", "probe on forgotten data", " %"))
+    if gap("relearn_steps") is not None and gap("relearn_steps") < -tol["relearn_steps"]:
+        hidden.append(said("relearn_steps", "relearn steps"))
+    if gap("ulira_acc") is not None and gap("ulira_acc") > tol["ulira_acc"]:
+        hidden.append(said("ulira_acc", "U-LiRA accuracy", " %"))
+    if hidden:
+        return "hides", hidden
+    return "matches Retrain", []
+
+
+def add_verdicts(rows: list[dict]) -> list[dict]:
+    """Set verdict, verdict_reasons and verdict_tolerances on every row that has a Retrain row to compare with.
+
+    Aggregated rows (seed None) are judged on the seed means and also carry verdict_by_seed, the
+    count of each per-seed verdict ("hides 2/3; matches Retrain 1/3").
+    """
+    per_seed = defaultdict(list)
+    for r in rows:
+        if r["method"] == "retrain" and r.get("seed") is not None:
+            per_seed[(r["model"], r.get("request"))].append(r)
+    refs = {(r["model"], r.get("request"), r.get("seed")): r for r in rows if r["method"] == "retrain"}
+    for row in rows:
+        ref = refs.get((row["model"], row.get("request"), row.get("seed")))
+        if ref is None:
+            continue
+        tol = tolerances(per_seed[(row["model"], row.get("request"))])
+        row["verdict"], reasons = verdict(row, ref, tol)
+        row["verdict_reasons"] = "; ".join(reasons)
+        row["verdict_tolerances"] = ", ".join(f"{k} {v:.1f}" for k, v in tol.items())
+    for row in rows:
+        if row.get("seed", 0) is None and "verdict" in row:
+            seeds = [r.get("verdict") for r in rows if r.get("seed") is not None and r["model"] == row["model"]
+                     and r.get("request") == row.get("request") and r["method"] == row["method"]
+                     and r["epochs"] == row["epochs"] and r.get("verdict")]
+            counts = {v: seeds.count(v) for v in VERDICTS if v in seeds}
+            row["verdict_by_seed"] = "; ".join(f"{v} {n}/{len(seeds)}" for v, n in counts.items())
+    return rows
