@@ -35,7 +35,7 @@ from .runner import MethodRun, count_trainable, effective_plan, method_context, 
 from .train import fit
 
 
-EVIDENCE_VERSION = 2  # raised when the evidence itself changes: finished stages are re-evaluated
+EVIDENCE_VERSION = 3  # raised when the evidence itself changes: finished stages are re-evaluated
 # Keys that evaluation writes: dropped from a re-evaluated row before the new metrics go in.
 EVALUATED_PREFIXES = ("ua", "ra", "ta", "forget_test_acc", "mia_", "challenge_", "probe_", "relearn_", "forget_acc_r")
 

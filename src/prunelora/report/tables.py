@@ -18,6 +18,7 @@ GAP_METRICS = [key for key, _ in ACCURACY_METRICS]
 GAP_LABEL = dict(ACCURACY_METRICS)
 # The evidence table: what separates removed from hidden, at each method's longest budget.
 EVIDENCE = [("verdict", "Verdict"), ("tow", "ToW"), ("probe_forget_acc", "Probe on forgotten (%)"),
+            ("probe_forget_test_acc", "Probe on forgotten classes' test (%)"),
             ("relearn_steps", "Relearn steps"), ("challenge_mia_acc", "Challenge MIA acc (%)"),
             ("ulira_acc", "U-LiRA acc (%)"), ("ulira_auc", "U-LiRA AUC (%)"), ("ulira_tpr_1fpr", "U-LiRA TPR@1%FPR")]
 INCONCLUSIVE = "inconclusive"
@@ -266,7 +267,7 @@ def evidence_caption(rows: list[dict]) -> str:
     tolerances = sorted({r["verdict_tolerances"] for r in rows if r.get("verdict_tolerances")})
     return ("ToW = product over forget, retain, test of (1 - |accuracy - Retrain's| / 100), 1 is Retrain; the probe "
             "is a logistic regression on the frozen penultimate features (trained on half of the test set of every "
-            "class, scored on the forgotten data); relearn steps = full-batch SGD steps on a fixed share of the "
+            "class, scored on the forgotten training samples and on the forgotten classes' other test half); relearn steps = full-batch SGD steps on a fixed share of the "
             "forget set until accuracy on the rest reaches half the original's ('>': not within the cap); the "
             "challenge attack tells forget from unseen losses (50 = ideal); U-LiRA tells the method's shadow "
             "models from Retrain's per example (50 = indistinguishable). Verdict: damages utility (RA or TA below "
