@@ -95,14 +95,9 @@ def shadow_pair(exp: Experiment, name: str, seed: int, pair: int, half: np.ndarr
     args = cfg.model_args.get(name, {})
     key = fingerprint("ulira", 2, name, args, to_dict(cfg)["data"], to_dict(cfg)["pretrain"], to_dict(cfg)["unlearn"],
                       cfg.method_args, seed, pair, cfg.evidence.ulira)
-    folder = exp.seed_dir(seed) / "ulira" / name / f"pair{pair}"
-    found = {}
-    for path in folder.glob(f"*-{key}.npz"):
-        with np.load(path, allow_pickle=False) as data:
-            found.update({(str(m), None if int(e) < 0 else int(e)): data[f"s{i}"]
-                          for i, (m, e) in enumerate(zip(data["methods"], data["epochs"]))})
-    needed = ["retrain-shadow", "original", *cfg.methods]
-    if all(any(m == method for m, _ in found) for method in needed):
+    path = exp.seed_dir(seed) / "ulira" / name / f"pair{pair}" / f"scores-{key}.npz"
+    found = load_scores(path) if path.is_file() else {}
+    if all(any(m == method for m, _ in found) for method in ["retrain-shadow", "original", *cfg.methods]):
         return found
     splits = exp.splits(seed)
     train = splits.train
@@ -129,8 +124,15 @@ def shadow_pair(exp: Experiment, name: str, seed: int, pair: int, half: np.ndarr
         exp.training_sec += sum(run.history.epoch_seconds)
         for snap in run.snapshots:
             out[(method, snap.epochs)] = score(snap.model)
-    save_scores(folder / f"scores-{key}.npz", out)
+    save_scores(path, out)
     return out
+
+
+def load_scores(path: Path) -> dict[tuple[str, int | None], np.ndarray]:
+    """The scores save_scores wrote: (method, epochs or None) -> scores on the target examples."""
+    with np.load(path, allow_pickle=False) as data:
+        return {(str(m), None if int(e) < 0 else int(e)): data[f"s{i}"]
+                for i, (m, e) in enumerate(zip(data["methods"], data["epochs"]))}
 
 
 def save_scores(path: Path, scores: dict[tuple[str, int | None], np.ndarray]) -> None:
