@@ -53,7 +53,7 @@ def readme_commands() -> list[tuple[str, str]]:
             if line == test_line:
                 continue
             for part in line.split(" && "):
-                if part.startswith(("prunelora ", "python -m benchmarks")):
+                if part.startswith(("prunelora ", "python -m benchmarks", "torchrun ")):
                     commands.append(("shell", part))
     return commands
 

@@ -145,7 +145,8 @@ def load_adapter(folder: str | Path) -> nn.Module:
     return PeftModel.from_pretrained(base, str(folder))
 
 
-def save_user_adapter(folder: Path, prepared, plan, wrapped: bool) -> None:
+def save_user_adapter(folder: Path, prepared, plan, wrapped: bool, template: nn.Module | None = None,
+                      removed: dict | None = None) -> None:
     """A user model's adapter under the user's own layer names, with its base, atomically.
 
     prunelora trains the user's model inside a wrapper (`inner.`): the adapter's keys and targets
@@ -156,12 +157,22 @@ def save_user_adapter(folder: Path, prepared, plan, wrapped: bool) -> None:
     from .models.outputs import PREFIX, unwrap
 
     base = unwrap(prepared.adapter_base())
+    if removed:  # remove mode: base and adapter back in the original shapes (methods/reinflate.py)
+        import copy
+
+        from .methods.reinflate import reinflate
+
+        base = reinflate(base, copy.deepcopy(template), removed)
     with io.atomic_dir(folder) as tmp:
         prepared.save_adapters(tmp)
         weights = tmp / "adapter_model.safetensors"
-        if wrapped:
+        if wrapped or removed:
             tensors = {k.replace(f"base_model.model.{PREFIX}", "base_model.model.", 1): v
                        for k, v in load_file(str(weights)).items()}
+            if removed:
+                from .methods.reinflate import reinflated_state
+
+                tensors = reinflated_state(tensors, removed)
             save_file(tensors, str(weights))
         if hasattr(base, "save_pretrained"):
             base.save_pretrained(str(tmp / "base"))

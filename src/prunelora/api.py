@@ -51,29 +51,53 @@ class UnlearnResult:
     epochs: int  # epochs run (fewer than asked when `until` was reached)
     seconds: float
     peak_memory_mb: float
-    memory_kind: str
+    memory_kind: str  # cuda_max_allocated | cpu_tensor_peak (live tensor bytes, comparable with CUDA's)
     forgotten: bool | None  # None without a forget set to check
     target: float  # the forget accuracy (%) at or below which the class counts as forgotten
     warning: str | None = None
     info: dict[str, Any] = field(default_factory=dict)  # surgery facts (pruned channels, ...)
     trainable_params: int = 0
+    rss_growth_mb: float | None = None  # CPU: resident-set growth (allocator and fixed costs included)
     _run: Any = field(default=None, repr=False)
     _wrapped: bool = field(default=False, repr=False)
 
-    def save_adapter(self, folder: str | Path) -> bool:
+    @property
+    def removed_channels(self) -> dict[str, dict[str, list[int]]] | None:
+        """Remove mode: the original indices taken out of each layer ("out"/"in"), in the model's own names."""
+        prepared = self._run.prepared if self._run is not None else None
+        if prepared is None or not prepared.removed:
+            return None
+        from .methods.reinflate import strip
+
+        return strip(prepared.removed, PREFIX if self._wrapped else "")
+
+    def in_original_shapes(self, template: nn.Module) -> nn.Module:
+        """Remove mode: `template` (a copy of the original model, same class) holding this model's function,
+        the removed channels back as exact zeros, so that `save_pretrained` / the user's factory reload it.
+        Other modes: the model itself."""
+        if self.removed_channels is None:
+            return self.model
+        from .methods.reinflate import reinflate
+
+        return reinflate(self.model, template, self.removed_channels)
+
+    def save_adapter(self, folder: str | Path, template: nn.Module | None = None) -> bool:
         """Write the PEFT adapter and the base it applies to (False for methods without adapters).
 
         The base is the model the method left outside the LoRA matrices (pruned, with its
         batch-norm statistics): a `save_pretrained` folder `base/` for Hugging Face models, else
         `base_model.safetensors` (the state dict). `PeftModel.from_pretrained(base, folder)` then
         gives `self.model`'s logits. Names are the user's own (prunelora's wrapper is taken out).
+        In remove mode with `template` (a copy of the original model), base and adapter are written in
+        the original shapes, removed channels as zeros (see in_original_shapes).
         """
         prepared = self._run.prepared if self._run is not None else None
         if prepared is None or prepared.save_adapters is None:
             return False
         from .adapters import save_user_adapter
 
-        save_user_adapter(Path(folder), prepared, self.plan, self._wrapped)
+        removed = self.removed_channels if template is not None else None
+        save_user_adapter(Path(folder), prepared, self.plan, self._wrapped, template, removed)
         return True
 
     def __repr__(self) -> str:
@@ -215,7 +239,7 @@ def unlearn(model: nn.Module, retain: Any, forget: Any | None = None, method: st
                          metrics=metrics, epochs=max(0, history[-1]["epoch"]) if history else 0, seconds=seconds,
                          peak_memory_mb=snapshot.peak_memory_mb, memory_kind=snapshot.memory_kind,
                          forgotten=forgotten, target=target, warning=warning, info=dict(run.info),
-                         trainable_params=run.trainable_params, _run=run,
+                         trainable_params=run.trainable_params, rss_growth_mb=snapshot.rss_growth_mb, _run=run,
                          _wrapped=wrapped)
 
 

@@ -8,7 +8,9 @@ set (with the cached frozen prefix where the method allows it, as ``run_method``
 * seconds per unlearning epoch: the median of the timed epochs of ``History.epoch_seconds``,
   after the warm-up epochs (excluded); the one-off prefix pass is ``History.setup_seconds``;
 * images per second: retain images / median seconds per epoch;
-* peak memory of prepare + fit (CUDA max allocated, or CPU peak resident growth: ``memory_kind``);
+* peak memory of prepare + fit: CUDA's max allocated, or on the CPU the peak of live tensor bytes
+  (metrics/tensor_memory.py), measured in a one-epoch run of its own so that its per-op bookkeeping
+  never slows the timed epochs; beside it the resident-set growth of the timed run (``rss_growth_mb``);
 * FLOPs per training image, counted by ``torch.utils.flop_counter.FlopCounterMode`` over one
   ``fit`` epoch on a single batch of a freshly prepared model, minus the FLOPs of building the
   prefix cache for that batch (reported apart, as a one-off cost per image);
@@ -26,7 +28,6 @@ import argparse
 import dataclasses
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -38,8 +39,8 @@ import torch
 from torch import nn
 
 from . import io, run_folder
-from .errors import UserError, UserErrorParser
-from .machine_load import LoadProbe
+from .errors import UserError
+from .machine import LoadProbe, facts, matmul_flops_per_sec
 
 
 def _paper_unlearning() -> list[str]:
@@ -70,8 +71,9 @@ COLUMNS: list[tuple[str, str, int]] = [
     ("sec_per_epoch", "s/epoch", 3),
     ("images_per_sec", "img/s", 0),
     ("sec_ratio_vs_finetune", "time x finetune", 2),
-    ("peak_memory_mb", "peak MB", 1),
+    ("peak_memory_mb", "tensor peak MB", 1),
     ("memory_ratio_vs_finetune", "mem x finetune", 2),
+    ("rss_growth_mb", "RSS growth MB", 1),
     ("flops_per_image", "train MFLOP/img", 2),
     ("prefix_flops_per_image", "prefix MFLOP/img (once)", 2),
     ("prefix_seconds", "prefix s (once)", 3),
@@ -80,61 +82,6 @@ COLUMNS: list[tuple[str, str, int]] = [
     ("trainable_params", "trainable", 0),
 ]
 _SCALE = {"flops_per_image": 1e-6, "prefix_flops_per_image": 1e-6, "achieved_flops_per_sec": 1e-9, "mfu": 100.0}
-
-
-# -- the machine ------------------------------------------------------------------------------
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        return platform.processor() or platform.machine() or "unknown"
-    return platform.processor() or platform.machine() or "unknown"
-
-
-def machine_info(device: torch.device) -> dict[str, Any]:
-    info = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
-            "device": str(device)}
-    if device.type == "cuda":
-        info["device_name"] = torch.cuda.get_device_name(device)
-        info["cuda"] = torch.version.cuda
-    else:
-        info["device_name"] = info["cpu"]
-    return info
-
-
-def matmul_flops_per_sec(device: torch.device, size: int = 2048, repeats: int = 5) -> dict[str, Any]:
-    """The device's own fp32 dense matmul rate: median of `repeats` timed `a @ b` after one warm-up.
-
-    On the CPU the matmul uses torch's intra-op threads (torch.get_num_threads()), as training does.
-    """
-    from .metrics.cost import synchronize
-
-    g = torch.Generator(device="cpu").manual_seed(0)
-    a = torch.randn(size, size, generator=g).to(device)
-    b = torch.randn(size, size, generator=g).to(device)
-    if device.type == "cuda":  # no TF32: the fp32 rate the training step gets by default
-        allow = torch.backends.cuda.matmul.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        seconds = []
-        for i in range(repeats + 1):
-            synchronize(device)
-            start = time.perf_counter()
-            a @ b
-            synchronize(device)
-            if i:  # the first is a warm-up
-                seconds.append(time.perf_counter() - start)
-    finally:
-        if device.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = allow
-    median = statistics.median(seconds)
-    return {"size": size, "dtype": "float32", "repeats": repeats, "seconds": seconds,
-            "flops_per_matmul": 2 * size**3, "flops_per_sec": 2 * size**3 / median,
-            "threads": torch.get_num_threads()}
 
 
 # -- FLOP counting ----------------------------------------------------------------------------
@@ -162,27 +109,6 @@ def flop_counter():
     from torch.utils.flop_counter import FlopCounterMode
 
     return FlopCounterMode(display=False, custom_mapping=_flop_mapping())
-
-
-# -- data ---------------------------------------------------------------------------------------
-def _has_cifar10(root: Path) -> bool:
-    return any((folder / "test_batch").is_file() for folder in (root / "cifar-10-batches-py", root))
-
-
-def default_data(dataset: str | None, data_root: str | None) -> tuple[str, str | None]:
-    """cifar10 where a copy is at hand (--data-root, $PRUNELORA_DATA, ../shared/data), else digits."""
-    candidates = []
-    if data_root:
-        candidates.append(Path(data_root))
-    if os.environ.get("PRUNELORA_DATA"):
-        candidates.append(Path(os.environ["PRUNELORA_DATA"]))
-    candidates += [Path.cwd().parent / "shared" / "data", Path(__file__).resolve().parents[3] / "shared" / "data"]
-    found = next((c for c in candidates if c.is_dir() and _has_cifar10(c)), None)
-    if dataset is None:
-        dataset = "cifar10" if found is not None else "digits"
-    if dataset == "cifar10" and data_root is None and found is not None:
-        data_root = str(found)
-    return dataset, data_root
 
 
 # -- one measured variant --------------------------------------------------------------------
@@ -218,7 +144,7 @@ def _apply_compile(model: nn.Module, cached: bool) -> str:
 
 def _measure_timing(variant: Variant, original: nn.Module, ctx, config, retain, *, seed: int, epochs: int,
                     channels_last: bool, compile_model: bool, progress: bool, cached: bool = False) -> dict[str, Any]:
-    """The project's run_method without deliverable snapshots: prepare + fit under its MemoryMeter."""
+    """The project's run_method without deliverable snapshots, timed (CPU memory: resident-set growth only)."""
     from .runner import run_method
 
     out: dict[str, Any] = {}
@@ -231,39 +157,59 @@ def _measure_timing(variant: Variant, original: nn.Module, ctx, config, retain, 
 
     run = run_method(variant.method, original, retain, ctx, seed=seed, precision=config.precision,
                      cache_prefix=config.unlearn.cache_prefix, progress=progress, epochs=epochs,
-                     snapshots=False, model_hook=hook)
-    out.update(history=run.history, prepare_seconds=run.surgery_sec, peak_memory_mb=run.peak_memory_mb,
-               memory_kind=run.memory_kind, trainable_params=run.trainable_params,
-               total_params=run.total_params, info=dict(run.prepared.info))
+                     snapshots=False, model_hook=hook, count_tensors=False)
+    out.update(history=run.history, prepare_seconds=run.surgery_sec, rss_growth_mb=run.rss_growth_mb,
+               trainable_params=run.trainable_params, total_params=run.total_params, info=dict(run.prepared.info))
     return out
 
 
-def _count_flops(variant: Variant, original: nn.Module, config, plan, family: str, fresh, retain, *,
-                 seed: int, cache_prefix: bool) -> dict[str, float]:
-    """FLOPs of one training step (suffix only where the prefix is cached) and of the prefix, per image."""
-    from .methods import get_method
+def _measure_memory(variant: Variant, original: nn.Module, ctx, config, retain, *, seed: int,
+                    channels_last: bool) -> tuple[float, str]:
+    """Peak memory of prepare + prefix cache + one epoch (the steady state of every later one): CUDA's
+    max allocated, or the CPU's live tensor bytes."""
+    from .runner import run_method
+
+    def hook(model: nn.Module) -> None:
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+
+    run = run_method(variant.method, original, retain, ctx, seed=seed, precision=config.precision,
+                     cache_prefix=config.unlearn.cache_prefix, progress=False, epochs=1, snapshots=False,
+                     model_hook=hook)
+    return run.peak_memory_mb, run.memory_kind
+
+
+def _count_flops(variant: Variant, original: nn.Module, config, ctx, retain, *, seed: int,
+                 cache_prefix: bool) -> dict[str, float]:
+    """FLOPs per image of one training step (suffix only where the prefix is cached) and of the prefix.
+
+    run_method on one batch for one epoch: the counter opens after surgery (pruning's own forward
+    passes are not training) and the prefix pass is counted apart.
+    """
     from .prefix_cache import PrefixCache
-    from .runner import method_context
-    from .train import fit
+    from .runner import run_method
 
     batch = retain.subset(torch.arange(min(config.unlearn.batch_size, len(retain))))
-    ctx = method_context(config, plan, family, fresh, batch)  # structure does not depend on the data
-    torch.manual_seed(seed)
-    prepared = get_method(variant.method).prepare(original, ctx)
-    prepared.model.to(retain.labels.device)
-    if prepared.after_step is not None:
-        prepared.after_step()
-    prefix_flops = 0
-    if cache_prefix:
-        with flop_counter() as counter:
-            cache = PrefixCache.build(prepared.model, batch)
-        prefix_flops = counter.get_total_flops() if cache is not None else 0
-    with flop_counter() as counter:
-        fit(prepared.model, batch, prepared.optim, 1, seed=seed, after_step=prepared.after_step,
-            objective=prepared.objective,
-            cache_prefix=cache_prefix, precision=config.precision, progress=False)
-    step = counter.get_total_flops() - prefix_flops
-    return {"flops_per_image": step / len(batch), "prefix_flops_per_image": prefix_flops / len(batch),
+    counted: dict[str, Any] = {"prefix": 0}
+    step = flop_counter()
+
+    def hook(model: nn.Module) -> None:
+        if cache_prefix:
+            with flop_counter() as prefix:
+                cache = PrefixCache.build(model, batch)
+            counted["prefix"] = prefix.get_total_flops() if cache is not None else 0
+        step.__enter__()
+        counted["open"] = True
+
+    try:
+        run_method(variant.method, original, batch, dataclasses.replace(ctx, retain=batch), seed=seed,
+                   precision=config.precision, cache_prefix=cache_prefix, progress=False, epochs=1,
+                   snapshots=False, model_hook=hook, count_tensors=False)
+    finally:
+        if counted.get("open"):
+            step.__exit__(None, None, None)
+    total = step.get_total_flops() - counted["prefix"]
+    return {"flops_per_image": total / len(batch), "prefix_flops_per_image": counted["prefix"] / len(batch),
             "flop_batch": len(batch)}
 
 
@@ -292,8 +238,7 @@ def measure_variant(variant: Variant, original: nn.Module, config, plan, family:
     # (imports, kernels, allocator pools), so that the timed run's memory and epochs do not carry it.
     cache_prefix = config.unlearn.cache_prefix and not get_method(variant.method).exact
     try:
-        flops = _count_flops(variant, original, config, plan, family, fresh, retain, seed=seed,
-                             cache_prefix=cache_prefix)
+        flops = _count_flops(variant, original, config, ctx, retain, seed=seed, cache_prefix=cache_prefix)
     except UserError as exc:
         if variant.prune_mode == "remove":  # e.g. the ViT: its pruned layers write into the residual stream
             return _na_row(variant, str(exc), **base)
@@ -310,18 +255,20 @@ def measure_variant(variant: Variant, original: nn.Module, config, plan, family:
         timing = _measure_timing(variant, original, ctx, config, retain, seed=seed, epochs=epochs,
                                  channels_last=channels_last, compile_model=False, progress=progress,
                                  cached=flops["prefix_flops_per_image"] > 0)
+    peak_mb, memory_kind = _measure_memory(variant, original, ctx, config, retain, seed=seed,
+                                           channels_last=channels_last)
     history = timing["history"]
     timed = history.epoch_seconds[warmup_epochs:]
     sec = statistics.median(timed)
     cached = bool(history.cache)
     if cached != (flops["prefix_flops_per_image"] > 0):  # the full set's cache was refused (memory budget)
-        flops = _count_flops(variant, original, config, plan, family, fresh, retain, seed=seed, cache_prefix=cached)
+        flops = _count_flops(variant, original, config, ctx, retain, seed=seed, cache_prefix=cached)
     images_per_sec = len(retain) / sec if sec > 0 else None
     row: dict[str, Any] = {
         "model": variant.model, "method": variant.method, "prune_mode": variant.prune_mode, "status": "ok",
         "sec_per_epoch": sec, "images_per_sec": images_per_sec,
-        "sec_ratio_vs_finetune": None, "peak_memory_mb": timing["peak_memory_mb"],
-        "memory_ratio_vs_finetune": None, "memory_kind": timing["memory_kind"],
+        "sec_ratio_vs_finetune": None, "peak_memory_mb": peak_mb,
+        "memory_ratio_vs_finetune": None, "memory_kind": memory_kind, "rss_growth_mb": timing["rss_growth_mb"],
         "flops_per_image": flops["flops_per_image"],
         "prefix_flops_per_image": flops["prefix_flops_per_image"] if cached else None,
         "prefix_seconds": history.setup_seconds if cached else None,
@@ -389,7 +336,8 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS, methods: Sequence[str]
                   precision: str = "fp32", channels_last: bool = False, compile_model: bool = False,
                   seed: int = 0, matmul_size: int = 2048, matmul_repeats: int = 5,
                   overrides: dict[str, Any] | None = None, out: str | Path | None = "runs/bench",
-                  progress: bool = False, log=None, overwrite: bool = False) -> dict[str, Any]:
+                  progress: bool = False, log=None, overwrite: bool = False,
+                  yaml_path: str | Path | None = None) -> dict[str, Any]:
     """Benchmark every (model, method, prune mode); write bench.json and bench.md under `out` (None: no files).
 
     preset (default $PRUNELORA_PRESET, else cpu) gives the model sizes and, unless train_per_class
@@ -439,9 +387,10 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS, methods: Sequence[str]
     if batch_size is not None:
         unlearn["batch_size"] = batch_size
     base_overrides = _merge({"unlearn": unlearn, "precision": precision, "device": device}, overrides or {})
-    config = resolve(preset=preset, overrides=base_overrides)  # validates sizes, rates, precision, ...
+    config = resolve(preset=preset, yaml_path=yaml_path, overrides=base_overrides)  # validates sizes, rates, ...
     dev = select_device(config.device)
-    dataset, data_root = default_data(dataset, data_root)
+    dataset = dataset or config.data.dataset
+    data_root = data_root or config.data.data_root
     raw = load_dataset(dataset, data_root, allow_download=False)
     splits = class_splits(raw, forget_class, train_per_class, 1, seed, dev)
     retain = splits.retain_train
@@ -467,8 +416,8 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS, methods: Sequence[str]
                     "channels_last": channels_last, "compile": compile_model, "seed": seed,
                     "matmul_size": matmul_size, "overrides": overrides or {}}
         run_folder.claim(out, "bench", identity, overwrite)
-    machine = machine_info(dev)
-    log(f"[bench] {machine['device_name']} ({machine['torch_threads']} threads), {dataset}: "
+    machine = facts(dev)
+    log(f"[bench] {machine['device_name']} ({machine['threads']} threads), {dataset}: "
         f"{len(retain)} retain images, {warmup_epochs} warm-up + {timed_epochs} timed epochs")
     matmul = matmul_flops_per_sec(dev, matmul_size, matmul_repeats)
     log(f"[bench] fp32 matmul {matmul_size}: {matmul['flops_per_sec'] / 1e9:.1f} GFLOP/s")
@@ -483,7 +432,8 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS, methods: Sequence[str]
             for mode in modes:
                 variant = Variant(name, method, mode)
                 cfg = config if mode is None else resolve(
-                    preset=preset, overrides=_merge(base_overrides, {"unlearn": {"prune_mode": mode}}))
+                    preset=preset, yaml_path=yaml_path,
+                    overrides=_merge(base_overrides, {"unlearn": {"prune_mode": mode}}))
                 row = measure_variant(variant, original, cfg, spec.plan, spec.family, builder(name), retain,
                                       seed=seed, warmup_epochs=warmup_epochs, timed_epochs=timed_epochs,
                                       channels_last=channels_last, compile_model=compile_model, progress=progress,
@@ -526,18 +476,20 @@ def _cell(row: dict[str, Any], key: str, digits: int) -> str:
 
 
 def markdown(results: dict[str, Any]) -> str:
+    from .report.tables import memory_note
+
     m, s, mm = results["machine"], results["settings"], results["matmul"]
-    kinds = sorted({r["memory_kind"] for r in results["rows"] if r.get("memory_kind")})
     lines = [
         "# Unlearning speed and memory",
         "",
-        f"Machine: {m['device_name']} ({m['device']}), {m['torch_threads']} torch threads, "
+        f"Machine: {m['device_name']} ({m['device']}), {m['threads']} torch threads, "
         f"torch {m['torch']}, CPU {m['cpu']}.",
         f"fp32 matmul {mm['size']}x{mm['size']}: {mm['flops_per_sec'] / 1e9:.2f} GFLOP/s (median of {mm['repeats']}).",
         f"Data: {s['dataset']}, {s['retain_images']} retain images {tuple(s['image_shape'])}, batch {s['batch_size']}, "
         f"{s['precision']}; {s['warmup_epochs']} warm-up + {s['timed_epochs']} timed epochs (median). "
         f"channels_last {'on' if s['channels_last'] else 'off'}, compile {'on' if s['compile'] else 'off'}.",
-        f"Peak memory: {', '.join(kinds) or 'n/a'} of prepare + fit. FLOPs: FlopCounterMode over one training "
+        f"Peak memory: {memory_note(results['rows'])}, of prepare + prefix cache + one epoch (a run of its own); "
+        "RSS growth: of the timed run (allocator and fixed costs included). FLOPs: FlopCounterMode over one training "
         "step (forward + backward; the cached prefix excluded and shown apart as a one-off cost per image).",
     ]
     load = results.get("machine_load") or {}
@@ -568,81 +520,50 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 # -- command line --------------------------------------------------------------------------------
-def _names(text: str) -> list[str]:
-    return [v.strip() for v in text.split(",") if v.strip()]
+def build_arg_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The bench subcommand's options: the run, data and model options every command shares (cli.py), and
+    the benchmark's own. Sizes, learning rates and architecture arguments come from the config like
+    everywhere else (--preset, --config, --set model_args.resnet18.width=16, --set unlearn.lora_dropout=0)."""
+    from .cli import _data, _general, _models, _names
 
-
-def _model_arg(text: str) -> tuple[str, str, Any]:
-    import yaml
-
-    if "=" not in text or "." not in text.split("=", 1)[0]:
-        raise argparse.ArgumentTypeError(f"expected MODEL.KEY=VALUE (e.g. vit.depth=6), got '{text}'")
-    key, raw = text.split("=", 1)
-    model, field = key.split(".", 1)
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError:
-        value = raw
-    return model.strip(), field.strip(), value
-
-
-def build_arg_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    """Add the benchmark's options to `parser` (e.g. a CLI subcommand), or return a new parser."""
-    if parser is None:
-        parser = UserErrorParser(prog="python -m benchmarks.unlearn_speed",
-                         description="Seconds per unlearning epoch, images/s, peak memory and FLOPs of each method.")
+    _general(parser, training=True)
+    _data(parser, from_checkpoint=False)
+    _models(parser)
     g = parser.add_argument_group("benchmark")
-    g.add_argument("--models", type=_names, default=list(DEFAULT_MODELS),
-                   help="comma-separated registry names (default resnet18,vit)")
-    g.add_argument("--model-arg", action="append", type=_model_arg, default=[], metavar="MODEL.KEY=VALUE",
-                   help="architecture argument over the cpu preset's (resnet18 width 8; vit depth 4, dim 64, "
-                        "heads 2, mlp_dim 128), e.g. --model-arg vit.depth=6; repeatable")
-    g.add_argument("--methods", type=_names, default=list(DEFAULT_METHODS),
-                   help="comma-separated (default finetune,prune-finetune,lora,prunelora)")
+    g.add_argument("--methods", type=_names, help=f"comma-separated retain-only methods (default "
+                                                  f"{','.join(DEFAULT_METHODS)})")
     g.add_argument("--prune-modes", type=_names, default=list(PRUNE_MODES),
-                   help="prune modes of prune-finetune and prunelora (default mask,remove)")
-    g.add_argument("--dataset", help="digits | cifar10 | cifar100 (default cifar10 where a copy is at hand, else digits)")
-    g.add_argument("--data-root", help="folder holding the dataset (default $PRUNELORA_DATA, else ../shared/data)")
-    g.add_argument("--train-per-class", type=int,
-                   help=f"class-balanced training subset per class (default the preset's; cpu: "
-                        f"{DEFAULT_TRAIN_PER_CLASS})")
-    g.add_argument("--preset", help="model sizes and subset: cpu (default, or $PRUNELORA_PRESET) | smoke | paper")
-    g.add_argument("--forget-class", type=int, default=3, help="class left out of the retain set (default 3)")
-    g.add_argument("--device", default="auto", help="auto (default) | cpu | cuda")
-    g.add_argument("--epochs", type=int, default=3, help="timed epochs, median reported (default 3, at least 3)")
+                   help="prune modes of the pruning methods (default mask,remove)")
+    g.add_argument("--epochs", type=int, default=3, dest="timed_epochs",
+                   help="timed epochs, median reported (default 3, at least 3)")
     g.add_argument("--warmup-epochs", type=int, default=1, help="untimed warm-up epochs (default 1)")
-    g.add_argument("--batch-size", type=int, help="unlearning batch size (default the config's, 128)")
-    g.add_argument("--precision", default="fp32", help="fp32 (default) | bf16 (CUDA autocast)")
-    g.add_argument("--channels-last", action="store_true", help="channels_last memory format for model and data")
+    g.add_argument("--channels-last", action="store_true", help="channels-last memory format (the config's "
+                                                                "channels_last)")
     g.add_argument("--compile", action="store_true", help="torch.compile the prepared model (failures are reported)")
-    g.add_argument("--threads", type=int, help="torch intra-op threads (default: the cores available to the process)")
-    g.add_argument("--seed", type=int, default=0)
     g.add_argument("--matmul-size", type=int, default=2048, help="side of the fp32 matmul reference (default 2048)")
-    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="bench_set",
-                   help="any RunConfig field by dotted name, e.g. --set unlearn.lora_dropout=0")
-    g.add_argument("--out", default="runs/bench", help="output folder for bench.json and bench.md (default runs/bench)")
-    g.add_argument("--overwrite", action="store_true", help="replace another run's results in --out (default: refuse)")
-    g.add_argument("--progress", action="store_true", help="show per-epoch progress bars")
     return parser
 
 
 def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Run the benchmark for parsed options (raises UserError on user mistakes)."""
-    from .config import parse_dotted
+    from .cli import overrides
+    from .config import resolve
+    from .machine import set_threads
 
-    model_args: dict[str, dict[str, Any]] = {}
-    for model, field, value in args.model_arg:
-        model_args.setdefault(model, {})[field] = value
-    from .machine_load import set_threads
-
-    set_threads(args.threads)
+    flags = overrides(args)
+    config = resolve(yaml_path=args.config, overrides=flags)  # the shared flags, checked once
+    set_threads(config.threads)
+    asked = flags.get("model_args") or {}
     return run_benchmark(
-        args.models, args.methods, model_args=model_args, dataset=args.dataset, data_root=args.data_root,
-        train_per_class=args.train_per_class, preset=args.preset, forget_class=args.forget_class, device=args.device,
-        warmup_epochs=args.warmup_epochs, timed_epochs=args.epochs, prune_modes=args.prune_modes,
-        batch_size=args.batch_size, precision=args.precision, channels_last=args.channels_last,
-        compile_model=args.compile, seed=args.seed, matmul_size=args.matmul_size,
-        overrides=parse_dotted(args.bench_set), out=args.out, progress=args.progress, overwrite=args.overwrite)
+        config.models, args.methods or DEFAULT_METHODS, model_args={m: asked[m] for m in config.models if m in asked},
+        dataset=config.data.dataset, data_root=config.data.data_root, train_per_class=config.data.train_per_class,
+        preset=config.preset, forget_class=config.data.forget_class, device=config.device,
+        warmup_epochs=args.warmup_epochs, timed_epochs=args.timed_epochs, prune_modes=args.prune_modes,
+        precision=config.precision, channels_last=args.channels_last or config.channels_last,
+        compile_model=args.compile, seed=config.seeds[0], matmul_size=args.matmul_size,
+        overrides={k: v for k, v in flags.items() if k not in ("out", "models", "methods", "model_args")},
+        out=config.out or "runs/bench", progress=not args.no_progress, overwrite=args.overwrite,
+        yaml_path=args.config)
 
 
 def report(results: dict[str, Any]) -> int:
@@ -654,13 +575,10 @@ def report(results: dict[str, Any]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse, run, print the Markdown table; user mistakes print one line and return 2."""
-    try:
-        results = run_from_args(build_arg_parser().parse_args(argv))
-    except UserError as exc:
-        print(f"prunelora bench: error: {exc}", file=sys.stderr)
-        return 2
-    return report(results)
+    """`prunelora bench ...` (also `python -m benchmarks.unlearn_speed ...`)."""
+    from .cli import main as cli_main
+
+    return cli_main(["bench", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ def _names(text: str) -> list[str]:
 def _general(parser: argparse.ArgumentParser, training: bool) -> None:
     g = parser.add_argument_group("run")
     g.add_argument("--config", help="YAML file with any RunConfig fields")
-    g.add_argument("--preset", help="smoke | cpu (default, or $PRUNELORA_PRESET) | paper")
+    g.add_argument("--preset", help="smoke | cpu (default, or $PRUNELORA_PRESET) | gpu | paper")
     g.add_argument("--device", help="auto (default) | cpu | cuda")
     if training:
         g.add_argument("--precision", help="fp32 (default) | bf16 (CUDA autocast)")
@@ -247,7 +247,12 @@ def chosen_method(args: argparse.Namespace) -> str | None:
 
 
 def _run(argv: list[str] | None) -> int:
+    from . import distributed
+
     args = build_parser().parse_args(argv)
+    if distributed.launched() and args.command in ("bench", "plan"):
+        raise UserError(f"'{args.command}' runs in one process: start it without torchrun")
+    distributed.setup(getattr(args, "device", None) or "auto")
     if args.command == "bench":
         from .bench import report, run_from_args
 
@@ -265,6 +270,8 @@ def _run(argv: list[str] | None) -> int:
                            overwrite=args.overwrite, progress=not args.no_progress,
                            model=getattr(args, "model", None), weights=getattr(args, "weights", None),
                            mean=getattr(args, "mean", None), std=getattr(args, "std", None))
+    if not distributed.is_main():  # rank 0 reports
+        return 0
     for warning in results.get("warnings", []):
         print(f"prunelora: warning: {warning}", file=sys.stderr)
     print(markdown_table(results["rows"], results=results))
@@ -273,14 +280,19 @@ def _run(argv: list[str] | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import distributed
+
     try:
         return _run(argv)
     except UserError as exc:
-        print(f"prunelora: error: {exc}", file=sys.stderr)
+        if distributed.is_main():
+            print(f"prunelora: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("prunelora: interrupted; finished stages are kept and a rerun resumes from them", file=sys.stderr)
         return 130
+    finally:
+        distributed.shutdown()
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from . import io, run_folder
 from .adapters import checkpoint_meta, load_checkpoint
 from .config import RunConfig, _merge, fingerprint, load_yaml, resolve
 from .errors import UserError
-from .machine_load import LoadProbe, set_threads
+from .machine import LoadProbe, set_threads
 from .methods import get_method, method_names
 from .pipeline import Experiment, describe_model, finish, make_row, select_device
 
@@ -208,7 +208,7 @@ def _run_user_model(command: str, yaml_path: str | None, flags: dict[str, Any], 
     exp = Experiment(config, select_device(config.device), progress, probe=probe, registry_models=False)
     check_user_run(exp, user, mean, std)
     run_folder.claim(config.out, command, identity, overwrite)
-    return finish(exp, user_rows(exp, user, mean, std), started)
+    return finish(exp, user_rows(exp, user, mean, std, started), started)
 
 
 def plan(yaml_path: str | None, flags: dict[str, Any], *, checkpoint: str | None = None, model: str | None = None,

@@ -31,9 +31,47 @@ def _umask() -> int:
     return mask
 
 
+SCRATCH_PREFIX = ".prunelora-rank-"
+
+
+def _private(path: str | Path) -> bool:
+    """Inside a scratch folder of this rank (a write nested in another): written there as usual."""
+    return any(part.startswith(SCRATCH_PREFIX) for part in Path(path).parts)
+
+
+@contextmanager
+def _elsewhere_unless_main(suffix: str, directory: bool):
+    """On a rank other than 0 of a torchrun: a scratch path that is thrown away (only rank 0 writes)."""
+    scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
+    try:
+        target = scratch / ("d" if directory else "f" + suffix)
+        if directory:
+            target.mkdir()
+        yield target
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 @contextmanager
 def atomic_path(path: str | Path, suffix: str = ""):
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+
+    Under torchrun only rank 0 writes, and every rank waits until it has (distributed.py).
+    """
+    from . import distributed
+
+    if not distributed.is_main() and not _private(path):
+        with _elsewhere_unless_main(suffix, directory=False) as tmp:
+            yield tmp
+        distributed.barrier()
+        return
+    with _atomic_path(path, suffix) as tmp:
+        yield tmp
+    distributed.barrier()
+
+
+@contextmanager
+def _atomic_path(path: str | Path, suffix: str):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
@@ -66,7 +104,21 @@ def _json_default(value: Any) -> Any:
 
 @contextmanager
 def atomic_dir(path: str | Path):
-    """Yield a temporary folder beside `path`; it replaces `path` only if the block succeeds."""
+    """Yield a temporary folder beside `path`; it replaces `path` only if the block succeeds (rank 0 only)."""
+    from . import distributed
+
+    if not distributed.is_main() and not _private(path):
+        with _elsewhere_unless_main("", directory=True) as tmp:
+            yield tmp
+        distributed.barrier()
+        return
+    with _atomic_dir(path) as tmp:
+        yield tmp
+    distributed.barrier()
+
+
+@contextmanager
+def _atomic_dir(path: str | Path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))

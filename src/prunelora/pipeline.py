@@ -25,7 +25,7 @@ from .data.scenarios import request_splits, requests_of
 from .errors import UserError
 from .methods import get_method, resolve_recipe
 from .methods.pruning import matching_modules, removal_blocker
-from .machine_load import LoadProbe
+from .machine import LoadProbe, facts
 from .metrics.cost import MemoryMeter
 from .metrics.evaluate import SPLITS, collect_logits, metrics_from_logits, model_evidence, set_accuracy
 from .metrics.summary import add_retrain_gap, aggregate_seeds
@@ -35,7 +35,7 @@ from .runner import MethodRun, count_trainable, effective_plan, method_context, 
 from .train import fit
 
 
-EVIDENCE_VERSION = 3  # raised when the evidence itself changes: finished stages are re-evaluated
+EVIDENCE_VERSION = 4  # raised when the evidence itself changes: finished stages are re-evaluated
 # Keys that evaluation writes: dropped from a re-evaluated row before the new metrics go in.
 EVALUATED_PREFIXES = ("ua", "ra", "ta", "forget_test_acc", "mia_", "challenge_", "probe_", "relearn_", "forget_acc_r")
 
@@ -249,11 +249,12 @@ class Experiment:
         settings = resolve_recipe(cfg.pretrain, get_spec(name, args).family)
         with MemoryMeter(self.device) as meter:
             history = fit(model, data, settings, cfg.pretrain.epochs, seed=seed, precision=cfg.precision,
-                          desc=desc, progress=self.progress)
+                          channels_last=cfg.channels_last, desc=desc, progress=self.progress,
+                          on_epoch_end=lambda epoch, history: meter.stop_counting_tensors())
         self.training_sec += sum(history.epoch_seconds)
         training = {"sec_per_epoch": sum(history.epoch_seconds) / len(history.epoch_seconds),
                     "total_sec": history.seconds_until(len(history.epoch_seconds)),
-                    "peak_memory_mb": meter.final_mb, "memory_kind": meter.kind,
+                    "peak_memory_mb": meter.final_mb, "memory_kind": meter.kind, "rss_growth_mb": meter.final_rss_mb,
                     "trainable_params": count_trainable(model)}
         return model, training
 
@@ -302,7 +303,8 @@ class Experiment:
         return [make_row(name, "original", None, metrics, sec_per_epoch=training["sec_per_epoch"],
                          total_sec=training["total_sec"], peak_memory_mb=training["peak_memory_mb"],
                          trainable_params=training["trainable_params"], seed=seed, params=params,
-                         memory_kind=training["memory_kind"], model_desc=describe_model(name, args, params),
+                         memory_kind=training["memory_kind"], rss_growth_mb=training.get("rss_growth_mb"),
+                         model_desc=describe_model(name, args, params),
                          logits_file=str(logits.relative_to(self.out)), **self.request_fields(seed, request))]
 
     def stage(self, name: str, method: str, start: nn.Module, start_key: str, seed: int,
@@ -329,7 +331,7 @@ class Experiment:
                         io.write_json(marker, {**saved, "evidence": self.evidence_key()})
                     return saved["rows"], lambda: self._load_final(final_file), key
             except ValueError:
-                marker.unlink()  # a damaged marker: run the stage again
+                marker.unlink(missing_ok=True)  # a damaged marker: run the stage again
         started = time.perf_counter()
         splits = self.splits(seed, request)
         spec = get_spec(name, args)
@@ -345,6 +347,7 @@ class Experiment:
                              splits.forget_classes or None)
         start_model = start()
         run = run_method(method, start_model, splits.retain_train, ctx, seed=seed, precision=cfg.precision,
+                         channels_last=cfg.channels_last,
                          cache_prefix=cfg.unlearn.cache_prefix, progress=self.progress,
                          on_epoch=forgotten_at(cfg.unlearn.until_forget_acc, splits.forget_train))
         self.training_sec += sum(run.history.epoch_seconds)
@@ -408,7 +411,7 @@ class Experiment:
             rows.append(make_row(name, run.method, snap.epochs, metrics, sec_per_epoch=snap.sec_per_epoch,
                                  total_sec=snap.total_sec, peak_memory_mb=snap.peak_memory_mb,
                                  trainable_params=run.trainable_params, seed=seed, params=params,
-                                 memory_kind=snap.memory_kind, model_desc=describe_model(name, args, params),
+                                 memory_kind=snap.memory_kind, rss_growth_mb=snap.rss_growth_mb, model_desc=describe_model(name, args, params),
                                  logits_file=str(logits.relative_to(self.out)),
                                  **self.request_fields(seed, request),
                                  **{k: v for k, v in run.info.items() if isinstance(v, (int, float, str, bool))}))
@@ -469,7 +472,7 @@ def finish(exp: Experiment, rows: list[dict], started: float, partial: bool = Fa
     seed = exp.config.seeds[0]
     reached = max((r for s, r in exp._splits if s == seed), default=1)  # the latest request measured
     sizes = {name: len(part) for name, part in exp.splits(seed, reached).named().items()}
-    results = {"config": to_dict(exp.config), "rows": rows, "environment": environment(exp.device),
+    results = {"config": to_dict(exp.config), "rows": rows, "environment": facts(exp.device),
                **time_split(elapsed, exp.training_sec),
                "wall_sec": elapsed + exp.reused_sec, "elapsed_sec": elapsed,
                "reused": {"stages": exp.reused_stages, "sec": exp.reused_sec},
@@ -494,23 +497,3 @@ def time_split(wall_sec: float, training_sec: float) -> dict[str, Any]:
     return {"wall_sec": wall_sec, "time_split": {
         "training_steps_sec": training_sec, "other_sec": other,
         "other_share": other / wall_sec if wall_sec > 0 else None}}
-
-
-def environment(device: torch.device) -> dict[str, Any]:
-    import platform
-
-    import peft
-    import sklearn
-
-    from . import __version__
-
-    env = {"prunelora": __version__, "python": platform.python_version(), "torch": torch.__version__,
-           "peft": peft.__version__, "sklearn": sklearn.__version__, "device": str(device),
-           "threads": torch.get_num_threads(), "platform": platform.platform()}
-    if device.type == "cuda":
-        env["gpu"] = torch.cuda.get_device_name(device)
-    else:
-        from .bench import cpu_model
-
-        env["cpu"] = cpu_model()
-    return env

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from . import distributed
 from .data import ImageSet, to_float
 
 FALLBACK_BUDGET_BYTES = 2 * 2**30
@@ -101,10 +102,14 @@ class PrefixCache:
             budget = cache_budget_bytes(data.labels.device) if budget_bytes is None else budget_bytes
             if probe.numel() * probe.element_size() * len(data) > budget:
                 return None  # fall back to the plain path
-            features = torch.empty((len(data),) + tuple(probe.shape[1:]), dtype=probe.dtype, device=probe.device)
-            for start in range(0, len(data), batch_size):
-                x = to_float(data.images[start:start + batch_size])
+            n = len(data)
+            rows = distributed.shard_slice(n)  # under torchrun each rank computes its shard, then all gather
+            mine = data.subset(torch.arange(n)[rows]) if distributed.active() else data
+            features = torch.empty((len(mine),) + tuple(probe.shape[1:]), dtype=probe.dtype, device=probe.device)
+            for start in range(0, len(mine), batch_size):
+                x = to_float(mine.images[start:start + batch_size])
                 for stage in prefix:
                     x = stage(x)
                 features[start:start + batch_size] = x
+            features = distributed.gather_rows(features, n)
         return cls(features, cut, stages[cut:])

@@ -50,7 +50,14 @@ def claim(out: str | Path, command: str, identity: dict[str, Any], overwrite: bo
 
     identity: everything that decides the run's results (the configuration without its output
     folder, the checkpoint's digest, ...). Raises UserError, having written nothing, on refusal.
+    Under torchrun rank 0 decides and every rank gets its answer.
     """
+    from . import distributed
+
+    return distributed.on_main(lambda: _claim(out, command, identity, overwrite))
+
+
+def _claim(out: str | Path, command: str, identity: dict[str, Any], overwrite: bool) -> Path:
     out = Path(out)
     key = fingerprint(command, identity)
     previous = _previous(out) if out.is_dir() else None

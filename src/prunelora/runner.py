@@ -32,6 +32,7 @@ class Snapshot:
     total_sec: float
     peak_memory_mb: float
     memory_kind: str
+    rss_growth_mb: float | None = None  # CPU: resident-set growth, the second, allocator-bound figure
 
 
 @dataclass
@@ -46,6 +47,7 @@ class MethodRun:
     peak_memory_mb: float
     memory_kind: str
     info: dict[str, Any] = field(default_factory=dict)
+    rss_growth_mb: float | None = None
 
 
 def count_trainable(model: nn.Module) -> int:
@@ -79,22 +81,28 @@ def method_context(config: RunConfig, plan: LayerPlan, family: str, fresh_model,
 
 
 def run_method(name: str, original: nn.Module, retain: ImageSet, ctx: MethodContext, *, seed: int,
-               precision: str = "fp32", cache_prefix: bool = True, progress: bool = True,
+               precision: str = "fp32", channels_last: bool = False, cache_prefix: bool = True,
+               progress: bool = True,
                epochs: int | None = None, snapshots: bool = True,
                model_hook: Callable[[nn.Module], None] | None = None,
-               on_epoch: Callable[[int, nn.Module], bool] | None = None) -> MethodRun:
+               on_epoch: Callable[[int, nn.Module], bool] | None = None,
+               count_tensors: bool = True) -> MethodRun:
     """Prepare the method, train it once for its longest budget, snapshot the deliverable at each budget.
 
     epochs overrides the length of the run; snapshots=False skips the deliverables (benchmarks);
     model_hook(model) runs after surgery, before training (memory format, torch.compile);
     on_epoch(epoch, model) runs after every epoch and may stop the run (True), whose deliverable
     is then snapshot at that epoch. A method that does not train (budget [0]) is snapshot once.
+    count_tensors=False measures CPU memory as resident-set growth only (no per-op bookkeeping:
+    the benchmark times epochs that way and measures the tensor peak in a run of its own); with it,
+    the CPU tensor peak covers surgery, the prefix cache and the first epoch (whose allocations every
+    later epoch repeats), so its bookkeeping slows the first epoch only.
     The objective draws from ctx.forget where it uses the forget set.
     """
     method = get_method(name)
     device = retain.labels.device
     taken: list[Snapshot] = []
-    with MemoryMeter(device) as meter:
+    with MemoryMeter(device, count_tensors=count_tensors) as meter:
         start = time.perf_counter()
         torch.manual_seed(seed)
         prepared = method.prepare(original, ctx)
@@ -105,6 +113,7 @@ def run_method(name: str, original: nn.Module, retain: ImageSet, ctx: MethodCont
         budgets = sorted(set(prepared.epochs)) if snapshots else []
 
         def on_epoch_end(epoch: int, history: History) -> bool:
+            meter.stop_counting_tensors()  # epoch 1 holds the peak: later epochs repeat its allocations
             stop = bool(on_epoch(epoch, prepared.model)) if on_epoch is not None else False
             if snapshots and (epoch in budgets or stop):
                 take(epoch, history)
@@ -118,6 +127,7 @@ def run_method(name: str, original: nn.Module, retain: ImageSet, ctx: MethodCont
                 total_sec=surgery_sec + history.seconds_until(epoch),
                 peak_memory_mb=meter.peak_mb(),
                 memory_kind=meter.kind,
+                rss_growth_mb=meter.rss_growth_mb(),
             ))
 
         if prepared.after_step is not None:
@@ -127,10 +137,11 @@ def run_method(name: str, original: nn.Module, retain: ImageSet, ctx: MethodCont
             history = History()
             if snapshots:
                 taken.append(Snapshot(None, prepared.deliver(prepared.model), None, surgery_sec, meter.peak_mb(),
-                                      meter.kind))
+                                      meter.kind, meter.rss_growth_mb()))
         else:
             history = fit(prepared.model, retain, prepared.optim, length, seed=seed,
                           after_step=prepared.after_step, on_epoch_end=on_epoch_end, precision=precision,
+                          channels_last=channels_last,
                           cache_prefix=cache_prefix and not method.exact, desc=name, progress=progress,
                           objective=prepared.objective, forget=ctx.forget)
     info = dict(prepared.info)
@@ -140,4 +151,4 @@ def run_method(name: str, original: nn.Module, retain: ImageSet, ctx: MethodCont
         info["prefix_cache_sec"] = history.setup_seconds
     final = taken[-1].model if taken else prepared.model
     return MethodRun(name, taken, count_trainable(prepared.model), sum(p.numel() for p in final.parameters()),
-                     prepared, history, surgery_sec, meter.final_mb, meter.kind, info)
+                     prepared, history, surgery_sec, meter.final_mb, meter.kind, info, meter.final_rss_mb)

@@ -20,8 +20,9 @@ from tqdm.auto import tqdm
 if TYPE_CHECKING:
     from .objectives import Objective
 
+from . import distributed
 from .data import ImageSet
-from .metrics.cost import synchronize
+from .machine import synchronize
 from .prefix_cache import PrefixCache
 
 
@@ -81,7 +82,7 @@ def autocast(device: torch.device, precision: str):
 def fit(model: nn.Module, data: ImageSet, settings: OptimSettings, epochs: int, *, seed: int,
         after_step: Callable[[], None] | None = None,
         on_epoch_end: Callable[[int, History], bool | None] | None = None,
-        cache_prefix: bool = False, precision: str = "fp32", desc: str = "train",
+        cache_prefix: bool = False, precision: str = "fp32", channels_last: bool = False, desc: str = "train",
         progress: bool = True, objective: Objective | None = None, forget: ImageSet | None = None) -> History:
     """Train the parameters of `model` that require grad for `epochs` epochs.
 
@@ -98,6 +99,8 @@ def fit(model: nn.Module, data: ImageSet, settings: OptimSettings, epochs: int, 
     if objective.uses_forget and (forget is None or len(forget) == 0):
         raise ValueError(f"objective '{objective.name}' needs a non-empty forget set")
     device = data.labels.device
+    if channels_last:  # convolutions then run channels-last whatever the input's layout
+        model.to(memory_format=torch.channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(settings, params)
     generator = torch.Generator().manual_seed(seed)
@@ -124,7 +127,8 @@ def fit(model: nn.Module, data: ImageSet, settings: OptimSettings, epochs: int, 
         optimizer, lambda step: lr_factor(settings, step, total_steps, steps_per_epoch))
     model.train()
 
-    bar = tqdm(range(1, epochs + 1), desc=desc, leave=False, disable=not progress, unit="epoch")
+    bar = tqdm(range(1, epochs + 1), desc=desc, leave=False, disable=not progress or not distributed.is_main(),
+               unit="epoch")
     for epoch in bar:
         synchronize(device)
         start = time.perf_counter()
@@ -132,7 +136,9 @@ def fit(model: nn.Module, data: ImageSet, settings: OptimSettings, epochs: int, 
         seen = 0
         for loss_value, samples in objective.steps(forward, feed, Progress(epoch, epochs)):
             optimizer.zero_grad(set_to_none=True)
-            loss_value.backward()
+            weight = distributed.shard_weight(samples) if distributed.active() else 1.0
+            (loss_value * weight if weight != 1.0 else loss_value).backward()
+            distributed.average_gradients(params)  # under torchrun: the global batch's gradient
             optimizer.step()
             scheduler.step()
             if after_step is not None:

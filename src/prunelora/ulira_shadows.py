@@ -119,7 +119,7 @@ def shadow_pair(exp: Experiment, name: str, seed: int, pair: int, half: np.ndarr
     runs += [(m, pair_seed(seed, pair, 2 if m == "retrain" else 0)) for m in cfg.methods]
     for method, run_seed in runs:
         run = run_method("retrain" if method == "retrain-shadow" else method, original, retain, ctx,
-                         seed=run_seed, precision=cfg.precision, cache_prefix=cfg.unlearn.cache_prefix,
+                         seed=run_seed, precision=cfg.precision, channels_last=cfg.channels_last, cache_prefix=cfg.unlearn.cache_prefix,
                          progress=exp.progress)
         exp.training_sec += sum(run.history.epoch_seconds)
         for snap in run.snapshots:

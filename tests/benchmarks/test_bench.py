@@ -57,7 +57,8 @@ def test_every_column_for_every_method(results):
             continue
         for key in ALWAYS:
             assert row[key] is not None and row[key] > 0, (row["model"], row["method"], key)
-        assert row["peak_memory_mb"] is not None and row["memory_kind"] == "cpu_peak_rss_growth"
+        assert row["peak_memory_mb"] > 0 and row["memory_kind"] == "cpu_tensor_peak"
+        assert row["rss_growth_mb"] is not None and row["rss_growth_mb"] >= 0
         assert len(row["timed_epoch_seconds"]) == 1 and len(row["warmup_epoch_seconds"]) == 1
         assert row["images_per_sec"] == pytest.approx(row["retain_images"] / row["sec_per_epoch"])
         assert row["achieved_flops_per_sec"] == pytest.approx(row["flops_per_image"] * row["images_per_sec"])
@@ -110,7 +111,7 @@ def test_files_and_machine(results):
     out = results["out"]
     saved = json.loads((out / bench.BENCH_FILE).read_text())
     assert len(saved["rows"]) == len(results["rows"])
-    for key in ("cpu", "torch_threads", "torch", "device_name"):
+    for key in ("cpu", "threads", "torch", "device_name", "peft"):
         assert saved["machine"][key]
     assert saved["matmul"]["flops_per_sec"] > 0
     table = (out / bench.TABLE_FILE).read_text()
@@ -147,23 +148,26 @@ def test_user_mistakes_raise_user_error(kwargs, match, tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_cli_parser_and_exit_code(capsys):
-    parser = bench.build_arg_parser(argparse.ArgumentParser())
-    args = parser.parse_args(["--models", "vit", "--model-arg", "vit.depth=2", "--channels-last"])
-    assert args.models == ["vit"] and args.model_arg == [("vit", "depth", 2)] and args.channels_last
-    assert args.epochs == 3 and args.warmup_epochs == 1 and not args.compile
+def test_cli_shares_the_commands_options_and_exit_code(capsys):
+    """bench parses with the same run/data/model options as every command, plus its own."""
+    from prunelora.cli import build_parser, overrides
+
+    args = build_parser().parse_args(["bench", "--models", "vit", "--set", "model_args.vit.depth=2",
+                                      "--channels-last", "--preset", "smoke", "--seed", "1"])
+    assert args.models == ["vit"] and args.channels_last and args.timed_epochs == 3 and args.warmup_epochs == 1
+    assert overrides(args)["model_args"] == {"vit": {"depth": 2}} and "unlearn" not in overrides(args)
     assert bench.main(["--models", "nope"]) == 2
     assert "unknown model" in capsys.readouterr().err
     assert bench.main(["--bogus"]) == 2
 
+def test_default_dataset_is_the_configs_and_no_checkout_path_is_baked_in(monkeypatch):
+    """The installed package never looks for data relative to its own source checkout."""
+    import inspect
 
-def test_default_dataset(tmp_path, monkeypatch):
-    assert bench.default_data("digits", None) == ("digits", None)
-    (tmp_path / "cifar-10-batches-py").mkdir()
-    (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(b"")
-    assert bench.default_data(None, str(tmp_path)) == ("cifar10", str(tmp_path))
-    monkeypatch.setenv("PRUNELORA_DATA", str(tmp_path))
-    assert bench.default_data(None, None) == ("cifar10", str(tmp_path))
+    source = inspect.getsource(bench)
+    assert "parents[" not in source and "shared/data" not in source and "\"shared\"" not in source
+    monkeypatch.delenv("PRUNELORA_DATA", raising=False)
+    assert bench.build_arg_parser(argparse.ArgumentParser()).parse_args([]).dataset is None  # -> config's digits
 
 
 def test_bench_records_the_load_and_never_writes_over_another_run(tmp_path):

@@ -1,6 +1,7 @@
-"""The folded conv LoRA (one conv of W + s·BA) computes exactly what PEFT's three-conv form does."""
+"""The folded conv LoRA (one conv of W + s·BA; with dropout, two) computes exactly what PEFT's three-conv form does."""
 import copy
 
+import pytest
 import torch
 from peft.tuners.lora.layer import Conv2d as PeftConv2d
 
@@ -8,12 +9,12 @@ from prunelora.methods.lora import attach_lora, merged_copy
 from prunelora.models import build_model, get_spec
 
 
-def _pair():
+def _pair(dropout: float = 0.0):
     torch.manual_seed(0)
     model = build_model("resnet18", 10, 3, 16, (0.5,) * 3, (0.25,) * 3, {"width": 4})
     plan = get_spec("resnet18").plan
-    folded = attach_lora(copy.deepcopy(model), plan, dropout=0.0)
-    plain = attach_lora(copy.deepcopy(model), plan, dropout=0.0)
+    folded = attach_lora(copy.deepcopy(model), plan, dropout=dropout)
+    plain = attach_lora(copy.deepcopy(model), plan, dropout=dropout)
     swapped = 0
     for module in plain.modules():
         if type(module).__name__ == "FoldedLoraConv2d":
@@ -53,9 +54,54 @@ def test_folded_model_merges_and_saves_like_peft(tmp_path):
     assert (tmp_path / "adapter_model.safetensors").is_file() and (tmp_path / "adapter_config.json").is_file()
 
 
-def test_dropout_keeps_peft_layers():
-    torch.manual_seed(0)
-    model = build_model("resnet18", 10, 3, 16, (0.5,) * 3, (0.25,) * 3, {"width": 4})
-    wrapped = attach_lora(model, get_spec("resnet18").plan, dropout=0.1)
-    kinds = {type(m).__name__ for m in wrapped.modules() if hasattr(m, "lora_B")}
-    assert kinds == {"Conv2d"}
+def _forward_backward(model, x, seed):
+    torch.manual_seed(seed)  # the same dropout masks in both models: dropout is their only random op
+    out = model(x)
+    out.square().sum().backward()
+    return out, {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_dropout_on_the_adapter_input_matches_peft_value_and_gradient():
+    """Training mode with the paper's dropout 0.1: one extra conv on dropout(x), PEFT's two convs on the same
+    dropout(x). Same masks (same random state) -> the same output and gradients."""
+    folded, plain, swapped = _pair(dropout=0.1)
+    assert swapped == 16
+    folded.train(), plain.train()
+    x = torch.rand(4, 3, 16, 16)
+    out_f, grads_f = _forward_backward(folded, x, seed=1)
+    out_p, grads_p = _forward_backward(plain, x, seed=1)
+    torch.testing.assert_close(out_f, out_p, rtol=1e-4, atol=1e-5)
+    assert grads_f.keys() == grads_p.keys() and sum("lora_" in n for n in grads_f) == 32
+    for name, grad in grads_f.items():
+        torch.testing.assert_close(grad, grads_p[name], rtol=1e-3, atol=1e-5)
+    # dropout really acts: another draw gives another output, as PEFT's does
+    other, _ = _forward_backward(folded, x, seed=2)
+    assert not torch.allclose(other, out_f)
+
+
+def test_dropout_distribution_matches_peft():
+    """Over many independent masks, the adapted layer's output has PEFT's mean and spread."""
+    folded, plain, _ = _pair(dropout=0.5)
+    layer_f = folded.get_submodule("base_model.model.layer1.0.conv1")
+    layer_p = plain.get_submodule("base_model.model.layer1.0.conv1")
+    layer_f.train(), layer_p.train()
+    x = torch.rand(2, 4, 8, 8)
+    with torch.no_grad():
+        torch.manual_seed(3)
+        draws_f = torch.stack([layer_f(x) for _ in range(400)])
+        torch.manual_seed(4)  # independent masks: equal in distribution, not draw by draw
+        draws_p = torch.stack([layer_p(x) for _ in range(400)])
+    assert not torch.allclose(draws_f[0], draws_p[0])
+    n = draws_f.shape[0]
+    standard_error = ((draws_f.var(0) + draws_p.var(0)) / n).sqrt()
+    assert ((draws_f.mean(0) - draws_p.mean(0)).abs() <= 5 * standard_error + 1e-6).all()  # same mean
+    assert draws_f.std(0).mean() == pytest.approx(float(draws_p.std(0).mean()), rel=0.1)  # same spread
+    assert draws_f.std(0).mean() > 0.01  # and dropout really varies the output
+
+
+def test_eval_mode_with_dropout_is_one_conv_and_equals_peft():
+    folded, plain, _ = _pair(dropout=0.1)
+    folded.eval(), plain.eval()
+    x = torch.rand(2, 3, 16, 16)
+    torch.testing.assert_close(folded(x), plain(x), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(merged_copy(folded)(x), folded(x), rtol=1e-4, atol=1e-5)

@@ -171,13 +171,17 @@ def test_tolerance_is_twice_retrains_spread_never_below_the_floor():
     ({"probe_forget_acc": 90.0}, "hides"),  # a head that masks the class: the features still carry it
     ({"relearn_steps": 2}, "hides"),
     ({"ulira_acc": 80.0}, "hides"),
+    ({"head_response": 0.0}, "hides"),  # the forget class's logit pinned: a mask in the head
+    ({"head_response": 70.0}, "matches Retrain"),
     ({"ua": 60.0}, "does not forget"),
     ({"mia_efficacy": 40.0}, "does not forget"),
     ({"mia_efficacy": 40.0, "mia_attack_conclusive": False}, "matches Retrain"),  # an attacker at chance says nothing
-    ({"ra": 20.0, "probe_forget_acc": 90.0}, "damages utility"),
+    ({"ra": 20.0}, "damages utility"),
+    ({"ra": 20.0, "probe_forget_acc": 90.0}, "hides, damages utility"),  # what happened to the data comes first
+    ({"ta": 50.0, "ua": 60.0}, "does not forget, damages utility"),
 ])
 def test_verdict_rules(values, expected):
-    ref = _row("retrain", ulira_acc=50.0)
+    ref = _row("retrain", ulira_acc=50.0, head_response=75.0)
     tol = tolerances([ref])
     assert verdict(_row("x", **values), ref, tol)[0] == expected
 
@@ -197,3 +201,21 @@ def test_add_verdicts_per_seed_and_on_the_means():
     aggregated = next(r for r in rows if r["method"] == "logit-mask" and r["seed"] is None)
     assert aggregated["verdict_by_seed"] == "hides 2/2"
     assert "probe" in aggregated["verdict_reasons"]
+
+
+# -- head response ------------------------------------------------------------------------------------
+def test_head_response_is_zero_for_a_pinned_logit_and_about_one_hundred_for_an_ordinary_one():
+    from prunelora.metrics.head import head_response
+
+    rng = np.random.default_rng(0)
+    test = rng.normal(size=(200, 4))
+    labels = {"test_retain": np.array([0, 1, 2] * 50), "test_forget": np.array([3] * 50)}
+    free = {"test_retain": test[:150], "test_forget": test[150:]}
+    assert 80.0 < head_response(free, labels)["head_response"] < 120.0  # same spread as the others
+    masked = {k: v.copy() for k, v in free.items()}
+    for v in masked.values():
+        v[:, 3] = -np.inf  # logit-mask
+    assert head_response(masked, labels)["head_response"] == 0.0
+    zero_row = {k: np.concatenate([v[:, :3], np.full((len(v), 1), 1.5)], axis=1) for k, v in free.items()}
+    assert head_response(zero_row, labels)["head_response"] == 0.0  # a zeroed classifier row: its bias only
+    assert head_response(free, {"test_retain": labels["test_retain"], "test_forget": np.zeros(0, int)}) == {}

@@ -56,6 +56,7 @@ class Prepared:
     save_adapters: Callable[[Path], None] | None = None
     adapter_base: Callable[[], nn.Module] | None = None  # the model the saved adapters apply to (a copy)
     info: dict[str, Any] = field(default_factory=dict)  # surgery facts for the row (pruned channels, ...)
+    removed: dict[str, dict[str, list[int]]] | None = None  # remove mode: original indices taken out, per layer
 
 
 def objective_args(objective: type[Objective], method: str, method_args: dict[str, dict[str, Any]]) -> Recipe:

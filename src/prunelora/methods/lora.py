@@ -7,13 +7,16 @@ from ..models import LayerPlan
 
 
 def folded_conv_class():
-    """A PEFT LoRA Conv2d whose forward runs one conv with W + s·BA instead of three.
+    """A PEFT LoRA Conv2d whose forward runs one conv with W + s·BA, or two where dropout is on.
 
     PEFT's conv LoRA adds a k x k conv to r channels and a 1 x 1 conv back for every adapted layer,
     whose activations cost more than the pruned conv itself (FINDINGS trap 12). Convolution is
-    linear in its weight, so conv(x, W) + s·conv(conv(x, A), B) = conv(x, W + s·BA) exactly,
-    where no dropout sits on the adapter's input. Parameters, state dict and saved adapters are
-    PEFT's own; with dropout or a LoRA variant the layer falls back to PEFT's forward.
+    linear in its weight, so conv(x, W) + s·conv(conv(x, A), B) = conv(x, W + s·BA) exactly. With
+    dropout on the adapter's input (the paper's 0.1) the update sees dropout(x), not x: the layer
+    then computes conv(x, W) + conv(dropout(x), s·BA), one extra conv instead of PEFT's two, with the
+    same dropout call (so the same mask for the same random state) and the same value and gradient.
+    In eval mode dropout is the identity and the one-conv form is used. Parameters, state dict
+    and saved adapters are PEFT's own; a LoRA variant (DoRA, ...) falls back to PEFT's forward.
     """
     import torch.nn.functional as F
     from peft.tuners.lora.layer import Conv2d
@@ -24,8 +27,6 @@ def folded_conv_class():
             active = [a for a in self.active_adapters if a in self.lora_A]
             if base.padding_mode != "zeros" or any(a in self.lora_variant for a in active):
                 return []
-            if any(not isinstance(self.lora_dropout[a], nn.Identity) for a in active):
-                return []
             return active
 
         def forward(self, x, *args, **kwargs):
@@ -33,10 +34,17 @@ def folded_conv_class():
             if self.disable_adapters or self.merged or args or kwargs or not active:
                 return super().forward(x, *args, **kwargs)
             base = self.get_base_layer()
-            weight = base.weight
+            weight, dropped = base.weight, []
             for adapter in active:
-                weight = weight + self.get_delta_weight(adapter)
-            return F.conv2d(x, weight, base.bias, base.stride, base.padding, base.dilation, base.groups)
+                dropout = self.lora_dropout[adapter]
+                if isinstance(dropout, nn.Dropout) and dropout.training and dropout.p > 0:
+                    dropped.append((dropout, self.get_delta_weight(adapter)))
+                else:
+                    weight = weight + self.get_delta_weight(adapter)
+            out = F.conv2d(x, weight, base.bias, base.stride, base.padding, base.dilation, base.groups)
+            for dropout, delta in dropped:
+                out = out + F.conv2d(dropout(x), delta, None, base.stride, base.padding, base.dilation, base.groups)
+            return out
 
     return FoldedLoraConv2d
 
@@ -54,8 +62,7 @@ def lora_config(plan: LayerPlan, r: int | None, alpha: int | None, dropout: floa
         modules_to_save=list(plan.train_modules) or None,
         bias="none",
     )
-    if dropout == 0:
-        config._register_custom_module({nn.Conv2d: folded_conv_class()})
+    config._register_custom_module({nn.Conv2d: folded_conv_class()})
     return config
 
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from ..data import ImageSet, eval_batches
 from ..errors import UserError
+from .reinflate import Removed, RemovalLog
 
 
 def matching_modules(model: nn.Module, pattern: str, kinds=(nn.Conv2d, nn.Linear)) -> dict[str, nn.Module]:
@@ -119,12 +120,13 @@ def removal_blocker(model: nn.Module, pattern: str) -> str | None:
 
 
 def remove_channels(model: nn.Module, pattern: str, amount: float, head: str,
-                    example: torch.Tensor) -> dict[str, int]:
+                    example: torch.Tensor) -> tuple[dict[str, int], Removed]:
     """Physically remove the lowest-L2 `amount` of output channels with torch-pruning.
 
     Coupled layers (batch norms, residual groups, the next layer's inputs) are pruned together by
     torch-pruning's dependency graph; layers outside the pattern are never the root of a group,
-    and the head keeps its outputs. Returns parameter counts before and after.
+    and the head keeps its outputs. Returns parameter counts before and after, and the original
+    indices removed from each layer (methods/reinflate.py puts them back as zeros).
     """
     import torch_pruning as tp
 
@@ -144,7 +146,14 @@ def remove_channels(model: nn.Module, pattern: str, amount: float, head: str,
         model, example, importance=tp.importance.MagnitudeImportance(p=2),
         pruning_ratio=amount, ignored_layers=ignored, global_pruning=False,
     )
-    pruner.step()
+    log = RemovalLog(model)
+    for group in pruner.step(interactive=True):  # each group's indices recorded before it prunes
+        for dep, idxs in group:
+            if pruner.DG.is_out_channel_pruning_fn(dep.handler):
+                log.record(dep.target.module, "out", idxs)
+            elif pruner.DG.is_in_channel_pruning_fn(dep.handler):
+                log.record(dep.target.module, "in", idxs)
+        group.prune()
     for name, param in model.named_parameters():  # pruned layers hold new Parameter objects
         param.requires_grad_(name not in frozen)
-    return {"params_before": before, "params_after": sum(p.numel() for p in model.parameters())}
+    return {"params_before": before, "params_after": sum(p.numel() for p in model.parameters())}, log.removed()

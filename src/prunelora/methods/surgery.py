@@ -17,27 +17,31 @@ from torch import nn
 from ..errors import UserError
 from .base import MethodContext, Prepared, working_copy
 from .lora import attach_lora, merged_copy, unloaded_copy
+from .reinflate import Removed
 from .pruning import ChannelMasks, bind_lora_masks, l2_channel_masks, recalibrate_batchnorm, remove_channels
 
 
-def prune(model: nn.Module, ctx: MethodContext) -> tuple[ChannelMasks | None, dict]:
+def prune(model: nn.Module, ctx: MethodContext) -> tuple[ChannelMasks | None, dict, Removed | None]:
     """Prune in place as the config says, then recalibrate batch norms on the retain set.
 
-    Mask mode returns the masks that keep the structure. The recalibration matters: pruning half
+    Mask mode returns the masks that keep the structure; remove mode the original indices taken out
+    of each layer (methods/reinflate.py writes the model back in its original shapes). The recalibration matters: pruning half
     of every conv leaves each batch norm's running statistics describing the unpruned network, and
     at a few hundred unlearning steps they have not caught up (measured on digits, ResNet-18 w8:
     Prune+Finetune's retain accuracy after 1 epoch 15.7 % without, 95.0 % with).
     """
     cfg = ctx.unlearn
     if cfg.prune_mode == "remove":
-        info = remove_channels(model, ctx.plan.prune_layers, cfg.prune_amount, ctx.plan.head, ctx.example_input)
-        info = {"prune_mode": "remove", **info}
+        counts, removed = remove_channels(model, ctx.plan.prune_layers, cfg.prune_amount, ctx.plan.head,
+                                          ctx.example_input)
+        info = {"prune_mode": "remove", **counts}
         masks = None
     else:
         masks = l2_channel_masks(model, ctx.plan.prune_layers, cfg.prune_amount)
         info = {"prune_mode": "mask", "pruned_channels": masks.pruned_channels()}
+        removed = None
     recalibrate_batchnorm(model, ctx.retain)
-    return masks, info
+    return masks, info, removed
 
 
 def with_adapters(model: nn.Module, ctx: MethodContext) -> nn.Module:
@@ -60,8 +64,9 @@ def untouched(original: nn.Module, ctx: MethodContext) -> Prepared:
 
 def pruned(original: nn.Module, ctx: MethodContext) -> Prepared:
     model = working_copy(original, True)
-    masks, info = prune(model, ctx)
-    return Prepared(model=model, epochs=ctx.unlearn.epochs, after_step=masks.apply if masks else None, info=info)
+    masks, info, removed = prune(model, ctx)
+    return Prepared(model=model, epochs=ctx.unlearn.epochs, after_step=masks.apply if masks else None, info=info,
+                    removed=removed)
 
 
 def adapted(original: nn.Module, ctx: MethodContext) -> Prepared:
@@ -74,14 +79,14 @@ def pruned_adapted(original: nn.Module, ctx: MethodContext) -> Prepared:
     too, and the merged model keeps exactly the pruned structure. In remove mode the channels are
     gone and nothing can re-grow."""
     model = working_copy(original, False)
-    masks, info = prune(model, ctx)
+    masks, info, removed = prune(model, ctx)
     peft_model = with_adapters(model, ctx)
     after_step = None
     if masks is not None and ctx.unlearn.keep_sparsity:
         bind_lora_masks(peft_model, masks)
         after_step = masks.apply
     info["keep_sparsity"] = bool(ctx.unlearn.keep_sparsity)
-    return adapter_prepared(peft_model, ctx, after_step=after_step, info=info)
+    return adapter_prepared(peft_model, ctx, after_step=after_step, info=info, removed=removed)
 
 
 def reinitialized(original: nn.Module, ctx: MethodContext) -> Prepared:

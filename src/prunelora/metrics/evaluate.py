@@ -8,11 +8,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import distributed
 from ..data import ImageSet, Splits, eval_batches
 from .accuracy import accuracy, unlearning_metrics
 from ..config import EvidenceConfig
 from .attacks import attack_suite
 from .challenge import challenge_metrics
+from .head import head_response
 from .probe import probe_metrics
 from .relearn import RelearnRecipe, relearn_steps
 
@@ -21,16 +23,25 @@ SPLITS = ("forget_train", "retain_train", "test_retain", "test_forget")
 
 @torch.inference_mode()
 def predict(model: nn.Module, data: ImageSet, batch_size: int = 1024) -> np.ndarray:
-    """Logits of every sample, in eval mode under inference_mode; the model's mode is restored."""
+    """Logits of every sample, in eval mode under inference_mode; the model's mode is restored.
+
+    Under torchrun each rank computes its shard and every rank gets all of them (distributed.py).
+    """
+    n = len(data)
+    if n == 0:
+        return np.zeros((0, 0), dtype=np.float32)
+    sharded = distributed.active()
+    part = data.subset(torch.arange(n)[distributed.shard_slice(n)]) if sharded else data
     was_training = model.training
     model.eval()
     try:
-        chunks = [model(x).float().cpu() for x, _ in eval_batches(data, batch_size)]
+        chunks = [model(x).float() for x, _ in eval_batches(part, batch_size)]
+        if not chunks:  # fewer samples than ranks: this rank still needs the logits' width
+            chunks = [model(next(eval_batches(data, 1))[0]).float()[:0]]
     finally:
         model.train(was_training)
-    if not chunks:
-        return np.zeros((0, 0), dtype=np.float32)
-    return torch.cat(chunks).numpy()
+    logits = torch.cat(chunks)
+    return (distributed.gather_rows(logits, n) if sharded else logits).cpu().numpy()
 
 
 def set_accuracy(model: nn.Module, data: ImageSet, batch_size: int = 1024) -> float:
@@ -64,6 +75,7 @@ def metrics_from_logits(logits: dict[str, np.ndarray], labels: dict[str, np.ndar
     if evidence.challenge:
         with timed(timings, "challenge"):
             metrics.update(challenge_metrics(logits, labels, seed))
+    metrics.update(head_response(logits, labels))
     return metrics
 
 

@@ -5,16 +5,19 @@ and every output-based attack), so the verdict reads the outputs first and then 
 that looks behind them: the linear probe on the features, relearn time and U-LiRA. Every
 comparison is with the Retrain row of the same model, request and seed (or the seed means), and
 its tolerance comes from Retrain's own spread over the run's seeds: twice the sample std, never
-below a floor (the floors alone when a single seed ran). The rules, in order:
+below a floor (the floors alone when a single seed ran). What happened to the data, in order:
 
-1. "damages utility": RA or TA below Retrain's by more than the tolerance;
-2. "does not forget": UA below Retrain's (it still predicts the forget data), or a conclusive
+1. "does not forget": UA below Retrain's (it still predicts the forget data), or a conclusive
    MIA-Efficacy on both sides that differs from Retrain's, by more than the tolerance;
-3. "over-forgets": UA above Retrain's by more than the tolerance (the data's absence shows);
-4. "hides": the outputs match, but the probe reads the forgotten data better than on Retrain,
-   the data comes back in fewer relearning steps than on Retrain, or U-LiRA tells the model
-   from Retrain better than it tells Retrain from another Retrain;
-5. "matches Retrain" otherwise.
+2. "over-forgets": UA above Retrain's by more than the tolerance (the data's absence shows);
+3. "hides": the outputs match, but the probe reads the forgotten data better than on Retrain,
+   the data comes back in fewer relearning steps than on Retrain, U-LiRA tells the model
+   from Retrain better than it tells Retrain from another Retrain, or the forgotten classes'
+   logit no longer answers to the input (metrics/head.py: a mask in the head);
+4. "matches Retrain" otherwise;
+
+and "damages utility" where RA or TA is below Retrain's by more than the tolerance, alone or after
+what happened to the data ("hides, damages utility").
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ import numpy as np
 VERDICTS = ("matches Retrain", "hides", "does not forget", "over-forgets", "damages utility")
 # Smallest tolerance per metric (points, or steps for relearning): what one seed cannot tell apart.
 FLOORS = {"ua": 2.0, "ra": 2.0, "ta": 2.0, "mia_efficacy": 5.0, "probe_forget_acc": 5.0, "relearn_steps": 1.0,
-          "ulira_acc": 5.0}
+          "ulira_acc": 5.0, "head_response": 10.0}
 SPREAD_FACTOR = 2.0
 
 
@@ -45,7 +48,11 @@ def tolerances(retrain_rows: list[dict]) -> dict[str, float]:
 
 
 def verdict(row: dict, ref: dict, tol: dict[str, float]) -> tuple[str, list[str]]:
-    """The verdict of a row against its Retrain row, and the comparisons that decided it."""
+    """The verdict of a row against its Retrain row, and the comparisons that decided it.
+
+    What happened to the data is named first; a utility loss beside it is added ("hides, damages
+    utility"), so that a model that hides the data is never reported as merely less accurate.
+    """
     def gap(key: str) -> float | None:
         return row[key] - ref[key] if _finite(row.get(key)) and _finite(ref.get(key)) else None
 
@@ -53,8 +60,14 @@ def verdict(row: dict, ref: dict, tol: dict[str, float]) -> tuple[str, list[str]
         return f"{label} {row[key]:.1f}{unit} vs Retrain {ref[key]:.1f}{unit} (tolerance {tol[key]:.1f})"
 
     damaged = [said(k, k.upper()) for k in ("ra", "ta") if gap(k) is not None and gap(k) < -tol[k]]
+    forgetting, reasons = _forgetting(gap, said, row, ref, tol)
     if damaged:
-        return "damages utility", damaged
+        return (f"{forgetting}, damages utility" if forgetting else "damages utility"), reasons + damaged
+    return forgetting or "matches Retrain", reasons
+
+
+def _forgetting(gap, said, row: dict, ref: dict, tol: dict[str, float]) -> tuple[str | None, list[str]]:
+    """does not forget / over-forgets / hides, with the comparisons behind it; None when none applies."""
     reasons = []
     if gap("ua") is not None and gap("ua") < -tol["ua"]:
         reasons.append(said("ua", "UA"))
@@ -72,9 +85,14 @@ def verdict(row: dict, ref: dict, tol: dict[str, float]) -> tuple[str, list[str]
         hidden.append(said("relearn_steps", "relearn steps"))
     if gap("ulira_acc") is not None and gap("ulira_acc") > tol["ulira_acc"]:
         hidden.append(said("ulira_acc", "U-LiRA accuracy", " %"))
-    if hidden:
-        return "hides", hidden
-    return "matches Retrain", []
+    if gap("head_response") is not None and gap("head_response") < -tol["head_response"]:
+        hidden.append(said("head_response", "forgotten classes' logit response", " %"))
+    return ("hides", hidden) if hidden else (None, [])
+
+
+def _rank(label: str) -> int:
+    first = label.split(",")[0]
+    return VERDICTS.index(first) if first in VERDICTS else len(VERDICTS)
 
 
 def add_verdicts(rows: list[dict]) -> list[dict]:
@@ -101,6 +119,6 @@ def add_verdicts(rows: list[dict]) -> list[dict]:
             seeds = [r.get("verdict") for r in rows if r.get("seed") is not None and r["model"] == row["model"]
                      and r.get("request") == row.get("request") and r["method"] == row["method"]
                      and r["epochs"] == row["epochs"] and r.get("verdict")]
-            counts = {v: seeds.count(v) for v in VERDICTS if v in seeds}
+            counts = {v: seeds.count(v) for v in sorted(set(seeds), key=lambda v: (_rank(v), v))}
             row["verdict_by_seed"] = "; ".join(f"{v} {n}/{len(seeds)}" for v, n in counts.items())
     return rows

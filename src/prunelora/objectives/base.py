@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import distributed
 from ..data import ImageSet, shuffled_batches, to_float
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
@@ -78,6 +79,9 @@ class Feed:
         data = self.sets[name]
         for idx, inputs, labels in shuffled_batches(data, batch_size or self.batch_size, self.generator,
                                                     self.augmentation, self.features.get(name)):
+            if distributed.active() and len(idx) >= distributed.world_size():
+                rows = distributed.shard_slice(len(idx))  # every rank draws the same global batch, keeps its shard
+                idx, inputs, labels = idx[rows], inputs[rows], labels[rows]
             yield Batch(idx, inputs, labels)
 
     def forever(self, name: str, batch_size: int | None = None) -> Iterator[Batch]:

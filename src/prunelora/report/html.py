@@ -24,7 +24,7 @@ import numpy as np
 from .. import io
 from ..metrics.attacks import attacks_in
 from .plots import loss_histogram_figure, new_figure
-from .tables import (ACCURACY_METRICS, EVIDENCE, INCONCLUSIVE, budgets_of, display_rows, evidence_caption,
+from .tables import (ACCURACY_METRICS, memory_note, EVIDENCE, INCONCLUSIVE, budgets_of, display_rows, evidence_caption,
                      evidence_cell, fmt, gap_note, inconclusive, inconclusive_note, longest, method_label,
                      method_rank, request_heading, requests_of_rows, run_warnings)
 
@@ -323,7 +323,6 @@ def results_table(rows: list[dict]) -> str:
 def _results_caption(rows: list[dict], has_gap: bool, has_cost: bool) -> str:
     """What the results table shows and how its best cells were chosen (the rule differs per column)."""
     aggregated = any(r.get("seed", 0) is None for r in rows)
-    kind = sorted({r.get("memory_kind") for r in rows} - {None})
     return ("Rows: methods per model; UA, MIA-Efficacy, RA and TA in percent at each unlearning budget "
             "(Original and Retrain run their own recipe and are repeated in every budget column). "
             "RTE, total time, peak memory" + (" and cost vs Retrain" if has_cost else "") +
@@ -339,7 +338,7 @@ def _results_caption(rows: list[dict], has_gap: bool, has_cost: bool) -> str:
             + "." + (" An inconclusive MIA-Efficacy never competes, nor does any in a column whose Retrain "
                      "value is inconclusive." if any(inconclusive(r, "mia_efficacy") for r in rows) else "")
             + (f" {gap_note(rows).replace('Gap', 'Avg gap', 1)}" if has_gap else "")
-            + (f" Peak memory: {', '.join(kind)}." if kind else ""))
+            + f" Peak memory: {memory_note(rows)}.")
 
 
 def table_notes(rows: list[dict]) -> str:

@@ -19,12 +19,27 @@ GAP_LABEL = dict(ACCURACY_METRICS)
 # The evidence table: what separates removed from hidden, at each method's longest budget.
 EVIDENCE = [("verdict", "Verdict"), ("tow", "ToW"), ("probe_forget_acc", "Probe on forgotten (%)"),
             ("probe_forget_test_acc", "Probe on forgotten classes' test (%)"),
-            ("relearn_steps", "Relearn steps"), ("challenge_mia_acc", "Challenge MIA acc (%)"),
+            ("relearn_steps", "Relearn steps"), ("head_response", "Head response (%)"),
+            ("challenge_mia_acc", "Challenge MIA acc (%)"),
             ("ulira_acc", "U-LiRA acc (%)"), ("ulira_auc", "U-LiRA AUC (%)"), ("ulira_tpr_1fpr", "U-LiRA TPR@1%FPR")]
 INCONCLUSIVE = "inconclusive"
 INCONCLUSIVE_NOTE = ("MIA-Efficacy marked inconclusive: the attacker's accuracy on held-out retain/test samples "
                      "(mean over its shadow draws, with a 95 % interval) was not clearly above chance, so the "
                      "value (in brackets) says nothing about what the model remembers; it is never marked best")
+
+
+MEMORY_KINDS = {
+    "cuda_max_allocated": "CUDA max allocated",
+    "cpu_tensor_peak": "peak of live tensor bytes (CPU; comparable with CUDA's max allocated; resident-set "
+                       "growth is in results.json as rss_growth_mb)",
+    "cpu_peak_rss_growth": "peak resident-set growth (CPU)",
+}
+
+
+def memory_note(rows: list[dict]) -> str:
+    """What the rows' peak memory measures, in words."""
+    kinds = sorted({r.get("memory_kind") for r in rows} - {None})
+    return ", ".join(MEMORY_KINDS.get(k, k) for k in kinds) or "n/a"
 
 
 def fmt(value: Any, digits: int = 2, std: Any = None) -> str:
@@ -204,12 +219,11 @@ def markdown_table(rows: list[dict], *, results: dict | None = None) -> str:
                 group = {r["epochs"]: r for r in mine if r["method"] == method}
                 lines.append("| " + " | ".join(_markdown_cells(method, group, budgets)) + " |")
             lines.append("")
-    kind = {r.get("memory_kind") for r in rows} - {None}
     lines.append("UA, MIA-Efficacy, RA, TA in percent; the best unlearning is the one closest to Retrain (the "
                  f"exact-unlearning reference), not the highest. {gap_note(rows)} Original and Retrain run their "
                  "own recipe (shown in every budget column); RTE, total seconds, cost vs retrain (total / "
                  "Retrain's total) and memory are those of the longest budget. "
-                 f"Peak memory: {', '.join(sorted(kind)) or 'n/a'}.")
+                 f"Peak memory: {memory_note(rows)}.")
     lines += [f"\n{note}" for note in [inconclusive_note(rows)] if note]
     lines += [f"\n**Warning:** {w}" for w in run_warnings(results)]
     for table in (evidence_table(rows), attack_table(rows)):
@@ -268,11 +282,14 @@ def evidence_caption(rows: list[dict]) -> str:
     return ("ToW = product over forget, retain, test of (1 - |accuracy - Retrain's| / 100), 1 is Retrain; the probe "
             "is a logistic regression on the frozen penultimate features (trained on half of the test set of every "
             "class, scored on the forgotten training samples and on the forgotten classes' other test half); relearn steps = full-batch SGD steps on a fixed share of the "
-            "forget set until accuracy on the rest reaches half the original's ('>': not within the cap); the "
+            "forget set until accuracy on the rest reaches half the original's ('>': not within the cap); head "
+            "response = spread of the forgotten classes' logits over the test set, in % of the other classes' (about "
+            "Retrain's when unlearned, near 0 when a mask in the head cuts the class off the input); the "
             "challenge attack tells forget from unseen losses (50 = ideal); U-LiRA tells the method's shadow "
-            "models from Retrain's per example (50 = indistinguishable). Verdict: damages utility (RA or TA below "
-            "Retrain's), does not forget (UA below Retrain's, or a conclusive MIA differing), over-forgets (UA "
-            "above), hides (outputs match but probe, relearn or U-LiRA do not), else matches Retrain; the "
+            "models from Retrain's per example (50 = indistinguishable). Verdict: does not forget (UA below "
+            "Retrain's, or a conclusive MIA differing), over-forgets (UA above), hides (outputs match but probe, "
+            "relearn, head response or U-LiRA do not), else matches Retrain; followed by 'damages utility' where "
+            "RA or TA is below Retrain's; the "
             "tolerance of each comparison is twice Retrain's std over seeds, never below a floor"
             + (f" (this run: {' | '.join(tolerances)})." if tolerances else "."))
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from prunelora import UserError
-from prunelora.machine_load import LoadProbe, available_cores, set_threads
+from prunelora.machine import LoadProbe, available_cores, set_threads
 
 
 def test_a_busy_neighbour_makes_the_run_busy():

@@ -1,4 +1,7 @@
-"""How busy the machine was while a run was timed, and how many threads torch may use.
+"""The machine a run measures on: what it is, how many threads torch may use, how busy it was.
+
+One module for the run's environment (results.json) and the benchmark's header alike: CPU model,
+device, versions, the device's own matmul rate.
 
 Timings follow the machine's load: the same digits run took 78 s on a quiet 2-core machine and
 1628 s beside two other jobs (every job takes every core's threads and they oversubscribe). So a
@@ -8,6 +11,8 @@ other processes used meanwhile, and its tables say when timings are not comparab
 from __future__ import annotations
 
 import os
+import platform
+import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,8 +93,75 @@ class LoadProbe:
         share = None
         if machine_end is not None and self._start["machine"] is not None and wall > 0:
             total_cores = os.cpu_count() or self.cores
-            others = (machine_end - self._start["machine"]) - (_own_cpu_seconds() - self._start["own"])
+            from . import distributed
+
+            own = distributed.total(_own_cpu_seconds() - self._start["own"])  # under torchrun: every rank's
+            others = (machine_end - self._start["machine"]) - own
             share = min(1.0, max(0.0, others / (wall * total_cores)))
         return {"cores": self.cores, "threads": self.threads, "loadavg_start": self._start["loadavg"],
                 "loadavg_end": _loadavg(), "others_cpu_share": share,
                 "busy": share is not None and share > BUSY_SHARE, "busy_threshold": BUSY_SHARE}
+
+
+# -- what the machine is -------------------------------------------------------------------------
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def facts(device: torch.device) -> dict[str, Any]:
+    """Versions, device, CPU and threads: recorded with every result and benchmark."""
+    import peft
+    import sklearn
+
+    from . import __version__, distributed
+
+    info: dict[str, Any] = {
+        "prunelora": __version__, "python": platform.python_version(), "torch": torch.__version__,
+        "peft": peft.__version__, "sklearn": sklearn.__version__, "platform": platform.platform(),
+        "device": str(device), "cpu": cpu_model(), "cpu_count": os.cpu_count(), "cores": available_cores(),
+        "threads": torch.get_num_threads(), "world_size": distributed.world_size()}
+    if device.type == "cuda":
+        info["gpu"] = info["device_name"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
+    else:
+        info["device_name"] = info["cpu"]
+    return info
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_flops_per_sec(device: torch.device, size: int = 2048, repeats: int = 5) -> dict[str, Any]:
+    """The device's own fp32 dense matmul rate: median of `repeats` timed `a @ b` after one warm-up.
+
+    On the CPU the matmul uses torch's intra-op threads (torch.get_num_threads()), as training does.
+    """
+    g = torch.Generator(device="cpu").manual_seed(0)
+    a = torch.randn(size, size, generator=g).to(device)
+    b = torch.randn(size, size, generator=g).to(device)
+    allow = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False  # the fp32 rate the training step gets by default
+    try:
+        seconds = []
+        for i in range(repeats + 1):
+            synchronize(device)
+            start = time.perf_counter()
+            a @ b
+            synchronize(device)
+            if i:  # the first is a warm-up
+                seconds.append(time.perf_counter() - start)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = allow
+    median = statistics.median(seconds)
+    return {"size": size, "dtype": "float32", "repeats": repeats, "seconds": seconds,
+            "flops_per_matmul": 2 * size**3, "flops_per_sec": 2 * size**3 / median,
+            "threads": torch.get_num_threads()}

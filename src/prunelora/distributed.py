@@ -1,0 +1,154 @@
+"""Data parallelism under torchrun, on torch.distributed (gloo on the CPU, NCCL on CUDA).
+
+`torchrun --nproc-per-node N -m prunelora reproduce ...` starts N copies of the same run. Every
+rank draws the same global batches from the same seeded generator and takes its contiguous shard
+of each (Feed.epoch; a batch smaller than the ranks is taken whole by each). Each rank's mean loss
+is weighted by its shard's share of the batch, and after every backward pass the gradients of the
+trainable parameters are averaged over the ranks (one all-reduce of their flattened
+concatenation), so every optimiser step is the single-process step on the global batch. DDP itself is not
+used: several objectives run more than one forward pass per step (NegGrad+, SCRUB, the teacher's
+forward), which DDP's reducer refuses; the averaged gradient is the same. Prefix caches and
+evaluation are computed per shard and gathered; only rank 0 writes files (io's atomic writers),
+and every rank waits at each write so that what one reads the others have written.
+
+Batch norm normalises each shard with its own statistics (as plain DDP does): exact agreement with
+a single process holds for models without batch norm (the ViT), up to float error otherwise.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import torch
+import torch.distributed as dist
+
+from .errors import UserError
+
+T = TypeVar("T")
+_solo = False  # rank 0 inside on_main: the other ranks are not at its barriers
+
+
+def launched() -> bool:
+    """Whether torchrun started this process as one of several."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def active() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    return dist.get_rank() if active() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if active() else 1
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def setup(device: str = "auto") -> None:
+    """Join the process group torchrun describes (a no-op for a single process)."""
+    if not launched() or active():
+        return
+    if not dist.is_available():
+        raise UserError("this torch build has no torch.distributed: run without torchrun")
+    cuda = device != "cpu" and torch.cuda.is_available()
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group("nccl" if cuda else "gloo")
+
+
+def shutdown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if active() and not _solo:
+        dist.barrier()
+
+
+def shard_slice(n: int) -> slice:
+    """This rank's contiguous rows of n (torch.tensor_split's sizes: the first n % world ranks get one more)."""
+    size, extra = divmod(n, world_size())
+    r = rank()
+    start = r * size + min(r, extra)
+    return slice(start, start + size + (1 if r < extra else 0))
+
+
+def gather_rows(local: torch.Tensor, n: int) -> torch.Tensor:
+    """Every rank's shard_slice(n) rows, concatenated in rank order, on every rank."""
+    if not active():
+        return local
+    world = world_size()
+    sizes = [n // world + (1 if r < n % world else 0) for r in range(world)]
+    padded = local.new_zeros((max(sizes),) + tuple(local.shape[1:]))
+    padded[:len(local)] = local
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded.contiguous())
+    return torch.cat([part[:size] for part, size in zip(parts, sizes)])
+
+
+def total(value: float) -> float:
+    """The sum of `value` over the ranks (the value itself in one process)."""
+    if not active():
+        return value
+    summed = torch.tensor([float(value)], dtype=torch.float64, device=_collective_device())
+    dist.all_reduce(summed)
+    return float(summed)
+
+
+def _collective_device() -> torch.device:
+    """Where a small tensor must live for the backend's collectives (NCCL: the rank's GPU)."""
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def shard_weight(samples: int) -> float:
+    """The factor that makes this rank's mean loss count as its share of the global batch's mean
+    (samples x ranks / global samples): averaged gradients then equal the global batch's exactly,
+    whatever the shards' sizes."""
+    if not active():
+        return 1.0
+    return samples * world_size() / total(samples)
+
+
+def average_gradients(params: list[torch.nn.Parameter]) -> None:
+    """Average the gradients of `params` over the ranks, in one collective."""
+    if not active():
+        return
+    params = [p for p in params if p.grad is not None]  # the same graph, hence the same list, on every rank
+    if not params:
+        return
+    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    dist.all_reduce(flat)
+    flat /= world_size()
+    offset = 0
+    for param in params:
+        count = param.numel()
+        param.grad.copy_(flat[offset:offset + count].view_as(param.grad))
+        offset += count
+
+
+def on_main(action: Callable[[], T]) -> T:
+    """Run `action` on rank 0 only; its result, or its UserError, reaches every rank."""
+    if not active():
+        return action()
+    global _solo
+    outcome: list[Any] = [None]
+    if is_main():
+        _solo = True
+        try:
+            outcome[0] = ("ok", action())
+        except UserError as exc:
+            outcome[0] = ("error", str(exc))
+        finally:
+            _solo = False
+    dist.broadcast_object_list(outcome, src=0)
+    kind, value = outcome[0]
+    if kind == "error":
+        raise UserError(value)
+    return value
