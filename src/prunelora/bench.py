@@ -142,6 +142,11 @@ def _apply_compile(model: nn.Module, cached: bool) -> str:
     return "whole model"
 
 
+def _layout(model: nn.Module, channels_last: bool) -> None:
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+
+
 def _measure_timing(variant: Variant, original: nn.Module, ctx, config, retain, *, seed: int, epochs: int,
                     channels_last: bool, compile_model: bool, progress: bool, cached: bool = False) -> dict[str, Any]:
     """The project's run_method without deliverable snapshots, timed (CPU memory: resident-set growth only)."""
@@ -150,8 +155,7 @@ def _measure_timing(variant: Variant, original: nn.Module, ctx, config, retain, 
     out: dict[str, Any] = {}
 
     def hook(model: nn.Module) -> None:
-        if channels_last:
-            model.to(memory_format=torch.channels_last)
+        _layout(model, channels_last)
         if compile_model:
             out["compile_mode"] = _apply_compile(model, cached)
 
@@ -169,13 +173,9 @@ def _measure_memory(variant: Variant, original: nn.Module, ctx, config, retain, 
     max allocated, or the CPU's live tensor bytes."""
     from .runner import run_method
 
-    def hook(model: nn.Module) -> None:
-        if channels_last:
-            model.to(memory_format=torch.channels_last)
-
     run = run_method(variant.method, original, retain, ctx, seed=seed, precision=config.precision,
                      cache_prefix=config.unlearn.cache_prefix, progress=False, epochs=1, snapshots=False,
-                     model_hook=hook)
+                     model_hook=lambda model: _layout(model, channels_last))
     return run.peak_memory_mb, run.memory_kind
 
 

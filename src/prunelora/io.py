@@ -53,21 +53,20 @@ def _elsewhere_unless_main(suffix: str, directory: bool):
 
 
 @contextmanager
-def atomic_path(path: str | Path, suffix: str = ""):
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
-
-    Under torchrun only rank 0 writes, and every rank waits until it has (distributed.py).
-    """
+def _rank_zero(path: str | Path, write, suffix: str, directory: bool):
+    """Under torchrun only rank 0 writes (other ranks get a scratch path, thrown away), and every rank waits
+    until it has (distributed.py); a write nested in a scratch folder is that rank's own."""
     from . import distributed
 
-    if not distributed.is_main() and not _private(path):
-        with _elsewhere_unless_main(suffix, directory=False) as tmp:
-            yield tmp
-        distributed.barrier()
-        return
-    with _atomic_path(path, suffix) as tmp:
+    target = write() if distributed.is_main() or _private(path) else _elsewhere_unless_main(suffix, directory)
+    with target as tmp:
         yield tmp
     distributed.barrier()
+
+
+def atomic_path(path: str | Path, suffix: str = ""):
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds (rank 0 only)."""
+    return _rank_zero(path, lambda: _atomic_path(path, suffix), suffix, directory=False)
 
 
 @contextmanager
@@ -102,19 +101,9 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value)}")
 
 
-@contextmanager
 def atomic_dir(path: str | Path):
     """Yield a temporary folder beside `path`; it replaces `path` only if the block succeeds (rank 0 only)."""
-    from . import distributed
-
-    if not distributed.is_main() and not _private(path):
-        with _elsewhere_unless_main("", directory=True) as tmp:
-            yield tmp
-        distributed.barrier()
-        return
-    with _atomic_dir(path) as tmp:
-        yield tmp
-    distributed.barrier()
+    return _rank_zero(path, lambda: _atomic_dir(path), "", directory=True)
 
 
 @contextmanager

@@ -10,6 +10,7 @@ other processes used meanwhile, and its tables say when timings are not comparab
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import statistics
@@ -105,13 +106,11 @@ class LoadProbe:
 
 # -- what the machine is -------------------------------------------------------------------------
 def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    """The CPU's model name (/proc/cpuinfo), else what the platform module says."""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as handle:
+        for line in handle:
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine() or "unknown"
 
 

@@ -135,12 +135,11 @@ def reinflate(pruned: nn.Module, template: nn.Module, removed: Removed) -> nn.Mo
 
 
 @torch.no_grad()
-def check_exact(pruned: nn.Module, reinflated: nn.Module, example: torch.Tensor, call=None) -> float:
+def check_exact(pruned: nn.Module, reinflated: nn.Module, example: torch.Tensor) -> float:
     """Largest absolute difference of the two models' outputs on `example`, in eval mode."""
-    call = call or (lambda m, x: m(x))
     modes = pruned.training, reinflated.training
     pruned.eval(), reinflated.eval()
     try:
-        return float((call(pruned, example) - call(reinflated, example)).abs().max())
+        return float((pruned(example) - reinflated(example)).abs().max())
     finally:
         pruned.train(modes[0]), reinflated.train(modes[1])
