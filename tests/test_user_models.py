@@ -155,14 +155,19 @@ def test_sequential_requests_on_a_py_model_chain_each_method(tv_weights, tmp_pat
     assert rows["logit-mask", 2]["forget_acc_r1"] == 0.0 and rows["logit-mask", 2]["forget_acc_r2"] == 0.0
 
 
-def test_an_npz_is_data_too(tmp_path, tv_weights, capsys):
+def test_an_npz_is_data_too_in_memory_or_streamed(tmp_path, tv_weights, capsys):
     raw = load_dataset("digits")
     np.savez(tmp_path / "d.npz", images=raw.train_images[:200].transpose(0, 2, 3, 1), labels=raw.train_labels[:200],
              test_images=raw.test_images[:100], test_labels=raw.test_labels[:100])
-    rc, _, err = run_cli(["unlearn", "--model", "py:tests.zoo:TorchvisionResNet18", "--weights", tv_weights,
-                          "--method", "lora", "--dataset", tmp_path / "d.npz", "--epochs", "1",
-                          "--out", tmp_path / "run", *QUIET], capsys)
-    assert rc == 0, err
+    rows = []
+    for stream in ([], ["--stream"]):  # --stream memory-maps the .npz and reads each batch from it
+        out = tmp_path / f"run{len(stream)}"
+        rc, _, err = run_cli(["unlearn", "--model", "py:tests.zoo:TorchvisionResNet18", "--weights", tv_weights,
+                              "--method", "lora", "--dataset", tmp_path / "d.npz", "--epochs", "1", "--out", out,
+                              *stream, *QUIET], capsys)
+        assert rc == 0, err
+        rows.append([(r["method"], r["ua"], r["ra"], r["ta"]) for r in json.loads((out / "results.json").read_text())["rows"]])
+    assert rows[0] == rows[1]
 
 
 def test_a_datasets_folder_is_data_too(tmp_path, tv_weights, capsys):

@@ -148,7 +148,7 @@ def unlearn(model: nn.Module, retain: Any, forget: Any | None = None, method: st
             epochs: int = 5, plan: LayerPlan | None = None, seed: int = 0, pretrain_epochs: int = 15,
             test: Any | None = None, until: float | None = None, mean: Sequence[float] | None = None,
             std: Sequence[float] | None = None, progress: bool = False, surgery: str | None = None,
-            objective: str | None = None, method_args: dict[str, Any] | None = None,
+            objective: str | None = None, method_args: dict[str, Any] | None = None, stream: bool = False,
             **options: Any) -> UnlearnResult:
     """Unlearn a copy of `model` (the input is not modified).
 
@@ -166,7 +166,10 @@ def unlearn(model: nn.Module, retain: Any, forget: Any | None = None, method: st
     that forget accuracy (%). When the budget ends with the forget set still above the target
     (`until`, else 20 %), the result carries a warning (also issued as UnlearningWarning).
     `plan`: which layers to prune and adapt (default: the registry's for prunelora's own models,
-    else inferred from the structure; see `prunelora.plan`). options: any UnlearnConfig field.
+    else inferred from the structure; see `prunelora.plan`). stream: data that does not fit in
+    memory: images stay where they are (a Dataset, a np.memmap, host memory) and are read a batch
+    at a time onto the model's device; the same results as in memory, slower. options: any
+    UnlearnConfig field.
     """
     from .methods import get_method, grid_name
 
@@ -176,9 +179,10 @@ def unlearn(model: nn.Module, retain: Any, forget: Any | None = None, method: st
         method = grid_name(surgery or "none", objective or "retain")
     method = method or "prunelora"
     chosen = get_method(method)
-    retain_set = as_imageset(retain, "retain")
-    forget_set = as_imageset(forget, "forget") if forget is not None else None
-    test_set = as_imageset(test, "test") if test is not None else None
+    onto = next((p.device for p in model.parameters()), torch.device("cpu")) if stream else None
+    retain_set = as_imageset(retain, "retain", stream, onto)
+    forget_set = as_imageset(forget, "forget", stream, onto) if forget is not None else None
+    test_set = as_imageset(test, "test", stream, onto) if test is not None else None
     if chosen.uses_forget and (forget_set is None or len(forget_set) == 0):
         raise UserError(f"method '{method}' trains on the forget set: pass forget= (the data to forget)")
     if until is not None and not 0.0 <= until <= 100.0:

@@ -56,6 +56,9 @@ def _data(parser: argparse.ArgumentParser, from_checkpoint: bool) -> None:
     g.add_argument("--data-root", help="folder holding the dataset (default $PRUNELORA_DATA or "
                                        f"~/.cache/prunelora/data){note}")
     g.add_argument("--no-download", action="store_true", help="never fetch a missing dataset")
+    g.add_argument("--stream", action="store_true",
+                   help="read images per batch from where they are kept (your files, host memory) instead of "
+                        "holding them on the device: data larger than memory; the same results, slower")
     g.add_argument("--forget-class", type=_class, help=f"class to forget, an index or a name (default 3){note}")
     g.add_argument("--train-per-class", type=int, help=f"class-balanced training subset size per class{note}")
     g.add_argument("--test-per-class", type=int, help=f"class-balanced test subset size per class{note}")
@@ -204,6 +207,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
     put("data.dataset", "dataset")
     put("data.data_root", "data_root")
     put("data.download", "no_download", False if getattr(args, "no_download", False) else None)
+    put("data.stream", "stream", True if getattr(args, "stream", False) else None)
     put("data.forget_class", "forget_class")
     put("data.train_per_class", "train_per_class")
     put("data.test_per_class", "test_per_class")

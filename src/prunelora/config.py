@@ -46,6 +46,7 @@ class DataConfig:
     train_per_class: int | None = None  # class-balanced subset of the training split
     test_per_class: int | None = None  # class-balanced subset of the test split (cheaper evaluation)
     download: bool = True  # fetch the official archive when the folder is missing and we are online
+    stream: bool = False  # read images per batch from where they are kept (files, host memory): data larger than memory
 
 
 @dataclass
@@ -129,7 +130,9 @@ class RunConfig:
         """What decides a run's trained models: everything but where it is written, how it computes (threads,
         memory layout) and the evidence settings (evaluation only: a run re-evaluated with other evidence is
         the same run)."""
-        return {k: v for k, v in to_dict(self).items() if k not in ("out", "threads", "channels_last", "evidence")}
+        identity = {k: v for k, v in to_dict(self).items() if k not in ("out", "threads", "channels_last", "evidence")}
+        identity["data"] = {k: v for k, v in identity["data"].items() if k != "stream"}  # the same numbers either way
+        return identity
 
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -143,7 +143,8 @@ class Experiment:
         if self.config.out is None:
             self.config.out = "runs/reproduce"
         self.out = Path(self.config.out)
-        self.raw = load_dataset(self.config.data.dataset, self.config.data.data_root, self.config.data.download)
+        self.raw = load_dataset(self.config.data.dataset, self.config.data.data_root, self.config.data.download,
+                                stream=self.config.data.stream)
         checked = check_config(self.config, self.raw, self.registry_models)
         if checked:
             from .plan_report import describe_plan
@@ -169,7 +170,7 @@ class Experiment:
         if (seed, request) not in self._splits:
             d = self.config.data
             self._splits[(seed, request)] = request_splits(self.raw, self.requests[:request], d.train_per_class,
-                                                           d.test_per_class, seed, self.device, d.scenario)
+                                                           d.test_per_class, seed, self.device, d.scenario, d.stream)
         return self._splits[(seed, request)]
 
     @property

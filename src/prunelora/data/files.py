@@ -9,15 +9,24 @@
 - A `datasets` folder written by `save_to_disk`: a DatasetDict with train (and test) splits, or
   one Dataset (the training set), with an image column and a label column (ClassLabel names kept).
 Without a test split, TA and the membership attacks have no test set and read NaN.
+
+stream=True opens the data without reading its images (data/stream.py): an image folder is read
+file by file per batch, a datasets folder row by row (Arrow files are memory-mapped), an .npz
+written by np.savez (uncompressed) is memory-mapped. Only labels, file names and a sample for the
+channel statistics are read up front.
 """
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..errors import UserError
 from .sources import RawDataset
+from .stream import ImageSource, StreamedImages, array_source, channel_stats
+from .user import channels_last
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
@@ -27,16 +36,16 @@ def is_data_path(name: str) -> bool:
     return "/" in name or name.endswith(".npz") or Path(name).exists()
 
 
-def load_files(path: str, image_size: int | None = None) -> RawDataset:
+def load_files(path: str, image_size: int | None = None, stream: bool = False) -> RawDataset:
     location = Path(path).expanduser()
     if not location.exists():
         raise UserError(f"data not found: {location} (an image folder, an .npz or a datasets folder)")
     if location.suffix == ".npz":
-        raw = load_npz(location)
+        raw = load_npz(location, stream)
     elif (location / "dataset_dict.json").is_file() or (location / "dataset_info.json").is_file():
-        raw = load_hf_datasets(location)
+        raw = load_hf_datasets(location, stream)
     elif location.is_dir():
-        raw = load_image_folder(location, image_size)
+        raw = load_image_folder(location, image_size, stream)
     else:
         raise UserError(f"{location} is neither an image folder, an .npz nor a datasets folder")
     if raw.num_classes < 2:
@@ -44,47 +53,79 @@ def load_files(path: str, image_size: int | None = None) -> RawDataset:
     return raw
 
 
-def _stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    pixels = images.astype(np.float32) / 255.0
-    mean = tuple(float(v) for v in pixels.mean(axis=(0, 2, 3)))
-    return mean, tuple(float(v) + 1e-6 for v in pixels.std(axis=(0, 2, 3)))
+Images = np.ndarray | ImageSource
 
 
-def _nchw(images: np.ndarray, where: str) -> np.ndarray:
-    if images.dtype != np.uint8:
-        raise UserError(f"{where}: images must be uint8 pixels, got {images.dtype}")
-    if images.ndim == 3:
-        images = images[:, None]
-    if images.ndim != 4:
-        raise UserError(f"{where}: images must have shape (N, C, H, W) or (N, H, W, C), got {images.shape}")
-    if images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
-        images = images.transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(images)
-
-
-def _raw(name: str, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray] | None,
+def _raw(name: str, train: tuple[Images, np.ndarray], test: tuple[Images, np.ndarray] | None,
          class_names: list[str]) -> RawDataset:
+    """The dataset, with channel statistics read the same way whether its images are in memory or streamed."""
     images, labels = train
     if test is None:
         test = (np.zeros((0, *images.shape[1:]), np.uint8), np.zeros(0, np.int64))
-    if test[0].shape[1:] != images.shape[1:]:
-        raise UserError(f"{name}: test images {test[0].shape[1:]} differ from training images {images.shape[1:]}")
-    mean, std = _stats(images)
+    if tuple(test[0].shape[1:]) != tuple(images.shape[1:]):
+        raise UserError(f"{name}: test images {tuple(test[0].shape[1:])} differ from training images "
+                        f"{tuple(images.shape[1:])}")
+    for split, (imgs, labs) in (("train", train), ("test", test)):
+        if len(imgs) != len(labs):
+            raise UserError(f"{name}: {len(imgs)} {split} images but {len(labs)} labels")
+    source = images if isinstance(images, ImageSource) else array_source(images, describe=name)
+    mean, std = channel_stats(StreamedImages(source))
     return RawDataset(name, images, labels.astype(np.int64), test[0], test[1].astype(np.int64), class_names,
                       mean, std)
 
 
-def load_npz(path: Path) -> RawDataset:
+def npz_memmap(path: Path, key: str) -> np.ndarray:
+    """Member `key` of an uncompressed .npz (np.savez) as a read-only memory map: nothing is read until indexed."""
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(f"{key}.npy")
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise UserError(f"{path}: '{key}' is compressed (np.savez_compressed) and cannot be streamed; write it "
+                            "with np.savez, or leave out --stream")
+    with open(path, "rb") as file:
+        file.seek(info.header_offset)
+        local = file.read(30)  # the local file header: name and extra-field lengths at bytes 26-29
+        file.seek(info.header_offset + 30 + int.from_bytes(local[26:28], "little")
+                  + int.from_bytes(local[28:30], "little"))
+        version = np.lib.format.read_magic(file)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(file)
+        offset = file.tell()
+    if dtype.hasobject:
+        raise UserError(f"{path}: '{key}' holds Python objects; only numeric arrays are read")
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
+
+
+def _nchw(images: np.ndarray, where: str) -> Images:
+    """uint8 images as NCHW: an in-memory array is copied so; a memory map stays on disk, as a source
+    that transposes each batch it reads."""
+    if images.dtype != np.uint8:
+        raise UserError(f"{where}: images must be uint8 pixels, got {images.dtype}")
+    images = images[:, None] if images.ndim == 3 else images
+    if images.ndim != 4:
+        raise UserError(f"{where}: images must have shape (N, C, H, W) or (N, H, W, C), got {images.shape}")
+    last = channels_last(images.shape)
+    if isinstance(images, np.memmap):
+        return array_source(images, channels_last=last, describe=where)
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2) if last else images)
+
+
+def load_npz(path: Path, stream: bool = False) -> RawDataset:
+    big = ("images", "test_images")
     try:
         with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:
+            arrays = {k: data[k] for k in data.files if not (stream and k in big)}
+            names = list(data.files)
+        if stream:
+            arrays.update({k: npz_memmap(path, k) for k in big if k in names})
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         raise UserError(f"{path} is not a readable .npz without pickles ({exc})") from None
     if "images" not in arrays or "labels" not in arrays:
         raise UserError(f"{path} must hold 'images' and 'labels' arrays (it has: {', '.join(arrays)})")
     train = (_nchw(arrays["images"], str(path)), arrays["labels"].reshape(-1))
     test = None
     if "test_images" in arrays:
+        if "test_labels" not in arrays:
+            raise UserError(f"{path} holds 'test_images' but no 'test_labels'")
         test = (_nchw(arrays["test_images"], str(path)), arrays["test_labels"].reshape(-1))
     labels = np.concatenate([train[1]] + ([test[1]] if test else []))
     names = [str(n) for n in arrays["class_names"]] if "class_names" in arrays else \
@@ -109,7 +150,13 @@ def _read_images(files: list[Path], size: tuple[int, int] | None, gray: bool) ->
     return np.stack(out)
 
 
-def load_image_folder(root: Path, image_size: int | None = None) -> RawDataset:
+def _file_source(files: list[Path], size: tuple[int, int], gray: bool, describe: str) -> ImageSource:
+    """The images of `files`, read with Pillow a batch at a time."""
+    return ImageSource(len(files), (1 if gray else 3, size[1], size[0]), torch.uint8,
+                       lambda pos: _read_images([files[i] for i in pos], size, gray), describe)
+
+
+def load_image_folder(root: Path, image_size: int | None = None, stream: bool = False) -> RawDataset:
     train_dir = root / "train" if (root / "train").is_dir() else root
     test_dir = root / "test" if (root / "test").is_dir() else None
     names = sorted(d.name for d in train_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
@@ -137,8 +184,10 @@ def load_image_folder(root: Path, image_size: int | None = None) -> RawDataset:
         raise UserError(f"cannot read image {train_files[0]} ({exc})") from None
     test_files, test_labels = listing(test_dir) if test_dir is not None else ([], np.zeros(0, np.int64))
     gray = _all_gray(train_files + test_files)
-    train = (_read_images(train_files, size, gray), train_labels)
-    test = (_read_images(test_files, size, gray), test_labels) if test_files else None
+    read = (lambda files, part: _file_source(files, size, gray, f"{root}/{part}")) if stream else \
+        (lambda files, part: _read_images(files, size, gray))
+    train = (read(train_files, "train"), train_labels)
+    test = (read(test_files, "test"), test_labels) if test_files else None
     return _raw(root.name, train, test, names)
 
 
@@ -155,7 +204,7 @@ def _all_gray(files: list[Path]) -> bool:
     return True
 
 
-def load_hf_datasets(path: Path) -> RawDataset:
+def load_hf_datasets(path: Path, stream: bool = False) -> RawDataset:
     try:
         import datasets
     except ImportError:
@@ -177,11 +226,19 @@ def load_hf_datasets(path: Path) -> RawDataset:
     names = list(feature.names) if isinstance(feature, datasets.ClassLabel) else \
         [str(i) for i in range(int(max(train[label_col])) + 1)]
 
-    def arrays(split) -> tuple[np.ndarray, np.ndarray]:
-        first = split[0][image_col]
-        gray = first.mode in ("L", "1")
-        images = np.stack([np.asarray(img.convert("L" if gray else "RGB"), dtype=np.uint8) for img in split[image_col]])
-        return _nchw(images, str(path)), np.asarray(split[label_col], dtype=np.int64)
+    def pixels(images, gray: bool) -> np.ndarray:
+        return _nchw(np.stack([np.asarray(img.convert("L" if gray else "RGB"), dtype=np.uint8) for img in images]),
+                     str(path))
+
+    def arrays(split) -> tuple[Images, np.ndarray]:
+        gray = split[0][image_col].mode in ("L", "1")
+        labels = np.asarray(split[label_col], dtype=np.int64)
+        if not stream:
+            return pixels(split[image_col], gray), labels
+        column = split.select_columns([image_col])  # rows read from the memory-mapped Arrow files per batch
+        shape = pixels([split[0][image_col]], gray).shape[1:]
+        return ImageSource(len(split), shape, torch.uint8, lambda pos: pixels(column[pos.tolist()][image_col], gray),
+                           f"{path}"), labels
 
     test = arrays(splits["test"]) if "test" in splits else None
     return _raw(path.name, arrays(train), test, names)

@@ -57,9 +57,10 @@ def random_order(size: int, seed: int) -> np.ndarray:
 
 
 def request_splits(raw: RawDataset, history: list[Request], train_per_class: int | None,
-                   test_per_class: int | None, seed: int, device: torch.device | str, scenario: str) -> Splits:
+                   test_per_class: int | None, seed: int, device: torch.device | str, scenario: str,
+                   stream: bool = False) -> Splits:
     """Splits after every request in `history` (the last one is the current request)."""
-    train, test = subsets(raw, train_per_class, test_per_class, seed, device)
+    train, test = subsets(raw, train_per_class, test_per_class, seed, device, stream)
     labels = train.labels.cpu().numpy()
     if history[-1].cls is not None:
         classes = [r.cls for r in history]

@@ -20,16 +20,18 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from .stream import ImageSource
 
 
 @dataclass
 class RawDataset:
-    """Images as uint8 (N, C, H, W) numpy arrays, labels as int64, and the channel statistics."""
+    """Images as uint8 (N, C, H, W) numpy arrays (or, streamed, ImageSources read per batch), labels as
+    int64, and the channel statistics."""
 
     name: str
-    train_images: np.ndarray
+    train_images: np.ndarray | ImageSource
     train_labels: np.ndarray
-    test_images: np.ndarray
+    test_images: np.ndarray | ImageSource
     test_labels: np.ndarray
     class_names: list[str]
     mean: tuple[float, ...]
@@ -247,12 +249,17 @@ def load_digits(image_size: int = 16, test_fraction: float = 0.2) -> RawDataset:
 DATASETS = ("digits", "cifar10", "cifar100")
 
 
-def load_dataset(name: str, data_root: str | None = None, allow_download: bool = True) -> RawDataset:
-    """A built-in dataset by name, or the user's files by path (data/files.py)."""
+def load_dataset(name: str, data_root: str | None = None, allow_download: bool = True,
+                 stream: bool = False) -> RawDataset:
+    """A built-in dataset by name, or the user's files by path (data/files.py).
+
+    stream: the user's files are opened, not read (their images are read per batch); the built-in
+    datasets are read into host memory either way (subsets() then streams them from there).
+    """
     from .files import is_data_path, load_files
 
     if name not in DATASETS and is_data_path(name):
-        return load_files(name)
+        return load_files(name, stream=stream)
     if name == "digits":
         return load_digits()
     if name in CIFAR:

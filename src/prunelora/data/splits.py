@@ -1,4 +1,5 @@
-"""Class-wise forgetting splits and class-balanced subsets, as tensors that live on the device."""
+"""Class-wise forgetting splits and class-balanced subsets, as tensors that live on the device
+(or, streamed, as positions in their source read per batch: data/stream.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -8,6 +9,7 @@ import torch
 
 from ..errors import UserError
 from .sources import RawDataset
+from .stream import ImageSource, Images, StreamedImages, array_source, concat, take
 
 
 @dataclass
@@ -15,10 +17,12 @@ class ImageSet:
     """A labelled set of images (N, C, H, W) and int64 labels, both on one device.
 
     uint8 images are pixels (the fast, compact default: scaled to [0, 1] per batch); float images
-    are already on the model's own input scale and are used as they are.
+    are already on the model's own input scale and are used as they are. `images` is a tensor, or
+    StreamedImages for data that does not fit in memory (read batch by batch; subsets and joins
+    never read).
     """
 
-    images: torch.Tensor
+    images: Images
     labels: torch.Tensor
 
     def __len__(self) -> int:
@@ -27,9 +31,21 @@ class ImageSet:
     def to(self, device: torch.device | str) -> "ImageSet":
         return ImageSet(self.images.to(device), self.labels.to(device))
 
+    @property
+    def streamed(self) -> bool:
+        return isinstance(self.images, StreamedImages)
+
     def subset(self, index: torch.Tensor | np.ndarray) -> "ImageSet":
-        index = torch.as_tensor(index, dtype=torch.long, device=self.labels.device)
-        return ImageSet(self.images[index], self.labels[index])
+        """The samples at `index`: positions, or a boolean mask over the set."""
+        index = torch.as_tensor(index, device=self.labels.device)
+        index = index if index.dtype == torch.bool else index.long()
+        return ImageSet(take(self.images, index), self.labels[index])
+
+    @staticmethod
+    def join(parts: list["ImageSet"], labels: torch.Tensor | None = None) -> "ImageSet":
+        """The sets one after the other (labels: replacements for the joined labels)."""
+        joined = torch.cat([p.labels for p in parts]) if labels is None else labels
+        return ImageSet(concat([p.images for p in parts]), joined)
 
 
 @dataclass
@@ -91,14 +107,28 @@ def class_index(raw: RawDataset, forget_class: int | str) -> int:
     return int(forget_class)
 
 
+def gather(images: np.ndarray | ImageSource, index: np.ndarray, device: torch.device | str,
+           stream: bool = False) -> Images:
+    """The images at `index`: on the device, or (streamed, and always for a source) their positions,
+    read per batch."""
+    if isinstance(images, ImageSource):
+        return StreamedImages(images, index, device)
+    if stream:
+        return StreamedImages(array_source(images, describe="images"), index, device)
+    return torch.from_numpy(np.ascontiguousarray(images[index])).to(device)
+
+
 def subsets(raw: RawDataset, train_per_class: int | None, test_per_class: int | None, seed: int,
-            device: torch.device | str) -> tuple[ImageSet, ImageSet]:
-    """The class-balanced training and test subsets of a seed, on the device, in dataset order."""
+            device: torch.device | str, stream: bool = False) -> tuple[ImageSet, ImageSet]:
+    """The class-balanced training and test subsets of a seed, on the device, in dataset order.
+
+    stream: keep the images where they are (host memory, files) and read them per batch.
+    """
     train_idx = balanced_indices(raw.train_labels, train_per_class, seed)
     test_idx = balanced_indices(raw.test_labels, test_per_class, seed + 1)
-    train = ImageSet(torch.from_numpy(np.ascontiguousarray(raw.train_images[train_idx])).to(device),
+    train = ImageSet(gather(raw.train_images, train_idx, device, stream),
                      torch.from_numpy(raw.train_labels[train_idx]).to(device))
-    test = ImageSet(torch.from_numpy(np.ascontiguousarray(raw.test_images[test_idx])).to(device),
+    test = ImageSet(gather(raw.test_images, test_idx, device, stream),
                     torch.from_numpy(raw.test_labels[test_idx]).to(device))
     return train, test
 
@@ -106,23 +136,19 @@ def subsets(raw: RawDataset, train_per_class: int | None, test_per_class: int | 
 def forget_splits(raw: RawDataset, train: ImageSet, test: ImageSet, forget: np.ndarray, test_forget: np.ndarray,
                   **request) -> Splits:
     """Splits from boolean masks over the training set (forgotten) and the test set (of forgotten classes)."""
-    forget_t = torch.from_numpy(forget).to(train.labels.device)
-    test_t = torch.from_numpy(test_forget).to(test.labels.device)
     return Splits(
-        forget_train=ImageSet(train.images[forget_t], train.labels[forget_t]),
-        retain_train=ImageSet(train.images[~forget_t], train.labels[~forget_t]),
-        test_retain=ImageSet(test.images[~test_t], test.labels[~test_t]),
-        test_forget=ImageSet(test.images[test_t], test.labels[test_t]),
+        forget_train=train.subset(forget), retain_train=train.subset(~forget),
+        test_retain=test.subset(~test_forget), test_forget=test.subset(test_forget),
         num_classes=raw.num_classes, mean=raw.mean, std=raw.std, class_names=raw.class_names, train=train,
         forget_index=np.flatnonzero(forget), **request)
 
 
 def class_splits(raw: RawDataset, forget_class: int | str | list[int | str], train_per_class: int | None = None,
                  test_per_class: int | None = None, seed: int = 0,
-                 device: torch.device | str = "cpu") -> Splits:
+                 device: torch.device | str = "cpu", stream: bool = False) -> Splits:
     """Forget class k (an index or a class name; or several) gives forget-train, retain-train, test-retain
-    and test-forget."""
+    and test-forget. stream: images stay where they are and are read per batch (data/stream.py)."""
     classes = [class_index(raw, c) for c in (forget_class if isinstance(forget_class, list) else [forget_class])]
-    train, test = subsets(raw, train_per_class, test_per_class, seed, device)
+    train, test = subsets(raw, train_per_class, test_per_class, seed, device, stream)
     return forget_splits(raw, train, test, np.isin(train.labels.cpu().numpy(), classes),
                          np.isin(test.labels.cpu().numpy(), classes), forget_class=classes[-1], forget_classes=classes)

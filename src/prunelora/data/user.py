@@ -2,8 +2,9 @@
 
 Accepted: an ImageSet; an (images, labels) pair of tensors or numpy arrays, uint8 pixels or floats
 on the model's own scale, channels first or last; any torch Dataset of (image, label); a
-DataLoader. Everything is gathered into memory once, so that the hot path stays on-device
-tensors (the fast default).
+DataLoader. By default everything is gathered into memory once, so that the hot path stays
+on-device tensors (the fast default). With stream=True (and always for a np.memmap), images stay
+where they are and are read batch by batch (data/stream.py): data that does not fit in memory.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import UserError
 from .splits import ImageSet
+from .stream import StreamedImages, array_source, dataset_source
 
 
 def _tensor(value: Any, what: str) -> torch.Tensor:
@@ -26,33 +28,53 @@ def _tensor(value: Any, what: str) -> torch.Tensor:
         raise UserError(f"{what} must be a tensor or an array, got {type(value).__name__}") from None
 
 
+def channels_last(shape: tuple[int, ...]) -> bool:
+    """Whether an (N, H, W, C) batch holds 1, 3 or 4 channels last (rather than (N, C, H, W))."""
+    return len(shape) == 4 and shape[-1] in (1, 3, 4) and shape[1] not in (1, 3, 4)
+
+
 def channels_first(images: torch.Tensor, name: str) -> torch.Tensor:
-    """(N, H, W, C) with 1 or 3 channels last becomes (N, C, H, W); (N, H, W) gains a channel."""
+    """(N, H, W, C) with 1, 3 or 4 channels last becomes (N, C, H, W); (N, H, W) gains a channel."""
     if images.dim() == 3:
         return images.unsqueeze(1)
     if images.dim() != 4:
         raise UserError(f"{name}: images must have shape (N, C, H, W) or (N, H, W, C), got {tuple(images.shape)}")
-    if images.shape[-1] in (1, 3, 4) and images.shape[1] not in (1, 3, 4):
+    if channels_last(tuple(images.shape)):
         return images.permute(0, 3, 1, 2).contiguous()
     return images
 
 
+def _pixels_or_floats(is_pixels: bool, is_float: bool, dtype: Any, name: str) -> None:
+    if not (is_pixels or is_float):
+        raise UserError(f"{name}: images must be uint8 pixels or floats, got {dtype}")
+
+
+def _labels(labels: Any, count: int, name: str) -> torch.Tensor:
+    """Integer class indices, one per image."""
+    labels = _tensor(labels, f"{name} labels")
+    if labels.dim() != 1 or labels.is_floating_point() or len(labels) != count:
+        raise UserError(f"{name}: labels must be {count} integer class indices, got {labels.dtype} "
+                        f"{tuple(labels.shape)}")
+    return labels.long()
+
+
 def from_arrays(images: Any, labels: Any, name: str) -> ImageSet:
     images = channels_first(_tensor(images, f"{name} images"), name)
-    labels = _tensor(labels, f"{name} labels")
-    if images.dtype != torch.uint8 and not images.is_floating_point():
-        raise UserError(f"{name}: images must be uint8 pixels or floats, got {images.dtype}")
-    if labels.dim() != 1 or labels.is_floating_point() or len(labels) != len(images):
-        raise UserError(f"{name}: labels must be {len(images)} integer class indices, got {labels.dtype} "
-                        f"{tuple(labels.shape)}")
-    return ImageSet(images if images.dtype == torch.uint8 else images.float(), labels.long().to(images.device))
+    _pixels_or_floats(images.dtype == torch.uint8, images.is_floating_point(), images.dtype, name)
+    return ImageSet(images if images.dtype == torch.uint8 else images.float(),
+                    _labels(labels, len(images), name).to(images.device))
+
+
+def item_image(item: Any, name: str) -> torch.Tensor:
+    """The image of one (image, label) item, as a tensor (from a tensor, an array or a PIL image)."""
+    if not isinstance(item, (tuple, list)) or len(item) < 2:
+        raise UserError(f"{name}: every item must be an (image, label) pair, got {type(item).__name__}")
+    return _tensor(item[0], f"{name} images")
 
 
 def _collate(items: list) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack (image, label) items whose images may be tensors, arrays or PIL images."""
-    if not all(isinstance(item, (tuple, list)) and len(item) >= 2 for item in items):
-        raise UserError("every item of the dataset must be an (image, label) pair")
-    images = torch.stack([_tensor(item[0], "dataset images") for item in items])
+    images = torch.stack([item_image(item, "dataset") for item in items])
     labels = torch.as_tensor([int(item[1]) for item in items])
     return images, labels
 
@@ -70,8 +92,59 @@ def from_batches(batches, name: str) -> ImageSet:
     return from_arrays(torch.cat(images), torch.cat(labels), name)
 
 
-def as_imageset(data: Any, name: str) -> ImageSet:
-    """An ImageSet from any accepted form (see the module docstring); anything else is a UserError."""
+def dataset_labels(dataset: Any, name: str) -> torch.Tensor:
+    """Every label of a map-style Dataset: its `targets`/`labels` attribute, else one pass over its items."""
+    for attribute in ("targets", "labels"):
+        known = getattr(dataset, attribute, None)
+        if known is not None and not callable(known) and len(known) == len(dataset):
+            return _tensor(known, f"{name} labels").long().reshape(-1)
+    labels = []
+    for i in range(len(dataset)):
+        item = dataset[i]
+        item_image(item, name)  # the same one-line error as reading it would give
+        labels.append(int(item[1]))
+    return torch.as_tensor(labels, dtype=torch.long)
+
+
+def streamed(data: Any, name: str = "data", device: torch.device | str | None = None) -> ImageSet:
+    """An ImageSet whose images stay where they are and are read batch by batch onto `device`.
+
+    data: a map-style Dataset of (image, label), a DataLoader over one, an (images, labels) pair
+    (a np.memmap reads only the rows of each batch), or an ImageSet (its images move to host
+    memory and travel to the device per batch).
+    """
+    if isinstance(data, ImageSet):
+        if isinstance(data.images, StreamedImages):
+            return data if device is None else data.to(device)
+        where = device if device is not None else data.labels.device
+        return ImageSet(StreamedImages(array_source(data.images.cpu(), describe=name), device=where),
+                        data.labels.to(where))
+    where = torch.device(device if device is not None else "cpu")
+    if isinstance(data, DataLoader):
+        data = data.dataset
+    if isinstance(data, Dataset):
+        return ImageSet(StreamedImages(dataset_source(data, name), device=where), dataset_labels(data, name).to(where))
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        images, labels = data
+        images = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else images
+        images = images if isinstance(images, np.ndarray) else np.asarray(images)
+        images = images[:, None] if images.ndim == 3 else images
+        if images.ndim != 4:
+            raise UserError(f"{name}: images must have shape (N, C, H, W) or (N, H, W, C), got {tuple(images.shape)}")
+        _pixels_or_floats(images.dtype == np.uint8, np.issubdtype(images.dtype, np.floating), images.dtype, name)
+        source = array_source(images, channels_last=channels_last(images.shape), describe=name)
+        return ImageSet(StreamedImages(source, device=where), _labels(labels, len(images), name).to(where))
+    raise UserError(f"{name} cannot be streamed: give a map-style Dataset, a DataLoader, an (images, labels) "
+                    f"pair or an ImageSet, got {type(data).__name__}")
+
+
+def as_imageset(data: Any, name: str, stream: bool = False, device: torch.device | str | None = None) -> ImageSet:
+    """An ImageSet from any accepted form (see the module docstring); anything else is a UserError.
+
+    stream (and always for a np.memmap): images are read per batch onto `device` (see `streamed`).
+    """
+    if stream or (isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], np.memmap)):
+        return streamed(data, name, device)
     if isinstance(data, ImageSet):
         return data
     if isinstance(data, DataLoader):

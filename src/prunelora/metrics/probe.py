@@ -80,8 +80,7 @@ def probe_metrics(model: nn.Module, splits, seed: int = 0, batch_size: int = 102
     """probe_acc (held-out test, every class), probe_forget_acc (the forgotten training samples) and
     probe_forget_test_acc (the forgotten classes' held-out test samples; NaN for random forgetting)."""
     k = splits.num_classes
-    test = ImageSet(torch.cat([splits.test_retain.images, splits.test_forget.images]),
-                    torch.cat([splits.test_retain.labels, splits.test_forget.labels]))
+    test = ImageSet.join([splits.test_retain, splits.test_forget])
     feats = penultimate_features(model, test, k, batch_size)
     if feats is None:
         return {"probe_acc": float("nan"), "probe_forget_acc": float("nan"), "probe_forget_test_acc": float("nan")}

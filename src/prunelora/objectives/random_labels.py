@@ -40,8 +40,7 @@ class RandomLabels(Objective):
     def data(self, feed: Feed, model: nn.Module) -> None:
         retain, forget = feed.sets["retain"], feed.sets["forget"]
         self.forget_labels = other_labels(forget.labels, num_classes(model, retain), feed.generator)
-        feed.add("relabelled", ImageSet(torch.cat([retain.images, forget.images]),
-                                        torch.cat([retain.labels, self.forget_labels])))
+        feed.add("relabelled", ImageSet.join([retain, forget], torch.cat([retain.labels, self.forget_labels])))
 
     def draws_from(self) -> tuple[str, ...]:
         return ("relabelled",)

@@ -1,0 +1,97 @@
+"""The user's data files (image folder, .npz, datasets folder), read into memory or streamed per batch."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from prunelora.data import class_splits, load_dataset
+from prunelora.data.files import load_files
+from prunelora.data.stream import ImageSource
+from prunelora.errors import UserError
+
+from ..helpers import run_cli
+
+
+def write_image_folder(root: Path, per_class: int = 12, classes: int = 4) -> Path:
+    """digits as PNG files: root/train/<name>/*.png and root/test/<name>/*.png."""
+    from PIL import Image
+
+    raw = load_dataset("digits")
+    for split, images, labels in (("train", raw.train_images, raw.train_labels),
+                                  ("test", raw.test_images, raw.test_labels)):
+        for label in range(classes):
+            folder = root / split / f"c{label}"
+            folder.mkdir(parents=True)
+            for i, image in enumerate(images[labels == label][:per_class]):
+                Image.fromarray(image[0]).save(folder / f"{i}.png")
+    return root
+
+
+def write_datasets_folder(root: Path, count: int = 60) -> Path:
+    datasets = pytest.importorskip("datasets")
+    from PIL import Image
+
+    raw = load_dataset("digits")
+    features = datasets.Features({"image": datasets.Image(),
+                                  "label": datasets.ClassLabel(names=[str(i) for i in range(10)])})
+
+    def split(images, labels):
+        return datasets.Dataset.from_dict({"image": [Image.fromarray(i[0]) for i in images[:count]],
+                                           "label": labels[:count].tolist()}, features=features)
+
+    datasets.DatasetDict(train=split(raw.train_images, raw.train_labels),
+                         test=split(raw.test_images, raw.test_labels)).save_to_disk(str(root))
+    return root
+
+
+def write_npz(path: Path, compressed: bool = False) -> Path:
+    raw = load_dataset("digits")
+    save = np.savez_compressed if compressed else np.savez
+    save(path, images=raw.train_images[:80].transpose(0, 2, 3, 1), labels=raw.train_labels[:80],
+         test_images=raw.test_images[:40], test_labels=raw.test_labels[:40], class_names=np.array(list("abcdefghij")))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["folder", "npz", "datasets"])
+def test_streamed_files_read_nothing_up_front_and_give_the_same_data(kind, tmp_path):
+    path = {"folder": lambda: write_image_folder(tmp_path / "images"),
+            "npz": lambda: write_npz(tmp_path / "d.npz"),
+            "datasets": lambda: write_datasets_folder(tmp_path / "ds")}[kind]()
+    memory, streamed = load_files(str(path)), load_files(str(path), stream=True)
+    assert isinstance(streamed.train_images, ImageSource) and isinstance(streamed.test_images, ImageSource)
+    assert (memory.mean, memory.std, memory.class_names) == (streamed.mean, streamed.std, streamed.class_names)
+    np.testing.assert_array_equal(memory.train_labels, streamed.train_labels)
+    reference = class_splits(memory, 1, seed=0)
+    # Files opened for streaming, and files read into memory then streamed from host memory.
+    for splits in (class_splits(streamed, 1, seed=0), class_splits(memory, 1, seed=0, stream=True)):
+        for name, data in splits.named().items():
+            assert data.streamed, name
+            assert torch.equal(data.images[torch.arange(len(data))], reference.named()[name].images), name
+
+
+def test_a_compressed_npz_cannot_be_streamed(tmp_path):
+    path = write_npz(tmp_path / "d.npz", compressed=True)
+    assert load_files(str(path)).train_images.shape == (80, 1, 16, 16)
+    with pytest.raises(UserError, match="compressed"):
+        load_files(str(path), stream=True)
+
+
+def test_reproduce_with_stream_gives_the_same_rows(tmp_path, capsys):
+    """--stream reads the user's image folder per batch: every number of the run is the in-memory run's."""
+    data = write_image_folder(tmp_path / "images", per_class=15)
+    rows = {}
+    for stream in (False, True):
+        out = tmp_path / f"run-{stream}"
+        rc, _, err = run_cli(["reproduce", "--preset", "smoke", "--no-progress", "--dataset", data, "--forget-class",
+                              "c2", "--models", "resnet18", "--methods", "retrain,finetune,prunelora,rl",
+                              "--out", out, *(["--stream"] if stream else [])], capsys)
+        assert rc == 0, err
+        results = json.loads((out / "results.json").read_text())
+        assert results["config"]["data"]["stream"] is stream
+        rows[stream] = [{k: r[k] for k in ("method", "epochs", "ua", "ra", "ta", "mia_efficacy", "probe_forget_acc")}
+                        for r in results["rows"]]
+    assert rows[True] == rows[False]
