@@ -391,8 +391,11 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS, methods: Sequence[str]
     dev = select_device(config.device)
     dataset = dataset or config.data.dataset
     data_root = data_root or config.data.data_root
-    raw = load_dataset(dataset, data_root, allow_download=False)
-    splits = class_splits(raw, forget_class, train_per_class, 1, seed, dev)
+    stream = config.data.stream
+    if stream and channels_last:
+        raise UserError("--channels-last lays out the images held in memory: leave out --stream to use it")
+    raw = load_dataset(dataset, data_root, allow_download=False, stream=stream)
+    splits = class_splits(raw, forget_class, train_per_class, 1, seed, dev, stream=stream)
     retain = splits.retain_train
     if len(retain) == 0:
         raise UserError("the retain set is empty (raise --train-per-class)")
@@ -414,7 +417,7 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS, methods: Sequence[str]
                     "forget_class": forget_class, "device": str(dev), "warmup_epochs": warmup_epochs,
                     "timed_epochs": timed_epochs, "batch_size": config.unlearn.batch_size, "precision": precision,
                     "channels_last": channels_last, "compile": compile_model, "seed": seed,
-                    "matmul_size": matmul_size, "overrides": overrides or {}}
+                    "matmul_size": matmul_size, "stream": stream, "overrides": overrides or {}}
         run_folder.claim(out, "bench", identity, overwrite)
     machine = facts(dev)
     log(f"[bench] {machine['device_name']} ({machine['threads']} threads), {dataset}: "

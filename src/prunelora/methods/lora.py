@@ -13,19 +13,23 @@ def folded_conv_class():
     whose activations cost more than the pruned conv itself (FINDINGS trap 12). Convolution is
     linear in its weight, so conv(x, W) + s·conv(conv(x, A), B) = conv(x, W + s·BA) exactly. With
     dropout on the adapter's input (the paper's 0.1) the update sees dropout(x), not x: the layer
-    then computes conv(x, W) + conv(dropout(x), s·BA), one extra conv instead of PEFT's two, with the
-    same dropout call (so the same mask for the same random state) and the same value and gradient.
-    In eval mode dropout is the identity and the one-conv form is used. Parameters, state dict
-    and saved adapters are PEFT's own; a LoRA variant (DoRA, ...) falls back to PEFT's forward.
+    then computes conv(x, W) + conv(dropout(x), s·BA), one extra conv instead of PEFT's two, in one
+    autograd node that neither stores dropout(x) nor its mask and draws the mask from random bits
+    (methods/dropout_conv.py: PEFT's value and gradient for the same mask, its distribution over
+    masks). In eval mode dropout is the identity and the one-conv form is used. Parameters, state
+    dict and saved adapters are PEFT's own; a LoRA variant (DoRA, ...) falls back to PEFT's forward.
     """
     import torch.nn.functional as F
     from peft.tuners.lora.layer import Conv2d
+
+    from .dropout_conv import conv_with_dropout_delta
 
     class FoldedLoraConv2d(Conv2d):
         def _foldable(self) -> list[str]:
             base = self.get_base_layer()
             active = [a for a in self.active_adapters if a in self.lora_A]
-            if base.padding_mode != "zeros" or any(a in self.lora_variant for a in active):
+            if base.padding_mode != "zeros" or isinstance(base.padding, str) or \
+                    any(a in self.lora_variant for a in active):
                 return []
             return active
 
@@ -38,12 +42,17 @@ def folded_conv_class():
             for adapter in active:
                 dropout = self.lora_dropout[adapter]
                 if isinstance(dropout, nn.Dropout) and dropout.training and dropout.p > 0:
-                    dropped.append((dropout, self.get_delta_weight(adapter)))
+                    dropped.append((dropout.p, self.get_delta_weight(adapter)))
                 else:
                     weight = weight + self.get_delta_weight(adapter)
-            out = F.conv2d(x, weight, base.bias, base.stride, base.padding, base.dilation, base.groups)
-            for dropout, delta in dropped:
-                out = out + F.conv2d(dropout(x), delta, None, base.stride, base.padding, base.dilation, base.groups)
+            if not dropped:
+                return F.conv2d(x, weight, base.bias, base.stride, base.padding, base.dilation, base.groups)
+            out = None
+            for p, delta in dropped:  # the base conv goes with the first; further adapters add their own term
+                first = out is None
+                term = conv_with_dropout_delta(x, weight if first else None, base.bias if first else None, delta, p,
+                                               base.stride, base.padding, base.dilation, base.groups)
+                out = term if first else out + term
             return out
 
     return FoldedLoraConv2d
