@@ -6,8 +6,10 @@ tensor an operator creates while it is open (a TorchDispatchMode sees each op's 
 backward and optimiser alike), counts each storage once at its size, and subtracts it when the
 storage is freed (a weak reference's callback): live bytes, and their peak.
 
-Storages that existed before the meter opened (the model's weights) are not counted, as CUDA's
-figure is taken above what was allocated at entry. Memory an operator uses internally and frees
+Storages that existed before the meter opened (the model's weights, the data) are not counted, as
+CUDA's figure is taken above what was allocated at entry; nor is an output that shares an input's
+storage (a view such as a slice of the data, an in-place or out= result): only storages an
+operator creates are allocations. Memory an operator uses internally and frees
 before returning (a kernel's workspace) is not a tensor and is not counted on either device.
 """
 from __future__ import annotations
@@ -17,6 +19,13 @@ import weakref
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
+
+
+def _storage_key(tensor: torch.Tensor) -> int:
+    """The address of the tensor's storage (0 for tensors without one: sparse, meta)."""
+    if tensor.layout != torch.strided or tensor.device.type == "meta":
+        return 0
+    return tensor.untyped_storage().data_ptr()
 
 
 class TensorPeak(TorchDispatchMode):
@@ -34,8 +43,9 @@ class TensorPeak(TorchDispatchMode):
         out = func(*args, **(kwargs or {}))
         if not self.counting:
             return out
+        inputs = {_storage_key(t) for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)}
         for value in tree_flatten(out)[0]:
-            if isinstance(value, torch.Tensor):
+            if isinstance(value, torch.Tensor) and _storage_key(value) not in inputs:
                 self._track(value)
         return out
 
