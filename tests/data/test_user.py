@@ -113,3 +113,15 @@ def test_unlearn_on_a_streamed_dataset_equals_unlearn_in_memory(digits_splits):
     assert memory.history == stream.history
     for (name, a), (_, b) in zip(memory.model.state_dict().items(), stream.model.state_dict().items()):
         assert torch.equal(a, b), name
+
+
+def test_a_streamed_subset_takes_its_labels_from_its_dataset_without_reading(pixels):
+    from torch.utils.data import Subset
+
+    images, labels = pixels
+    source = CountingDataset(images, labels)
+    picked = [7, 3, 11]
+    data = streamed(Subset(source, picked), "forget")
+    assert source.reads == 1  # the first item, for the image shape
+    assert data.labels.tolist() == labels[picked].tolist()
+    assert torch.equal(data.images[torch.arange(3)], torch.from_numpy(images[picked]))

@@ -390,3 +390,16 @@ def test_renders_in_headless_chromium(report, tmp_path):
     assert found, f"no result in the dumped DOM (rc {done.returncode}): {done.stderr[-2000:]}"
     total, broken = int(found.group(1)), int(found.group(2))
     assert total == 5 and broken == 0
+
+
+def test_figure_2_is_drawn_once_and_the_page_inlines_the_saved_png(tmp_path):
+    from prunelora.report import write_results
+    from prunelora.report.plots import histogram_file
+
+    results = fake_results(tmp_path)
+    write_results(results, tmp_path)
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    srcs = [img["src"] for img in parse(page).imgs]
+    for model in (EVIL, "vit"):
+        saved = histogram_file(tmp_path, model).read_bytes()
+        assert "data:image/png;base64," + base64.b64encode(saved).decode("ascii") in srcs

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..errors import UserError
 from .splits import ImageSet
@@ -93,7 +93,10 @@ def from_batches(batches, name: str) -> ImageSet:
 
 
 def dataset_labels(dataset: Any, name: str) -> torch.Tensor:
-    """Every label of a map-style Dataset: its `targets`/`labels` attribute, else one pass over its items."""
+    """Every label of a map-style Dataset: its `targets`/`labels` attribute (a Subset's from its dataset's),
+    else one pass over its items."""
+    if isinstance(dataset, Subset):
+        return dataset_labels(dataset.dataset, name)[torch.as_tensor(list(dataset.indices), dtype=torch.long)]
     for attribute in ("targets", "labels"):
         known = getattr(dataset, attribute, None)
         if known is not None and not callable(known) and len(known) == len(dataset):

@@ -40,11 +40,11 @@ class MemoryMeter:
 
     On CUDA: torch.cuda.max_memory_allocated above what was allocated at entry. On CPU: the peak of
     live tensor bytes created inside the context (metrics/tensor_memory.py), the same quantity;
-    and, as `rss_growth_mb()`, the resident set size sampled every 20 ms by a thread, peak minus
+    and, as `rss_growth_mb()`, the resident set size sampled every 50 ms by a thread, peak minus
     the value at entry (freed heap pages are handed back to the OS first).
     """
 
-    def __init__(self, device: torch.device, interval: float = 0.02, count_tensors: bool = True):
+    def __init__(self, device: torch.device, interval: float = 0.05, count_tensors: bool = True):
         self.device = device
         self.interval = interval
         self.count_tensors = count_tensors and device.type != "cuda"  # off: RSS only, no per-op callback

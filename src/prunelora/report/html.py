@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import io
 from ..metrics.attacks import attacks_in
-from .plots import loss_histogram_figure, new_figure
+from .plots import figure2_rows, histogram_file, loss_histogram_figure, new_figure
 from .tables import (ACCURACY_METRICS, memory_note, EVIDENCE, INCONCLUSIVE, budgets_of, display_rows, evidence_caption,
                      evidence_cell, fmt, gap_note, inconclusive, inconclusive_note, longest, method_label,
                      method_rank, request_heading, requests_of_rows, run_warnings)
@@ -157,17 +157,24 @@ def _plain(value: Any) -> str:
 
 
 # -- figures ----------------------------------------------------------------------------------------
+def png_data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
 def figure_data_uri(fig, dpi: int = 100) -> str:
     """Render a matplotlib figure to a `data:image/png;base64,...` URI."""
     buffer = stdio.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return png_data_uri(buffer.getvalue())
+
+
+def _figure(uri: str, alt: str, caption: str) -> str:
+    """<figure> with the inlined image and the one sentence saying what it shows."""
+    return _tag("figure", f'<img src="{uri}" alt="{escape(alt)}">' + _tag("figcaption", escape(caption)))
 
 
 def figure_html(fig, alt: str, caption: str) -> str:
-    """<figure> with the inlined PNG and the one sentence saying what it shows."""
-    img = f'<img src="{figure_data_uri(fig)}" alt="{escape(alt)}">'
-    return _tag("figure", img + _tag("figcaption", escape(caption)))
+    return _figure(figure_data_uri(fig), alt, caption)
 
 
 def _method_colors(methods: list[str]) -> dict[str, Any]:
@@ -519,17 +526,19 @@ def render_html(results: dict, out: Path) -> str:
     table = _section("Results (Figure 1)", *parts)
 
     # Figure 2 needs per-sample logits: those of one seed (aggregated rows have none).
-    with_logits = [r for r in all_rows if r.get("logits_file") and r.get("seed", 0) is not None]
-    seeds = sorted({r.get("seed", 0) for r in with_logits})
+    seed, with_logits = figure2_rows(all_rows)
     hist_parts = []
     if not with_logits:
         hist_parts.append(_para("No per-sample logits were saved with these rows, so no loss histograms.", "note"))
     for model in models:
-        mine = [r for r in with_logits if r["model"] == model and r.get("seed", 0) == seeds[0]] if seeds else []
+        mine = [r for r in with_logits if r["model"] == model]
         if mine:
-            hist_parts.append(figure_html(
-                loss_histogram_figure(mine, model, out), f"loss histograms, {model}",
-                f"{model}, seed {seeds[0]}: per-sample cross-entropy of the forget-train samples against the "
+            drawn = histogram_file(out, model)  # plots/ holds it when write_results drew it just before
+            img = (png_data_uri(drawn.read_bytes()) if drawn.is_file()
+                   else figure_data_uri(loss_histogram_figure(mine, model, out)))
+            hist_parts.append(_figure(
+                img, f"loss histograms, {model}",
+                f"{model}, seed {seed}: per-sample cross-entropy of the forget-train samples against the "
                 "test samples of the retained classes, one panel per method at its longest budget; forgetting "
                 "shows as forget losses lying above (to the right of) test losses."))
     hists = _section("Loss histograms (Figure 2)", *hist_parts)

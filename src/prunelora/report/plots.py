@@ -1,7 +1,7 @@
 """Figure 2 of the paper: per-sample cross-entropy histograms, forget set vs test set, per method.
 
-Drawn once (loss_histogram_figure) on a matplotlib Figure without pyplot state: saved as PNG under
-plots/ and inlined in report.html.
+Drawn once per model (loss_histogram_figure, on a matplotlib Figure without pyplot state) from the
+rows figure2_rows picks, saved as plots/losses_<model>.png; report.html inlines that file.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import io
 from ..metrics.evaluate import per_sample_loss
-from .tables import longest, method_label, method_rank
+from .tables import longest, method_label, method_rank, requests_of_rows
 
 
 def new_figure(width: float, height: float):
@@ -57,13 +57,27 @@ def loss_histogram_figure(rows: list[dict], model: str, out: Path):
     return fig
 
 
+def figure2_rows(rows: list[dict]) -> tuple[int | None, list[dict]]:
+    """The rows Figure 2 shows: the latest request's, of the lowest seed, that carry per-sample logits
+    (aggregated rows over seeds have none). Returns (that seed, the rows)."""
+    last = requests_of_rows(rows)[-1]
+    with_logits = [r for r in rows if r.get("logits_file") and r.get("seed", 0) is not None
+                   and r.get("request") == last]
+    seed = min((r.get("seed", 0) for r in with_logits), default=None)
+    return seed, [r for r in with_logits if r.get("seed", 0) == seed]
+
+
+def histogram_file(out: Path, model: str) -> Path:
+    return Path(out) / "plots" / f"losses_{model}.png"
+
+
 def loss_histograms(rows: list[dict], out: Path) -> list[Path]:
-    """plots/losses_<model>.png for the first seed's rows that carry logits; returns the files written."""
-    rows = [r for r in rows if r.get("logits_file") and r.get("seed", 0) == rows[0].get("seed", 0)]
+    """plots/losses_<model>.png for every model of figure2_rows; returns the files written."""
+    _, rows = figure2_rows(rows)
     written = []
     for model in dict.fromkeys(r["model"] for r in rows):
         fig = loss_histogram_figure(rows, model, out)
-        path = out / "plots" / f"losses_{model}.png"
+        path = histogram_file(out, model)
         with io.atomic_path(path, ".png") as tmp:
             fig.savefig(tmp, format="png", dpi=110)
         written.append(path)
