@@ -13,6 +13,7 @@ from ..data import ImageSet, Splits, eval_batches
 from .accuracy import accuracy, unlearning_metrics
 from ..config import EvidenceConfig
 from .attacks import attack_suite
+from .blas import one_blas_thread
 from .challenge import challenge_metrics
 from .head import head_response
 from .probe import probe_metrics
@@ -68,12 +69,12 @@ def metrics_from_logits(logits: dict[str, np.ndarray], labels: dict[str, np.ndar
     `timings` (optional) accumulates the seconds each part took.
     """
     evidence = evidence or EvidenceConfig()
-    with timed(timings, "attacks"):
+    with one_blas_thread(), timed(timings, "attacks"):
         metrics = {**unlearning_metrics(logits, labels),
                    **attack_suite(logits, labels, seed, mia_cap, draws=evidence.mia_draws,
                                   protocol=evidence.mia_protocol)}
     if evidence.challenge:
-        with timed(timings, "challenge"):
+        with one_blas_thread(), timed(timings, "challenge"):
             metrics.update(challenge_metrics(logits, labels, seed))
     metrics.update(head_response(logits, labels))
     return metrics

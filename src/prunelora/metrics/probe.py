@@ -20,6 +20,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from ..data import ImageSet, eval_batches
+from .blas import one_blas_thread
 
 
 def classifier_head(model: nn.Module, num_classes: int) -> nn.Linear | None:
@@ -68,12 +69,13 @@ def probe_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
     if len(train_y) == 0 or len(np.unique(train_y)) < 2:
         return {"test": nan, **{k: nan for k in extra or {}}}
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-    probe.fit(train_x, train_y)
 
     def score(x: np.ndarray, y: np.ndarray) -> float:
         return float((probe.predict(x) == y).mean() * 100.0) if len(y) else nan
 
-    return {"test": score(test_x, test_y), **{k: score(x, y) for k, (x, y) in (extra or {}).items()}}
+    with one_blas_thread():
+        probe.fit(train_x, train_y)
+        return {"test": score(test_x, test_y), **{k: score(x, y) for k, (x, y) in (extra or {}).items()}}
 
 
 def probe_metrics(model: nn.Module, splits, seed: int = 0, batch_size: int = 1024) -> dict[str, float]:
