@@ -289,9 +289,10 @@ def evaluate(model: nn.Module, splits: Splits, seed: int = 0, batch_size: int = 
     example = to_float(splits.retain_train.images[:2])
     net, _ = as_classifier(model, example, mean, std)
     reference = as_classifier(original, example, mean, std)[0] if original is not None else None
-    logits, labels = collect_logits(net, splits, batch_size)
+    features: dict = {}
+    logits, labels = collect_logits(net, splits, batch_size, features)
     return {**metrics_from_logits(logits, labels, seed, mia_cap, evidence),
-            **model_evidence(net, splits, seed, evidence, reference, batch_size)}
+            **model_evidence(net, splits, seed, evidence, reference, batch_size, features=features or None)}
 
 
 def load(path: str | Path) -> nn.Module:

@@ -266,14 +266,14 @@ class Experiment:
 
         name: the model's name, whose original (self.references) relearn time starts from.
         """
-        splits = self.splits(seed, request)
-        logits, labels = collect_logits(model, splits, self.config.eval_batch_size)
+        splits, cfg = self.splits(seed, request), self.config
+        features: dict = {}  # the probe's features, from the same forward passes
+        logits, labels = collect_logits(model, splits, cfg.eval_batch_size, features if cfg.evidence.probe else None)
         if logits_path is not None:
             save_logits(logits_path, logits, labels)
-        cfg = self.config
         metrics = metrics_from_logits(logits, labels, seed, cfg.mia_max_per_side, cfg.evidence, self.timings)
         metrics.update(model_evidence(model, splits, seed, cfg.evidence, self.references.get((name, seed)),
-                                      cfg.eval_batch_size, self.timings))
+                                      cfg.eval_batch_size, self.timings, features or None))
         if self.sequential:
             for k, part in enumerate(splits.request_sets, start=1):
                 metrics[f"forget_acc_r{k}"] = set_accuracy(model, part, self.config.eval_batch_size)

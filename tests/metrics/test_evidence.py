@@ -219,3 +219,24 @@ def test_head_response_is_zero_for_a_pinned_logit_and_about_one_hundred_for_an_o
     zero_row = {k: np.concatenate([v[:, :3], np.full((len(v), 1), 1.5)], axis=1) for k, v in free.items()}
     assert head_response(zero_row, labels)["head_response"] == 0.0  # a zeroed classifier row: its bias only
     assert head_response(free, {"test_retain": labels["test_retain"], "test_forget": np.zeros(0, int)}) == {}
+
+
+@pytest.mark.parametrize("scenario", ["class", "random"])
+def test_the_probe_on_features_captured_with_the_logits_equals_its_own_pass(scenario, digits_raw):
+    from prunelora.data.scenarios import request_splits, requests_of
+    from prunelora.metrics.evaluate import collect_logits
+    from prunelora.metrics.probe import probe_metrics
+    from prunelora.models import build_model
+
+    requests = requests_of(digits_raw, scenario, 3, 0.1 if scenario == "random" else None, None)
+    splits = request_splits(digits_raw, requests[:1], 20, 10, 0, "cpu", scenario)
+    torch.manual_seed(0)
+    model = build_model("resnet18", 10, 1, 16, digits_raw.mean, digits_raw.std, {"width": 4}).eval()
+    features: dict = {}
+    collect_logits(model, splits, 64, features)
+    assert features["forget_train"].shape == (len(splits.forget_train), 32)
+    assert features["test_forget"].shape[0] == len(splits.test_forget)
+    captured, own = probe_metrics(model, splits, 0, 64, features), probe_metrics(model, splits, 0, 64)
+    assert captured.keys() == own.keys()
+    for key in own:
+        assert (math.isnan(own[key]) and math.isnan(captured[key])) or captured[key] == pytest.approx(own[key]), key

@@ -16,7 +16,7 @@ from .attacks import attack_suite
 from .blas import one_blas_thread
 from .challenge import challenge_metrics
 from .head import head_response
-from .probe import probe_metrics
+from .probe import head_inputs, probe_metrics, stacked
 from .relearn import RelearnRecipe, relearn_steps
 
 SPLITS = ("forget_train", "retain_train", "test_retain", "test_forget")
@@ -52,9 +52,19 @@ def set_accuracy(model: nn.Module, data: ImageSet, batch_size: int = 1024) -> fl
     return accuracy(predict(model, data, batch_size), data.labels.cpu().numpy())
 
 
-def collect_logits(model: nn.Module, splits: Splits, batch_size: int = 1024) -> tuple[dict, dict]:
+def collect_logits(model: nn.Module, splits: Splits, batch_size: int = 1024,
+                   features: dict[str, np.ndarray | None] | None = None) -> tuple[dict, dict]:
+    """Every split's logits and labels. features: a dict to fill with each split's penultimate features,
+    captured in the same forward passes (the probe then runs none of its own; single process only)."""
     named = splits.named()
-    logits = {k: predict(model, named[k], batch_size) for k in SPLITS}
+    capture = features is not None and not distributed.active()
+    with head_inputs(model, splits.num_classes) if capture else contextlib.nullcontext() as captured:
+        logits = {}
+        for k in SPLITS:
+            start = len(captured) if captured is not None else 0
+            logits[k] = predict(model, named[k], batch_size)
+            if captured is not None:
+                features[k] = stacked(captured[start:], 0)[:len(named[k])]
     labels = {k: named[k].labels.cpu().numpy() for k in SPLITS}
     return logits, labels
 
@@ -82,12 +92,14 @@ def metrics_from_logits(logits: dict[str, np.ndarray], labels: dict[str, np.ndar
 
 def model_evidence(model: nn.Module, splits: Splits, seed: int, evidence: EvidenceConfig,
                    original: nn.Module | None = None, batch_size: int = 1024,
-                   timings: dict[str, float] | None = None) -> dict[str, float]:
-    """What the outputs cannot show: the probe on the features and, given the original model, relearn time."""
+                   timings: dict[str, float] | None = None,
+                   features: dict[str, np.ndarray | None] | None = None) -> dict[str, float]:
+    """What the outputs cannot show: the probe on the features (those collect_logits captured, when
+    given) and, given the original model, relearn time."""
     out: dict[str, float] = {}
     if evidence.probe:
         with timed(timings, "probe"):
-            out.update(probe_metrics(model, splits, seed, batch_size))
+            out.update(probe_metrics(model, splits, seed, batch_size, features))
     if evidence.relearn and original is not None:
         recipe = RelearnRecipe(evidence.relearn_share, evidence.relearn_lr, evidence.relearn_max_steps)
         with timed(timings, "relearn"):

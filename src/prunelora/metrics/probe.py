@@ -12,6 +12,8 @@ like; a model that kept the data's features reads it better.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
@@ -29,25 +31,41 @@ def classifier_head(model: nn.Module, num_classes: int) -> nn.Linear | None:
     return heads[-1] if heads else None
 
 
+@contextlib.contextmanager
+def head_inputs(model: nn.Module, num_classes: int):
+    """While open, the inputs of the model's classifier head (the penultimate features), one tensor per
+    forward pass, in call order; None when no head is found."""
+    head = classifier_head(model, num_classes)
+    if head is None:
+        yield None
+        return
+    captured: list[torch.Tensor] = []
+    hook = head.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach().flatten(1).float().cpu()))
+    try:
+        yield captured
+    finally:
+        hook.remove()
+
+
+def stacked(captured: list[torch.Tensor], width: int | None = None) -> np.ndarray:
+    """Captured feature batches as one array ((0, width) when nothing was captured)."""
+    return torch.cat(captured).numpy() if captured else np.zeros((0, width or 0), dtype=np.float32)
+
+
 @torch.inference_mode()
 def penultimate_features(model: nn.Module, data: ImageSet, num_classes: int, batch_size: int = 1024) -> np.ndarray | None:
     """The input of the classifier head for every sample (eval mode), or None when no head is found."""
-    head = classifier_head(model, num_classes)
-    if head is None:
-        return None
-    captured: list[torch.Tensor] = []
-    hook = head.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach().flatten(1).float().cpu()))
-    was_training = model.training
-    model.eval()
-    try:
-        for x, _ in eval_batches(data, batch_size):
-            model(x)
-    finally:
-        hook.remove()
-        model.train(was_training)
-    if not captured:
-        return np.zeros((0, head.in_features), dtype=np.float32)
-    return torch.cat(captured).numpy()
+    with head_inputs(model, num_classes) as captured:
+        if captured is None:
+            return None
+        was_training = model.training
+        model.eval()
+        try:
+            for x, _ in eval_batches(data, batch_size):
+                model(x)
+        finally:
+            model.train(was_training)
+    return stacked(captured, classifier_head(model, num_classes).in_features)
 
 
 def halves(labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -78,19 +96,30 @@ def probe_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
         return {"test": score(test_x, test_y), **{k: score(x, y) for k, (x, y) in (extra or {}).items()}}
 
 
-def probe_metrics(model: nn.Module, splits, seed: int = 0, batch_size: int = 1024) -> dict[str, float]:
+def probe_metrics(model: nn.Module, splits, seed: int = 0, batch_size: int = 1024,
+                  features: dict[str, np.ndarray] | None = None) -> dict[str, float]:
     """probe_acc (held-out test, every class), probe_forget_acc (the forgotten training samples) and
-    probe_forget_test_acc (the forgotten classes' held-out test samples; NaN for random forgetting)."""
+    probe_forget_test_acc (the forgotten classes' held-out test samples; NaN for random forgetting).
+
+    features: each split's penultimate features where the evaluation captured them in its own forward
+    passes (evaluate.collect_logits); computed here otherwise.
+    """
     k = splits.num_classes
-    test = ImageSet.join([splits.test_retain, splits.test_forget])
-    feats = penultimate_features(model, test, k, batch_size)
+    if features is None or any(features.get(name) is None for name in ("test_retain", "test_forget", "forget_train")):
+        test = ImageSet.join([splits.test_retain, splits.test_forget])
+        features = {"test": penultimate_features(model, test, k, batch_size),
+                    "forget_train": penultimate_features(model, splits.forget_train, k, batch_size)}
+    else:
+        parts = [f for f in (features["test_retain"], features["test_forget"]) if len(f)]  # random: no forget test
+        features = {"test": np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32),
+                    "forget_train": features["forget_train"]}
+    feats = features["test"]
     if feats is None:
         return {"probe_acc": float("nan"), "probe_forget_acc": float("nan"), "probe_forget_test_acc": float("nan")}
-    labels = test.labels.cpu().numpy()
+    labels = torch.cat([splits.test_retain.labels, splits.test_forget.labels]).cpu().numpy()
     fit_idx, score_idx = halves(labels, seed)
     held_out = np.isin(labels[score_idx], splits.forget_classes)
-    sets = {"forget": (penultimate_features(model, splits.forget_train, k, batch_size),
-                       splits.forget_train.labels.cpu().numpy()),
+    sets = {"forget": (features["forget_train"], splits.forget_train.labels.cpu().numpy()),
             "forget_test": (feats[score_idx][held_out], labels[score_idx][held_out])}
     acc = probe_accuracy(feats[fit_idx], labels[fit_idx], feats[score_idx], labels[score_idx], sets)
     return {"probe_acc": acc["test"], "probe_forget_acc": acc["forget"], "probe_forget_test_acc": acc["forget_test"]}
