@@ -125,3 +125,13 @@ def test_a_streamed_subset_takes_its_labels_from_its_dataset_without_reading(pix
     assert source.reads == 1  # the first item, for the image shape
     assert data.labels.tolist() == labels[picked].tolist()
     assert torch.equal(data.images[torch.arange(3)], torch.from_numpy(images[picked]))
+
+
+def test_a_streamed_dataloader_with_a_sampler_of_its_own_is_refused(pixels):
+    from torch.utils.data import SubsetRandomSampler
+
+    images, labels = pixels
+    loader = DataLoader(CountingDataset(images, labels), sampler=SubsetRandomSampler([1, 2, 3]))
+    with pytest.raises(UserError, match="Subset"):
+        streamed(loader, "retain")
+    assert len(as_imageset(loader, "retain")) == 3  # in memory, the loader's own batches are gathered

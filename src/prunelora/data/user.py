@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler, Subset
 
 from ..errors import UserError
 from .splits import ImageSet
@@ -124,6 +124,11 @@ def streamed(data: Any, name: str = "data", device: torch.device | str | None = 
                         data.labels.to(where))
     where = torch.device(device if device is not None else "cpu")
     if isinstance(data, DataLoader):
+        if not isinstance(data.sampler, (SequentialSampler, RandomSampler)) or \
+                getattr(data.sampler, "num_samples", len(data.dataset)) != len(data.dataset):
+            raise UserError(f"{name}: a streamed DataLoader is read through its dataset, but its sampler picks "
+                            f"{type(data.sampler).__name__} samples of it; pass the dataset (a torch Subset for "
+                            "part of it) instead")
         data = data.dataset
     if isinstance(data, Dataset):
         return ImageSet(StreamedImages(dataset_source(data, name), device=where), dataset_labels(data, name).to(where))
