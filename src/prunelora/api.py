@@ -29,6 +29,7 @@ from .models import LayerPlan, spec_of
 from .models.outputs import PREFIX, Classifier, input_name, needs_wrapper, unwrap
 from .plan_report import PlanReport, describe_plan
 from .runner import effective_plan, method_context, reinitialized, run_method
+from .data.batches import EVAL_BATCH
 
 # Without until=, class-wise forgetting counts as done when the forget set's accuracy is at most this.
 FORGET_TARGET = 20.0
@@ -276,7 +277,7 @@ def _retain_probe(retain: ImageSet) -> ImageSet:
     return retain.subset(index)
 
 
-def evaluate(model: nn.Module, splits: Splits, seed: int = 0, batch_size: int = 1024,
+def evaluate(model: nn.Module, splits: Splits, seed: int = 0, batch_size: int = EVAL_BATCH,
              mia_cap: int = 1000, mean: Sequence[float] | None = None,
              std: Sequence[float] | None = None, evidence: EvidenceConfig | None = None,
              original: nn.Module | None = None) -> dict[str, float]:

@@ -122,15 +122,16 @@ class RunConfig:
     preset: str = "cpu"
     out: str | None = None  # None: the command's own folder (runs/reproduce, runs/train, runs/unlearn/..., ...)
     threads: int | None = None  # torch intra-op threads; None: the cores available to the process
-    eval_batch_size: int = 1024
+    eval_batch_size: int = 256  # data.batches.EVAL_BATCH: 3x faster than 1024 for a CPU forward (cache-sized)
     mia_max_per_side: int = 1000  # balanced shadow sample cap for the attacks (RBF SVC cost ~ n^2)
     evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
 
     def identity(self) -> dict[str, Any]:
         """What decides a run's trained models: everything but where it is written, how it computes (threads,
-        memory layout) and the evidence settings (evaluation only: a run re-evaluated with other evidence is
-        the same run)."""
-        identity = {k: v for k, v in to_dict(self).items() if k not in ("out", "threads", "channels_last", "evidence")}
+        memory layout, evaluation batch) and the evidence settings (evaluation only: a run re-evaluated with
+        other evidence is the same run)."""
+        identity = {k: v for k, v in to_dict(self).items()
+                    if k not in ("out", "threads", "channels_last", "eval_batch_size", "evidence")}
         identity["data"] = {k: v for k, v in identity["data"].items() if k != "stream"}  # the same numbers either way
         return identity
 

@@ -8,6 +8,10 @@ import torch.nn.functional as F
 
 from .splits import ImageSet
 
+# Evaluation batch: on a CPU, 256 images ran a width-8 ResNet's forward over 5000 CIFAR-10 images in
+# 0.55 s against 1.6 s at 1024 (a batch's activations then fit the caches); a GPU preset sets more.
+EVAL_BATCH = 256
+
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 pixels to floats in [0, 1] (the model normalises them itself); float images pass as they are."""

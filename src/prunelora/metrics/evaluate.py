@@ -18,12 +18,13 @@ from .challenge import challenge_metrics
 from .head import head_response
 from .probe import head_inputs, probe_metrics, stacked
 from .relearn import RelearnRecipe, relearn_steps
+from ..data.batches import EVAL_BATCH
 
 SPLITS = ("forget_train", "retain_train", "test_retain", "test_forget")
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, data: ImageSet, batch_size: int = 1024) -> np.ndarray:
+def predict(model: nn.Module, data: ImageSet, batch_size: int = EVAL_BATCH) -> np.ndarray:
     """Logits of every sample, in eval mode under inference_mode; the model's mode is restored.
 
     Under torchrun each rank computes its shard and every rank gets all of them (distributed.py).
@@ -45,14 +46,14 @@ def predict(model: nn.Module, data: ImageSet, batch_size: int = 1024) -> np.ndar
     return (distributed.gather_rows(logits, n) if sharded else logits).cpu().numpy()
 
 
-def set_accuracy(model: nn.Module, data: ImageSet, batch_size: int = 1024) -> float:
+def set_accuracy(model: nn.Module, data: ImageSet, batch_size: int = EVAL_BATCH) -> float:
     """Top-1 accuracy (%) of the model on one set (NaN when it is empty): the per-epoch forgetting check."""
     if len(data) == 0:
         return float("nan")
     return accuracy(predict(model, data, batch_size), data.labels.cpu().numpy())
 
 
-def collect_logits(model: nn.Module, splits: Splits, batch_size: int = 1024,
+def collect_logits(model: nn.Module, splits: Splits, batch_size: int = EVAL_BATCH,
                    features: dict[str, np.ndarray | None] | None = None) -> tuple[dict, dict]:
     """Every split's logits and labels. features: a dict to fill with each split's penultimate features,
     captured in the same forward passes (the probe then runs none of its own; single process only)."""
@@ -91,7 +92,7 @@ def metrics_from_logits(logits: dict[str, np.ndarray], labels: dict[str, np.ndar
 
 
 def model_evidence(model: nn.Module, splits: Splits, seed: int, evidence: EvidenceConfig,
-                   original: nn.Module | None = None, batch_size: int = 1024,
+                   original: nn.Module | None = None, batch_size: int = EVAL_BATCH,
                    timings: dict[str, float] | None = None,
                    features: dict[str, np.ndarray | None] | None = None) -> dict[str, float]:
     """What the outputs cannot show: the probe on the features (those collect_logits captured, when

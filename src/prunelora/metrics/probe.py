@@ -23,6 +23,7 @@ from torch import nn
 
 from ..data import ImageSet, eval_batches
 from .blas import one_blas_thread
+from ..data.batches import EVAL_BATCH
 
 
 def classifier_head(model: nn.Module, num_classes: int) -> nn.Linear | None:
@@ -53,7 +54,7 @@ def stacked(captured: list[torch.Tensor], width: int | None = None) -> np.ndarra
 
 
 @torch.inference_mode()
-def penultimate_features(model: nn.Module, data: ImageSet, num_classes: int, batch_size: int = 1024) -> np.ndarray | None:
+def penultimate_features(model: nn.Module, data: ImageSet, num_classes: int, batch_size: int = EVAL_BATCH) -> np.ndarray | None:
     """The input of the classifier head for every sample (eval mode), or None when no head is found."""
     with head_inputs(model, num_classes) as captured:
         if captured is None:
@@ -96,7 +97,7 @@ def probe_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
         return {"test": score(test_x, test_y), **{k: score(x, y) for k, (x, y) in (extra or {}).items()}}
 
 
-def probe_metrics(model: nn.Module, splits, seed: int = 0, batch_size: int = 1024,
+def probe_metrics(model: nn.Module, splits, seed: int = 0, batch_size: int = EVAL_BATCH,
                   features: dict[str, np.ndarray] | None = None) -> dict[str, float]:
     """probe_acc (held-out test, every class), probe_forget_acc (the forgotten training samples) and
     probe_forget_test_acc (the forgotten classes' held-out test samples; NaN for random forgetting).

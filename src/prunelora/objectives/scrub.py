@@ -23,6 +23,7 @@ from torch import nn
 
 from ..data import ImageSet, eval_batches
 from .base import Batch, Feed, Forward, Objective, PaperSGD, Progress
+from ..data.batches import EVAL_BATCH
 
 
 @dataclass
@@ -44,7 +45,7 @@ def distill_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float)
 
 
 @torch.no_grad()
-def outputs_of(model: nn.Module, data: ImageSet, batch_size: int = 1024) -> torch.Tensor:
+def outputs_of(model: nn.Module, data: ImageSet, batch_size: int = EVAL_BATCH) -> torch.Tensor:
     return torch.cat([model(x) for x, _ in eval_batches(data, batch_size)]) if len(data) else torch.zeros(0)
 
 
