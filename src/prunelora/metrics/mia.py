@@ -8,6 +8,7 @@ efficacy from an attacker no better than chance says little (FINDINGS trap 8).
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from sklearn.svm import SVC
@@ -103,9 +104,25 @@ def repeated_attack(member: np.ndarray, nonmember: np.ndarray, target: np.ndarra
     Returns efficacy, efficacy_spread, attack_acc, attack_acc_spread (std over draws), acc_low,
     acc_high (the accuracy's interval), conclusive and holdout_n (per draw).
     """
-    results = [membership_attack(member, nonmember, target, seed=seed * 1009 + d, cap=cap,
-                                 make_classifier=make_classifier) for d in range(max(1, draws))]
-    return summarise(results)
+    def draw(d: int) -> dict[str, float]:
+        return membership_attack(member, nonmember, target, seed=seed * 1009 + d, cap=cap,
+                                 make_classifier=make_classifier)
+
+    return summarise(in_parallel(draw, range(max(1, draws))))
+
+
+def in_parallel(task: Callable[[int], dict[str, float]], items) -> list[dict[str, float]]:
+    """task(item) for every item, in order, on as many threads as torch may use (the process's share of the
+    cores): libsvm and BLAS release the GIL, so the draws' fits run side by side (2 threads: 0.29 s where
+    one took 0.57 s for eight 2000-sample RBF SVCs). Every draw is seeded by its index: the same results."""
+    import torch
+
+    items = list(items)
+    workers = min(len(items), max(1, torch.get_num_threads()))
+    if workers == 1:
+        return [task(item) for item in items]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(task, items))
 
 
 def summarise(results: list[dict[str, float]]) -> dict[str, float]:
