@@ -21,7 +21,7 @@ from torch import nn
 from . import io
 from .adapters import is_adapter_folder, load_adapter
 from .config import EvidenceConfig, RunConfig, UnlearnConfig, validate
-from .data import ImageSet, Splits, to_float
+from .data import EVAL_BATCH, ImageSet, Splits, to_float
 from .data.user import as_imageset
 from .errors import UserError
 from .metrics.evaluate import collect_logits, metrics_from_logits, model_evidence, set_accuracy
@@ -29,7 +29,6 @@ from .models import LayerPlan, spec_of
 from .models.outputs import PREFIX, Classifier, input_name, needs_wrapper, unwrap
 from .plan_report import PlanReport, describe_plan
 from .runner import effective_plan, method_context, reinitialized, run_method
-from .data.batches import EVAL_BATCH
 
 # Without until=, class-wise forgetting counts as done when the forget set's accuracy is at most this.
 FORGET_TARGET = 20.0

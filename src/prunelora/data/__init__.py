@@ -1,9 +1,9 @@
 """Datasets, class-wise splits and on-device batches."""
-from .batches import augment, eval_batches, shuffled_batches, to_float, train_batches
+from .batches import EVAL_BATCH, augment, eval_batches, shuffled_batches, to_float, train_batches
 from .sources import DATASETS, RawDataset, RestrictedUnpickler, load_dataset, restricted_load
 from .splits import ImageSet, Splits, balanced_indices, class_index, class_splits
 from .user import streamed
 
-__all__ = ["DATASETS", "ImageSet", "RawDataset", "RestrictedUnpickler", "Splits", "augment", "balanced_indices",
+__all__ = ["DATASETS", "EVAL_BATCH", "ImageSet", "RawDataset", "RestrictedUnpickler", "Splits", "augment", "balanced_indices",
            "class_index", "class_splits", "eval_batches", "load_dataset", "restricted_load", "shuffled_batches", "streamed",
            "to_float", "train_batches"]

@@ -137,13 +137,11 @@ class StreamedImages:
 Images = torch.Tensor | StreamedImages
 
 
-def take(images: Images, index: Any) -> Images:
+def take(images: Images, index: torch.Tensor) -> Images:
     """The images at `index` (positions or a boolean mask): a tensor for a tensor, positions for a stream."""
     if isinstance(images, StreamedImages):
         return images.select(index)
-    if isinstance(index, np.ndarray):
-        index = torch.from_numpy(index)
-    return images[index.to(images.device) if isinstance(index, torch.Tensor) else index]
+    return images[index.to(images.device)]
 
 
 def concat(parts: Sequence[Images]) -> Images:

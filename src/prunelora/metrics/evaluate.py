@@ -9,16 +9,15 @@ import torch
 from torch import nn
 
 from .. import distributed
-from ..data import ImageSet, Splits, eval_batches
+from ..data import EVAL_BATCH, ImageSet, Splits, eval_batches
 from .accuracy import accuracy, unlearning_metrics
 from ..config import EvidenceConfig
 from .attacks import attack_suite
 from .blas import one_blas_thread
 from .challenge import challenge_metrics
 from .head import head_response
-from .probe import head_inputs, probe_metrics, stacked
+from .probe import classifier_head, head_inputs, probe_metrics, stacked
 from .relearn import RelearnRecipe, relearn_steps
-from ..data.batches import EVAL_BATCH
 
 SPLITS = ("forget_train", "retain_train", "test_retain", "test_forget")
 
@@ -65,7 +64,7 @@ def collect_logits(model: nn.Module, splits: Splits, batch_size: int = EVAL_BATC
             start = len(captured) if captured is not None else 0
             logits[k] = predict(model, named[k], batch_size)
             if captured is not None:
-                features[k] = stacked(captured[start:], 0)[:len(named[k])]
+                features[k] = stacked(captured[start:], classifier_head(model, splits.num_classes).in_features)
     labels = {k: named[k].labels.cpu().numpy() for k in SPLITS}
     return logits, labels
 
@@ -80,13 +79,14 @@ def metrics_from_logits(logits: dict[str, np.ndarray], labels: dict[str, np.ndar
     `timings` (optional) accumulates the seconds each part took.
     """
     evidence = evidence or EvidenceConfig()
-    with one_blas_thread(), timed(timings, "attacks"):
-        metrics = {**unlearning_metrics(logits, labels),
-                   **attack_suite(logits, labels, seed, mia_cap, draws=evidence.mia_draws,
-                                  protocol=evidence.mia_protocol)}
-    if evidence.challenge:
-        with one_blas_thread(), timed(timings, "challenge"):
-            metrics.update(challenge_metrics(logits, labels, seed))
+    with one_blas_thread():
+        with timed(timings, "attacks"):
+            metrics = {**unlearning_metrics(logits, labels),
+                       **attack_suite(logits, labels, seed, mia_cap, draws=evidence.mia_draws,
+                                      protocol=evidence.mia_protocol)}
+        if evidence.challenge:
+            with timed(timings, "challenge"):
+                metrics.update(challenge_metrics(logits, labels, seed))
     metrics.update(head_response(logits, labels))
     return metrics
 

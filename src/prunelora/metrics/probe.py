@@ -21,9 +21,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-from ..data import ImageSet, eval_batches
+from ..data import EVAL_BATCH, ImageSet, eval_batches
 from .blas import one_blas_thread
-from ..data.batches import EVAL_BATCH
 
 
 def classifier_head(model: nn.Module, num_classes: int) -> nn.Linear | None:
@@ -111,8 +110,7 @@ def probe_metrics(model: nn.Module, splits, seed: int = 0, batch_size: int = EVA
         features = {"test": penultimate_features(model, test, k, batch_size),
                     "forget_train": penultimate_features(model, splits.forget_train, k, batch_size)}
     else:
-        parts = [f for f in (features["test_retain"], features["test_forget"]) if len(f)]  # random: no forget test
-        features = {"test": np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32),
+        features = {"test": np.concatenate([features["test_retain"], features["test_forget"]]),
                     "forget_train": features["forget_train"]}
     feats = features["test"]
     if feats is None:

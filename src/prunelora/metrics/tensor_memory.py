@@ -50,13 +50,12 @@ class TensorPeak(TorchDispatchMode):
         return out
 
     def _track(self, tensor: torch.Tensor) -> None:
-        if tensor.layout != torch.strided or tensor.device.type == "meta":
-            return
-        if self.device_type is not None and tensor.device.type != self.device_type:
+        key = _storage_key(tensor)
+        if key == 0 or (self.device_type is not None and tensor.device.type != self.device_type):
             return
         storage = tensor.untyped_storage()
-        key, size = storage.data_ptr(), storage.nbytes()
-        if key == 0 or size == 0:
+        size = storage.nbytes()
+        if size == 0:
             return
         known = self._storages.get(key)
         if known is not None:

@@ -21,9 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import ImageSet, eval_batches
+from ..data import EVAL_BATCH, ImageSet, eval_batches
 from .base import Batch, Feed, Forward, Objective, PaperSGD, Progress
-from ..data.batches import EVAL_BATCH
 
 
 @dataclass
