@@ -197,7 +197,7 @@ def test_changed_unlearning_config_retrains_the_stage_but_reuses_the_original(sm
     rc, _, err = run_cli(["reproduce", "--preset", "smoke", "--models", "resnet18", "--methods", "finetune",
                           "--lr", "5e-4", "--out", smoke_copy, "--overwrite", "--no-progress"], capsys)
     assert rc == 0, err
-    assert calls == ["finetune"]
+    assert calls == ["resnet18 finetune"]
     assert snapshot_files(smoke_copy / "cache") == cache_before
     new_marker = json.loads(marker.read_text())
     assert new_marker["fingerprint"] != old_marker["fingerprint"]

@@ -152,7 +152,7 @@ def save_user_adapter(folder: Path, prepared, plan, wrapped: bool, template: nn.
     prunelora trains the user's model inside a wrapper (`inner.`): the adapter's keys and targets
     are renamed back so that PEFT loads it onto the user's own class.
     """
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     from .models.outputs import PREFIX, unwrap
 
@@ -173,12 +173,12 @@ def save_user_adapter(folder: Path, prepared, plan, wrapped: bool, template: nn.
                 from .methods.reinflate import reinflated_state
 
                 tensors = reinflated_state(tensors, removed)
-            save_file(tensors, str(weights))
+            io.save_tensors(tensors, weights)
         if hasattr(base, "save_pretrained"):
             base.save_pretrained(str(tmp / "base"))
             base_name = "base"
         else:
-            save_file({k: v.detach().contiguous().cpu() for k, v in base.state_dict().items()}, str(tmp / BASE_FILE))
+            io.save_tensors({k: v.detach().contiguous().cpu() for k, v in base.state_dict().items()}, tmp / BASE_FILE)
             base_name = BASE_FILE
         update_config(tmp, target_modules=plan.lora_layers, modules_to_save=list(plan.train_modules) or None,
                       base_model_name_or_path=base_name)

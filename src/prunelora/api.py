@@ -8,6 +8,7 @@ the forget set is still recognised.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 import warnings
 from collections.abc import Sequence
@@ -22,11 +23,11 @@ from . import io
 from .adapters import is_adapter_folder, load_adapter
 from .config import EvidenceConfig, RunConfig, UnlearnConfig, validate
 from .data import EVAL_BATCH, ImageSet, Splits, to_float
-from .data.user import as_imageset
+from .data.user import as_imageset, check_alike
 from .errors import UserError
 from .metrics.evaluate import collect_logits, metrics_from_logits, model_evidence, set_accuracy
 from .models import LayerPlan, spec_of
-from .models.outputs import PREFIX, Classifier, input_name, needs_wrapper, unwrap
+from .models.outputs import PREFIX, Classifier, input_name, logits_of, needs_wrapper, run_once, unwrap
 from .plan_report import PlanReport, describe_plan
 from .runner import effective_plan, method_context, reinitialized, run_method
 
@@ -116,9 +117,28 @@ def as_classifier(model: nn.Module, example: torch.Tensor, mean: Sequence[float]
     """
     if (mean is None) != (std is None):
         raise UserError("give both mean and std (per channel), or neither")
+    check_weights(model)
     if needs_wrapper(model, example, normalized=mean is not None):
         return Classifier(model, mean, std, input_name(model)), True
     return model, False
+
+
+def check_weights(model: nn.Module) -> None:
+    """A model built on the meta device (shapes without weights, e.g. under init_empty_weights) has nothing to
+    unlearn: said before torch fails to copy it."""
+    if any(t.is_meta for t in itertools.chain(model.parameters(), model.buffers())):
+        raise UserError("the model has no weights (its tensors are on the meta device): materialise it and load its "
+                        "weights first (model.to_empty(device='cpu'), then model.load_state_dict(...))")
+
+
+def check_labels_fit(net: nn.Module, example: torch.Tensor, sets: dict[str, ImageSet | None]) -> None:
+    """Every label names one of the model's outputs: the class count is the model's, never the largest label."""
+    width = logits_of(run_once(net, example)).shape[-1]
+    for name, data in sets.items():
+        top = int(data.labels.max()) if data is not None else -1
+        if top >= width:
+            raise UserError(f"{name}: label {top} is out of range for a model with {width} outputs (classes 0 to "
+                            f"{width - 1}); fix the labels, or give the model an output per class")
 
 
 def plan(model: nn.Module, images: Any, methods: list[str] | None = None, mean: Sequence[float] | None = None,
@@ -158,8 +178,10 @@ def unlearn(model: nn.Module, retain: Any, forget: Any | None = None, method: st
     surgery="prune+lora", objective="salun". method_args: the objective's settings (lr, optimizer,
     alpha, ...; defaults are its paper's).
     retain / forget / test: an ImageSet, an (images, labels) pair (uint8 pixels, or floats on the
-    model's own scale; tensors or numpy), a torch Dataset of (image, label), or a DataLoader.
-    uint8 pixels are scaled to [0, 1] and, when `mean`/`std` are given (a Hugging Face model's
+    model's own scale; tensors or numpy), a torch Dataset of (image, label), or a DataLoader. Each is
+    checked as it enters (a UserError otherwise): some images, integer labels within the model's
+    outputs, no NaN or infinite pixels (streamed: as each batch is read), one image shape and kind
+    across the sets. uint8 pixels are scaled to [0, 1] and, when `mean`/`std` are given (a Hugging Face model's
     image-processor values), normalised. Retain-only methods never train on the forget set;
     forget-aware ones (ga, rl, salun, scrub, ...) do. After every epoch the forget set's accuracy
     (and the test set's, when given) is measured; `until` stops at the first epoch at or below
@@ -179,11 +201,14 @@ def unlearn(model: nn.Module, retain: Any, forget: Any | None = None, method: st
         method = grid_name(surgery or "none", objective or "retain")
     method = method or "prunelora"
     chosen = get_method(method)
+    check_weights(model)
     onto = next((p.device for p in model.parameters()), torch.device("cpu")) if stream else None
     retain_set = as_imageset(retain, "retain", stream, onto)
     forget_set = as_imageset(forget, "forget", stream, onto) if forget is not None else None
     test_set = as_imageset(test, "test", stream, onto) if test is not None else None
-    if chosen.uses_forget and (forget_set is None or len(forget_set) == 0):
+    sets = {"retain": retain_set, "forget": forget_set, "test": test_set}
+    check_alike(sets)
+    if chosen.uses_forget and forget_set is None:
         raise UserError(f"method '{method}' trains on the forget set: pass forget= (the data to forget)")
     if until is not None and not 0.0 <= until <= 100.0:
         raise UserError(f"until must be a forget-set accuracy in [0, 100] %, got {until}")
@@ -204,6 +229,7 @@ def unlearn(model: nn.Module, retain: Any, forget: Any | None = None, method: st
     model = model.to(device)
     example = to_float(retain_set.images[:2])
     net, wrapped = as_classifier(model, example, mean, std)
+    check_labels_fit(net, example, sets)
     user_plan = effective_plan(config, _plan_for(model, net, example, wrapped, plan))
     config.unlearn.prune_layers = config.unlearn.lora_layers = None  # applied above, to the user's own names
     family = user_plan.family or ("resnet" if any(isinstance(m, nn.Conv2d) for m in model.modules()) else "vit")

@@ -14,8 +14,10 @@ set (with the cached frozen prefix where the method allows it, as ``run_method``
 * FLOPs per training image, counted by ``torch.utils.flop_counter.FlopCounterMode`` over one
   ``fit`` epoch on a single batch of a freshly prepared model, minus the FLOPs of building the
   prefix cache for that batch (reported apart, as a one-off cost per image);
-* achieved FLOP/s (FLOPs per image x images per second), the machine's fp32 matmul FLOP/s measured
-  in the same run, and their ratio (model FLOP utilisation);
+* achieved FLOP/s (FLOPs per image x images per second), the machine's fp32 peak measured in the same
+  run (the best of several matmul shapes and layouts and a convolution: machine.matmul_flops_per_sec),
+  and their ratio (model FLOP utilisation), never above 100 %: a row that beats every kernel measured
+  becomes the peak, and the table says so;
 * the ratios of seconds per epoch and peak memory to finetune of the same model, in the same run.
 
 FLOP counts are deterministic (they depend on shapes only); timings and memory are not, so final
@@ -315,6 +317,23 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
                 row["na"].pop(ratio, None)
 
 
+def cap_utilisation(rows: list[dict[str, Any]], matmul: dict[str, Any]) -> bool:
+    """No MFU above 100 %: where a row's achieved rate beats the measured peak, the peak becomes that rate
+    (matmul["raised_by"] names the row, "measured_flops_per_sec" keeps the kernels' best) and every MFU is
+    recomputed. Whether the peak was raised."""
+    achieved = [r for r in rows if r.get("achieved_flops_per_sec")]
+    best = max(achieved, key=lambda r: r["achieved_flops_per_sec"], default=None)
+    if best is None or best["achieved_flops_per_sec"] <= matmul["flops_per_sec"]:
+        return False
+    matmul["measured_flops_per_sec"] = matmul["flops_per_sec"]
+    matmul["flops_per_sec"] = best["achieved_flops_per_sec"]
+    matmul["raised_by"] = " ".join(str(part) for part in (best["model"], best["method"], best["prune_mode"]) if part)
+    for row in achieved:
+        if row.get("mfu") is not None:
+            row["mfu"] = row["achieved_flops_per_sec"] / matmul["flops_per_sec"]
+    return True
+
+
 # -- the whole benchmark ---------------------------------------------------------------------
 def _model_args(models: Sequence[str], model_args: dict[str, dict[str, Any]] | None,
                 preset_name: str = "cpu") -> dict[str, dict[str, Any]]:
@@ -423,7 +442,7 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS, methods: Sequence[str]
     log(f"[bench] {machine['device_name']} ({machine['threads']} threads), {dataset}: "
         f"{len(retain)} retain images, {warmup_epochs} warm-up + {timed_epochs} timed epochs")
     matmul = matmul_flops_per_sec(dev, matmul_size, matmul_repeats)
-    log(f"[bench] fp32 matmul {matmul_size}: {matmul['flops_per_sec'] / 1e9:.1f} GFLOP/s")
+    log(f"[bench] fp32 peak: {matmul['flops_per_sec'] / 1e9:.1f} GFLOP/s ({matmul['kernel']})")
 
     rows: list[dict[str, Any]] = []
     for name in models:
@@ -449,6 +468,9 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS, methods: Sequence[str]
                 else:
                     log(f"[bench] {name} {variant.label}: n/a ({row['reason']})")
     add_ratios(rows)
+    if cap_utilisation(rows, matmul):
+        log(f"[bench] {matmul['raised_by']} trained at {matmul['flops_per_sec'] / 1e9:.1f} GFLOP/s, above every "
+            "kernel measured: that is the peak")
     settings = {"models": models, "model_args": args, "methods": methods, "prune_modes": prune_modes,
                 "dataset": dataset, "data_root": data_root, "train_per_class": train_per_class, "preset": preset,
                 "forget_class": forget_class, "retain_images": len(retain), "image_shape": list(splits.image_shape),
@@ -478,6 +500,18 @@ def _cell(row: dict[str, Any], key: str, digits: int) -> str:
     return f"{value:.1f}" if abs(value) >= 100 else f"{value:.{digits}f}"
 
 
+def peak_line(mm: dict[str, Any]) -> str:
+    """The MFU reference in words: the best kernel measured, or the training rate that beat it."""
+    kernel = mm.get("kernel") or f"matmul {mm['size']}x{mm['size']}"
+    measured = mm.get("measured_flops_per_sec", mm["flops_per_sec"])
+    line = (f"fp32 peak (MFU reference): {measured / 1e9:.2f} GFLOP/s, the best of {len(mm.get('kernels') or [1])} "
+            f"kernels ({kernel}; median of up to {mm['repeats']}).")
+    if mm.get("raised_by"):
+        line += (f" {mm['raised_by']} trained faster ({mm['flops_per_sec'] / 1e9:.2f} GFLOP/s): the peak is raised "
+                 "to that rate, so no MFU reads above 100 %.")
+    return line
+
+
 def markdown(results: dict[str, Any]) -> str:
     from .report.tables import memory_note
 
@@ -487,7 +521,7 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"Machine: {m['device_name']} ({m['device']}), {m['threads']} torch threads, "
         f"torch {m['torch']}, CPU {m['cpu']}.",
-        f"fp32 matmul {mm['size']}x{mm['size']}: {mm['flops_per_sec'] / 1e9:.2f} GFLOP/s (median of {mm['repeats']}).",
+        peak_line(mm),
         f"Data: {s['dataset']}, {s['retain_images']} retain images {tuple(s['image_shape'])}, batch {s['batch_size']}, "
         f"{s['precision']}; {s['warmup_epochs']} warm-up + {s['timed_epochs']} timed epochs (median). "
         f"channels_last {'on' if s['channels_last'] else 'off'}, compile {'on' if s['compile'] else 'off'}.",
@@ -543,7 +577,8 @@ def build_arg_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     g.add_argument("--channels-last", action="store_true", help="channels-last memory format (the config's "
                                                                 "channels_last)")
     g.add_argument("--compile", action="store_true", help="torch.compile the prepared model (failures are reported)")
-    g.add_argument("--matmul-size", type=int, default=2048, help="side of the fp32 matmul reference (default 2048)")
+    g.add_argument("--matmul-size", type=int, default=2048, help="side of the square matmuls of the fp32 peak "
+                                                              "(MFU reference; default 2048)")
     return parser
 
 

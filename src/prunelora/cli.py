@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import sys
 import time
 from pathlib import Path
@@ -304,19 +305,65 @@ def settled_imports(command: str):
         gc.unfreeze()
 
 
-def main(argv: list[str] | None = None) -> int:
+@contextlib.contextmanager
+def one_line_warnings():
+    """prunelora's own warnings as one `prunelora: warning:` line each (Python's default shows a file and a source
+    line); an unlearning result's warning is left to the results' warnings, printed after the table."""
+    import warnings
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not category.__module__.startswith("prunelora"):
+            return shown(message, category, filename, lineno, file, line)
+        if category.__name__ != "UnlearningWarning" and distributed.is_main():
+            print(f"prunelora: warning: {message}", file=sys.stderr)
+
     from . import distributed
 
+    warnings.showwarning = show
     try:
-        return _run(argv)
+        yield
+    finally:
+        warnings.showwarning = shown
+
+
+# Failures of the machine rather than of the user's request: exit 1 (a full disk, an I/O error).
+NOT_THE_USERS = {errno.ENOSPC, errno.EDQUOT, errno.EIO}
+
+
+def os_failure(exc: OSError) -> str:
+    """One line naming the path, what the system said, and what to do; earlier results are untouched."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    hint = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space",
+            errno.EROFS: "choose a writable --out", errno.EACCES: "choose a writable --out (or fix its permissions)",
+            errno.EPERM: "choose a writable --out (or fix its permissions)",
+            errno.ENOTDIR: "a file stands where a folder is needed: choose another --out",
+            errno.EISDIR: "a folder stands where a file is needed: choose another path",
+            errno.EEXIST: "something is in the way: choose another --out"}.get(exc.errno, "check the path")
+    return (f"{where}{exc.strerror or exc}; {hint}, then rerun: finished stages are kept and the run resumes "
+            "from them")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from . import distributed, run_folder
+
+    try:
+        with one_line_warnings():
+            return _run(argv)
     except UserError as exc:
         if distributed.is_main():
             print(f"prunelora: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the operating system refused a read or a write: one line, never a traceback
+        if distributed.is_main():
+            print(f"prunelora: error: {os_failure(exc)}", file=sys.stderr)
+        return 1 if exc.errno in NOT_THE_USERS else 2
     except KeyboardInterrupt:
         print("prunelora: interrupted; finished stages are kept and a rerun resumes from them", file=sys.stderr)
         return 130
     finally:
+        run_folder.release()
         distributed.shutdown()
 
 

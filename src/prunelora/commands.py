@@ -7,6 +7,7 @@ before every check has passed, and never into another run's folder (run_folder.c
 """
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -87,12 +88,13 @@ def run(command: str, yaml_path: str | None, flags: dict[str, Any], *, checkpoin
         methods = (method or "prunelora") if command == "unlearn" else ""
         return _run_user_model(command, yaml_path, flags, model, weights, methods, mean, std, overwrite, progress)
     explicit = _merge(load_yaml(yaml_path), flags)
-    context, warnings, meta, path = None, [], None, None
+    context, warnings, meta, path, loaded = None, [], None, None, None
     if checkpoint is not None:
         path = Path(checkpoint)
         meta = checkpoint_meta(path)
         if "model" not in meta:
             raise UserError(f"checkpoint {path} metadata lacks its model name")
+        loaded = load_checkpoint(path)[0]  # checked against its own tensors before its metadata builds anything
         context = checkpoint_context(meta)
         warnings = _conflicts(context, explicit, path)
     config = resolve(yaml_path=yaml_path, overrides=flags, context=context)
@@ -116,8 +118,8 @@ def run(command: str, yaml_path: str | None, flags: dict[str, Any], *, checkpoin
     if forgot is not None and config.data.forget_class != forgot:  # compared as indices, names resolved
         warnings.append(f"the checkpoint forgot class {forgot}, but this run's forget class is "
                         f"{config.data.forget_class}: UA and MIA-Efficacy measure class {config.data.forget_class}")
-    model = _checked_checkpoint(exp, path) if path is not None else None
-    run_folder.claim(config.out, command, identity, overwrite)
+    model = _checked_checkpoint(exp, path, loaded, meta) if path is not None else None
+    run_folder.claim(config.out, command, identity, overwrite, targets=(dump_logits,) if dump_logits else ())
     if command == "reproduce":
         rows = exp.reproduce_rows()
     elif command == "train":
@@ -136,9 +138,8 @@ def refuse_shadows(command: str, config: RunConfig) -> None:
                         f"{command} cannot")
 
 
-def _checked_checkpoint(exp: Experiment, checkpoint: Path):
-    """Load the checkpoint (a file, or a saved adapter folder) and check that it fits the dataset."""
-    model, meta = load_checkpoint(checkpoint)
+def _checked_checkpoint(exp: Experiment, checkpoint: Path, model, meta: dict[str, Any]):
+    """The loaded checkpoint (a file, or a saved adapter folder), if it fits the dataset."""
     shape = (exp.raw.num_classes, exp.raw.shape[0], exp.raw.shape[1])
     if shape != (meta["num_classes"], meta["in_channels"], meta["image_size"]):
         raise UserError(f"checkpoint {checkpoint} is for {meta['num_classes']} classes of {meta['in_channels']}x"
@@ -196,7 +197,8 @@ def _run_user_model(command: str, yaml_path: str | None, flags: dict[str, Any], 
                                   class_wise=config.data.class_wise)
     for name in config.methods:
         get_method(name)
-    user = load_user_model(spec, weights)
+    check_normalisation(mean, std)
+    user = load_user_model(spec, weights, progress=progress)
     mean, std = (mean, std) if mean is not None or std is not None else (user.mean, user.std)
     config.models = [user.name]
     identity = config.identity()
@@ -209,6 +211,17 @@ def _run_user_model(command: str, yaml_path: str | None, flags: dict[str, Any], 
     check_user_run(exp, user, mean, std)
     run_folder.claim(config.out, command, identity, overwrite)
     return finish(exp, user_rows(exp, user, mean, std, started), started)
+
+
+def check_normalisation(mean: list[float] | None, std: list[float] | None) -> None:
+    """--mean and --std: finite numbers, std positive (a zero std divides every pixel by zero)."""
+    for flag, values in (("--mean", mean), ("--std", std)):
+        if values is not None and (not values or not all(math.isfinite(v) for v in values)):
+            raise UserError(f"{flag} needs finite numbers, one per channel, got {values}")
+    if std is not None and any(v <= 0 for v in std):
+        raise UserError(f"--std needs positive numbers (each channel's standard deviation), got {std}")
+    if mean is not None and std is not None and len(mean) != len(std):
+        raise UserError(f"--mean has {len(mean)} values and --std {len(std)}: give one per channel for both")
 
 
 def plan(yaml_path: str | None, flags: dict[str, Any], *, checkpoint: str | None = None, model: str | None = None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import re
 import types
@@ -246,7 +247,11 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
                 raise ValueError(value)
             return int(value)
         if hint is float:
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                raise UserError(f"config: '{where}' must be a finite number, got {value!r} (give a finite "
+                                "value)")
+            return number
         if hint is str:
             return str(value)
     except (TypeError, ValueError):
@@ -327,8 +332,64 @@ def parse_dotted(assignments: list[str]) -> dict[str, Any]:
     return out
 
 
+def require_finite_settings(node: Any, where: str) -> None:
+    """Refuse NaN and infinite numbers anywhere in a config (dataclasses, mappings, lists): a NaN passes
+    every `<= 0` check and trains NaN weights."""
+    if dataclasses.is_dataclass(node):
+        for f in dataclasses.fields(node):
+            require_finite_settings(getattr(node, f.name), f"{where}.{f.name}" if where else f.name)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            require_finite_settings(value, f"{where}.{key}" if where else str(key))
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            require_finite_settings(value, f"{where}[{i}]")
+    elif isinstance(node, float) and not math.isfinite(node):
+        raise UserError(f"config: '{where}' must be a finite number, got {node} (give a finite value)")
+
+
+def _number(value: Any) -> float | None:
+    """A YAML/CLI value as a float where it reads as one ("1e-3" included), else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+# What the objectives' numeric settings (objectives/*.py Args) must satisfy, by name: (test, what it must be).
+METHOD_ARG_RULES: dict[str, tuple[typing.Callable[[float], bool], str]] = {
+    **{k: ((lambda v: v > 0), "positive") for k in ("lr", "temperature", "batch_size", "forget_batch_size")},
+    **{k: ((lambda v: v >= 0), "at least 0") for k in ("momentum", "weight_decay", "alpha", "gamma", "max_steps")},
+    "share": ((lambda v: 0 < v <= 1), "a share in (0, 1]"),
+}
+
+
+def validate_method_args(method_args: dict[str, dict[str, Any]]) -> None:
+    """Every number of every method's settings finite, and within METHOD_ARG_RULES (an unknown key or a
+    wrong type is refused by the objective's Args when the method is checked)."""
+    for name, args in method_args.items():
+        if not isinstance(args, dict):
+            raise UserError(f"config: 'method_args.{name}' must be a mapping of settings (for example "
+                            f"--set method_args.{name}.lr=0.01), got {args!r}")
+        for key, value in args.items():
+            number = _number(value)
+            if number is None:
+                continue
+            if not math.isfinite(number):
+                raise UserError(f"config: 'method_args.{name}.{key}' must be a finite number, got {value!r} "
+                                "(give a finite value)")
+            test, must = METHOD_ARG_RULES.get(key, (lambda v: True, ""))
+            if not test(number):
+                raise UserError(f"method_args.{name}.{key} must be {must}, got {value!r} (set it with "
+                                f"--set method_args.{name}.{key}=...)")
+
+
 def validate(config: RunConfig) -> None:
     """Checks that do not need the data or the registries (those check themselves)."""
+    require_finite_settings(config, "")
+    validate_method_args(config.method_args)
     u = config.unlearn
     if not 0.0 < u.prune_amount < 1.0:
         raise UserError(f"prune amount must lie in (0, 1), got {u.prune_amount} (for example --prune-amount 0.5)")
@@ -341,12 +402,23 @@ def validate(config: RunConfig) -> None:
     for name, value in (("unlearn batch size", u.batch_size), ("pretrain batch size", config.pretrain.batch_size)):
         if value <= 0:
             raise UserError(f"{name} must be positive, got {value}")
-    if u.lr <= 0 or (config.pretrain.lr is not None and config.pretrain.lr <= 0):
-        raise UserError("learning rates must be positive")
+    for name, value, example in (("unlearn.lr", u.lr, "--lr 0.001"),
+                                 ("pretrain.lr", config.pretrain.lr, "--set pretrain.lr=0.1")):
+        if value is not None and value <= 0:
+            raise UserError(f"learning rates must be positive: {name} is {value} (for example {example})")
+    for name, value in (("unlearn.weight_decay", u.weight_decay), ("pretrain.weight_decay", config.pretrain.weight_decay),
+                        ("pretrain.momentum", config.pretrain.momentum),
+                        ("pretrain.warmup_epochs", config.pretrain.warmup_epochs)):
+        if value is not None and value < 0:
+            raise UserError(f"{name} cannot be negative, got {value}")
     if u.until_forget_acc is not None and not 0.0 <= u.until_forget_acc <= 100.0:
         raise UserError(f"--until-forget-acc must be a forget-set accuracy in [0, 100] %, got {u.until_forget_acc}")
     if u.lora_r is not None and u.lora_r <= 0:
         raise UserError(f"lora rank must be positive, got {u.lora_r}")
+    if u.lora_alpha is not None and u.lora_alpha <= 0:
+        raise UserError(f"unlearn.lora_alpha must be positive, got {u.lora_alpha}")
+    if u.lora_dropout is not None and not 0.0 <= u.lora_dropout < 1.0:
+        raise UserError(f"unlearn.lora_dropout must lie in [0, 1), got {u.lora_dropout}")
     for name, value in (("train_per_class", config.data.train_per_class), ("test_per_class", config.data.test_per_class)):
         if value is not None and value <= 0:
             raise UserError(f"{name} must be positive, got {value}")

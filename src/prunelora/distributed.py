@@ -11,11 +11,19 @@ forward), which DDP's reducer refuses; the averaged gradient is the same. Prefix
 evaluation are computed per shard and gathered; only rank 0 writes files (io's atomic writers),
 and every rank waits at each write so that what one reads the others have written.
 
-Batch norm normalises each shard with its own statistics (as plain DDP does): exact agreement with
-a single process holds for models without batch norm (the ViT), up to float error otherwise.
+Batch norm would normalise each shard with its own statistics (as plain DDP does). While training,
+train.fit runs its steps inside sync_batchnorm.synchronized(model): every batch norm in train mode then
+normalises with the global batch's statistics and updates its running statistics with them
+(sync_batchnorm.py), so a model with batch norm (the ResNet) agrees with a single process to float
+error, as one without (the ViT) does. Batch norm recalibration after pruning needs no
+synchronisation: every rank runs all of the retain set and computes the same statistics.
+Dropout is drawn for the global batch: Feed.epoch marks each shard with its rows of the global batch,
+train.fit runs the model through sharded_forward, and the conv LoRA's dropout (methods/dropout_conv.py)
+draws the whole batch's mask from the step's seed and keeps its shard's rows: the single process's mask.
 """
 from __future__ import annotations
 
+import contextvars
 import os
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -131,6 +139,41 @@ def average_gradients(params: list[torch.nn.Parameter]) -> None:
         count = param.numel()
         param.grad.copy_(flat[offset:offset + count].view_as(param.grad))
         offset += count
+
+
+# The rows of the global batch that the forward now running sees: (global rows, this rank's first row), or None
+# when this rank holds the whole batch (one process, or a batch smaller than the ranks). Set by sharded_forward
+# from what Feed.epoch marked on the batch's inputs; read by the layers that must act on the global batch
+# (batch norm's statistics, dropout's masks).
+_shard: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar("prunelora_shard", default=None)
+_SHARD_ATTRIBUTE = "_prunelora_shard"
+
+
+def mark_shard(inputs: torch.Tensor, rows: int, start: int) -> torch.Tensor:
+    """Label a rank's shard of a global batch of `rows` rows starting at row `start` (read by sharded_forward)."""
+    setattr(inputs, _SHARD_ATTRIBUTE, (rows, start))
+    return inputs
+
+
+def current_shard() -> tuple[int, int] | None:
+    """(global rows, first row) of the batch in the forward now running, or None when this rank holds all of it."""
+    return _shard.get()
+
+
+def sharded_forward(forward: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """`forward` that tells the layers inside it which rows of the global batch its input holds (a no-op wrapper
+    in one process)."""
+    if not active():
+        return forward
+
+    def run(inputs: torch.Tensor) -> torch.Tensor:
+        token = _shard.set(getattr(inputs, _SHARD_ATTRIBUTE, None))
+        try:
+            return forward(inputs)
+        finally:
+            _shard.reset(token)
+
+    return run
 
 
 def on_main(action: Callable[[], T]) -> T:

@@ -6,12 +6,14 @@ arguments and shapes in their safetensors metadata; loading never unpickles anyt
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import math
 import os
+import re
 import shutil
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file, safe_open
 from torch import nn
 
+from . import ledger
 from .errors import UserError
 
 FORMAT = "prunelora/1"
@@ -39,7 +42,7 @@ def _private(path: str | Path) -> bool:
     return any(part.startswith(SCRATCH_PREFIX) for part in Path(path).parts)
 
 
-@contextmanager
+@contextlib.contextmanager
 def _elsewhere_unless_main(suffix: str, directory: bool):
     """On a rank other than 0 of a torchrun: a scratch path that is thrown away (only rank 0 writes)."""
     scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
@@ -52,7 +55,7 @@ def _elsewhere_unless_main(suffix: str, directory: bool):
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-@contextmanager
+@contextlib.contextmanager
 def _rank_zero(path: str | Path, write, suffix: str, directory: bool):
     """Under torchrun only rank 0 writes (other ranks get a scratch path, thrown away), and every rank waits
     until it has (distributed.py); a write nested in a scratch folder is that rank's own."""
@@ -69,9 +72,12 @@ def atomic_path(path: str | Path, suffix: str = ""):
     return _rank_zero(path, lambda: _atomic_path(path, suffix), suffix, directory=False)
 
 
-@contextmanager
+@contextlib.contextmanager
 def _atomic_path(path: str | Path, suffix: str):
     path = Path(path)
+    run = ledger.active()
+    if run is not None:
+        run.check_target(path)  # new, or this run's own: never a user's file
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
     os.close(fd)
@@ -79,6 +85,8 @@ def _atomic_path(path: str | Path, suffix: str):
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are ordinary files
         os.replace(tmp, path)
+        if run is not None:
+            run.record(path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -106,13 +114,17 @@ def atomic_dir(path: str | Path):
     return _rank_zero(path, lambda: _atomic_dir(path), "", directory=True)
 
 
-@contextmanager
+@contextlib.contextmanager
 def _atomic_dir(path: str | Path):
     path = Path(path)
+    run = ledger.active()
+    if run is not None:
+        run.check_target(path, directory=True)  # new, or a folder of this run's own files only
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        yield tmp
+        with run.scratch(tmp) if run is not None else contextlib.nullcontext():
+            yield tmp
         mask = _umask()  # mkdtemp makes 0700 and some writers 0600: results are ordinary files
         os.chmod(tmp, 0o777 & ~mask)
         for item in tmp.rglob("*"):
@@ -120,6 +132,8 @@ def _atomic_dir(path: str | Path):
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
+        if run is not None:
+            run.record(path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -129,7 +143,20 @@ def save_model(model: nn.Module, path: str | Path, meta: dict[str, Any]) -> None
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     header = {"format": FORMAT, "meta": json.dumps(meta, default=_json_default)}
     with atomic_path(path, ".safetensors") as tmp:
-        save_file(tensors, str(tmp), metadata=header)
+        save_tensors(tensors, tmp, header)
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """safetensors' save_file, whose failures of the operating system (a full disk) are raised as the OSError
+    they are, so the command line reports them as such (safetensors wraps them in its own error)."""
+    try:
+        save_file(tensors, str(path), metadata=metadata)
+    except SafetensorError as exc:
+        code = re.search(r"os error (\d+)", str(exc))
+        if code is None:
+            raise
+        number = int(code.group(1))
+        raise OSError(number, os.strerror(number), str(path)) from None
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
@@ -189,24 +216,94 @@ def file_digest(path: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def tensor_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
+    """Every tensor's shape from a safetensors header: nothing is read or allocated."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UserError(f"checkpoint {path} is corrupt ({exc})") from None
+
+
+def _checked_meta(path: Path, meta: dict[str, Any]) -> list[int]:
+    """The metadata's sizes as sane values (a tampered header must not decide an allocation); the masked classes."""
+    missing = [k for k in ("num_classes", "in_channels", "image_size", "mean", "std") if k not in meta]
+    if missing:
+        raise UserError(f"checkpoint {path} metadata lacks '{missing[0]}'; pass a file written by prunelora")
+    for key in ("num_classes", "in_channels", "image_size"):
+        value = meta.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1_000_000:
+            raise UserError(f"checkpoint {path} metadata has an invalid {key} ({value!r}); pass a file written by "
+                            "prunelora")
+    for key in ("mean", "std"):
+        value = meta.get(key)
+        if not isinstance(value, list) or not value or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):
+            raise UserError(f"checkpoint {path} metadata has an invalid {key} ({value!r}); pass a file written by "
+                            "prunelora")
+    if any(v <= 0 for v in meta["std"]):
+        raise UserError(f"checkpoint {path} metadata has a non-positive std ({meta['std']})")
+    if not isinstance(meta.get("model_args", {}), dict):
+        raise UserError(f"checkpoint {path} metadata has invalid model_args ({meta.get('model_args')!r})")
+    masked = meta.get("masked_classes")
+    if not masked:
+        return []
+    try:
+        classes = [int(c) for c in (masked if isinstance(masked, list) else str(masked).split(","))]
+    except (TypeError, ValueError):
+        classes = None
+    if classes is None or not all(0 <= c < meta["num_classes"] for c in classes) or len(set(classes)) != len(classes):
+        raise UserError(f"checkpoint {path} metadata has invalid masked_classes ({masked!r}): expected distinct "
+                        f"class indices below {meta['num_classes']}")
+    return classes
+
+
 def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a registered model from a prunelora checkpoint (pruned shapes included)."""
+    """Rebuild a registered model from a prunelora checkpoint (pruned shapes included).
+
+    The model the metadata describes is first built on the meta device and its shapes compared with
+    the file's tensors, so a tampered header (a width of 200000) is refused before any memory is allocated.
+    """
     from .models import build_model
 
+    path = Path(path)
     meta = read_meta(path)
+    if not isinstance(meta, dict) or not isinstance(meta.get("model"), str):
+        raise UserError(f"checkpoint {path} metadata lacks its model name; pass a file written by prunelora")
+    masked = _checked_meta(path, meta)
+    shapes = tensor_shapes(path)
+    if masked:  # logit-mask: the model inside a wrapper that hides these classes
+        shapes = {k.removeprefix("inner."): v for k, v in shapes.items()}
+
+    def build(device: str | None) -> nn.Module:
+        with torch.device(device) if device else contextlib.nullcontext():
+            model = build_model(meta["model"], meta["num_classes"], meta["in_channels"], meta["image_size"],
+                                tuple(meta["mean"]), tuple(meta["std"]), meta.get("model_args", {}))
+        if meta.get("prune_mode") == "remove":  # channels were taken out: the tensors say the new shapes
+            resize_to(model, {k: torch.empty(v, device=device or "cpu") for k, v in shapes.items()})
+        return model
+
     try:
-        model = build_model(meta["model"], meta["num_classes"], meta["in_channels"], meta["image_size"],
-                            tuple(meta["mean"]), tuple(meta["std"]), meta.get("model_args", {}))
+        skeleton = build("meta")
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever a tampered header makes the constructor raise
+        raise UserError(f"checkpoint {path} metadata does not describe a buildable '{meta['model']}' "
+                        f"({type(exc).__name__}: {exc})") from None
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    if expected != shapes:
+        differ = sorted(set(expected) ^ set(shapes)) or [k for k in expected if expected[k] != shapes[k]]
+        key = differ[0]
+        raise UserError(f"checkpoint {path} does not match model '{meta['model']}' as its metadata describes it: "
+                        f"{key} is {shapes.get(key, 'absent')} in the file, {expected.get(key, 'absent')} in the "
+                        "model; pass an unmodified file written by prunelora")
+    model = build(None)
+    try:
         state = load_file(str(path))
-    except KeyError as exc:
-        raise UserError(f"checkpoint {path} metadata lacks {exc}") from None
     except (SafetensorError, OSError) as exc:
         raise UserError(f"checkpoint {path} is corrupt ({exc})") from None
-    masked = meta.get("masked_classes")  # logit-mask: the model inside a wrapper that hides these classes
     if masked:
         state = {k.removeprefix("inner."): v for k, v in state.items()}
-    if meta.get("prune_mode") == "remove":  # channels were taken out: the tensors say the new shapes
-        resize_to(model, state)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -215,5 +312,5 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     if masked:
         from .methods import LogitMasked
 
-        model = LogitMasked(model, [int(c) for c in str(masked).split(",")])
+        model = LogitMasked(model, masked)
     return model, meta

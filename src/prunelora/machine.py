@@ -15,6 +15,8 @@ import os
 import platform
 import statistics
 import time
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,15 +36,24 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+class ThreadsWarning(UserWarning):
+    """More threads were asked for than the process has cores: the count was capped."""
+
+
 def set_threads(threads: int | None) -> int:
     """Give torch an explicit intra-op thread count (default: the cores available to the process).
 
     Explicit, so that several runs sharing a machine can each be given their share instead of
-    all taking every core.
+    all taking every core. Never more than the cores available (a ThreadsWarning says so).
     """
     if threads is not None and threads <= 0:
         raise UserError(f"--threads must be a positive integer, got {threads}")
-    count = threads or available_cores()
+    cores = available_cores()
+    if threads is not None and threads > cores:  # more only oversubscribes (10000 asked started 20 004 threads)
+        warnings.warn(f"--threads {threads} is more than the {cores} cores available to this process: using {cores}",
+                      ThreadsWarning, stacklevel=2)
+        threads = cores
+    count = threads or cores
     if torch.get_num_threads() != count:
         torch.set_num_threads(count)
     return count
@@ -139,28 +150,64 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_flops_per_sec(device: torch.device, size: int = 2048, repeats: int = 5) -> dict[str, Any]:
-    """The device's own fp32 dense matmul rate: median of `repeats` timed `a @ b` after one warm-up.
-
-    On the CPU the matmul uses torch's intra-op threads (torch.get_num_threads()), as training does.
-    """
+def _kernels(size: int, device: torch.device) -> dict[str, tuple[Callable[[], Any], int]]:
+    """The fp32 kernels whose best rate is the device's peak: name -> (call, FLOPs per call). Squares of two
+    sizes, transposed operands, a tall-skinny product and a 3x3 convolution (training's ResNets run those,
+    and they beat a square matmul on some CPUs: a 2048 matmul alone read 149.6 % MFU for a ResNet-18)."""
     g = torch.Generator(device="cpu").manual_seed(0)
-    a = torch.randn(size, size, generator=g).to(device)
-    b = torch.randn(size, size, generator=g).to(device)
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=g).to(device)
+
+    half, quarter = max(8, size // 2), max(4, size // 4)
+    a, b, c = rand(size, size), rand(size, size), rand(half, half)
+    tall, skinny = rand(2 * size, quarter), rand(quarter, size)
+    channels = min(64, max(8, size // 32))
+    image, weight = rand(32, channels, 32, 32), rand(channels, channels, 3, 3)
+    return {
+        f"matmul {size}x{size}": (lambda: a @ b, 2 * size**3),
+        f"matmul {half}x{half}": (lambda: c @ c, 2 * half**3),
+        f"matmul {size}x{size}, transposed operands": (lambda: a.t() @ b.t(), 2 * size**3),
+        f"matmul {2 * size}x{quarter} @ {quarter}x{size}": (lambda: tall @ skinny, 2 * 2 * size * quarter * size),
+        f"conv2d 3x3, {channels} channels, 32 x 32 x 32": (
+            lambda: torch.nn.functional.conv2d(image, weight, padding=1), 2 * 32 * channels * 32 * 32 * channels * 9),
+    }
+
+
+KERNEL_BUDGET_SEC = 0.4  # timed seconds per kernel, after which its repeats stop (the whole peak: about 2 s)
+
+
+def _timed_calls(call: Callable[[], Any], device: torch.device, repeats: int) -> list[float]:
+    """Seconds of up to `repeats` timed calls after one warm-up (fewer once KERNEL_BUDGET_SEC is spent)."""
+    seconds: list[float] = []
+    for i in range(repeats + 1):
+        synchronize(device)
+        start = time.perf_counter()
+        call()
+        synchronize(device)
+        if i:  # the first is a warm-up
+            seconds.append(time.perf_counter() - start)
+            if sum(seconds) > KERNEL_BUDGET_SEC:
+                break
+    return seconds
+
+
+def matmul_flops_per_sec(device: torch.device, size: int = 2048, repeats: int = 5) -> dict[str, Any]:
+    """The device's measured fp32 peak: the best median rate of several kernels (_kernels), each timed up to
+    `repeats` times after a warm-up. `kernel` names the winner, `kernels` every rate (FLOP/s); `seconds` and
+    `flops_per_matmul` are the winner's. About 2-3 s at size 2048 on 2 CPU cores.
+
+    On the CPU the kernels use torch's intra-op threads (torch.get_num_threads()), as training does.
+    """
     allow = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = False  # the fp32 rate the training step gets by default
     try:
-        seconds = []
-        for i in range(repeats + 1):
-            synchronize(device)
-            start = time.perf_counter()
-            a @ b
-            synchronize(device)
-            if i:  # the first is a warm-up
-                seconds.append(time.perf_counter() - start)
+        timed = {name: (flops, _timed_calls(call, device, repeats))
+                 for name, (call, flops) in _kernels(size, device).items()}
     finally:
         torch.backends.cuda.matmul.allow_tf32 = allow
-    median = statistics.median(seconds)
-    return {"size": size, "dtype": "float32", "repeats": repeats, "seconds": seconds,
-            "flops_per_matmul": 2 * size**3, "flops_per_sec": 2 * size**3 / median,
+    rates = {name: flops / statistics.median(seconds) for name, (flops, seconds) in timed.items()}
+    best = max(rates, key=rates.__getitem__)
+    return {"size": size, "dtype": "float32", "repeats": repeats, "kernel": best, "kernels": rates,
+            "seconds": timed[best][1], "flops_per_matmul": timed[best][0], "flops_per_sec": rates[best],
             "threads": torch.get_num_threads()}

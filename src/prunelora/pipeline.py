@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import io
+from . import io, ledger
 from .adapters import BASE_SUFFIX, base_description, model_card, same_weights, save_adapter_folder
 from .config import DataConfig, RunConfig, fingerprint, to_dict
 from .data import ImageSet, RawDataset, Splits, class_index, load_dataset
@@ -27,12 +27,13 @@ from .methods import get_method, resolve_recipe
 from .methods.pruning import matching_modules, removal_blocker
 from .machine import LoadProbe, facts
 from .metrics.cost import MemoryMeter
+from .metrics.finite import require_finite_logits
 from .metrics.evaluate import SPLITS, collect_logits, metrics_from_logits, model_evidence, set_accuracy
 from .metrics.summary import add_retrain_gap, aggregate_seeds
 from .metrics.verdict import add_verdicts
 from .models import LayerPlan, build_model, get_spec
 from .runner import MethodRun, count_trainable, effective_plan, method_context, run_method
-from .train import fit
+from .train import PRETRAIN_HINT, fit
 
 
 EVIDENCE_VERSION = 4  # raised when the evidence itself changes: finished stages are re-evaluated
@@ -144,7 +145,7 @@ class Experiment:
             self.config.out = "runs/reproduce"
         self.out = Path(self.config.out)
         self.raw = load_dataset(self.config.data.dataset, self.config.data.data_root, self.config.data.download,
-                                stream=self.config.data.stream)
+                                stream=self.config.data.stream, progress=self.progress)
         checked = check_config(self.config, self.raw, self.registry_models)
         if checked:
             from .plan_report import describe_plan
@@ -227,7 +228,7 @@ class Experiment:
         key = fingerprint("original", name, args, cfg.data.dataset, cfg.data.train_per_class,
                           to_dict(cfg)["pretrain"], seed)
         path = self.out / "cache" / f"{name}-{key}.safetensors"
-        if path.is_file():
+        if path.is_file() and self.verified(f"{name} original", [path]):
             model, meta = io.load_model(path)
             self.reused_stages += 1
             self.reused_sec += float((meta.get("training") or {}).get("total_sec") or 0.0)
@@ -250,7 +251,7 @@ class Experiment:
         settings = resolve_recipe(cfg.pretrain, get_spec(name, args).family)
         with MemoryMeter(self.device) as meter:
             history = fit(model, data, settings, cfg.pretrain.epochs, seed=seed, precision=cfg.precision,
-                          channels_last=cfg.channels_last, desc=desc, progress=self.progress,
+                          channels_last=cfg.channels_last, desc=desc, progress=self.progress, hint=PRETRAIN_HINT,
                           on_epoch_end=lambda epoch, history: meter.stop_counting_tensors())
         self.training_sec += sum(history.epoch_seconds)
         training = {"sec_per_epoch": sum(history.epoch_seconds) / len(history.epoch_seconds),
@@ -269,6 +270,7 @@ class Experiment:
         splits, cfg = self.splits(seed, request), self.config
         features: dict = {}  # the probe's features, from the same forward passes
         logits, labels = collect_logits(model, splits, cfg.eval_batch_size, features if cfg.evidence.probe else None)
+        require_finite_logits(logits)  # before the logits are saved: a NaN model leaves nothing behind
         if logits_path is not None:
             save_logits(logits_path, logits, labels)
         metrics = metrics_from_logits(logits, labels, seed, cfg.mia_max_per_side, cfg.evidence, self.timings)
@@ -323,7 +325,8 @@ class Experiment:
         if marker.is_file():
             try:
                 saved = json.loads(marker.read_text())
-                if saved.get("fingerprint") == key:
+                if saved.get("fingerprint") == key and self.verified(
+                        f"{name} {method}", [marker, *(self.out / k for k in saved.get("outputs", []))]):
                     self.reused_stages += 1
                     self.reused_sec += float(saved.get("stage_sec") or max(r["total_sec"] for r in saved["rows"]))
                     final_file = folder["models"] / saved["final"] if saved.get("final") else None
@@ -331,8 +334,8 @@ class Experiment:
                         saved["rows"] = self.reevaluate(saved["rows"], name, seed, request)
                         io.write_json(marker, {**saved, "evidence": self.evidence_key()})
                     return saved["rows"], lambda: self._load_final(final_file), key
-            except ValueError:
-                marker.unlink(missing_ok=True)  # a damaged marker: run the stage again
+            except (ValueError, KeyError, TypeError, AttributeError):
+                self.warnings.append(f"{name} {method}: its stage record {marker} is damaged: the stage was run again")
         started = time.perf_counter()
         splits = self.splits(seed, request)
         spec = get_spec(name, args)
@@ -349,14 +352,27 @@ class Experiment:
         start_model = start()
         run = run_method(method, start_model, splits.retain_train, ctx, seed=seed, precision=cfg.precision,
                          channels_last=cfg.channels_last,
-                         cache_prefix=cfg.unlearn.cache_prefix, progress=self.progress,
+                         cache_prefix=cfg.unlearn.cache_prefix, progress=self.progress, desc=f"{name} {method}",
                          on_epoch=forgotten_at(cfg.unlearn.until_forget_acc, splits.forget_train))
         self.training_sec += sum(run.history.epoch_seconds)
-        rows, final_file = self._deliver(name, args, run, seed, start_model, request)
+        with ledger.capture() as outputs:
+            rows, final_file = self._deliver(name, args, run, seed, start_model, request)
         io.write_json(marker, {"fingerprint": key, "rows": rows, "stage_sec": time.perf_counter() - started,
-                               "final": final_file, "evidence": self.evidence_key()})
+                               "final": final_file, "evidence": self.evidence_key(), "outputs": outputs})
         final = run.snapshots[-1].model
         return rows, lambda: final, key
+
+    def verified(self, what: str, paths: list[Path]) -> bool:
+        """Whether a finished stage's outputs are exactly as written (size and sha256 in run.json): a stage
+        whose files were truncated, edited or removed is run again, and the results say so."""
+        run = ledger.active()
+        if run is None:  # outside a command (the Python API): nothing was recorded to check against
+            return True
+        problems = run.verify(run.key(p) for p in paths)
+        if problems:
+            self.warnings.append(f"{what}: a finished stage's output no longer matches run.json ({problems[0]}): "
+                                 "the stage was run again")
+        return not problems
 
     def evidence_key(self) -> str:
         """What a stage's rows were evaluated with: another key re-evaluates its saved models."""

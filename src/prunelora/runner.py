@@ -16,10 +16,11 @@ from torch import nn
 
 from .config import RunConfig
 from .data import ImageSet
-from .methods import MethodContext, Prepared, get_method, resolve_recipe
+from .methods import Method, MethodContext, Prepared, get_method, resolve_recipe
 from .metrics.cost import MemoryMeter
 from .models import LayerPlan
-from .train import History, fit
+from .objectives import get_objective
+from .train import PRETRAIN_HINT, History, fit
 
 
 @dataclass
@@ -80,13 +81,23 @@ def method_context(config: RunConfig, plan: LayerPlan, family: str, fresh_model,
                          method_args=config.method_args)
 
 
+def lr_hint(method: Method) -> str:
+    """The setting that lowers a method's learning rate, for the error of a run that diverged."""
+    if method.exact:  # Retrain runs the pre-training recipe
+        return PRETRAIN_HINT
+    own = f"--set method_args.{method.name}.lr=..."
+    if get_objective(method.objective).Args().lr is None:  # the objective takes unlearn.lr
+        return f"lower the learning rate (--lr, or {own})"
+    return f"lower the learning rate ({own})"
+
+
 def run_method(name: str, original: nn.Module, retain: ImageSet, ctx: MethodContext, *, seed: int,
                precision: str = "fp32", channels_last: bool = False, cache_prefix: bool = True,
                progress: bool = True,
                epochs: int | None = None, snapshots: bool = True,
                model_hook: Callable[[nn.Module], None] | None = None,
                on_epoch: Callable[[int, nn.Module], bool] | None = None,
-               count_tensors: bool = True) -> MethodRun:
+               count_tensors: bool = True, desc: str | None = None) -> MethodRun:
     """Prepare the method, train it once for its longest budget, snapshot the deliverable at each budget.
 
     epochs overrides the length of the run; snapshots=False skips the deliverables (benchmarks);
@@ -97,7 +108,8 @@ def run_method(name: str, original: nn.Module, retain: ImageSet, ctx: MethodCont
     the benchmark times epochs that way and measures the tensor peak in a run of its own); with it,
     the CPU tensor peak covers surgery, the prefix cache and the first epoch (whose allocations every
     later epoch repeats), so its bookkeeping slows the first epoch only.
-    The objective draws from ctx.forget where it uses the forget set.
+    The objective draws from ctx.forget where it uses the forget set. desc names the run in the progress
+    bar and in the error of a run that diverges ("resnet18 finetune"; default: the method's name).
     """
     method = get_method(name)
     device = retain.labels.device
@@ -142,8 +154,8 @@ def run_method(name: str, original: nn.Module, retain: ImageSet, ctx: MethodCont
             history = fit(prepared.model, retain, prepared.optim, length, seed=seed,
                           after_step=prepared.after_step, on_epoch_end=on_epoch_end, precision=precision,
                           channels_last=channels_last,
-                          cache_prefix=cache_prefix and not method.exact, desc=name, progress=progress,
-                          objective=prepared.objective, forget=ctx.forget)
+                          cache_prefix=cache_prefix and not method.exact, desc=desc or name, progress=progress,
+                          objective=prepared.objective, forget=ctx.forget, hint=lr_hint(method))
     info = dict(prepared.info)
     if history.cache:
         info["prefix_cache"] = history.cache

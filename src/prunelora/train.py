@@ -22,8 +22,38 @@ if TYPE_CHECKING:
 
 from . import distributed
 from .data import ImageSet
+from .errors import UserError
 from .machine import synchronize
 from .prefix_cache import PrefixCache
+from .sync_batchnorm import synchronized
+
+
+# What to lower when a run diverges (fit's hint): any run, pre-training (the original, Retrain), relearn time.
+LR_HINT = "lower the learning rate"
+PRETRAIN_HINT = "lower the pre-training learning rate (--set pretrain.lr=...)"
+RELEARN_HINT = "lower the relearning rate (--set evidence.relearn_lr=...)"
+
+
+class Diverged(UserError):
+    """Training reached a non-finite loss or non-finite weights: the stage stops instead of evaluating NaN."""
+
+
+def all_finite(tensors: list[torch.Tensor]) -> bool:
+    """Whether no tensor holds NaN or inf: one device sync however many there are."""
+    if not tensors:
+        return True
+    device = tensors[0].device
+    return bool(torch.stack([torch.isfinite(t.detach()).all().to(device) for t in tensors]).all())
+
+
+def divergence(loss: torch.Tensor, params: list[nn.Parameter]) -> str | None:
+    """What diverged: "loss" (NaN), "weights" (a trainable one NaN or infinite), or None; one device sync.
+    A loss of +inf with finite weights is not divergence: a label the model gives probability 0 (a masked
+    class, whose relearning is measured on logit-mask) trains on with finite gradients."""
+    flags = torch.stack([~torch.isnan(loss), *(torch.isfinite(p.detach()).all().to(loss.device) for p in params)])
+    if bool(flags.all()):
+        return None
+    return "loss" if not bool(flags[0]) else "weights"
 
 
 @dataclass
@@ -83,7 +113,8 @@ def fit(model: nn.Module, data: ImageSet, settings: OptimSettings, epochs: int, 
         after_step: Callable[[], None] | None = None,
         on_epoch_end: Callable[[int, History], bool | None] | None = None,
         cache_prefix: bool = False, precision: str = "fp32", channels_last: bool = False, desc: str = "train",
-        progress: bool = True, objective: Objective | None = None, forget: ImageSet | None = None) -> History:
+        progress: bool = True, objective: Objective | None = None, forget: ImageSet | None = None,
+        hint: str = LR_HINT) -> History:
     """Train the parameters of `model` that require grad for `epochs` epochs.
 
     data is the retain set (everything, for pre-training); objective says what each step optimises
@@ -92,6 +123,8 @@ def fit(model: nn.Module, data: ImageSet, settings: OptimSettings, epochs: int, 
     (evaluation at budgets); when it returns True, training stops there (forgetting verified
     early). With cache_prefix, a frozen, deterministic prefix of the network is run once per set
     and training continues on its cached output (exact: same batches, same weights up to float error).
+    A NaN epoch loss or a non-finite trainable weight raises Diverged naming `desc`, the epoch and `hint`
+    (the setting to lower), checked once per epoch before on_epoch_end (never a NaN model evaluated or saved).
     """
     from .objectives import Feed, Progress, RetainLoss
 
@@ -102,6 +135,9 @@ def fit(model: nn.Module, data: ImageSet, settings: OptimSettings, epochs: int, 
     if channels_last:  # convolutions then run channels-last whatever the input's layout
         model.to(memory_format=torch.channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
+    if not all_finite(list(model.parameters())):  # not the run's doing: say so, not "diverged"
+        raise UserError(f"{desc}: the model's weights hold NaN or infinite values before training (check the "
+                        "checkpoint or the weights given)")
     optimizer = make_optimizer(settings, params)
     generator = torch.Generator().manual_seed(seed)
     feed = Feed({"retain": data, "forget": forget if objective.uses_forget else None}, settings.batch_size,
@@ -129,30 +165,36 @@ def fit(model: nn.Module, data: ImageSet, settings: OptimSettings, epochs: int, 
 
     bar = tqdm(range(1, epochs + 1), desc=desc, leave=False, disable=not progress or not distributed.is_main(),
                unit="epoch")
-    for epoch in bar:
-        synchronize(device)
-        start = time.perf_counter()
-        total_loss = torch.zeros((), device=device)
-        seen = 0
-        for loss_value, samples in objective.steps(forward, feed, Progress(epoch, epochs)):
-            optimizer.zero_grad(set_to_none=True)
-            weight = distributed.shard_weight(samples) if distributed.active() else 1.0
-            (loss_value * weight if weight != 1.0 else loss_value).backward()
-            distributed.average_gradients(params)  # under torchrun: the global batch's gradient
-            optimizer.step()
-            scheduler.step()
-            if after_step is not None:
-                after_step()
-            objective.after_step()
-            total_loss += loss_value.detach() * samples
-            seen += samples
-        synchronize(device)
-        history.epoch_seconds.append(time.perf_counter() - start)
-        history.epoch_loss.append(float(total_loss) / max(1, seen))
-        bar.set_postfix(loss=f"{history.epoch_loss[-1]:.3f}")
-        if on_epoch_end is not None:
-            stop = on_epoch_end(epoch, history)
-            model.train()
-            if stop:
-                break
+    forward = distributed.sharded_forward(forward)  # under torchrun: layers see which rows of the global batch
+    with synchronized(model):  # under torchrun: batch norm of the global batch
+        for epoch in bar:
+            synchronize(device)
+            start = time.perf_counter()
+            total_loss = torch.zeros((), device=device)
+            seen = 0
+            for loss_value, samples in objective.steps(forward, feed, Progress(epoch, epochs)):
+                optimizer.zero_grad(set_to_none=True)
+                weight = distributed.shard_weight(samples) if distributed.active() else 1.0
+                (loss_value * weight if weight != 1.0 else loss_value).backward()
+                distributed.average_gradients(params)  # under torchrun: the global batch's gradient
+                optimizer.step()
+                scheduler.step()
+                if after_step is not None:
+                    after_step()
+                objective.after_step()
+                total_loss += loss_value.detach() * samples
+                seen += samples
+            synchronize(device)
+            history.epoch_seconds.append(time.perf_counter() - start)
+            what = divergence(total_loss, params)
+            if what is not None:
+                bar.close()
+                raise Diverged(f"{desc} diverged in epoch {epoch} (non-finite {what}): {hint}")
+            history.epoch_loss.append(float(total_loss) / max(1, seen))
+            bar.set_postfix(loss=f"{history.epoch_loss[-1]:.3f}")
+            if on_epoch_end is not None:
+                stop = on_epoch_end(epoch, history)
+                model.train()
+                if stop:
+                    break
     return history

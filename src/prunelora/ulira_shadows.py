@@ -96,7 +96,7 @@ def shadow_pair(exp: Experiment, name: str, seed: int, pair: int, half: np.ndarr
     key = fingerprint("ulira", 2, name, args, to_dict(cfg)["data"], to_dict(cfg)["pretrain"], to_dict(cfg)["unlearn"],
                       cfg.method_args, seed, pair, cfg.evidence.ulira)
     path = exp.seed_dir(seed) / "ulira" / name / f"pair{pair}" / f"scores-{key}.npz"
-    found = load_scores(path) if path.is_file() else {}
+    found = load_scores(path) if path.is_file() and exp.verified(f"{name} U-LiRA pair {pair}", [path]) else {}
     if all(any(m == method for m, _ in found) for method in ["retrain-shadow", "original", *cfg.methods]):
         return found
     splits = exp.splits(seed)

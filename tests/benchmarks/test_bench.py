@@ -63,6 +63,7 @@ def test_every_column_for_every_method(results):
         assert row["images_per_sec"] == pytest.approx(row["retain_images"] / row["sec_per_epoch"])
         assert row["achieved_flops_per_sec"] == pytest.approx(row["flops_per_image"] * row["images_per_sec"])
         assert row["mfu"] == pytest.approx(row["achieved_flops_per_sec"] / results["matmul"]["flops_per_sec"])
+        assert row["mfu"] <= 1.0  # the reference is the measured peak, raised to any rate that beat it
 
 
 def test_remove_mode_is_na_on_the_vit_with_a_reason(results):
@@ -114,6 +115,7 @@ def test_files_and_machine(results):
     for key in ("cpu", "threads", "torch", "device_name", "peft"):
         assert saved["machine"][key]
     assert saved["matmul"]["flops_per_sec"] > 0
+    assert saved["matmul"]["kernel"] in saved["matmul"]["kernels"] and len(saved["matmul"]["kernels"]) >= 5
     table = (out / bench.TABLE_FILE).read_text()
     assert table == results["markdown"]
     for _, label, _ in bench.COLUMNS:
@@ -121,6 +123,7 @@ def test_files_and_machine(results):
     for method in METHODS:
         assert f"| {method} |" in table
     assert "n/a" in table and "Notes:" in table
+    assert "fp32 peak (MFU reference)" in table
 
 
 def test_flop_counter_counts_cpu_attention():

@@ -124,6 +124,21 @@ def test_the_mask_drops_p_and_keeps_the_expectation():
     assert torch.equal(keep, again) and not torch.equal(keep, keep_mask(like, 0.1, seed=6)[0])
 
 
+@pytest.mark.parametrize("rows,world", [(7, 2), (8, 2), (5, 3)])
+def test_a_shards_mask_is_its_rows_of_the_global_batchs_mask(rows, world):
+    """Under torchrun each rank's dropout mask is the single process's, cut to its rows of the global batch."""
+    from prunelora.methods.dropout_conv import drop_mask
+
+    batch = torch.empty(rows, 3, 5, 4)
+    whole, scale = drop_mask(batch, 0.1, seed=11)
+    start = 0
+    for rank in range(world):
+        count = rows // world + (1 if rank < rows % world else 0)
+        mine, same_scale = drop_mask(batch[start:start + count], 0.1, seed=11, shard=(rows, start))
+        assert torch.equal(mine, whole[start:start + count]) and same_scale == scale
+        start += count
+
+
 def _saved_bytes(layer, x) -> int:
     """Bytes that autograd keeps for backward through `layer`, beyond x and the parameters."""
     own = {p.untyped_storage().data_ptr() for p in layer.parameters()} | {x.untyped_storage().data_ptr()}

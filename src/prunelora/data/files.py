@@ -10,6 +10,10 @@
   one Dataset (the training set), with an image column and a label column (ClassLabel names kept).
 Without a test split, TA and the membership attacks have no test set and read NaN.
 
+Checked as the data enters (before anything is written): labels are integers within the class list
+(without one, every class up to the largest label must have training images), the training set is
+not empty, every image file is at most MAX_IMAGE_PIXELS before it is decoded.
+
 stream=True opens the data without reading its images (data/stream.py): an image folder is read
 file by file per batch, a datasets folder row by row (Arrow files are memory-mapped), an .npz
 written by np.savez (uncompressed) is memory-mapped. Only labels, file names and a sample for the
@@ -17,18 +21,69 @@ channel statistics are read up front.
 """
 from __future__ import annotations
 
+import warnings
 import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..errors import UserError
-from .sources import RawDataset
+from .sources import RawDataset, class_labels
 from .stream import ImageSource, StreamedImages, array_source, channel_stats
-from .user import channels_last
+from .user import channels_last, stacked
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+# The most pixels one image may have (8192 x 8192, far above a classifier's input), checked as its header is read,
+# before anything is decoded: a small PNG can claim 20000 x 20000 pixels and take gigabytes to decode. Set
+# prunelora.data.files.MAX_IMAGE_PIXELS higher to read larger images you trust.
+MAX_IMAGE_PIXELS = 1 << 26
+
+
+@contextmanager
+def pixel_limit(where: str) -> Iterator[None]:
+    """Inside: Pillow refuses any image above MAX_IMAGE_PIXELS when it reads the header (its decompression-bomb
+    check, at prunelora's limit and made an error), so nothing that large is decoded."""
+    from PIL import Image
+
+    saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, MAX_IMAGE_PIXELS
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise UserError(f"{where}: an image of more than {MAX_IMAGE_PIXELS:,} pixels, refused before decoding (shrink "
+                        "it, or raise prunelora.data.files.MAX_IMAGE_PIXELS to read larger images you trust)") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def open_image(file: Path) -> Any:
+    """The image file opened with Pillow (its header read, nothing decoded yet), within the pixel limit."""
+    from PIL import Image
+
+    try:
+        with pixel_limit(str(file)):
+            return Image.open(file)
+    except OSError as exc:  # UnidentifiedImageError included
+        raise UserError(f"cannot read image {file} ({exc})") from None
+
+
+@contextmanager
+def progress_bars(logging: Any, progress: bool) -> Iterator[None]:
+    """Inside: a Hugging Face library's own progress bars (its `utils.logging`: transformers', datasets') hidden
+    when prunelora's are (progress False, --no-progress); restored after."""
+    hide = not progress and logging.is_progress_bar_enabled()
+    if hide:
+        logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if hide:
+            logging.enable_progress_bar()
 
 
 def is_data_path(name: str) -> bool:
@@ -36,14 +91,15 @@ def is_data_path(name: str) -> bool:
     return "/" in name or name.endswith(".npz") or Path(name).exists()
 
 
-def load_files(path: str, image_size: int | None = None, stream: bool = False) -> RawDataset:
+def load_files(path: str, image_size: int | None = None, stream: bool = False, progress: bool = True) -> RawDataset:
+    """progress: False hides the `datasets` library's progress bars while a datasets folder loads."""
     location = Path(path).expanduser()
     if not location.exists():
         raise UserError(f"data not found: {location} (an image folder, an .npz or a datasets folder)")
     if location.suffix == ".npz":
         raw = load_npz(location, stream)
     elif (location / "dataset_dict.json").is_file() or (location / "dataset_info.json").is_file():
-        raw = load_hf_datasets(location, stream)
+        raw = load_hf_datasets(location, stream, progress)
     elif location.is_dir():
         raw = load_image_folder(location, image_size, stream)
     else:
@@ -56,10 +112,14 @@ def load_files(path: str, image_size: int | None = None, stream: bool = False) -
 Images = np.ndarray | ImageSource
 
 
-def _raw(name: str, train: tuple[Images, np.ndarray], test: tuple[Images, np.ndarray] | None,
+def _raw(location: Path, train: tuple[Images, np.ndarray], test: tuple[Images, np.ndarray] | None,
          class_names: list[str]) -> RawDataset:
-    """The dataset, with channel statistics read the same way whether its images are in memory or streamed."""
+    """The dataset, checked (some training images, labels within the class list), with channel statistics read
+    the same way whether its images are in memory or streamed."""
+    name = location.stem if location.suffix == ".npz" else location.name
     images, labels = train
+    if len(images) == 0:
+        raise UserError(f"{location} holds no training images")
     if test is None:
         test = (np.zeros((0, *images.shape[1:]), np.uint8), np.zeros(0, np.int64))
     if tuple(test[0].shape[1:]) != tuple(images.shape[1:]):
@@ -68,10 +128,27 @@ def _raw(name: str, train: tuple[Images, np.ndarray], test: tuple[Images, np.nda
     for split, (imgs, labs) in (("train", train), ("test", test)):
         if len(imgs) != len(labs):
             raise UserError(f"{name}: {len(imgs)} {split} images but {len(labs)} labels")
+    train_labels, test_labels = (class_labels(labs, f"{location} {split} labels", len(class_names))
+                                 for split, labs in (("train", labels), ("test", test[1])))
     source = images if isinstance(images, ImageSource) else array_source(images, describe=name)
     mean, std = channel_stats(StreamedImages(source))
-    return RawDataset(name, images, labels.astype(np.int64), test[0], test[1].astype(np.int64), class_names,
-                      mean, std)
+    return RawDataset(name, images, train_labels, test[0], test_labels, class_names, mean, std)
+
+
+def implied_classes(train_labels: np.ndarray, where: str, fix: str) -> list[str]:
+    """Without a class list the classes are 0 to the largest training label, and each must have training images:
+    one stray label (1000 among ten classes) must not build a 1001-class model. fix: how to give the list."""
+    present = np.unique(train_labels)
+    if not len(present):
+        return []  # no training images: _raw says so
+    top = int(present[-1])
+    missing = np.setdiff1d(np.arange(top + 1), present)
+    if len(missing):
+        shown = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
+        have = "has" if len(missing) == 1 else "have"
+        raise UserError(f"{where}: the largest label, {top}, makes {top + 1} classes, but {len(missing)} of them "
+                        f"{have} no training images ({shown}); fix the labels, or give {fix} naming every class")
+    return [str(c) for c in range(top + 1)]
 
 
 def npz_memmap(path: Path, key: str) -> np.ndarray:
@@ -121,30 +198,29 @@ def load_npz(path: Path, stream: bool = False) -> RawDataset:
         raise UserError(f"{path} is not a readable .npz without pickles ({exc})") from None
     if "images" not in arrays or "labels" not in arrays:
         raise UserError(f"{path} must hold 'images' and 'labels' arrays (it has: {', '.join(arrays)})")
-    train = (_nchw(arrays["images"], str(path)), arrays["labels"].reshape(-1))
+    train = (_nchw(arrays["images"], str(path)), class_labels(arrays["labels"].reshape(-1), f"{path} labels"))
     test = None
     if "test_images" in arrays:
         if "test_labels" not in arrays:
             raise UserError(f"{path} holds 'test_images' but no 'test_labels'")
         test = (_nchw(arrays["test_images"], str(path)), arrays["test_labels"].reshape(-1))
-    labels = np.concatenate([train[1]] + ([test[1]] if test else []))
     names = [str(n) for n in arrays["class_names"]] if "class_names" in arrays else \
-        [str(i) for i in range(int(labels.max()) + 1 if len(labels) else 0)]
-    return _raw(path.stem, train, test, names)
+        implied_classes(train[1], str(path), "a 'class_names' array")
+    return _raw(path, train, test, names)
 
 
 def _read_images(files: list[Path], size: tuple[int, int] | None, gray: bool) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     out = []
     for file in files:
         try:
-            with Image.open(file) as image:
+            with open_image(file) as image:
                 image = image.convert("L" if gray else "RGB")
                 if size is not None and image.size != size:
                     image = image.resize(size, Image.BILINEAR)
                 array = np.asarray(image, dtype=np.uint8)
-        except (UnidentifiedImageError, OSError) as exc:
+        except OSError as exc:
             raise UserError(f"cannot read image {file} ({exc})") from None
         out.append(array[None] if gray else array.transpose(2, 0, 1))
     return np.stack(out)
@@ -175,44 +251,40 @@ def load_image_folder(root: Path, image_size: int | None = None, stream: bool = 
     train_files, train_labels = listing(train_dir)
     if not train_files:
         raise UserError(f"{train_dir} holds no images in class folders (expected {train_dir}/<class>/*.png)")
-    from PIL import Image
-
-    try:
-        with Image.open(train_files[0]) as first:
-            size = (image_size, image_size) if image_size else first.size
-    except OSError as exc:
-        raise UserError(f"cannot read image {train_files[0]} ({exc})") from None
+    with open_image(train_files[0]) as first:
+        size = (image_size, image_size) if image_size else first.size
     test_files, test_labels = listing(test_dir) if test_dir is not None else ([], np.zeros(0, np.int64))
     gray = _all_gray(train_files + test_files)
     read = (lambda files, part: _file_source(files, size, gray, f"{root}/{part}")) if stream else \
         (lambda files, part: _read_images(files, size, gray))
     train = (read(train_files, "train"), train_labels)
     test = (read(test_files, "test"), test_labels) if test_files else None
-    return _raw(root.name, train, test, names)
+    return _raw(root, train, test, names)
 
 
 def _all_gray(files: list[Path]) -> bool:
-    from PIL import Image
-
     for file in files:
-        try:
-            with Image.open(file) as image:
-                if image.mode not in ("L", "1", "I", "I;16"):
-                    return False
-        except OSError as exc:
-            raise UserError(f"cannot read image {file} ({exc})") from None
+        with open_image(file) as image:
+            if image.mode not in ("L", "1", "I", "I;16"):
+                return False
     return True
 
 
-def load_hf_datasets(path: Path, stream: bool = False) -> RawDataset:
+def load_hf_datasets(path: Path, stream: bool = False, progress: bool = True) -> RawDataset:
+    """progress: False hides the `datasets` library's own progress bars while it loads."""
     try:
         import datasets
+        import datasets.utils.logging
     except ImportError:
         raise UserError('reading a datasets folder needs the hf extra: pip install "prunelora[hf]"') from None
     try:
-        loaded = datasets.load_from_disk(str(path))
+        with progress_bars(datasets.utils.logging, progress):
+            loaded = datasets.load_from_disk(str(path))
     except (FileNotFoundError, ValueError) as exc:
         raise UserError(f"{path} is not a datasets folder written by save_to_disk ({exc})") from None
+    except IndexError:  # a split saved without rows has no data files, and datasets fails to read it
+        raise UserError(f"{path} holds a split with no images (datasets cannot load it): give the training set "
+                        "images, and leave out an empty test split") from None
     splits = dict(loaded) if isinstance(loaded, datasets.DatasetDict) else {"train": loaded}
     if "train" not in splits:
         raise UserError(f"{path} has no 'train' split (it has: {', '.join(splits)})")
@@ -222,23 +294,30 @@ def load_hf_datasets(path: Path, stream: bool = False) -> RawDataset:
         ("label" if "label" in train.features else None)
     if image_col is None or label_col is None:
         raise UserError(f"{path} needs an Image column and a label column (it has: {', '.join(train.features)})")
+    if len(train) == 0:
+        raise UserError(f"{path} holds no training images (its train split is empty)")
+
+    def pixels(rows: Callable[[], Any], gray: bool) -> np.ndarray:
+        """The images rows() decodes (within the pixel limit), as uint8 NCHW of one shape."""
+        with pixel_limit(str(path)):
+            images = [torch.from_numpy(np.array(img.convert("L" if gray else "RGB"), dtype=np.uint8))
+                      for img in rows()]
+        return _nchw(stacked(images, f"{path} images").numpy(), str(path))
+
+    def arrays(split, part: str) -> tuple[Images, np.ndarray]:
+        labels = class_labels(split[label_col], f"{path} {part} labels")
+        with pixel_limit(str(path)):
+            first = split[0][image_col]
+        gray = first.mode in ("L", "1")
+        if not stream:
+            return pixels(lambda: split[image_col], gray), labels
+        column = split.select_columns([image_col])  # rows read from the memory-mapped Arrow files per batch
+        return ImageSource(len(split), pixels(lambda: [first], gray).shape[1:], torch.uint8,
+                           lambda pos: pixels(lambda: column[pos.tolist()][image_col], gray), f"{path}"), labels
+
+    train_part = arrays(train, "train")
     feature = train.features[label_col]
     names = list(feature.names) if isinstance(feature, datasets.ClassLabel) else \
-        [str(i) for i in range(int(max(train[label_col])) + 1)]
-
-    def pixels(images, gray: bool) -> np.ndarray:
-        return _nchw(np.stack([np.asarray(img.convert("L" if gray else "RGB"), dtype=np.uint8) for img in images]),
-                     str(path))
-
-    def arrays(split) -> tuple[Images, np.ndarray]:
-        gray = split[0][image_col].mode in ("L", "1")
-        labels = np.asarray(split[label_col], dtype=np.int64)
-        if not stream:
-            return pixels(split[image_col], gray), labels
-        column = split.select_columns([image_col])  # rows read from the memory-mapped Arrow files per batch
-        shape = pixels([split[0][image_col]], gray).shape[1:]
-        return ImageSource(len(split), shape, torch.uint8, lambda pos: pixels(column[pos.tolist()][image_col], gray),
-                           f"{path}"), labels
-
-    test = arrays(splits["test"]) if "test" in splits else None
-    return _raw(path.name, arrays(train), test, names)
+        implied_classes(train_part[1], str(path), "a ClassLabel label column")
+    test = arrays(splits["test"], "test") if len(splits.get("test", [])) else None
+    return _raw(path, train_part, test, names)

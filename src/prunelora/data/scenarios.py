@@ -14,7 +14,7 @@ import torch
 
 from ..errors import UserError
 from .sources import RawDataset
-from .splits import Splits, class_index, forget_splits, subsets
+from .splits import Splits, check_classes, class_index, describe_class, forget_splits, subsets
 
 DEFAULT_RATIO = 0.1
 
@@ -29,14 +29,22 @@ class Request:
 
     def describe(self, class_names: list[str]) -> str:
         if self.cls is not None:
-            name = class_names[self.cls] if class_names else str(self.cls)
-            return f"class {self.cls}" + (f" ({name})" if name != str(self.cls) else "")
+            return describe_class(class_names, self.cls)
         return f"random {100 * self.ratio:g} % (chunk {self.index})"
 
 
 def requests_of(raw: RawDataset, scenario: str, forget_class: int | str, forget_ratio: float | None,
                 requests: list[int | str] | None) -> list[Request]:
-    """The scenario's requests in order; class names become indices; bad requests are a UserError."""
+    """The scenario's requests in order; class names become indices; bad requests, and classes without training
+    images (splits.check_classes), are a UserError: called right after the data is loaded, before any file is
+    written."""
+    found = _requests(raw, scenario, forget_class, forget_ratio, requests)
+    check_classes(raw, [r.cls for r in found if r.cls is not None])
+    return found
+
+
+def _requests(raw: RawDataset, scenario: str, forget_class: int | str, forget_ratio: float | None,
+              requests: list[int | str] | None) -> list[Request]:
     if scenario == "class":
         return [Request(1, class_index(raw, forget_class), None)]
     if scenario == "random":

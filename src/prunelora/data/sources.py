@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -44,6 +45,26 @@ class RawDataset:
     @property
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.train_images.shape[1:])  # type: ignore[return-value]
+
+
+def class_labels(labels: Any, where: str, num_classes: int | None = None, count: int | None = None) -> np.ndarray:
+    """Labels as int64 class indices in [0, num_classes), checked where they enter: integers only (a float label
+    is refused, never truncated) and none outside the classes (a -1 or a stray 1000 fails late or grows the
+    model). count: how many there must be (one per image)."""
+    try:
+        array = np.asarray(labels)
+    except (TypeError, ValueError, RuntimeError):  # ragged lists, tensors numpy cannot hold
+        array = None
+    if array is None or array.dtype.kind not in "iu" or array.ndim != 1 or count not in (None, len(array)):
+        got = f"{array.dtype} {array.shape}" if array is not None else type(labels).__name__
+        raise UserError(f"{where}: labels must be {'' if count is None else f'{count} '}integer class indices, "
+                        f"got {got} (store them as integers: a float label is never rounded)")
+    low, high = (int(array.min()), int(array.max())) if len(array) else (0, -1)
+    if low < 0 or (num_classes is not None and high >= num_classes):
+        upto = f" to {num_classes - 1}" if num_classes is not None else ""
+        raise UserError(f"{where}: label {low if low < 0 else high} is out of range (class indices run from 0{upto}); "
+                        "fix or drop those samples")
+    return array.astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -197,14 +218,16 @@ def _read_split(folder: Path, files: tuple[str, ...], label_key: bytes) -> tuple
         batch = restricted_load(path)
         if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
             raise UserError(f"dataset file {path} does not hold the keys b'data' and {label_key!r}")
-        data = np.asarray(batch[b"data"], dtype=np.uint8)
-        if data.ndim != 2 or data.shape[1] != 3072:
-            raise UserError(f"dataset file {path} holds data of shape {data.shape}, expected (N, 3072)")
-        label_array = np.asarray(batch[label_key], dtype=np.int64).reshape(-1)
-        if len(label_array) != len(data):
-            raise UserError(f"dataset file {path} holds {len(data)} images but {len(label_array)} labels")
-        images.append(data.reshape(-1, 3, 32, 32))
-        labels.append(label_array)
+        try:
+            data = np.asarray(batch[b"data"])
+        except (TypeError, ValueError):  # a ragged list
+            data = np.asarray(None)
+        if data.dtype.kind not in "ui" or data.ndim != 2 or data.shape[1] != 3072 or \
+                (data.size and not 0 <= data.min() <= data.max() <= 255):
+            raise UserError(f"dataset file {path} holds data of shape {data.shape} and type {data.dtype}, expected "
+                            "(N, 3072) uint8 pixels (replace it with the official file)")
+        images.append(data.astype(np.uint8).reshape(-1, 3, 32, 32))
+        labels.append(class_labels(batch[label_key], f"dataset file {path}", count=len(data)))
     return np.concatenate(images), np.concatenate(labels)
 
 
@@ -218,8 +241,7 @@ def load_cifar(name: str, root: Path, allow_download: bool = True) -> RawDataset
         raise UserError(f"dataset file {folder / spec.meta_file} does not hold {spec.names_key!r}")
     names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta[spec.names_key]]
     for split, labels in (("train", train_y), ("test", test_y)):
-        if len(labels) and not 0 <= labels.min() <= labels.max() < len(names):
-            raise UserError(f"{name} {split} labels lie outside 0..{len(names) - 1} in {folder}")
+        class_labels(labels, f"{name} {split} labels in {folder}", len(names))
     mean, std = CIFAR_STATS[name]
     return RawDataset(name, train_x, train_y, test_x, test_y, names, mean, std)
 
@@ -250,16 +272,17 @@ DATASETS = ("digits", "cifar10", "cifar100")
 
 
 def load_dataset(name: str, data_root: str | None = None, allow_download: bool = True,
-                 stream: bool = False) -> RawDataset:
+                 stream: bool = False, progress: bool = True) -> RawDataset:
     """A built-in dataset by name, or the user's files by path (data/files.py).
 
     stream: the user's files are opened, not read (their images are read per batch); the built-in
     datasets are read into host memory either way (subsets() then streams them from there).
+    progress: False hides the `datasets` library's own progress bars while a datasets folder loads.
     """
     from .files import is_data_path, load_files
 
     if name not in DATASETS and is_data_path(name):
-        return load_files(name, stream=stream)
+        return load_files(name, stream=stream, progress=progress)
     if name == "digits":
         return load_digits()
     if name in CIFAR:

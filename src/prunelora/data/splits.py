@@ -107,6 +107,24 @@ def class_index(raw: RawDataset, forget_class: int | str) -> int:
     return int(forget_class)
 
 
+def describe_class(class_names: list[str], cls: int) -> str:
+    """'class 3', with its name when it has one ('class 3 (fox)')."""
+    name = class_names[cls] if class_names else str(cls)
+    return f"class {cls}" + (f" ({name})" if name != str(cls) else "")
+
+
+def check_classes(raw: RawDataset, forget: list[int]) -> None:
+    """Every class must have training images: one to forget (else there is nothing to forget, and UA reads NaN
+    while every verdict looks fine), and one to keep (else the model never learns it). Checked on the raw
+    training set, before anything is written."""
+    counts = np.bincount(raw.train_labels, minlength=raw.num_classes)
+    empty = [c for c in forget if counts[c] == 0] or [c for c in range(raw.num_classes) if counts[c] == 0]
+    if empty:
+        why = "there is nothing to forget (add its images, or forget another class)" if empty[0] in forget else \
+            "the model never learns it, so it cannot be kept (add its images, or leave the class out of the data)"
+        raise UserError(f"{describe_class(raw.class_names, empty[0])} has no training images in {raw.name}: {why}")
+
+
 def gather(images: np.ndarray | ImageSource, index: np.ndarray, device: torch.device | str,
            stream: bool = False) -> Images:
     """The images at `index`: on the device, or (streamed, and always for a source) their positions,
@@ -149,6 +167,7 @@ def class_splits(raw: RawDataset, forget_class: int | str | list[int | str], tra
     """Forget class k (an index or a class name; or several) gives forget-train, retain-train, test-retain
     and test-forget. stream: images stay where they are and are read per batch (data/stream.py)."""
     classes = [class_index(raw, c) for c in (forget_class if isinstance(forget_class, list) else [forget_class])]
+    check_classes(raw, classes)
     train, test = subsets(raw, train_per_class, test_per_class, seed, device, stream)
     return forget_splits(raw, train, test, np.isin(train.labels.cpu().numpy(), classes),
                          np.isin(test.labels.cpu().numpy(), classes), forget_class=classes[-1], forget_classes=classes)

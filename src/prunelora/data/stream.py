@@ -50,7 +50,25 @@ class ImageSource:
         if tuple(batch.shape[1:]) != self.image_shape or len(batch) != len(unique):
             raise UserError(f"{self.describe}: expected images of shape {self.image_shape}, read "
                             f"{tuple(batch.shape[1:])} (every image of a streamed set must have one size)")
-        return batch.to(self.dtype)[torch.from_numpy(inverse.reshape(-1))]
+        batch = batch.to(self.dtype)
+        check_finite(batch, self.describe, unique)  # as each batch is read: a streamed set is never read whole
+        return batch[torch.from_numpy(inverse.reshape(-1))]
+
+
+def check_finite(images: torch.Tensor, describe: str, positions: np.ndarray | None = None, chunk: int = 1024) -> None:
+    """Refuse float images holding NaN or infinite pixels: one of them turns every weight into NaN, and the
+    result would still read as forgotten. positions: where the images sit in their set (for the message);
+    checked `chunk` images at a time, so a large set needs no mask of its own size."""
+    if not images.is_floating_point():
+        return
+    chunks = [torch.isfinite(images[i:i + chunk]).flatten(1).all(1) for i in range(0, len(images), chunk)]
+    bad = torch.nonzero(~torch.cat(chunks)).flatten().cpu().numpy() if chunks else np.zeros(0, np.int64)
+    if len(bad):
+        first = int(bad[0] if positions is None else positions[bad[0]])
+        images_hold = ("images" if len(bad) > 1 else "image") + (" read" if positions is not None else "") + \
+            (" hold" if len(bad) > 1 else " holds")
+        raise UserError(f"{describe}: {len(bad)} {images_hold} NaN or infinite pixels (the first at position "
+                        f"{first}); repair or drop them")
 
 
 def array_source(array: np.ndarray | torch.Tensor, channels_last: bool = False,
@@ -189,17 +207,18 @@ def channel_stats(images: Images, sample: int = 20000, chunk: int = 1024) -> tup
 
 def dataset_source(dataset: Any, describe: str) -> ImageSource:
     """A source over a map-style torch Dataset of (image, label) items, read item by item."""
-    from .user import channels_first, item_image
+    from .user import channels_first, item_image, stacked
 
     if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
         raise UserError(f"{describe} cannot be streamed: it has no random access (an IterableDataset); pass a "
                         "map-style Dataset, or gather it in memory (stream=False)")
     if len(dataset) == 0:
-        raise UserError(f"{describe} is empty")
+        raise UserError(f"{describe} holds no images: give at least one")
     first = channels_first(item_image(dataset[0], describe)[None], describe)
 
     def reader(pos: np.ndarray) -> torch.Tensor:
-        return channels_first(torch.stack([item_image(dataset[int(i)], describe) for i in pos]), describe)
+        return channels_first(stacked([item_image(dataset[int(i)], describe) for i in pos], f"{describe} images"),
+                              describe)
 
     dtype = torch.uint8 if first.dtype == torch.uint8 else torch.float32
     return ImageSource(len(dataset), first.shape[1:], dtype, reader, describe)

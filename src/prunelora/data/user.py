@@ -8,6 +8,7 @@ where they are and are read batch by batch (data/stream.py): data that does not 
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -15,13 +16,18 @@ import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler, Subset
 
 from ..errors import UserError
+from .sources import class_labels
 from .splits import ImageSet
-from .stream import StreamedImages, array_source, dataset_source
+from .stream import StreamedImages, array_source, check_finite, dataset_source
 
 
 def _tensor(value: Any, what: str) -> torch.Tensor:
+    """A tensor from a tensor, an array, or a list of them (stacked: they must be of one shape)."""
     if isinstance(value, torch.Tensor):
         return value
+    if isinstance(value, (list, tuple)) and value and \
+            all(isinstance(v, torch.Tensor) or hasattr(v, "__array_interface__") for v in value):
+        return stacked([_tensor(v, what) for v in value], what)
     try:
         return torch.as_tensor(np.asarray(value))
     except (TypeError, ValueError, RuntimeError):
@@ -50,12 +56,48 @@ def _pixels_or_floats(is_pixels: bool, is_float: bool, dtype: Any, name: str) ->
 
 
 def _labels(labels: Any, count: int, name: str) -> torch.Tensor:
-    """Integer class indices, one per image."""
+    """Integer class indices, one per image, none negative (sources.class_labels), on the labels' device."""
     labels = _tensor(labels, f"{name} labels")
-    if labels.dim() != 1 or labels.is_floating_point() or len(labels) != count:
-        raise UserError(f"{name}: labels must be {count} integer class indices, got {labels.dtype} "
-                        f"{tuple(labels.shape)}")
-    return labels.long()
+    return torch.from_numpy(class_labels(labels.detach().cpu(), name, count=count)).to(labels.device)
+
+
+def stacked(images: list[torch.Tensor], what: str, batches: bool = False) -> torch.Tensor:
+    """Images (or, batches=True, batches of them) as one tensor: images of different shapes are the user's to
+    fix, said in one line rather than by torch.stack."""
+    shapes = sorted({tuple(i.shape[1:] if batches else i.shape) for i in images})
+    if len(shapes) > 1:
+        shown = ", ".join(map(str, shapes[:3])) + (", ..." if len(shapes) > 3 else "")
+        raise UserError(f"{what} differ in shape ({shown}): give images of one size (resize them)")
+    return torch.cat(images) if batches else torch.stack(images)
+
+
+def _no_images(name: str) -> UserError:
+    return UserError(f"{name} holds no images: give at least one")
+
+
+def checked(data: ImageSet, name: str) -> ImageSet:
+    """`data`, refused where it enters when it would train silently wrong: no images, labels that are not class
+    indices, float pixels that are NaN or infinite (a streamed set's are checked as each batch is read)."""
+    if len(data.images) == 0:
+        raise _no_images(name)
+    labels = _labels(data.labels, len(data.images), name)
+    if isinstance(data.images, torch.Tensor):
+        check_finite(data.images, name)
+    return ImageSet(data.images, labels)
+
+
+def check_alike(sets: dict[str, ImageSet | None]) -> None:
+    """The sets one model sees hold images of one shape and kind (uint8 pixels or floats): they are joined and
+    fed to the same network, where other shapes fail and mixed scales would be read silently wrong."""
+    def kind(data: ImageSet) -> str:
+        pixels = "floats" if data.images.is_floating_point() else "uint8 pixels"
+        return f"{pixels} of shape {tuple(data.images.shape[1:])}"
+
+    (first, reference), *others = [(name, data) for name, data in sets.items() if data is not None]
+    for name, data in others:
+        if kind(data) != kind(reference):
+            raise UserError(f"{name} holds {kind(data)} but {first} {kind(reference)}: give every set images of one "
+                            "shape and kind")
 
 
 def from_arrays(images: Any, labels: Any, name: str) -> ImageSet:
@@ -72,24 +114,28 @@ def item_image(item: Any, name: str) -> torch.Tensor:
     return _tensor(item[0], f"{name} images")
 
 
-def _collate(items: list) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack (image, label) items whose images may be tensors, arrays or PIL images."""
-    images = torch.stack([item_image(item, "dataset") for item in items])
-    labels = torch.as_tensor([int(item[1]) for item in items])
-    return images, labels
+def _collate(items: list, name: str = "dataset") -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack (image, label) items whose images may be tensors, arrays or PIL images (labels are checked later,
+    never cast: a float label is refused, not truncated)."""
+    images = stacked([item_image(item, name) for item in items], f"{name} images")
+    return images, _tensor([item[1] for item in items], f"{name} labels")
 
 
 def from_batches(batches, name: str) -> ImageSet:
     """Gather a DataLoader's (or a Dataset's) (image, label) batches into one ImageSet."""
     images, labels = [], []
-    for batch in batches:
-        if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-            raise UserError(f"{name}: every item must be an (image, label) pair, got {type(batch).__name__}")
-        images.append(_tensor(batch[0], f"{name} images"))
-        labels.append(_tensor(batch[1], f"{name} labels").reshape(-1))
+    try:
+        for batch in batches:
+            if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+                raise UserError(f"{name}: every item must be an (image, label) pair, got {type(batch).__name__}")
+            images.append(_tensor(batch[0], f"{name} images"))
+            labels.append(_tensor(batch[1], f"{name} labels").reshape(-1))
+    except RuntimeError as exc:  # the user's own loader: torch's default collate stacking images of two shapes
+        raise UserError(f"{name}: reading a batch failed ({str(exc).splitlines()[0]}); a batch stacks images of "
+                        "one size") from None
     if not images:
-        raise UserError(f"{name} is empty")
-    return from_arrays(torch.cat(images), torch.cat(labels), name)
+        raise _no_images(name)
+    return from_arrays(stacked(images, f"{name} images", batches=True), torch.cat(labels), name)
 
 
 def dataset_labels(dataset: Any, name: str) -> torch.Tensor:
@@ -100,13 +146,13 @@ def dataset_labels(dataset: Any, name: str) -> torch.Tensor:
     for attribute in ("targets", "labels"):
         known = getattr(dataset, attribute, None)
         if known is not None and not callable(known) and len(known) == len(dataset):
-            return _tensor(known, f"{name} labels").long().reshape(-1)
+            return _tensor(known, f"{name} labels").reshape(-1)
     labels = []
     for i in range(len(dataset)):
         item = dataset[i]
         item_image(item, name)  # the same one-line error as reading it would give
-        labels.append(int(item[1]))
-    return torch.as_tensor(labels, dtype=torch.long)
+        labels.append(item[1])
+    return _tensor(labels, f"{name} labels")
 
 
 def streamed(data: Any, name: str = "data", device: torch.device | str | None = None) -> ImageSet:
@@ -114,8 +160,12 @@ def streamed(data: Any, name: str = "data", device: torch.device | str | None = 
 
     data: a map-style Dataset of (image, label), a DataLoader over one, an (images, labels) pair
     (a np.memmap reads only the rows of each batch), or an ImageSet (its images move to host
-    memory and travel to the device per batch).
+    memory and travel to the device per batch). Checked as `checked` says.
     """
+    return checked(_streamed(data, name, device), name)
+
+
+def _streamed(data: Any, name: str, device: torch.device | str | None) -> ImageSet:
     if isinstance(data, ImageSet):
         if isinstance(data.images, StreamedImages):
             return data if device is None else data.to(device)
@@ -154,12 +204,13 @@ def as_imageset(data: Any, name: str, stream: bool = False, device: torch.device
     if stream or (isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], np.memmap)):
         return streamed(data, name, device)
     if isinstance(data, ImageSet):
-        return data
+        return checked(data, name)
     if isinstance(data, DataLoader):
-        return from_batches(data, name)
+        return checked(from_batches(data, name), name)
     if isinstance(data, Dataset):
-        return from_batches(DataLoader(data, batch_size=256, collate_fn=_collate), name)
+        return checked(from_batches(DataLoader(data, batch_size=256, collate_fn=partial(_collate, name=name)), name),
+                       name)
     if isinstance(data, (tuple, list)) and len(data) == 2:
-        return from_arrays(data[0], data[1], name)
+        return checked(from_arrays(data[0], data[1], name), name)
     raise UserError(f"{name} must be an ImageSet, an (images, labels) pair, a torch Dataset of (image, label) "
                     f"or a DataLoader, got {type(data).__name__}")

@@ -16,18 +16,27 @@ from __future__ import annotations
 
 import torch
 
+from .. import distributed
+
 _LEVELS = 1 << 16  # the drop probability's resolution: 16 random bits per element
 
 
-def drop_mask(like: torch.Tensor, p: float, seed: int) -> tuple[torch.Tensor, float]:
+def drop_mask(like: torch.Tensor, p: float, seed: int,
+              shard: tuple[int, int] | None = None) -> tuple[torch.Tensor, float]:
     """The seeded mask of dropped elements for a tensor like `like` (bool, its shape and device) and the scale
-    of the kept ones."""
+    of the kept ones.
+
+    shard (global rows, first row): `like` holds those rows of a larger batch (a torchrun rank's shard): the
+    mask is the global batch's, drawn from the same seed, cut to these rows: the single process's mask.
+    """
     dropped = round(p * _LEVELS)
+    rows, start = shard if shard is not None else (like.shape[0], 0)
+    per_row = like[0].numel() if like.dim() and like.shape[0] else 0
     generator = torch.Generator(device=like.device)
     generator.manual_seed(seed)
-    words = (like.numel() + 3) // 4  # four 16-bit lanes per 64-bit draw
+    words = (rows * per_row + 3) // 4  # four 16-bit lanes per 64-bit draw
     bits = torch.empty(words, dtype=torch.int64, device=like.device).random_(-2**63, 2**63 - 1, generator=generator)
-    lanes = bits.view(torch.int16)[:like.numel()].view(like.shape)
+    lanes = bits.view(torch.int16)[start * per_row:(start * per_row + like.numel())].view(like.shape)
     return lanes < dropped - _LEVELS // 2, _LEVELS / (_LEVELS - dropped)
 
 
@@ -49,19 +58,20 @@ class DropoutDeltaConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, delta, p: float, seed: int, stride, padding, dilation, groups):
         # conv(x * keep * s, D) = conv(x with dropped elements zeroed, s * D): the scale goes on the small weight
-        drop, scale = drop_mask(x, p, seed)
+        shard = distributed.current_shard()
+        drop, scale = drop_mask(x, p, seed, shard)
         out = torch.nn.functional.conv2d(x.masked_fill(drop, 0), delta * scale, None, stride, padding, dilation,
                                          groups)
         if weight is not None:  # None: the dropout term alone (a second adapter on the same layer)
             out.add_(torch.nn.functional.conv2d(x, weight, bias, stride, padding, dilation, groups))
         ctx.save_for_backward(x, weight, delta)
-        ctx.settings = (p, seed, stride, padding, dilation, groups, bias is not None)
+        ctx.settings = (p, seed, shard, stride, padding, dilation, groups, bias is not None)
         return out
 
     @staticmethod
     def backward(ctx, grad):
         x, weight, delta = ctx.saved_tensors
-        p, seed, stride, padding, dilation, groups, has_bias = ctx.settings
+        p, seed, shard, stride, padding, dilation, groups, has_bias = ctx.settings
         need_x, need_w, need_b, need_d = ctx.needs_input_grad[:4]
         grad = grad.contiguous()
         conv_backward = torch.ops.aten.convolution_backward
@@ -71,7 +81,7 @@ class DropoutDeltaConv(torch.autograd.Function):
             grad_x, grad_w, grad_b = conv_backward(grad, x, weight, [weight.shape[0]] if has_bias else None, *common,
                                                    [need_x, need_w, need_b and has_bias])
         if need_x or need_d:
-            drop, scale = drop_mask(x, p, seed)
+            drop, scale = drop_mask(x, p, seed, shard)
             zeroed = x.masked_fill(drop, 0) if need_d else x  # grad_input needs only the input's shape
             grad_dx, grad_d, _ = conv_backward(grad, zeroed, delta * scale, None, *common, [need_x, need_d, False])
             grad_d = grad_d * scale if need_d else None

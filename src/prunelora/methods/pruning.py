@@ -66,6 +66,9 @@ def recalibrate_batchnorm(model: nn.Module, data: ImageSet, batch_size: int = 51
     """Recompute every batch norm's running statistics as exact averages over `data` (no gradients).
 
     Returns the number of batch norms recalibrated (0 for a model without any: nothing runs).
+    Under torchrun every rank runs all of `data` (nothing here is sharded) on the same weights, so every rank
+    computes the single process's statistics with no synchronisation; it runs before training, outside
+    distributed.synchronized_batchnorm (inside, each rank's copy of a batch would be counted once per rank).
     """
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     if not norms or len(data) == 0:

@@ -55,6 +55,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from .finite import floor_logits, require_finite
 from .mia import svc_attack, true_class_confidence
 
 __all__ = ["ATTACKS", "DEFAULT_ATTACK", "EPS", "Attack", "AttackKeys", "attack_keys", "attack_suite", "attacks_in", "confidence", "entropy", "loss", "loss_lr_attack",
@@ -68,20 +69,6 @@ MEMBERS, NONMEMBERS, TARGET = "retain_train", "test_retain", "forget_train"
 FeatureFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-LOGIT_FLOOR = 1000.0  # below a row's top logit: exp(-1000) is 0 in float64, so probabilities are unchanged
-
-
-def floor_logits(logits: np.ndarray) -> np.ndarray:
-    """Logits with -inf (a masked class: logit-mask) raised to the row's top minus 1000.
-
-    Its probability stays exactly 0 in float64, while every log and product of the features stays
-    finite (0 * log 0 would be NaN, a loss of +inf would break the scalers).
-    """
-    z = np.asarray(logits, dtype=np.float64)
-    if z.size == 0 or not np.isneginf(z).any():
-        return z
-    top = np.where(np.isfinite(z), z, -np.inf).max(axis=1, keepdims=True)
-    return np.where(np.isneginf(z), top - LOGIT_FLOOR, z)
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -223,13 +210,14 @@ def attack_suite(logits: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarr
     the efficacy (% of forget_train called non-member; mean over draws) and its `_spread` (std over
     draws), the attacker's held-out accuracy with `_spread`, `_low` and `_high` (its interval), and
     whether the attack is conclusive (the interval lies above 50 %); ``mia_holdout_n`` is the
-    held-out size of one draw. Deterministic for a fixed seed; an empty split gives NaN values.
+    held-out size of one draw. Deterministic for a fixed seed; an empty split gives NaN values, outputs that
+    are not finite (-inf aside: a masked class) a UserError naming the split.
     """
     from .mia import liu_attack, repeated_attack
 
     run = {"balanced": repeated_attack, "liu": liu_attack}[protocol]
     out: dict[str, float] = {}
-    logits = {k: floor_logits(v) for k, v in logits.items()}
+    logits = {k: require_finite(floor_logits(v), f"the model's outputs on {k}") for k, v in logits.items()}
     for name, attack in (ATTACKS if attacks is None else attacks).items():
         feats = [attack.features(logits[k], labels[k]) for k in (MEMBERS, NONMEMBERS, TARGET)]
         result = run(*feats, seed=seed, cap=cap, draws=draws, make_classifier=attack.make_classifier)

@@ -15,6 +15,7 @@ from ..config import EvidenceConfig
 from .attacks import attack_suite
 from .blas import one_blas_thread
 from .challenge import challenge_metrics
+from .finite import floor_logits, require_finite, require_finite_logits
 from .head import head_response
 from .probe import classifier_head, head_inputs, probe_metrics, stacked
 from .relearn import RelearnRecipe, relearn_steps
@@ -79,6 +80,7 @@ def metrics_from_logits(logits: dict[str, np.ndarray], labels: dict[str, np.ndar
     `timings` (optional) accumulates the seconds each part took.
     """
     evidence = evidence or EvidenceConfig()
+    require_finite_logits(logits)  # no NaN reaches an accuracy, an attack or a verdict
     with one_blas_thread():
         with timed(timings, "attacks"):
             metrics = {**unlearning_metrics(logits, labels),
@@ -99,6 +101,9 @@ def model_evidence(model: nn.Module, splits: Splits, seed: int, evidence: Eviden
     given) and, given the original model, relearn time."""
     out: dict[str, float] = {}
     if evidence.probe:
+        for split, values in (features or {}).items():
+            if values is not None:
+                require_finite(values, f"the model's features on {split}")
         with timed(timings, "probe"):
             out.update(probe_metrics(model, splits, seed, batch_size, features))
     if evidence.relearn and original is not None:
@@ -123,8 +128,6 @@ def per_sample_loss(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Cross-entropy of each sample (for the Figure 2 histograms and loss-based attacks)."""
     if len(labels) == 0:
         return np.zeros(0)
-    from .attacks import floor_logits
-
     z = floor_logits(logits)
     z = z - z.max(axis=1, keepdims=True)
     log_probs = z - np.log(np.exp(z).sum(axis=1, keepdims=True))

@@ -13,6 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from sklearn.svm import SVC
 
+from .finite import require_finite
+
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=1, keepdims=True)
@@ -52,7 +54,7 @@ def membership_attack(member: np.ndarray, nonmember: np.ndarray, target: np.ndar
     if len(member) == 0 or len(nonmember) == 0:
         return {"efficacy": float("nan"), "attack_acc": float("nan"), "holdout_n": 0}
     mi, ni = balanced_shadow(len(member), len(nonmember), cap, seed)
-    x = np.concatenate([member[mi], nonmember[ni]]).astype(np.float64)
+    x = require_finite(np.concatenate([member[mi], nonmember[ni]]).astype(np.float64), "the attack's shadow features")
     y = np.concatenate([np.ones(len(mi)), np.zeros(len(ni))])
     order = np.random.default_rng(seed + 1).permutation(len(y))
     cut = max(2, int(len(y) * (1 - holdout)))
@@ -64,7 +66,8 @@ def membership_attack(member: np.ndarray, nonmember: np.ndarray, target: np.ndar
     attack_acc = float((attacker.predict(x[test]) == y[test]).mean() * 100.0) if len(test) else float("nan")
     if len(target) == 0:
         return {"efficacy": float("nan"), "attack_acc": attack_acc, "holdout_n": len(test)}
-    efficacy = float((attacker.predict(target.astype(np.float64)) == 0).mean() * 100.0)
+    target = require_finite(target.astype(np.float64), "the attack's target features")
+    efficacy = float((attacker.predict(target) == 0).mean() * 100.0)
     return {"efficacy": efficacy, "attack_acc": attack_acc, "holdout_n": len(test)}
 
 
@@ -157,12 +160,13 @@ def liu_attack(member: np.ndarray, nonmember: np.ndarray, target: np.ndarray, se
     if n == 0:
         return summarise([{"efficacy": float("nan"), "attack_acc": float("nan"), "holdout_n": 0}])
     shadow_members = member[:len(nonmember)]
-    x = np.concatenate([shadow_members, nonmember]).astype(np.float64)
+    x = require_finite(np.concatenate([shadow_members, nonmember]).astype(np.float64), "the attack's shadow features")
+    target = require_finite(target.astype(np.float64), "the attack's target features")
     y = np.concatenate([np.ones(len(shadow_members)), np.zeros(len(nonmember))])
     attacker = make_classifier()
     attacker.fit(x, y)
     twin = repeated_attack(shadow_members, nonmember, target[:0], seed, cap, draws, make_classifier)
-    efficacy = float((attacker.predict(target.astype(np.float64)) == 0).mean() * 100.0) if len(target) else float("nan")
+    efficacy = float((attacker.predict(target) == 0).mean() * 100.0) if len(target) else float("nan")
     return {**twin, "efficacy": efficacy, "efficacy_spread": 0.0}
 
 

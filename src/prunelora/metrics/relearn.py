@@ -53,7 +53,7 @@ def relearn_steps(model: nn.Module, forget: ImageSet, original: nn.Module, seed:
 
     The target is half of `original`'s accuracy on the samples the accuracy is measured on.
     """
-    from ..train import OptimSettings, fit
+    from ..train import RELEARN_HINT, OptimSettings, fit
     from .evaluate import set_accuracy
 
     if len(forget) < 2:
@@ -72,6 +72,7 @@ def relearn_steps(model: nn.Module, forget: ImageSet, original: nn.Module, seed:
 
     if accuracies[0] < target_acc:
         settings = OptimSettings(optimizer="sgd", lr=recipe.lr, momentum=0.9, batch_size=len(relearn))
-        fit(student, relearn, settings, recipe.max_steps, seed=seed, on_epoch_end=on_epoch_end, progress=False)
+        fit(student, relearn, settings, recipe.max_steps, seed=seed, on_epoch_end=on_epoch_end, progress=False,
+            desc="relearn time", hint=RELEARN_HINT)
     steps, reached = steps_until(accuracies, target_acc, recipe.max_steps)
     return {"relearn_steps": steps, "relearn_reached": reached, "relearn_target": target_acc}

@@ -20,20 +20,24 @@ def gap_metrics(row: dict, ref: dict) -> list[str]:
     return [k for k in GAP_METRICS if k != "mia_efficacy" or conclusive]
 
 
-def tug_of_war(row: dict, ref: dict) -> float:
+def tug_of_war(row: dict, ref: dict) -> float | None:
     """ToW (Zhao et al. 2024): the product over forget, retain and test of 1 - |accuracy - Retrain's| / 100.
 
-    1 is Retrain itself; the forget accuracy's difference is UA's (UA = 100 - forget accuracy).
+    1 is Retrain itself; the forget accuracy's difference is UA's (UA = 100 - forget accuracy). None where
+    one of them was not measured (NaN) on either row.
     """
-    factors = [1.0 - abs(row[k] - ref[k]) / 100.0 for k in ("ua", "ra", "ta")]
-    return float(np.prod(factors)) if all(math.isfinite(f) for f in factors) else float("nan")
+    if not all(_finite(row.get(k)) and _finite(ref.get(k)) for k in ("ua", "ra", "ta")):
+        return None
+    return float(np.prod([1.0 - abs(row[k] - ref[k]) / 100.0 for k in ("ua", "ra", "ta")]))
 
 
 def add_retrain_gap(rows: list[dict]) -> list[dict]:
     """Set avg_gap (mean |row - retrain| over UA, MIA-Efficacy, RA, TA), tow and cost_vs_retrain on every row.
 
     The reference is the Retrain row of the same model, seed and request; where none ran, both are None.
-    An inconclusive MIA is left out (avg_gap_metrics lists what was averaged).
+    An inconclusive MIA is left out (avg_gap_metrics lists what was averaged). A metric not measured (NaN or
+    missing) on either row is never averaged around: avg_gap and tow are then None and avg_gap_unmeasured
+    names the metrics.
     """
     retrain = {(r["model"], r.get("seed"), r.get("request")): r for r in rows if r["method"] == "retrain"}
     for row in rows:
@@ -43,8 +47,11 @@ def add_retrain_gap(rows: list[dict]) -> list[dict]:
             continue
         row["tow"] = tug_of_war(row, ref)
         row["avg_gap_metrics"] = gap_metrics(row, ref)
-        gaps = [abs(row[k] - ref[k]) for k in row["avg_gap_metrics"]]
-        row["avg_gap"] = float(np.mean(gaps)) if all(math.isfinite(g) for g in gaps) else float("nan")
+        missing = [k for k in row["avg_gap_metrics"] if not (_finite(row.get(k)) and _finite(ref.get(k)))]
+        if missing:
+            row["avg_gap"], row["avg_gap_unmeasured"] = None, missing
+        else:
+            row["avg_gap"] = float(np.mean([abs(row[k] - ref[k]) for k in row["avg_gap_metrics"]]))
         row["cost_vs_retrain"] = row["total_sec"] / ref["total_sec"] if ref["total_sec"] else None
     return rows
 
@@ -53,10 +60,15 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _finite(value) -> bool:
+    return _is_number(value) and math.isfinite(value)
+
+
 def aggregate_seeds(rows: list[dict]) -> list[dict]:
     """One row per (model, request, method, epochs) with the mean in <key> and the sample std in <key>_std.
 
-    Aggregated rows carry seed None and n_seeds; non-numeric keys are taken from the first seed.
+    Aggregated rows carry seed None and n_seeds; non-numeric keys are taken from the first seed. A number
+    missing (None) on some seed has no mean (None), never one over the other seeds alone.
     """
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
@@ -79,6 +91,8 @@ def aggregate_seeds(rows: list[dict]) -> list[dict]:
                 arr = np.array(values, dtype=float)
                 agg[key] = float(np.mean(arr))
                 agg[f"{key}_std"] = float(np.std(arr, ddof=1)) if len(arr) > 1 else 0.0
+            elif any(_is_number(v) for v in values) and all(_is_number(v) or v is None for v in values):
+                agg[key] = agg[f"{key}_std"] = None  # not measured on some seed: no mean over the others
             else:
                 agg[key] = values[0]
         agg["seed"] = None

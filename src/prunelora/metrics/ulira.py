@@ -21,7 +21,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from .attacks import _log_complement, _log_softmax, floor_logits
+from .attacks import _log_complement, _log_softmax
+from .finite import floor_logits
 
 
 def logit_confidence(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:

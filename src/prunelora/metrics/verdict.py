@@ -17,7 +17,10 @@ below a floor (the floors alone when a single seed ran). What happened to the da
 4. "matches Retrain" otherwise;
 
 and "damages utility" where RA or TA is below Retrain's by more than the tolerance, alone or after
-what happened to the data ("hides, damages utility").
+what happened to the data ("hides, damages utility"). A verdict never rests on what was not measured:
+"not measured" where UA, RA or TA is NaN or missing on the row or on Retrain (a model that diverged, an
+empty split), and "inconclusive" instead of "matches Retrain" where evidence both rows carry (the
+probe, relearn time, U-LiRA, the head response, a conclusive MIA) is NaN or None on either.
 """
 from __future__ import annotations
 
@@ -26,7 +29,10 @@ from collections import defaultdict
 
 import numpy as np
 
-VERDICTS = ("matches Retrain", "hides", "does not forget", "over-forgets", "damages utility")
+VERDICTS = ("matches Retrain", "hides", "does not forget", "over-forgets", "damages utility", "inconclusive",
+            "not measured")
+REQUIRED = ("ua", "ra", "ta")  # every verdict reads these
+EVIDENCE = ("probe_forget_acc", "relearn_steps", "ulira_acc", "head_response")  # "matches Retrain" reads these too
 # Smallest tolerance per metric (points, or steps for relearning): what one seed cannot tell apart.
 FLOORS = {"ua": 2.0, "ra": 2.0, "ta": 2.0, "mia_efficacy": 5.0, "probe_forget_acc": 5.0, "relearn_steps": 1.0,
           "ulira_acc": 5.0, "head_response": 10.0}
@@ -59,11 +65,29 @@ def verdict(row: dict, ref: dict, tol: dict[str, float]) -> tuple[str, list[str]
     def said(key: str, label: str, unit: str = "") -> str:
         return f"{label} {row[key]:.1f}{unit} vs Retrain {ref[key]:.1f}{unit} (tolerance {tol[key]:.1f})"
 
+    missing = unmeasured(row, ref, REQUIRED)
+    if missing:
+        return "not measured", missing
     damaged = [said(k, k.upper()) for k in ("ra", "ta") if gap(k) is not None and gap(k) < -tol[k]]
     forgetting, reasons = _forgetting(gap, said, row, ref, tol)
     if damaged:
         return (f"{forgetting}, damages utility" if forgetting else "damages utility"), reasons + damaged
-    return forgetting or "matches Retrain", reasons
+    if forgetting:
+        return forgetting, reasons
+    conclusive = row.get("mia_attack_conclusive") is True and ref.get("mia_attack_conclusive") is True
+    collected = [k for k in EVIDENCE if k in row and k in ref] + (["mia_efficacy"] if conclusive else [])
+    missing = unmeasured(row, ref, collected)
+    return ("inconclusive", missing) if missing else ("matches Retrain", reasons)
+
+
+def unmeasured(row: dict, ref: dict, keys) -> list[str]:
+    """A reason per metric among `keys` that is missing or not finite on the row or on Retrain."""
+    out = []
+    for key in keys:
+        sides = [side for side, r in (("this row", row), ("Retrain", ref)) if not _finite(r.get(key))]
+        if sides:
+            out.append(f"{key} not measured on {' and '.join(sides)}")
+    return out
 
 
 def _forgetting(gap, said, row: dict, ref: dict, tol: dict[str, float]) -> tuple[str | None, list[str]]:

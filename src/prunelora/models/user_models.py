@@ -1,8 +1,8 @@
 """Users' models from where they keep them: a Hugging Face `save_pretrained` folder, or their own code.
 
-- `hf:DIR` (or a hub id, online): `AutoModelForImageClassification.from_pretrained`; the image
-  processor's mean/std (preprocessor_config.json) come with it, since HF models expect normalised
-  `pixel_values`.
+- `hf:DIR` (or a hub id, online): `AutoModelForImageClassification.from_pretrained`, safetensors
+  weights only (a `pytorch_model.bin` is a pickle: refused, not unpickled); the image processor's
+  mean/std (preprocessor_config.json) come with it, since HF models expect normalised `pixel_values`.
 - `py:package.module:factory` with a safetensors weights file: the factory builds the
   architecture, the weights are loaded strictly (safetensors only: nothing is unpickled).
 """
@@ -20,6 +20,8 @@ from torch import nn
 from ..errors import UserError
 
 HF_EXTRA = 'pip install "prunelora[hf]"'
+PICKLED = (".bin", ".pt", ".pth", ".ckpt", ".pkl")  # weights torch.load would unpickle: never loaded
+SAVE_SAFE = "load it where you trust it and save it again: model.save_pretrained(NEW_DIR, safe_serialization=True)"
 
 
 @dataclass
@@ -39,31 +41,43 @@ class UserModel:
                 **self.extra}
 
 
-def load_user_model(spec: str, weights: str | None = None) -> UserModel:
+def load_user_model(spec: str, weights: str | None = None, progress: bool = True) -> UserModel:
+    """progress: False hides transformers' own progress bars while a Hugging Face model loads."""
     kind, _, target = spec.partition(":")
     if kind == "hf" and target:
         if weights is not None:
             raise UserError("--weights goes with --model py:...; a Hugging Face folder holds its own weights")
-        return load_hf(target)
+        return load_hf(target, progress)
     if kind == "py" and target:
         return load_factory(target, weights)
     raise UserError(f"--model must be hf:DIR (a save_pretrained folder) or py:package.module:factory, got '{spec}'")
 
 
-def load_hf(target: str) -> UserModel:
+def load_hf(target: str, progress: bool = True) -> UserModel:
+    """A save_pretrained folder or hub id, its weights from safetensors only (progress: transformers' bars)."""
     try:
+        import transformers.utils.logging
         from transformers import AutoModelForImageClassification
     except ImportError:
         raise UserError(f"Hugging Face models need the hf extra: {HF_EXTRA}") from None
+    from ..data.files import progress_bars
+
     path = Path(target).expanduser()
     if path.exists() and not (path / "config.json").is_file():
         raise UserError(f"{path} is not a saved Hugging Face model (no config.json); pass a folder written by "
                         "save_pretrained")
+    pickled = sorted(f.name for f in path.glob("*") if f.suffix in PICKLED) if path.is_dir() else []
+    if pickled and not any(path.glob("*.safetensors")):
+        raise UserError(f"{path} holds {pickled[0]}, a pickle, and no .safetensors weights: only safetensors are "
+                        f"loaded, nothing is unpickled ({SAVE_SAFE})")
     try:
-        model = AutoModelForImageClassification.from_pretrained(str(path) if path.exists() else target)
+        with progress_bars(transformers.utils.logging, progress):
+            model = AutoModelForImageClassification.from_pretrained(str(path) if path.exists() else target,
+                                                                    use_safetensors=True)
     except (OSError, ValueError, KeyError) as exc:
+        hint = f"; only safetensors weights are loaded ({SAVE_SAFE})" if "safetensors" in str(exc) else ""
         raise UserError(f"cannot load a Hugging Face image classifier from {target} "
-                        f"({str(exc).splitlines()[0]})") from None
+                        f"({str(exc).splitlines()[0]}){hint}") from None
     mean = std = None
     processor = path / "preprocessor_config.json"
     if processor.is_file():

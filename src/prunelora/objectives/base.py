@@ -80,8 +80,10 @@ class Feed:
         for idx, inputs, labels in shuffled_batches(data, batch_size or self.batch_size, self.generator,
                                                     self.augmentation, self.features.get(name)):
             if distributed.active() and len(idx) >= distributed.world_size():
-                rows = distributed.shard_slice(len(idx))  # every rank draws the same global batch, keeps its shard
-                idx, inputs, labels = idx[rows], inputs[rows], labels[rows]
+                total = len(idx)
+                rows = distributed.shard_slice(total)  # every rank draws the same global batch, keeps its shard
+                idx, labels = idx[rows], labels[rows]
+                inputs = distributed.mark_shard(inputs[rows], total, rows.start)
             yield Batch(idx, inputs, labels)
 
     def forever(self, name: str, batch_size: int | None = None) -> Iterator[Batch]:
