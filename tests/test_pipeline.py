@@ -223,5 +223,5 @@ def test_a_damaged_stage_marker_reruns_the_stage(smoke_copy, capsys, monkeypatch
     calls = _count(monkeypatch, runner)
     rc, _, err = run_cli(["reproduce", "--preset", "smoke", "--out", smoke_copy, "--no-progress"], capsys)
     assert rc == 0, err
-    assert calls == ["lora"]  # every other marker is intact and reused
+    assert calls == ["vit lora"]  # every other marker is intact and reused
     assert len(json.loads(marker.read_text())["rows"]) == 2

@@ -169,7 +169,7 @@ def unlearn(model: nn.Module, retain: Any, forget: Any | None = None, method: st
             test: Any | None = None, until: float | None = None, mean: Sequence[float] | None = None,
             std: Sequence[float] | None = None, progress: bool = False, surgery: str | None = None,
             objective: str | None = None, method_args: dict[str, Any] | None = None, stream: bool = False,
-            **options: Any) -> UnlearnResult:
+            flip: bool = True, **options: Any) -> UnlearnResult:
     """Unlearn a copy of `model` (the input is not modified).
 
     method: a registered method (default "prunelora"; see prunelora.METHODS), or give `surgery`
@@ -190,8 +190,9 @@ def unlearn(model: nn.Module, retain: Any, forget: Any | None = None, method: st
     `plan`: which layers to prune and adapt (default: the registry's for prunelora's own models,
     else inferred from the structure; see `prunelora.plan`). stream: data that does not fit in
     memory: images stay where they are (a Dataset, a np.memmap, host memory) and are read a batch
-    at a time onto the model's device; the same results as in memory, slower. options: any
-    UnlearnConfig field.
+    at a time onto the model's device; the same results as in memory, slower. flip: whether the
+    augmentation of the methods whose reference augments (rl, salun, ga, l1-sparse) may mirror the
+    images (False for data that is not mirror-symmetric: digits, text). options: any UnlearnConfig field.
     """
     from .methods import get_method, grid_name
 
@@ -235,7 +236,7 @@ def unlearn(model: nn.Module, retain: Any, forget: Any | None = None, method: st
     family = user_plan.family or ("resnet" if any(isinstance(m, nn.Conv2d) for m in model.modules()) else "vit")
     run_plan = user_plan.prefixed(PREFIX) if wrapped else user_plan
     ctx = method_context(config, run_plan, family, lambda: reinitialized(net), retain_set,
-                         forget_set if chosen.uses_forget else None, forget_classes or None)
+                         forget_set if chosen.uses_forget else None, forget_classes or None, flip=flip)
     target = until if until is not None else FORGET_TARGET
     history: list[dict[str, float]] = []
     probe = _retain_probe(retain_set)

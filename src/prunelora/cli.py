@@ -39,6 +39,9 @@ def _general(parser: argparse.ArgumentParser, training: bool) -> None:
     g = parser.add_argument_group("run")
     g.add_argument("--config", help="YAML file with any RunConfig fields")
     g.add_argument("--preset", help="smoke | cpu (default, or $PRUNELORA_PRESET) | gpu | paper")
+    if training:
+        g.add_argument("--protocol", help="a published setting in one flag: salun (SalUn's CIFAR-10 ResNet-18 table: "
+                                          "45 000 / 5 000 split, random 10 %%, SVC_MIA; reduced size without CUDA)")
     g.add_argument("--device", help="auto (default) | cpu | cuda")
     if training:
         g.add_argument("--precision", help="fp32 (default) | bf16 (CUDA autocast)")
@@ -206,6 +209,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
         node[keys[-1]] = value
 
     put("preset", "preset")
+    put("protocol", "protocol")
     put("data.dataset", "dataset")
     put("data.data_root", "data_root")
     put("data.download", "no_download", False if getattr(args, "no_download", False) else None)

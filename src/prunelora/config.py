@@ -46,8 +46,10 @@ class DataConfig:
         return self.scenario == "class" or (self.scenario == "sequential" and self.forget_ratio is None)
     train_per_class: int | None = None  # class-balanced subset of the training split
     test_per_class: int | None = None  # class-balanced subset of the test split (cheaper evaluation)
+    holdout_per_class: int | None = None  # training images per class never trained on (the field's validation split)
     download: bool = True  # fetch the official archive when the folder is missing and we are online
     stream: bool = False  # read images per batch from where they are kept (files, host memory): data larger than memory
+    flip: bool | None = None  # augmentation's horizontal flip; None: the dataset's own (digits no, CIFAR and files yes)
 
 
 @dataclass
@@ -55,8 +57,10 @@ class RecipeConfig:
     """How the original model (and the exact Retrain baseline) is trained.
 
     Fields left at None take the model family's default: SGD momentum 0.9, lr 0.1, weight decay
-    5e-4 for ResNets (the issue's recipe); AdamW lr 1e-3, weight decay 0.05 with warm-up for ViTs,
-    which do not train from scratch under plain SGD at lr 0.1 (3e-3 measured best of 1e-3, 2e-3, 3e-3 on digits).
+    5e-4, batch 128 for ResNets (the field's recipe); AdamW lr 3e-3, weight decay 0.05, batch 32 with
+    warm-up for ViTs, which do not train from scratch under plain SGD at lr 0.1 (3e-3 measured best of
+    1e-3, 2e-3, 3e-3 on digits). Both reach at least 97 % test accuracy on digits in the cpu preset's 60
+    epochs (the ViT at batch 128: 79 % after 30 epochs, 96 % after 100).
     """
 
     epochs: int = 15
@@ -64,7 +68,7 @@ class RecipeConfig:
     lr: float | None = None
     momentum: float = 0.9
     weight_decay: float | None = None
-    batch_size: int = 128
+    batch_size: int | None = None  # None: the family's (ResNet 128, ViT 32)
     warmup_epochs: float | None = None
     augment: bool = True
 
@@ -121,6 +125,7 @@ class RunConfig:
     precision: str = "fp32"  # fp32 | bf16 (CUDA autocast)
     channels_last: bool = False  # convolutions in channels-last memory format (faster on tensor-core GPUs)
     preset: str = "cpu"
+    protocol: str | None = None  # a published setting (PROTOCOLS): salun
     out: str | None = None  # None: the command's own folder (runs/reproduce, runs/train, runs/unlearn/..., ...)
     threads: int | None = None  # torch intra-op threads; None: the cores available to the process
     eval_batch_size: int = 256  # data.batches.EVAL_BATCH: 3x faster than 1024 for a CPU forward (cache-sized)
@@ -140,7 +145,7 @@ class RunConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     # Seconds: for tests and a first look.
     "smoke": {
-        "data": {"train_per_class": 24, "test_per_class": 12},
+        "data": {"train_per_class": 24, "test_per_class": 12, "holdout_per_class": None},
         "model_args": {
             "resnet18": {"width": 4},
             "resnet50": {"width": 4},
@@ -159,7 +164,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "resnet50": {"width": 8},
             "vit": {"depth": 4, "dim": 64, "heads": 2, "mlp_dim": 128},
         },
-        "pretrain": {"epochs": 30},
+        "pretrain": {"epochs": 60},
         "unlearn": {"epochs": [5, 10]},
     },
     # Real accuracy in minutes on one GPU: full CIFAR-10, ResNet-18 at full width and a 7 x 384 ViT,
@@ -190,6 +195,48 @@ PRESETS: dict[str, dict[str, Any]] = {
         "unlearn": {"epochs": [5, 10]},
     },
 }
+
+
+# The field's published settings, one flag each (--protocol NAME): applied over the preset, under YAML and flags.
+# "salun": SalUn (Fan et al., ICLR 2024, Table 2) and Unlearn-Sparse (Liu et al., NeurIPS 2023): CIFAR-10 with its
+# 45 000 / 5 000 train / validation split, ResNet-18 at full width, forget 10 % at random (4 500 images; or one
+# class with --scenario class), 10 unlearning epochs (GA's published row is its 5-epoch budget), MIA-Efficacy by
+# Unlearn-Sparse's SVC_MIA (the liu protocol), FT as the field runs it (SGD lr 0.01, batch 256, augmented). The
+# original and Retrain run the gpu preset's 40-epoch cosine recipe, not the reference's 182 epochs.
+PROTOCOLS: dict[str, dict[str, Any]] = {
+    "salun": {
+        "data": {"dataset": "cifar10", "train_per_class": None, "test_per_class": None, "holdout_per_class": 500,
+                 "scenario": "random", "forget_ratio": 0.1},
+        "models": ["resnet18"],
+        "model_args": {"resnet18": {"width": 64}},
+        "methods": ["retrain", "finetune", "ga", "rl", "ft-l1", "salun", "prunelora"],
+        "method_args": {"finetune": {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4,
+                                     "batch_size": 256, "augment": True}},
+        "pretrain": {"epochs": 40, "batch_size": 256},
+        "unlearn": {"epochs": [5, 10]},
+        "evidence": {"mia_protocol": "liu"},
+    },
+}
+# Without CUDA the same protocol at a size 2 CPU cores finish in about an hour: these replace the above there.
+PROTOCOLS_ON_CPU: dict[str, dict[str, Any]] = {
+    "salun": {
+        "data": {"train_per_class": 900, "test_per_class": 500, "holdout_per_class": 100},
+        "model_args": {"resnet18": {"width": 16}},
+        "pretrain": {"epochs": 30, "batch_size": 128},
+    },
+}
+
+
+def protocol_values(name: str | None, device: str) -> dict[str, Any]:
+    """The overlay of a protocol (its CPU size when the run will not have CUDA); {} for none."""
+    if name is None:
+        return {}
+    if name not in PROTOCOLS:
+        raise UserError(f"unknown protocol '{name}' (choose from: {', '.join(PROTOCOLS)})")
+    import torch
+
+    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    return PROTOCOLS[name] if cuda else _merge(PROTOCOLS[name], PROTOCOLS_ON_CPU.get(name, {}))
 
 
 def _merge(base: dict, update: dict) -> dict:
@@ -292,18 +339,25 @@ PRESET_ENV = "PRUNELORA_PRESET"
 
 def resolve(preset: str | None = None, yaml_path: str | Path | None = None,
             overrides: dict[str, Any] | None = None, context: dict[str, Any] | None = None) -> RunConfig:
-    """Build the run's config: defaults < preset < context < YAML < overrides (nested dicts).
+    """Build the run's config: defaults < preset < protocol < context < YAML < overrides (nested dicts).
 
     context: what a checkpoint says about itself (its dataset, model, forget class), which a
     command on that checkpoint takes unless the user says otherwise.
     """
     file_values = load_yaml(yaml_path)
     overrides = overrides or {}
-    name = (overrides.get("preset") or preset or file_values.get("preset") or os.environ.get(PRESET_ENV)
-            or RunConfig.preset)
+    explicit = overrides.get("preset") or preset or file_values.get("preset") or os.environ.get(PRESET_ENV)
+    name = explicit or RunConfig.preset
     if name not in PRESETS:
         raise UserError(f"unknown preset '{name}' (choose from: {', '.join(PRESETS)})")
-    values = _merge(dataclasses.asdict(RunConfig()), PRESETS[name])
+    protocol = protocol_values(overrides.get("protocol") or file_values.get("protocol"),
+                               overrides.get("device") or file_values.get("device") or RunConfig.device)
+    # A protocol sets the published sizes over the default preset; a preset named explicitly sizes it instead
+    # (--protocol salun --preset smoke: the protocol's settings at the smoke preset's size).
+    layers = [protocol, PRESETS[name]] if explicit and protocol else [PRESETS[name], protocol]
+    values = dataclasses.asdict(RunConfig())
+    for layer in layers:
+        values = _merge(values, layer)
     values = _merge(values, context or {})
     values = _merge(values, file_values)
     values = _merge(values, overrides)
@@ -400,7 +454,7 @@ def validate(config: RunConfig) -> None:
     if config.pretrain.epochs <= 0:
         raise UserError(f"pretrain epochs must be a positive integer, got {config.pretrain.epochs}")
     for name, value in (("unlearn batch size", u.batch_size), ("pretrain batch size", config.pretrain.batch_size)):
-        if value <= 0:
+        if value is not None and value <= 0:
             raise UserError(f"{name} must be positive, got {value}")
     for name, value, example in (("unlearn.lr", u.lr, "--lr 0.001"),
                                  ("pretrain.lr", config.pretrain.lr, "--set pretrain.lr=0.1")):
@@ -419,7 +473,8 @@ def validate(config: RunConfig) -> None:
         raise UserError(f"unlearn.lora_alpha must be positive, got {u.lora_alpha}")
     if u.lora_dropout is not None and not 0.0 <= u.lora_dropout < 1.0:
         raise UserError(f"unlearn.lora_dropout must lie in [0, 1), got {u.lora_dropout}")
-    for name, value in (("train_per_class", config.data.train_per_class), ("test_per_class", config.data.test_per_class)):
+    for name, value in (("train_per_class", config.data.train_per_class), ("test_per_class", config.data.test_per_class),
+                        ("holdout_per_class", config.data.holdout_per_class)):
         if value is not None and value <= 0:
             raise UserError(f"{name} must be positive, got {value}")
     if config.precision not in ("fp32", "bf16"):

@@ -23,7 +23,7 @@ from .config import DataConfig, RunConfig, fingerprint, to_dict
 from .data import ImageSet, RawDataset, Splits, class_index, load_dataset
 from .data.scenarios import request_splits, requests_of
 from .errors import UserError
-from .methods import get_method, resolve_recipe
+from .methods import get_method
 from .methods.pruning import matching_modules, removal_blocker
 from .machine import LoadProbe, facts
 from .metrics.cost import MemoryMeter
@@ -32,7 +32,8 @@ from .metrics.evaluate import SPLITS, collect_logits, metrics_from_logits, model
 from .metrics.summary import add_retrain_gap, aggregate_seeds
 from .metrics.verdict import add_verdicts
 from .models import LayerPlan, build_model, get_spec
-from .runner import MethodRun, count_trainable, effective_plan, method_context, run_method
+from .runner import (MethodRun, count_trainable, effective_plan, method_context, pretrain_settings,
+                     resolved_settings, run_method)
 from .train import PRETRAIN_HINT, fit
 
 
@@ -153,6 +154,7 @@ class Experiment:
             self.extra["plans"] = {name: describe_plan(model, plan, self.config.methods).to_dict()
                                    for name, (model, plan) in checked.items()}
         d = self.config.data
+        self.flip = d.flip if d.flip is not None else self.raw.mirror_invariant  # augmentation's mirror
         self.requests = requests_of(self.raw, d.scenario, d.forget_class, d.forget_ratio, d.requests)
         self._splits: dict[tuple[int, int], Splits] = {}
         self._originals: dict[tuple[str, int], tuple[nn.Module, dict[str, Any]]] = {}
@@ -171,7 +173,8 @@ class Experiment:
         if (seed, request) not in self._splits:
             d = self.config.data
             self._splits[(seed, request)] = request_splits(self.raw, self.requests[:request], d.train_per_class,
-                                                           d.test_per_class, seed, self.device, d.scenario, d.stream)
+                                                           d.test_per_class, seed, self.device, d.scenario, d.stream,
+                                                           d.holdout_per_class)
         return self._splits[(seed, request)]
 
     @property
@@ -248,7 +251,7 @@ class Experiment:
         torch.manual_seed(seed)
         model = build_model(name, splits.num_classes, splits.image_shape[0], splits.image_shape[1],
                             splits.mean, splits.std, args).to(self.device)
-        settings = resolve_recipe(cfg.pretrain, get_spec(name, args).family)
+        settings = pretrain_settings(cfg, get_spec(name, args).family, self.flip)
         with MemoryMeter(self.device) as meter:
             history = fit(model, data, settings, cfg.pretrain.epochs, seed=seed, precision=cfg.precision,
                           channels_last=cfg.channels_last, desc=desc, progress=self.progress, hint=PRETRAIN_HINT,
@@ -348,7 +351,7 @@ class Experiment:
                                splits.mean, splits.std, args)
 
         ctx = method_context(cfg, spec.plan, spec.family, fresh, splits.retain_train, splits.new_forget,
-                             splits.forget_classes or None)
+                             splits.forget_classes or None, flip=self.flip)
         start_model = start()
         run = run_method(method, start_model, splits.retain_train, ctx, seed=seed, precision=cfg.precision,
                          channels_last=cfg.channels_last,
@@ -495,6 +498,7 @@ def finish(exp: Experiment, rows: list[dict], started: float, partial: bool = Fa
                "reused": {"stages": exp.reused_stages, "sec": exp.reused_sec},
                "data_sizes": sizes, "warnings": list(exp.warnings), "out": str(exp.out),
                "evidence_sec": dict(exp.timings), **exp.extra}
+    results["method_settings"] = method_settings(exp)
     if exp.sequential:
         results["requests"] = [r.describe(exp.raw.class_names) for r in exp.requests]
         results["complete"] = not partial
@@ -502,6 +506,17 @@ def finish(exp: Experiment, rows: list[dict], started: float, partial: bool = Fa
         results["machine_load"] = exp.probe.finish()
     write_results(results, exp.out)
     return results
+
+
+def method_settings(exp: Experiment) -> dict[str, dict[str, dict[str, Any]]]:
+    """method -> model -> the settings it ran with, fully resolved (results.json, the report)."""
+    cfg, side = exp.config, exp.raw.shape[-1]
+
+    def family(name: str) -> str:
+        return get_spec(name, cfg.model_args.get(name)).family if exp.registry_models else ""
+
+    return {method: {name: resolved_settings(cfg, method, family(name), exp.flip, side) for name in cfg.models}
+            for method in cfg.methods}
 
 
 def time_split(wall_sec: float, training_sec: float) -> dict[str, Any]:

@@ -16,11 +16,13 @@ from torch import nn
 
 from .config import RunConfig
 from .data import ImageSet
-from .methods import Method, MethodContext, Prepared, get_method, resolve_recipe
+from .data.batches import crop_rule
+from .methods import LogitMask, Method, MethodContext, Prepared, get_method, objective_args, resolve_recipe
+from .methods.base import recipe_settings
 from .metrics.cost import MemoryMeter
 from .models import LayerPlan
 from .objectives import get_objective
-from .train import PRETRAIN_HINT, History, fit
+from .train import PRETRAIN_HINT, History, OptimSettings, fit
 
 
 @dataclass
@@ -73,12 +75,19 @@ def effective_plan(config: RunConfig, plan: LayerPlan) -> LayerPlan:
                                lora_layers=u.lora_layers or plan.lora_layers)
 
 
+def pretrain_settings(config: RunConfig, family: str, flip: bool = True) -> OptimSettings:
+    """The original's recipe (Retrain's) for the model family, mirroring images only where flip allows."""
+    return dataclasses.replace(resolve_recipe(config.pretrain, family), flip=flip)
+
+
 def method_context(config: RunConfig, plan: LayerPlan, family: str, fresh_model, retain: ImageSet,
-                   forget: ImageSet | None = None, forget_classes: list[int] | None = None) -> MethodContext:
+                   forget: ImageSet | None = None, forget_classes: list[int] | None = None,
+                   flip: bool = True) -> MethodContext:
+    """flip: whether augmentation may mirror the images (the dataset's: digits no, CIFAR yes)."""
     return MethodContext(plan=effective_plan(config, plan), unlearn=config.unlearn,
-                         pretrain=resolve_recipe(config.pretrain, family), pretrain_epochs=config.pretrain.epochs,
+                         pretrain=pretrain_settings(config, family, flip), pretrain_epochs=config.pretrain.epochs,
                          fresh_model=fresh_model, retain=retain, forget=forget, forget_classes=forget_classes,
-                         method_args=config.method_args)
+                         method_args=config.method_args, flip=flip)
 
 
 def lr_hint(method: Method) -> str:
@@ -100,7 +109,12 @@ def run_method(name: str, original: nn.Module, retain: ImageSet, ctx: MethodCont
                count_tensors: bool = True, desc: str | None = None) -> MethodRun:
     """Prepare the method, train it once for its longest budget, snapshot the deliverable at each budget.
 
-    epochs overrides the length of the run; snapshots=False skips the deliverables (benchmarks);
+    An objective whose schedule spans the run (schedule_spans_budget: l1-sparse's decaying weight) trains
+    one run per budget instead, each from the same start and seed, and each budget's snapshot is its own
+    run's final model, with its own run's time; the MethodRun's history then holds the runs' epochs one
+    after another (their total is the training time). A run stopped by on_epoch ends the sequence.
+    epochs overrides the length of the run (one run, whatever the objective); snapshots=False skips the
+    deliverables (benchmarks);
     model_hook(model) runs after surgery, before training (memory format, torch.compile);
     on_epoch(epoch, model) runs after every epoch and may stop the run (True), whose deliverable
     is then snapshot at that epoch. A method that does not train (budget [0]) is snapshot once.
@@ -114,48 +128,67 @@ def run_method(name: str, original: nn.Module, retain: ImageSet, ctx: MethodCont
     method = get_method(name)
     device = retain.labels.device
     taken: list[Snapshot] = []
+    histories: list[History] = []
     with MemoryMeter(device, count_tensors=count_tensors) as meter:
-        start = time.perf_counter()
-        torch.manual_seed(seed)
-        prepared = method.prepare(original, ctx)
-        prepared.model.to(device)
-        if model_hook is not None:
-            model_hook(prepared.model)
-        surgery_sec = time.perf_counter() - start
+
+        def prepare() -> tuple[Prepared, float]:
+            start = time.perf_counter()
+            torch.manual_seed(seed)
+            prepared = method.prepare(original, ctx)
+            prepared.model.to(device)
+            if model_hook is not None:
+                model_hook(prepared.model)
+            return prepared, time.perf_counter() - start
+
+        def train(prepared: Prepared, surgery_sec: float, length: int, budgets: list[int]) -> bool:
+            """One run of `length` epochs, snapshot at `budgets`; whether on_epoch stopped it."""
+            stopped = False
+
+            def on_epoch_end(epoch: int, history: History) -> bool:
+                nonlocal stopped
+                meter.stop_counting_tensors()  # epoch 1 holds the peak: later epochs repeat its allocations
+                stopped = bool(on_epoch(epoch, prepared.model)) if on_epoch is not None else False
+                if snapshots and (epoch in budgets or stopped):
+                    taken.append(Snapshot(
+                        epochs=None if method.exact else epoch,
+                        model=prepared.deliver(prepared.model),
+                        sec_per_epoch=sum(history.epoch_seconds) / epoch,
+                        total_sec=surgery_sec + history.seconds_until(epoch),
+                        peak_memory_mb=meter.peak_mb(),
+                        memory_kind=meter.kind,
+                        rss_growth_mb=meter.rss_growth_mb(),
+                    ))
+                return stopped
+
+            if prepared.after_step is not None:
+                prepared.after_step()
+            if length == 0:
+                histories.append(History())
+                if snapshots:
+                    taken.append(Snapshot(None, prepared.deliver(prepared.model), None, surgery_sec,
+                                          meter.peak_mb(), meter.kind, meter.rss_growth_mb()))
+                return False
+            histories.append(fit(
+                prepared.model, retain, prepared.optim, length, seed=seed, after_step=prepared.after_step,
+                on_epoch_end=on_epoch_end, precision=precision, channels_last=channels_last,
+                cache_prefix=cache_prefix and not method.exact, desc=desc or name, progress=progress,
+                objective=prepared.objective, forget=ctx.forget, hint=lr_hint(method)))
+            return stopped
+
+        prepared, surgery_sec = prepare()
         budgets = sorted(set(prepared.epochs)) if snapshots else []
-
-        def on_epoch_end(epoch: int, history: History) -> bool:
-            meter.stop_counting_tensors()  # epoch 1 holds the peak: later epochs repeat its allocations
-            stop = bool(on_epoch(epoch, prepared.model)) if on_epoch is not None else False
-            if snapshots and (epoch in budgets or stop):
-                take(epoch, history)
-            return stop
-
-        def take(epoch: int, history: History) -> None:
-            taken.append(Snapshot(
-                epochs=None if method.exact else epoch,
-                model=prepared.deliver(prepared.model),
-                sec_per_epoch=sum(history.epoch_seconds) / epoch,
-                total_sec=surgery_sec + history.seconds_until(epoch),
-                peak_memory_mb=meter.peak_mb(),
-                memory_kind=meter.kind,
-                rss_growth_mb=meter.rss_growth_mb(),
-            ))
-
-        if prepared.after_step is not None:
-            prepared.after_step()
-        length = epochs if epochs is not None else max(prepared.epochs)
-        if length == 0:
-            history = History()
-            if snapshots:
-                taken.append(Snapshot(None, prepared.deliver(prepared.model), None, surgery_sec, meter.peak_mb(),
-                                      meter.kind, meter.rss_growth_mb()))
+        if epochs is None and snapshots and budget_runs(method):
+            for i, budget in enumerate(budgets):  # each budget its own run, from the same start and seed
+                if i > 0:
+                    prepared, surgery_sec = prepare()
+                if train(prepared, surgery_sec, budget, [budget]):
+                    break
         else:
-            history = fit(prepared.model, retain, prepared.optim, length, seed=seed,
-                          after_step=prepared.after_step, on_epoch_end=on_epoch_end, precision=precision,
-                          channels_last=channels_last,
-                          cache_prefix=cache_prefix and not method.exact, desc=desc or name, progress=progress,
-                          objective=prepared.objective, forget=ctx.forget, hint=lr_hint(method))
+            train(prepared, surgery_sec, epochs if epochs is not None else max(prepared.epochs), budgets)
+    history = histories[0] if len(histories) == 1 else History(
+        epoch_seconds=[s for h in histories for s in h.epoch_seconds],
+        epoch_loss=[v for h in histories for v in h.epoch_loss],
+        setup_seconds=sum(h.setup_seconds for h in histories), cache=histories[-1].cache)
     info = dict(prepared.info)
     if history.cache:
         info["prefix_cache"] = history.cache
@@ -164,3 +197,48 @@ def run_method(name: str, original: nn.Module, retain: ImageSet, ctx: MethodCont
     final = taken[-1].model if taken else prepared.model
     return MethodRun(name, taken, count_trainable(prepared.model), sum(p.numel() for p in final.parameters()),
                      prepared, history, surgery_sec, meter.final_mb, meter.kind, info, meter.final_rss_mb)
+
+
+def budget_runs(method: Method) -> bool:
+    """Whether each evaluation budget is a run of its own (an objective whose schedule spans the run)."""
+    return not method.exact and get_objective(method.objective).schedule_spans_budget
+
+
+def resolved_settings(config: RunConfig, method_name: str, family: str, flip: bool = True,
+                      side: int | None = None) -> dict[str, Any]:
+    """A method's settings as they run (results.json's method_settings, the report), JSON-able.
+
+    Built by the functions that build the run's own (objective_args, recipe_settings, pretrain_settings,
+    the objective's hooks), never from a copy of their defaults. family picks Retrain's recipe; flip is the
+    dataset's (may augmentation mirror the images); side, the image side, turns the crop rule into pixels.
+    """
+    method = get_method(method_name)
+    kind = get_objective(method.objective)
+    objective = kind(objective_args(kind, method.name, config.method_args))
+    out: dict[str, Any] = {"surgery": method.surgery, "objective": method.objective}
+    if isinstance(method, LogitMask):  # no optimiser, no data: the classes' logits are masked
+        return {**out, "trains": False}
+    if method.exact:
+        settings, budgets = pretrain_settings(config, family, flip), [config.pretrain.epochs]
+    else:
+        settings, budgets = recipe_settings(objective.args, config.unlearn, flip), sorted(set(config.unlearn.epochs))
+    sgd = settings.optimizer.lower() == "sgd"
+    schedule: dict[str, Any] = {"kind": settings.schedule}
+    if settings.schedule != "constant":
+        schedule["warmup_epochs"] = settings.warmup_epochs
+    factors = [objective.lr_factor(epoch) for epoch in range(1, max(budgets) + 1)]
+    if any(f != 1.0 for f in factors):
+        schedule["lr_by_epoch"] = [float(f"{settings.lr * f:.6g}") for f in factors]
+    augmentation: dict[str, Any] = {"on": settings.augment}
+    if settings.augment:
+        augmentation.update(crop=crop_rule(side), flip=settings.flip, seeded=True)  # the run's generator
+    return {
+        **out, "trains": True,
+        "optimizer": settings.optimizer, "lr": settings.lr,
+        "momentum": settings.momentum if sgd else None, "nesterov": settings.nesterov if sgd else None,
+        "weight_decay": settings.weight_decay,
+        "batch_sizes": objective.batch_sizes(settings.batch_size),
+        "augmentation": augmentation, "schedule": schedule,
+        "epochs": budgets, "run_per_budget": budget_runs(method),
+        "objective_settings": objective.own_settings(),
+    }

@@ -63,9 +63,11 @@ class OptimSettings:
     momentum: float = 0.9
     weight_decay: float = 0.0
     batch_size: int = 128
-    augment: bool = False
+    augment: bool = False  # random crop (padding side // 8) and, with flip, horizontal flip; on the device, seeded
     schedule: str = "constant"  # constant | cosine (per step, with linear warm-up)
     warmup_epochs: float = 0.0
+    nesterov: bool = False  # SGD: no reference (pre-training or unlearning) uses Nesterov momentum
+    flip: bool = True  # augmentation's horizontal flip; off for images whose mirror is another class (digits)
 
 
 @dataclass
@@ -84,8 +86,10 @@ def make_optimizer(settings: OptimSettings, params: list[nn.Parameter]) -> torch
         raise ValueError("no parameter requires grad: nothing to train")
     name = settings.optimizer.lower()
     if name == "sgd":
+        if settings.nesterov and settings.momentum <= 0:
+            raise UserError("Nesterov momentum needs a momentum above 0 (set momentum, or nesterov=false)")
         return torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum,
-                               weight_decay=settings.weight_decay, nesterov=settings.momentum > 0)
+                               weight_decay=settings.weight_decay, nesterov=settings.nesterov)
     if name == "adam":
         return torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
     if name == "adamw":
@@ -101,6 +105,12 @@ def lr_factor(settings: OptimSettings, step: int, total: int, steps_per_epoch: i
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def set_lr(optimizer: torch.optim.Optimizer, base_lrs: list[float], factor: float) -> None:
+    """The learning rate of the next step: each group's base times the schedule's factor."""
+    for group, base in zip(optimizer.param_groups, base_lrs):
+        group["lr"] = base * factor
 
 
 def autocast(device: torch.device, precision: str):
@@ -119,10 +129,12 @@ def fit(model: nn.Module, data: ImageSet, settings: OptimSettings, epochs: int, 
 
     data is the retain set (everything, for pre-training); objective says what each step optimises
     and on which sets (default: cross-entropy on data); forget is the forget set, for objectives
-    that use it. on_epoch_end(epoch, history) runs after each epoch, outside the timed region
-    (evaluation at budgets); when it returns True, training stops there (forgetting verified
-    early). With cache_prefix, a frozen, deterministic prefix of the network is run once per set
-    and training continues on its cached output (exact: same batches, same weights up to float error).
+    that use it. The learning rate of each step is the settings' schedule (per step) times the
+    objective's factor for the epoch (SCRUB's step decay; 1 for the others). on_epoch_end(epoch,
+    history) runs after each epoch, outside the timed region (evaluation at budgets); when it
+    returns True, training stops there (forgetting verified early). With cache_prefix, a frozen,
+    deterministic prefix of the network is run once per set and training continues on its cached
+    output (exact: same batches, same weights up to float error).
     A NaN epoch loss or a non-finite trainable weight raises Diverged naming `desc`, the epoch and `hint`
     (the setting to lower), checked once per epoch before on_epoch_end (never a NaN model evaluated or saved).
     """
@@ -141,7 +153,7 @@ def fit(model: nn.Module, data: ImageSet, settings: OptimSettings, epochs: int, 
     optimizer = make_optimizer(settings, params)
     generator = torch.Generator().manual_seed(seed)
     feed = Feed({"retain": data, "forget": forget if objective.uses_forget else None}, settings.batch_size,
-                settings.augment, generator)
+                settings.augment, generator, flip=settings.flip)
     history = History()
     synchronize(device)
     start = time.perf_counter()
@@ -159,8 +171,8 @@ def fit(model: nn.Module, data: ImageSet, settings: OptimSettings, epochs: int, 
     history.setup_seconds = time.perf_counter() - start
     steps_per_epoch = max(1, objective.steps_per_epoch(feed))
     total_steps = steps_per_epoch * epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(settings, step, total_steps, steps_per_epoch))
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    step = 0
     model.train()
 
     bar = tqdm(range(1, epochs + 1), desc=desc, leave=False, disable=not progress or not distributed.is_main(),
@@ -172,13 +184,15 @@ def fit(model: nn.Module, data: ImageSet, settings: OptimSettings, epochs: int, 
             start = time.perf_counter()
             total_loss = torch.zeros((), device=device)
             seen = 0
+            epoch_factor = objective.lr_factor(epoch)  # the objective's own per-epoch decay (SCRUB's), else 1
             for loss_value, samples in objective.steps(forward, feed, Progress(epoch, epochs)):
                 optimizer.zero_grad(set_to_none=True)
                 weight = distributed.shard_weight(samples) if distributed.active() else 1.0
                 (loss_value * weight if weight != 1.0 else loss_value).backward()
                 distributed.average_gradients(params)  # under torchrun: the global batch's gradient
+                set_lr(optimizer, base_lrs, lr_factor(settings, step, total_steps, steps_per_epoch) * epoch_factor)
                 optimizer.step()
-                scheduler.step()
+                step += 1
                 if after_step is not None:
                     after_step()
                 objective.after_step()

@@ -109,7 +109,8 @@ def shadow_pair(exp: Experiment, name: str, seed: int, pair: int, half: np.ndarr
                            splits.mean, splits.std, args)
 
     retain, forget = train.subset(kept), train.subset(forgotten)
-    ctx = method_context(cfg, spec.plan, spec.family, fresh, retain, forget, splits.forget_classes or None)
+    ctx = method_context(cfg, spec.plan, spec.family, fresh, retain, forget, splits.forget_classes or None,
+                         flip=exp.flip)
 
     def score(model) -> np.ndarray:
         return logit_confidence(predict(model, target_set, cfg.eval_batch_size), labels)

@@ -13,7 +13,7 @@ from prunelora.objectives import OBJECTIVES, Feed
 from prunelora.objectives.gradient_ascent import GradientAscent
 from prunelora.objectives.l1_sparse import L1Args, L1Sparse
 from prunelora.objectives.neggrad_plus import NegGradPlus
-from prunelora.objectives.random_labels import RandomLabels, other_labels
+from prunelora.objectives.random_labels import RandomLabels, random_labels
 from prunelora.objectives.salun import SalUn, SalUnArgs
 from prunelora.objectives.scrub import Scrub, ScrubArgs, distill_kl
 from prunelora.train import OptimSettings, fit
@@ -99,22 +99,19 @@ def test_neggrad_plus_ascends_on_forget_while_descending_on_retain(trained):
     assert accuracy(unlearned, retain) > accuracy(unlearned, forget)
 
 
-def test_rl_labels_never_equal_the_true_labels_and_cover_the_other_classes():
-    labels = torch.arange(10).repeat(500)
-    drawn = other_labels(labels, 10, torch.Generator().manual_seed(0))
-    assert not (drawn == labels).any()
-    assert drawn.min() >= 0 and drawn.max() <= 9
-    for k in range(10):  # uniform over the nine other classes
-        counts = torch.bincount(drawn[labels == k], minlength=10).float()
-        assert counts[k] == 0 and (counts[torch.arange(10) != k] > 25).all()
+def test_rl_labels_are_uniform_over_every_class():
+    drawn = random_labels(10_000, 10, torch.Generator().manual_seed(0))
+    counts = torch.bincount(drawn, minlength=10).float()
+    assert len(counts) == 10 and ((counts - 1000).abs() < 150).all()
 
 
 def test_rl_trains_on_retain_plus_relabelled_forget(trained):
     model, retain, forget = trained
     objective = RandomLabels()
     unlearned = run(objective, copy.deepcopy(model), retain, forget)
-    assert not (objective.forget_labels == forget.labels).any()
-    assert accuracy(unlearned, forget) < 20 and accuracy(unlearned, retain) > 90
+    # Labels redrawn over every class each epoch push the forget outputs towards uniform (loss towards ln C).
+    assert mean_loss(unlearned, forget) > mean_loss(model, forget) + 0.5
+    assert accuracy(unlearned, retain) > 90
 
 
 def test_l1_weight_decays_linearly_to_zero():

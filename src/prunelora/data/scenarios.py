@@ -66,9 +66,9 @@ def random_order(size: int, seed: int) -> np.ndarray:
 
 def request_splits(raw: RawDataset, history: list[Request], train_per_class: int | None,
                    test_per_class: int | None, seed: int, device: torch.device | str, scenario: str,
-                   stream: bool = False) -> Splits:
+                   stream: bool = False, holdout_per_class: int | None = None) -> Splits:
     """Splits after every request in `history` (the last one is the current request)."""
-    train, test = subsets(raw, train_per_class, test_per_class, seed, device, stream)
+    train, test = subsets(raw, train_per_class, test_per_class, seed, device, stream, holdout_per_class)
     labels = train.labels.cpu().numpy()
     if history[-1].cls is not None:
         classes = [r.cls for r in history]

@@ -37,6 +37,8 @@ class RawDataset:
     class_names: list[str]
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    # Whether a mirrored image shows the same class: training augmentation flips only then (digits: no).
+    mirror_invariant: bool = True
 
     @property
     def num_classes(self) -> int:
@@ -265,7 +267,7 @@ def load_digits(image_size: int = 16, test_fraction: float = 0.2) -> RawDataset:
     train = images[train_idx].astype(np.float32) / 255.0
     mean, std = (float(train.mean()),), (float(train.std()),)
     return RawDataset("digits", images[train_idx], labels[train_idx], images[test_idx], labels[test_idx],
-                      [str(d) for d in range(10)], mean, std)
+                      [str(d) for d in range(10)], mean, std, mirror_invariant=False)
 
 
 DATASETS = ("digits", "cifar10", "cifar100")

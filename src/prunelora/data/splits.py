@@ -137,12 +137,18 @@ def gather(images: np.ndarray | ImageSource, index: np.ndarray, device: torch.de
 
 
 def subsets(raw: RawDataset, train_per_class: int | None, test_per_class: int | None, seed: int,
-            device: torch.device | str, stream: bool = False) -> tuple[ImageSet, ImageSet]:
+            device: torch.device | str, stream: bool = False,
+            holdout_per_class: int | None = None) -> tuple[ImageSet, ImageSet]:
     """The class-balanced training and test subsets of a seed, on the device, in dataset order.
 
     stream: keep the images where they are (host memory, files) and read them per batch.
+    holdout_per_class: that many training images of each class, drawn with the seed, never trained on
+    (the field's validation split: CIFAR-10's 45 000 / 5 000 is 500 per class).
     """
-    train_idx = balanced_indices(raw.train_labels, train_per_class, seed)
+    pool = np.arange(len(raw.train_labels))
+    if holdout_per_class:
+        pool = np.setdiff1d(pool, balanced_indices(raw.train_labels, holdout_per_class, seed + 2))
+    train_idx = pool[balanced_indices(raw.train_labels[pool], train_per_class, seed)]
     test_idx = balanced_indices(raw.test_labels, test_per_class, seed + 1)
     train = ImageSet(gather(raw.train_images, train_idx, device, stream),
                      torch.from_numpy(raw.train_labels[train_idx]).to(device))

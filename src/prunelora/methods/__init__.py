@@ -81,4 +81,4 @@ def paper_methods() -> list[str]:
 
 
 __all__ = ["METHODS", "Method", "MethodContext", "Prepared", "get_method", "grid_name", "method_names",
-           "objective_args", "paper_methods", "register", "resolve_recipe", "LogitMasked"]
+           "objective_args", "paper_methods", "register", "resolve_recipe", "LogitMask", "LogitMasked"]

@@ -36,6 +36,7 @@ class MethodContext:
     forget: ImageSet | None = None  # the data to forget (forget-aware objectives)
     forget_classes: list[int] | None = None  # the classes forgotten so far, in class-wise requests
     method_args: dict[str, dict[str, Any]] = field(default_factory=dict)  # per method or objective name
+    flip: bool = True  # whether augmentation may mirror the images (the dataset's; digits: no)
 
     @property
     def example_input(self) -> torch.Tensor:
@@ -65,15 +66,17 @@ def objective_args(objective: type[Objective], method: str, method_args: dict[st
     return _build(objective.Args, values, f"method_args.{method}")
 
 
-def recipe_settings(args: Recipe, unlearn: UnlearnConfig) -> OptimSettings:
-    """OptimSettings from an objective's recipe; what it leaves at None comes from unlearn.*."""
+def recipe_settings(args: Recipe, unlearn: UnlearnConfig, flip: bool = True) -> OptimSettings:
+    """OptimSettings from an objective's recipe; what it leaves at None comes from unlearn.* (the paper's
+    paradigms: Adam 1e-3, no augmentation). flip: whether the images may be mirrored (the dataset's)."""
     def pick(value, default):
         return default if value is None else value
 
     return OptimSettings(optimizer=pick(args.optimizer, unlearn.optimizer), lr=pick(args.lr, unlearn.lr),
                          momentum=pick(args.momentum, 0.9), weight_decay=pick(args.weight_decay, unlearn.weight_decay),
-                         batch_size=pick(args.batch_size, unlearn.batch_size), augment=unlearn.augment,
-                         schedule="constant")
+                         batch_size=pick(args.batch_size, unlearn.batch_size),
+                         augment=pick(args.augment, unlearn.augment), schedule="constant", nesterov=args.nesterov,
+                         flip=flip)
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,7 @@ class Method:
         objective = get_objective(self.objective)
         args = objective_args(objective, self.name, ctx.method_args)
         if prepared.optim is None:
-            prepared.optim = recipe_settings(args, ctx.unlearn)
+            prepared.optim = recipe_settings(args, ctx.unlearn, ctx.flip)
         prepared.objective = objective(args, original=original)
         return prepared
 
@@ -145,7 +148,7 @@ def resolve_recipe(recipe: RecipeConfig, family: str) -> OptimSettings:
         lr=recipe.lr if recipe.lr is not None else (3e-3 if vit else 0.1),
         momentum=recipe.momentum,
         weight_decay=recipe.weight_decay if recipe.weight_decay is not None else (0.05 if vit else 5e-4),
-        batch_size=recipe.batch_size,
+        batch_size=recipe.batch_size if recipe.batch_size is not None else (32 if vit else 128),
         augment=recipe.augment,
         schedule="cosine",
         warmup_epochs=recipe.warmup_epochs if recipe.warmup_epochs is not None else (2.0 if vit else 0.0),

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -18,25 +19,36 @@ from torch import nn
 
 from .. import distributed
 from ..data import ImageSet, shuffled_batches, to_float
+from ..errors import UserError
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass
 class Recipe:
-    """Optimiser settings of an objective; None takes the run's unlearn.* value (the paper's Adam 1e-3)."""
+    """Optimiser settings of an objective; None takes the run's unlearn.* value (the paper's Adam 1e-3, no
+    augmentation). Every field can be set per method: --set method_args.<method>.<field>=..."""
 
     optimizer: str | None = None  # sgd | adam | adamw
     lr: float | None = None
     momentum: float | None = None
     weight_decay: float | None = None
     batch_size: int | None = None
+    augment: bool | None = None  # random crop (+ flip where the images allow it), as the reference trains
+    nesterov: bool = False  # no reference uses Nesterov momentum; a user may ask for it
+
+    def __post_init__(self) -> None:
+        if self.nesterov and self.momentum is not None and self.momentum <= 0:
+            raise UserError("nesterov needs a momentum above 0 (set momentum too, or nesterov=false)")
+
+
+RECIPE_FIELDS = frozenset(f.name for f in fields(Recipe))
 
 
 @dataclass
 class PaperSGD(Recipe):
-    """The optimiser of the field's CIFAR-10 unlearning code (Liu et al. 2023, SalUn, SCRUB): SGD, momentum 0.9,
-    weight decay 5e-4; each objective sets its own lr and batch size."""
+    """The optimiser of the field's CIFAR-10 unlearning code (Liu et al. 2023, SalUn, SCRUB): SGD with heavy-ball
+    momentum 0.9 (no Nesterov), weight decay 5e-4; each objective sets its own lr, batch size and augmentation."""
 
     optimizer: str | None = "sgd"
     momentum: float | None = 0.9
@@ -48,6 +60,8 @@ class Batch:
     index: torch.Tensor  # positions in the set (for per-sample targets such as a teacher's logits)
     inputs: torch.Tensor  # images as the model (or the cached suffix) takes them
     labels: torch.Tensor
+    size: int = 0  # rows of the whole batch: a draw per row is the same on every rank under torchrun
+    rows: slice = field(default_factory=lambda: slice(None))  # this rank's rows of it (all outside torchrun)
 
 
 class Feed:
@@ -58,10 +72,11 @@ class Feed:
     """
 
     def __init__(self, sets: dict[str, ImageSet], batch_size: int, augmentation: bool,
-                 generator: torch.Generator) -> None:
+                 generator: torch.Generator, flip: bool = True) -> None:
         self.sets = {k: v for k, v in sets.items() if v is not None}
         self.batch_size = batch_size
         self.augmentation = augmentation
+        self.flip = flip  # the augmentation's horizontal flip (off for digits)
         self.generator = generator
         self.features: dict[str, torch.Tensor] = {}  # name -> cached prefix output, in set order
 
@@ -78,18 +93,27 @@ class Feed:
         """One shuffled pass over the set; the last partial batch is kept."""
         data = self.sets[name]
         for idx, inputs, labels in shuffled_batches(data, batch_size or self.batch_size, self.generator,
-                                                    self.augmentation, self.features.get(name)):
-            if distributed.active() and len(idx) >= distributed.world_size():
-                total = len(idx)
+                                                    self.augmentation, self.features.get(name), self.flip):
+            total, rows = len(idx), slice(None)
+            if distributed.active() and total >= distributed.world_size():
                 rows = distributed.shard_slice(total)  # every rank draws the same global batch, keeps its shard
                 idx, labels = idx[rows], labels[rows]
                 inputs = distributed.mark_shard(inputs[rows], total, rows.start)
-            yield Batch(idx, inputs, labels)
+            yield Batch(idx, inputs, labels, total, rows)
 
-    def forever(self, name: str, batch_size: int | None = None) -> Iterator[Batch]:
-        """Shuffled passes without end (a second set cycled beside the one that defines the epoch)."""
-        while True:
-            yield from self.epoch(name, batch_size)
+    def forever(self, name: str, batch_size: int | None = None, replay: bool = False) -> Iterator[Batch]:
+        """Passes without end (a second set cycled beside the one that defines the epoch): each pass
+        shuffled anew, or with replay the first pass's batches again and again (itertools.cycle over a
+        loader, as SCRUB's train_negrad does)."""
+        if not replay:
+            while True:
+                yield from self.epoch(name, batch_size)
+        first = []
+        for batch in self.epoch(name, batch_size):
+            first.append(batch)
+            yield batch
+        while first:
+            yield from first
 
 
 @dataclass
@@ -110,6 +134,9 @@ class Objective:
     label: str = ""
     uses_forget: bool = False  # True: the forget set must be given
     Args: type[Recipe] = Recipe
+    # True: a schedule over the run's length (l1-sparse's decaying weight), so each evaluation budget is a run
+    # of its own from the same start and seed (runner.run_method), not a snapshot midway through the longest.
+    schedule_spans_budget: bool = False
 
     def __init__(self, args: Recipe | None = None, original: nn.Module | None = None) -> None:
         self.args = args if args is not None else self.Args()
@@ -130,6 +157,19 @@ class Objective:
 
     def after_step(self) -> None:
         """A constraint after every optimiser step (SalUn's frozen weights)."""
+
+    def lr_factor(self, epoch: int) -> float:
+        """A factor on the learning rate through this (1-based) epoch (SCRUB's step decay); fit() multiplies it
+        into its own schedule."""
+        return 1.0
+
+    def batch_sizes(self, batch_size: int) -> dict[str, int]:
+        """The batch size of each pass steps() makes, by set (the run's resolved settings)."""
+        return {name: batch_size for name in self.draws_from()}
+
+    def own_settings(self) -> dict[str, Any]:
+        """The objective's own values beyond the optimiser recipe (alpha, temperature, variant, ...)."""
+        return {f.name: getattr(self.args, f.name) for f in fields(self.args) if f.name not in RECIPE_FIELDS}
 
     def draws_from(self) -> tuple[str, ...]:
         """The sets steps() iterates through `forward` (fit caches their prefix features where it can)."""

@@ -1,7 +1,11 @@
-"""GA: gradient ascent on the forget set (Thudi et al. 2022; the GA of Liu et al. 2023).
+"""GA: gradient ascent on the forget set (Thudi et al. 2022; the GA of Liu et al. 2023 and SalUn).
 
-One epoch is one pass over the forget set; the retain set is never seen. Defaults are the
-CIFAR-10 settings of Liu et al.'s code (SGD, lr 1e-4, momentum 0.9, weight decay 5e-4, batch 256).
+One epoch is one pass over the forget set with -CE; the retain set is never seen. Follows
+OPTML-Group/Unlearn-Sparse `unlearn/GA.py` (HEAD 80ba55d3; the same in Unlearn-Saliency at 95766237):
+SGD lr 1e-4 (the README's command: `--unlearn GA --unlearn_lr 0.0001 --unlearn_epochs 5`), heavy-ball
+momentum 0.9 (no Nesterov), weight decay 5e-4, batch 256, constant lr, on augmented images (`dataset.py`:
+RandomCrop(32, padding=4) + RandomHorizontalFlip; flip only where the images allow it).
+Named option: augment=false (--set method_args.ga.augment=false).
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from .base import Feed, Forward, Objective, PaperSGD, Progress, cross_entropy_st
 class GAArgs(PaperSGD):
     lr: float | None = 1e-4
     batch_size: int | None = 256
+    augment: bool | None = True
 
 
 class GradientAscent(Objective):

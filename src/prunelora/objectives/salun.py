@@ -1,26 +1,31 @@
 """SalUn (Fan et al. 2024, "SalUn: empowering machine unlearning via gradient-based weight saliency").
 
-Saliency: the gradient of the forget loss with respect to every trainable weight, accumulated
-over the forget set in eval mode; the top `share` of weights by |gradient|, taken globally over
-all of them, are salient. Then RL (random labels on the forget set, with the retain set) updates
-only the salient weights.
+Saliency follows OPTML-Group/Unlearn-Saliency `Classification/generate_mask.py` as fixed in b874ee94
+(2023-12-17, the same at HEAD a6e89fd1): the gradient of -CE on the forget set, in eval mode, over
+the training loader (so on augmented images where the run augments), summed over the set; the top
+`share` (50 %, `with_0.5.pt`) of all trainable weights by |gradient|, ranked globally, are salient.
+Here the sum is over samples rather than over batch means (the same ranking but for the weight of a
+last partial batch). Then RL (objectives/random_labels.py: the paper-era mixed pass by default,
+variant="sequential" for HEAD's) updates only the salient weights.
 
-The other weights must not move at all. Masking the gradient, as the reference code does, is
-not enough: SGD's weight decay and momentum (and Adam's moments) still move a weight whose
-gradient is zero. Here every non-salient weight is restored to its value before unlearning after
-each optimiser step, so it stays bit-identical whatever the optimiser does.
-Defaults: SalUn's CIFAR-10 settings (SGD, lr 1.3e-2, momentum 0.9, weight decay 5e-4, batch 256,
-50 % salient).
+The other weights must not move at all. Masking the gradient, as the paper-era code does, is not
+enough: SGD's weight decay and momentum (and Adam's moments) still move a weight whose gradient is
+zero. Here every non-salient weight is restored to its value before unlearning after each optimiser
+step, as HEAD a6e89fd1's `_restore_masked_params` does, so it stays bit-identical.
+Defaults: SGD lr 1.3e-2 (the README's CIFAR-10 command since f31f82e3; the paper-era README gave 0.1:
+--set method_args.salun.lr=0.1), heavy-ball momentum 0.9 (no Nesterov), weight decay 5e-4, batch 256,
+50 % salient, augmented training and saliency pass (augment=false turns both off).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import eval_batches
+from ..data import shuffled_batches
 from .base import Feed, trainable
 from .random_labels import RandomLabels, RLArgs
 
@@ -33,13 +38,15 @@ class SalUnArgs(RLArgs):
 
 def saliency_masks(model: nn.Module, feed: Feed, share: float) -> dict[nn.Parameter, torch.Tensor]:
     """A boolean mask per trainable parameter: True on exactly round(share * total) weights with the largest
-    |d forget-loss / d weight| over the whole forget set (ties broken by position)."""
+    |d forget-loss / d weight| over the whole forget set (ties broken by position), on the training batches
+    (augmented as the run augments, from its generator)."""
     params = trainable(model)
     was_training = model.training
     model.eval()
     for p in params:
         p.grad = None
-    for images, labels in eval_batches(feed.sets["forget"], feed.batch_size):
+    for _, images, labels in shuffled_batches(feed.sets["forget"], feed.batch_size, feed.generator,
+                                              feed.augmentation, flip=feed.flip):
         (-F.cross_entropy(model(images), labels, reduction="sum")).backward()
     model.train(was_training)
     scores = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).abs().flatten() for p in params])
@@ -71,6 +78,13 @@ class SalUn(RandomLabels):
         with torch.no_grad():
             for p, mask in self.masks.items():
                 p.copy_(torch.where(mask, p, self.frozen[p]))
+
+    def batch_sizes(self, batch_size: int) -> dict[str, int]:
+        return {**super().batch_sizes(batch_size), "saliency (forget)": batch_size}
+
+    def own_settings(self) -> dict[str, Any]:
+        return {**super().own_settings(), "mask": "top share of weights by |d(-CE forget)/dw| (eval mode, training "
+                "batches); the others restored after every step"}
 
     def salient_share(self) -> float:
         total = sum(m.numel() for m in self.masks.values())

@@ -26,7 +26,8 @@ from ..metrics.attacks import attacks_in
 from .plots import figure2_rows, histogram_file, loss_histogram_figure, new_figure
 from .tables import (ACCURACY_METRICS, memory_note, EVIDENCE, INCONCLUSIVE, budgets_of, display_rows, evidence_caption,
                      evidence_cell, fmt, gap_note, inconclusive, inconclusive_note, longest, method_label,
-                     method_rank, request_heading, requests_of_rows, run_warnings)
+                     method_rank, published_rows, request_heading, requests_of_rows, run_warnings,
+                     settings_rows)
 
 # How a column's best is judged: closest to Retrain's value (the exact-unlearning reference), or lowest.
 CLOSEST, LOWER = "closest to retrain", "lower"
@@ -560,6 +561,18 @@ def render_html(results: dict, out: Path) -> str:
     tradeoff = _section("Gap to Retrain against cost", trade)
 
     attacks = _section("Membership attacks", _tag("div", attack_table(rows), class_="scroll")) if attacks_in(rows) else ""
+    compared = published_rows(results)
+    published = _section("Beside the published figures", _para(escape(compared[0]) + ".", "note"), _tag(
+        "div", _tag("table", _tag("tr", "".join(_tag("th", escape(h)) for h in compared[1])) + "".join(
+            _tag("tr", "".join(_tag("td", escape(c)) for c in row)) for row in compared[2])), class_="scroll"),
+        _para("Where this run differs from the published setting: " + escape("; ".join(compared[3]) or "nowhere")
+              + ".", "note")) if compared else ""
+    head, settings = settings_rows(results)
+    methods_run = _section("Method settings", _para(
+        "Each method's settings as it ran (resolved from its defaults, the preset and the run's overrides).", "note"),
+        _tag("div", _tag("table", _tag("tr", "".join(_tag("th", escape(h)) for h in head)) + "".join(
+            _tag("tr", "".join(_tag("td", escape(c)) for c in row)) for row in settings)), class_="scroll")
+    ) if settings else ""
     evidence = evidence_html(rows)
     evidence = _section("Evidence beyond the outputs", _tag("div", evidence, class_="scroll")) if evidence else ""
 
@@ -568,7 +581,7 @@ def render_html(results: dict, out: Path) -> str:
                     f"{', '.join(_label(m) for m in _methods(rows)) or '-'}; preset {config.get('preset', '-')}."
                     " UA, MIA-Efficacy, RA, TA are percentages; the best unlearning is the one closest to "
                     "Retrain (exact unlearning), not the highest.", "note")
-            + run + table + evidence + hists + bars + tradeoff + attacks)
+            + run + table + published + evidence + hists + bars + tradeoff + attacks + methods_run)
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{escape(title)}</title><style>{CSS}</style></head>\n<body>{body}</body></html>\n")

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import io
+from .published import METRICS as PUBLISHED_METRICS
+from .published import comparison
 
 # The one list of the paper's accuracy metrics (percent; closest to Retrain is best), used by every writer.
 ACCURACY_METRICS = [("ua", "UA"), ("mia_efficacy", "MIA-Efficacy"), ("ra", "RA"), ("ta", "TA")]
@@ -226,7 +228,7 @@ def markdown_table(rows: list[dict], *, results: dict | None = None) -> str:
                  f"Peak memory: {memory_note(rows)}.")
     lines += [f"\n{note}" for note in [inconclusive_note(rows)] if note]
     lines += [f"\n**Warning:** {w}" for w in run_warnings(results)]
-    for table in (evidence_table(rows), attack_table(rows)):
+    for table in (published_table(results), evidence_table(rows), attack_table(rows), settings_table(results)):
         if table:
             lines += ["", table]
     return "\n".join(lines) + "\n"
@@ -321,6 +323,65 @@ def attack_cell(row: dict, key: str) -> str:
     """An efficacy with its spread over shadow draws (or over seeds, for aggregated rows)."""
     text = fmt(row.get(key), 1, row.get(f"{key}_std", row.get(f"{key}_spread")))
     return mark_inconclusive(text) if inconclusive(row, key) and text != "-" else text
+
+
+def _flat(settings: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def settings_rows(results: dict | None) -> tuple[list[str], list[list[str]]]:
+    """results.json's method_settings (method -> model -> resolved settings) as one table: the header and
+    a row per method and model, each setting a column (blank where a method has no such setting)."""
+    settings = (results or {}).get("method_settings") or {}
+    flat = {(method, model): _flat(values) for method, per_model in settings.items()
+            for model, values in per_model.items()}
+    keys: list[str] = []
+    for values in flat.values():
+        keys += [k for k in values if k not in keys]
+    rows = [[method_label(method), model] + ["" if v.get(k) is None else str(v[k]) for k in keys]
+            for (method, model), v in flat.items()]
+    return ["Method", "Model", *keys], rows
+
+
+def settings_table(results: dict | None) -> str:
+    """The settings each method ran with, exactly as resolved (so a reader sees what ran)."""
+    head, rows = settings_rows(results)
+    if not rows:
+        return ""
+    lines = ["**Method settings** (as each method ran: optimiser, batches, augmentation, schedule and the "
+             "objective's own values)", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def published_rows(results: dict | None) -> tuple[str, list[str], list[list[str]], list[str]] | None:
+    """A protocol's rows beside the published figures (report/published.py): source, header, rows, differences."""
+    found = comparison(results or {})
+    if found is None:
+        return None
+    source, pairs, differ = found
+    head = ["Method"] + [f"{label} ours / published" for _, label in PUBLISHED_METRICS]
+    rows = [[method_label(method)] + [f"{fmt(ours, 2)} / {paper:.2f}" for ours, paper in values.values()]
+            for method, values in pairs]
+    return source, head, rows, differ
+
+
+def published_table(results: dict | None) -> str:
+    found = published_rows(results)
+    if found is None:
+        return ""
+    source, head, rows, differ = found
+    lines = [f"**Beside the published figures**: {source}.", "", "| " + " | ".join(head) + " |",
+             "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines += ["", "Where this run differs from the published setting: " + ("; ".join(differ) or "nowhere") + "."]
+    return "\n".join(lines) + "\n"
 
 
 def csv_text(rows: list[dict]) -> str:
