@@ -10,12 +10,12 @@ through one.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,9 @@ MANIFEST = "run.json"
 FORMAT = "prunelora-run/2"
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
+def file_hash(path: Path, algorithm: str = "sha256") -> str:
+    """The hex digest of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
@@ -34,7 +35,7 @@ def sha256_of(path: Path) -> str:
 
 
 def describe_file(path: Path) -> dict[str, Any]:
-    return {"bytes": path.stat().st_size, "sha256": sha256_of(path)}
+    return {"bytes": path.stat().st_size, "sha256": file_hash(path)}
 
 
 def link_in_the_way(root: Path, path: Path) -> Path | None:
@@ -134,11 +135,11 @@ class Ledger:
                 problems.append(f"{key}: missing")
             elif path.stat().st_size != expected["bytes"]:
                 problems.append(f"{key}: {path.stat().st_size} bytes, {expected['bytes']} when written")
-            elif sha256_of(path) != expected["sha256"]:
+            elif file_hash(path) != expected["sha256"]:
                 problems.append(f"{key}: its content changed since it was written")
         return problems
 
-    @contextmanager
+    @contextlib.contextmanager
     def capture(self) -> Iterator[list[str]]:
         """The keys recorded inside the block (a stage's outputs, to verify before it is reused)."""
         written: list[str] = []
@@ -148,7 +149,7 @@ class Ledger:
         finally:
             self._captured = [c for c in self._captured if c is not written] or None
 
-    @contextmanager
+    @contextlib.contextmanager
     def scratch(self, folder: Path) -> Iterator[None]:
         folder = Path(os.path.abspath(folder))
         self._scratch.append(folder)
@@ -177,10 +178,8 @@ class Ledger:
             del self.outputs[key]
             folders.update(p for p in path.parents if p != self.root and p.is_relative_to(self.root))
         for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
-            try:
+            with contextlib.suppress(OSError):
                 folder.rmdir()  # only when empty: a user's file inside keeps its folder
-            except OSError:
-                pass
         self.save()
 
     def save(self) -> None:
@@ -213,7 +212,7 @@ def active() -> Ledger | None:
     return _active
 
 
-@contextmanager
+@contextlib.contextmanager
 def capture() -> Iterator[list[str]]:
     """The outputs the active ledger records inside the block ([] outside a command)."""
     if _active is None:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import io, ledger
+from . import distributed, io, ledger
 from .adapters import BASE_SUFFIX, base_description, model_card, same_weights, save_adapter_folder
 from .config import DataConfig, RunConfig, fingerprint, to_dict
 from .data import ImageSet, RawDataset, Splits, class_index, load_dataset
@@ -368,10 +368,11 @@ class Experiment:
     def verified(self, what: str, paths: list[Path]) -> bool:
         """Whether a finished stage's outputs are exactly as written (size and sha256 in run.json): a stage
         whose files were truncated, edited or removed is run again, and the results say so."""
-        run = ledger.active()
-        if run is None:  # outside a command (the Python API): nothing was recorded to check against
-            return True
-        problems = run.verify(run.key(p) for p in paths)
+        def check() -> list[str]:
+            run = ledger.active()  # None outside a command (the Python API): nothing recorded to check against
+            return run.verify(run.key(p) for p in paths) if run is not None else []
+
+        problems = distributed.on_main(check)  # rank 0 holds the ledger; every rank takes its decision
         if problems:
             self.warnings.append(f"{what}: a finished stage's output no longer matches run.json ({problems[0]}): "
                                  "the stage was run again")

@@ -6,7 +6,6 @@ and downloads are allowed, the official archive is fetched, its md5 checked, and
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import shutil
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError
+from ..ledger import file_hash
 from .stream import ImageSource
 
 
@@ -148,11 +148,7 @@ def default_data_root() -> Path:
 
 
 def md5sum(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_hash(path, "md5")
 
 
 def extract_archive(archive: Path, spec: ArchiveSpec, root: Path) -> Path:
