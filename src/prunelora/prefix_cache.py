@@ -5,7 +5,7 @@ and PruneLoRA adapt only the last block and the head), and the stages before it 
 deterministic (no batch norm, whose running statistics move in train mode; no active dropout), and
 the data is not augmented, then the prefix's output for an image never changes during unlearning.
 Computing it once removes most of the forward pass and, because nothing before the cut needs
-gradients, all of the backward pass below it (FINDINGS trap 5 and 13).
+gradients, all of the backward pass below it (docs/design.md, traps 5 and 13).
 """
 from __future__ import annotations
 

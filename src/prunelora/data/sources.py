@@ -104,7 +104,7 @@ CIFAR = {
     ),
 }
 
-# Official training-set channel statistics; one normalisation is used everywhere (FINDINGS trap 10).
+# Official training-set channel statistics; one normalisation is used everywhere (docs/design.md, trap 10).
 CIFAR_STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),

@@ -10,7 +10,7 @@ def folded_conv_class():
     """A PEFT LoRA Conv2d whose forward runs one conv with W + s·BA, or two where dropout is on.
 
     PEFT's conv LoRA adds a k x k conv to r channels and a 1 x 1 conv back for every adapted layer,
-    whose activations cost more than the pruned conv itself (FINDINGS trap 12). Convolution is
+    whose activations cost more than the pruned conv itself (docs/design.md, trap 12). Convolution is
     linear in its weight, so conv(x, W) + s·conv(conv(x, A), B) = conv(x, W + s·BA) exactly. With
     dropout on the adapter's input (the paper's 0.1) the update sees dropout(x), not x: the layer
     then computes conv(x, W) + conv(dropout(x), s·BA), one extra conv instead of PEFT's two, in one

@@ -2,9 +2,9 @@
 
 Mask mode uses torch.nn.utils.prune.ln_structured (n=2, dim=0) to choose the channels, makes the
 zeros permanent, and returns a ChannelMasks constraint that re-applies them after every optimiser
-step: without it, Adam and the dense LoRA update re-grow pruned channels (FINDINGS trap 3).
+step: without it, Adam and the dense LoRA update re-grow pruned channels (docs/design.md, trap 3).
 Remove mode uses torch-pruning's dependency graph to take the channels out of the network, so the
-pruned model really is smaller and faster (FINDINGS trap 2).
+pruned model really is smaller and faster (docs/design.md, trap 2).
 """
 from __future__ import annotations
 

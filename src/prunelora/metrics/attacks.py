@@ -8,7 +8,7 @@ uninterpretable. So this module runs several attacks on the same balanced shadow
 reports, for each, both the efficacy and the accuracy of a twin attacker on held-out shadow data
 (50 = chance: an efficacy from such an attacker says nothing about forgetting).
 
-Why it exists (FINDINGS):
+Why it exists (docs/design.md):
 
 * On class-wise forgetting the confidence MIA saturates at 100 for every method (a forgotten class
   gets a true-class confidence far below any member's), so it cannot rank methods there; the

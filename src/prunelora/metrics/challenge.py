@@ -9,7 +9,7 @@ to Retrain. Unlike the SVC attacks this reads the forget set directly, with no s
 Unseen data: the test samples of the forgotten classes where the request forgets classes (same
 distribution as the forget set), else the test set (random forgetting). One departure from the
 kit: the loss is standardised before the regression, which the kit's unscaled regression needs
-on tiny losses (its L2 penalty kept it at chance; FINDINGS trap, reproduced in tests/metrics).
+on tiny losses (its L2 penalty kept it at chance; docs/design.md trap 8, reproduced in tests/metrics).
 """
 from __future__ import annotations
 

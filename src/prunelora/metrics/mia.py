@@ -3,7 +3,7 @@
 An attacker learns to tell members (retain-train) from non-members (test-retain) from the
 model's outputs, on a balanced shadow sample; MIA-Efficacy is the share of forget-train samples it
 calls non-members. The attacker's accuracy on held-out shadow samples is reported beside it: an
-efficacy from an attacker no better than chance says little (FINDINGS trap 8).
+efficacy from an attacker no better than chance says little (docs/design.md, trap 8).
 """
 from __future__ import annotations
 

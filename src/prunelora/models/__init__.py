@@ -79,7 +79,7 @@ def _vit_spec(depth: int) -> ModelSpec:
     # ViT: the paper prunes "the last linear layer and the last attention layer" and adapts the last
     # attention layer and the head. The last linear layer of the feature extractor is the last
     # block's fc2: pruning the 10-way classifier instead (the seed's reading) would remove half the
-    # classes (FINDINGS trap 6).
+    # classes (docs/design.md, trap 6).
     return ModelSpec(
         build=_vit, family="vit", defaults=dict(patch=4, dim=384, depth=12, heads=6, mlp_dim=1536),
         plan=LayerPlan(prune_layers=rf"blocks\.{last}\.(attn\.out_proj|mlp\.fc2)",

@@ -3,7 +3,7 @@
 Attention is built from nn.Linear projections and F.scaled_dot_product_attention. It computes the
 same function as nn.MultiheadAttention, but its output projection is a module the forward pass
 calls, so a LoRA adapter or a pruning mask on it takes effect (nn.MultiheadAttention reads
-out_proj.weight directly and skips any wrapper: FINDINGS trap 1).
+out_proj.weight directly and skips any wrapper: docs/design.md, trap 1).
 """
 from __future__ import annotations
 
