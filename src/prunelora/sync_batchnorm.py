@@ -90,11 +90,11 @@ def synchronized_batch_norm(bn: _BatchNorm, x: torch.Tensor) -> torch.Tensor:
     else:  # an empty shard counts as nothing, but stays in the graph: every rank's backward must all-reduce
         var = mean = xf.sum(dim=dims)
     world, rank = distributed.world_size(), distributed.rank()
-    mine = torch.cat([torch.tensor([per_channel, x.shape[0]], dtype=torch.float64, device=x.device),
+    mine = torch.cat([torch.tensor([per_channel], dtype=torch.float64, device=x.device),
                       mean.double(), var.double()])
     rows = _SumOverRanks.apply(torch.stack([mine if r == rank else torch.zeros_like(mine) for r in range(world)]))
     counts = rows[:, 0].detach()  # exact: each row is one rank's, the others add 0
-    means, variances = rows[:, 2:2 + channels], rows[:, 2 + channels:]
+    means, variances = rows[:, 1:1 + channels], rows[:, 1 + channels:]
     n = int(counts.sum())
     if n == 0:  # every shard empty: what the plain batch norm does with an empty batch
         return type(bn).forward(bn, x)
