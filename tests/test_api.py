@@ -8,7 +8,7 @@ from torch import nn
 
 import prunelora
 import prunelora.api as api
-from prunelora import io
+from prunelora import storage
 from prunelora.models import build_model, get_spec
 
 
@@ -35,7 +35,7 @@ def test_a_loaded_prunelora_model_uses_its_registry_plan(name, args, digits_spli
     channels, size, _ = digits_splits.image_shape
     model = build_model(name, 10, channels, size, digits_splits.mean, digits_splits.std, args)
     path = tmp_path / "m.safetensors"
-    io.save_model(model, path, {"model": name, "model_args": args, "num_classes": 10, "in_channels": channels,
+    storage.save_model(model, path, {"model": name, "model_args": args, "num_classes": 10, "in_channels": channels,
                                 "image_size": size, "mean": list(digits_splits.mean), "std": list(digits_splits.std)})
     plan, recipe = _plan_used(monkeypatch, prunelora.load(path), digits_splits)
     spec = get_spec(name, args)

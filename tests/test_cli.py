@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import prunelora.runner as runner
-from prunelora import io
+from prunelora import storage
 from prunelora.cli import main
 from prunelora.metrics.evaluate import SPLITS
 
@@ -59,7 +59,7 @@ def test_reproduce_on_the_smoke_preset(tmp_path, capsys):
 def test_train_then_unlearn_then_evaluate(tmp_path, capsys, digits_checkpoint):
     train_rows = load_rows(digits_checkpoint.parents[3])
     assert [(r["model"], r["method"], r["epochs"]) for r in train_rows] == [("resnet18", "original", None)]
-    meta = io.read_meta(digits_checkpoint)
+    meta = storage.read_meta(digits_checkpoint)
     assert meta["model"] == "resnet18" and meta["model_args"] == {"width": 4} and meta["in_channels"] == 1
 
     unlearned = tmp_path / "unlearn"
@@ -69,7 +69,7 @@ def test_train_then_unlearn_then_evaluate(tmp_path, capsys, digits_checkpoint):
     rows = load_rows(unlearned)
     assert [(r["method"], r["epochs"]) for r in rows] == [("lora", 1), ("lora", 2)]
     checkpoint = unlearned / "seed0" / "models" / "resnet18" / "lora_e2.safetensors"
-    assert io.read_meta(checkpoint)["method"] == "lora"
+    assert storage.read_meta(checkpoint)["method"] == "lora"
 
     dump = tmp_path / "dump" / "logits.npz"
     evaluated = tmp_path / "evaluate"
@@ -108,11 +108,11 @@ def test_train_with_two_seeds_saves_each_seeds_own_original(tmp_path, capsys):
     states = {}
     for seed in (0, 1):
         path = out / f"seed{seed}" / "models" / "resnet18" / "original.safetensors"
-        model, meta = io.load_model(path)
+        model, meta = storage.load_model(path)
         assert meta["seed"] == seed
         states[seed] = model.state_dict()
-        cached = [io.load_model(p)[0].state_dict() for p in (out / "cache").glob("resnet18-*.safetensors")
-                  if io.read_meta(p)["seed"] == seed]
+        cached = [storage.load_model(p)[0].state_dict() for p in (out / "cache").glob("resnet18-*.safetensors")
+                  if storage.read_meta(p)["seed"] == seed]
         assert len(cached) == 1 and all(torch.equal(cached[0][k], states[seed][k]) for k in states[seed])
     assert not torch.equal(states[0]["stem.0.weight"], states[1]["stem.0.weight"])
 
@@ -288,7 +288,7 @@ def test_checkpoint_commands_take_dataset_model_and_subset_from_the_checkpoint(t
     assert config["data"]["train_per_class"] == 24  # the smoke subset it was trained on, not the cpu preset's 500
     assert config["model_args"]["resnet18"] == {"width": 4}
     unlearned = out / "seed0" / "models" / "resnet18" / "finetune_e1.safetensors"
-    assert io.read_meta(unlearned)["forget_class"] == 3
+    assert storage.read_meta(unlearned)["forget_class"] == 3
 
     rc, _, err = run_cli(["evaluate", "--checkpoint", unlearned, "--no-progress", "--out", tmp_path / "same"], capsys)
     assert rc == 0, err

@@ -157,7 +157,7 @@ def _compare_with_plain(rank: int, dtype: torch.dtype, tol: float) -> None:
         ((ref_out - target) ** 2).sum((1, 2)).mean().backward()
         what = f"rank {rank} {dtype} step {step} batch {n} split {split}"
 
-        def close(actual, expected, name=""):
+        def close(actual, expected, name="", what=what):
             torch.testing.assert_close(actual, expected, rtol=tol, atol=tol, msg=lambda m: f"{what} {name}\n{m}")
 
         close(out, ref_out[rows], "output")

@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from prunelora import io, ledger, run_folder
+from prunelora import ledger, storage
 
 from .helpers import run_cli
 
@@ -210,7 +210,7 @@ def test_a_truncated_cached_original_is_retrained(reference, tmp_path, capsys):
     rc, _, err = run_cli([*RUN, "--out", out], capsys)
     assert rc == 0, err
     assert measured(out) == measured(reference)
-    assert io.load_model(cached)[0] is not None
+    assert storage.load_model(cached)[0] is not None
 
 
 # -- interruption at any moment --------------------------------------------------------------------
@@ -308,9 +308,9 @@ def _tampered(reference: Path, tmp_path: Path, **changes) -> Path:
     from safetensors.torch import load_file, save_file
 
     source = next((reference / "cache").glob("*.safetensors"))
-    meta = {**io.read_meta(source), **changes}
+    meta = {**storage.read_meta(source), **changes}
     path = tmp_path / "tampered.safetensors"
-    save_file(load_file(str(source)), str(path), metadata={"format": io.FORMAT, "meta": json.dumps(meta)})
+    save_file(load_file(str(source)), str(path), metadata={"format": storage.FORMAT, "meta": json.dumps(meta)})
     return path
 
 

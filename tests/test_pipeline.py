@@ -12,7 +12,7 @@ import pytest
 
 import prunelora.pipeline as pipeline
 import prunelora.runner as runner
-from prunelora import io
+from prunelora import storage
 from prunelora.config import default_methods, resolve, to_dict
 from prunelora.data import class_splits
 from prunelora.metrics.accuracy import unlearning_metrics
@@ -136,7 +136,7 @@ def test_saved_deliverables_are_the_evaluated_models(smoke_run, digits_raw):
     for row in rows:
         tag = row["method"] + (f"_e{row['epochs']}" if row["epochs"] is not None else "")
         path = smoke_run / "seed0" / "models" / row["model"] / f"{tag}.safetensors"
-        model, meta = io.load_model(path)
+        model, meta = storage.load_model(path)
         assert meta["method"] == row["method"] and meta["epochs"] == row["epochs"]
         logits, _ = collect_logits(model, splits)
         with np.load(smoke_run / row["logits_file"], allow_pickle=False) as data:

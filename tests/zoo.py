@@ -118,9 +118,16 @@ class TimmViT(nn.Module):
 
 def hf_models() -> dict[str, nn.Module]:
     """Tiny random-init transformers classifiers for 1 x 16 x 16 digits, 10 classes (never downloaded)."""
-    from transformers import (ConvNextConfig, ConvNextForImageClassification, ResNetConfig,
-                              ResNetForImageClassification, SwinConfig, SwinForImageClassification, ViTConfig,
-                              ViTForImageClassification)
+    from transformers import (
+        ConvNextConfig,
+        ConvNextForImageClassification,
+        ResNetConfig,
+        ResNetForImageClassification,
+        SwinConfig,
+        SwinForImageClassification,
+        ViTConfig,
+        ViTForImageClassification,
+    )
 
     torch.manual_seed(0)
     return {

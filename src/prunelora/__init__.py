@@ -14,9 +14,9 @@ from .config import RunConfig  # noqa: E402
 from .data import ImageSet, Splits, class_splits, load_dataset  # noqa: E402
 from .errors import UserError  # noqa: E402
 from .methods import METHODS, register  # noqa: E402
-from .objectives import OBJECTIVES  # noqa: E402
 from .models import REGISTRY as MODELS  # noqa: E402
 from .models import LayerPlan  # noqa: E402
+from .objectives import OBJECTIVES  # noqa: E402
 
 __all__ = ["ImageSet", "LayerPlan", "METHODS", "MODELS", "OBJECTIVES", "RunConfig", "Splits", "UnlearnResult",
            "UnlearningWarning", "UserError", "class_splits", "evaluate", "load", "load_dataset", "plan", "register", "unlearn"]

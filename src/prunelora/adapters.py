@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import io
+from . import storage
 from .errors import UserError
 
 BASE_FILE = "base_model.safetensors"
@@ -83,17 +83,17 @@ def model_card(meta: dict[str, Any], metrics: dict[str, Any], description: str, 
 def save_adapter_folder(folder: Path, save_adapter, base: nn.Module, base_meta: dict[str, Any],
                         card: str) -> None:
     """Write the adapter, its base and its card into `folder`, atomically."""
-    with io.atomic_dir(folder) as tmp:
+    with storage.atomic_dir(folder) as tmp:
         save_adapter(tmp)
-        io.save_model(base, tmp / BASE_FILE, base_meta)
+        storage.save_model(base, tmp / BASE_FILE, base_meta)
         update_config(tmp, base_model_name_or_path=BASE_FILE)
-        io.write_text(tmp / "README.md", card)
+        storage.write_text(tmp / "README.md", card)
 
 
 def update_config(folder: Path, **fields: Any) -> None:
     """Set fields of a saved adapter's adapter_config.json (its base, the user's own layer names)."""
     path = folder / "adapter_config.json"
-    io.write_json(path, {**json.loads(path.read_text()), **fields})
+    storage.write_json(path, {**json.loads(path.read_text()), **fields})
 
 
 def is_adapter_folder(path: Path) -> bool:
@@ -118,7 +118,7 @@ def base_path(folder: str | Path) -> Path:
 
 def adapter_meta(folder: str | Path) -> dict[str, Any]:
     """The description of the model an adapter folder gives: its base's, as the unlearned model."""
-    meta = io.read_meta(base_path(folder))
+    meta = storage.read_meta(base_path(folder))
     meta["method"] = str(meta.get("method", "")).removesuffix(BASE_SUFFIX)
     meta.pop("adapter_base", None)
     return meta
@@ -126,7 +126,7 @@ def adapter_meta(folder: str | Path) -> dict[str, Any]:
 
 def checkpoint_meta(path: Path) -> dict[str, Any]:
     """The description of a checkpoint file or of a saved adapter folder."""
-    return adapter_meta(path) if is_adapter_folder(path) else io.read_meta(path)
+    return adapter_meta(path) if is_adapter_folder(path) else storage.read_meta(path)
 
 
 def load_checkpoint(path: Path) -> tuple[nn.Module, dict[str, Any]]:
@@ -134,14 +134,14 @@ def load_checkpoint(path: Path) -> tuple[nn.Module, dict[str, Any]]:
     the same function)."""
     if is_adapter_folder(path):
         return load_adapter(path).merge_and_unload(), adapter_meta(path)
-    return io.load_model(path)
+    return storage.load_model(path)
 
 
 def load_adapter(folder: str | Path) -> nn.Module:
     """The PEFT model of a saved adapter folder: its base (a prunelora checkpoint) with the adapter."""
     from peft import PeftModel
 
-    base, _ = io.load_model(base_path(folder))
+    base, _ = storage.load_model(base_path(folder))
     return PeftModel.from_pretrained(base, str(folder))
 
 
@@ -163,7 +163,7 @@ def save_user_adapter(folder: Path, prepared, plan, wrapped: bool, template: nn.
         from .methods.reinflate import reinflate
 
         base = reinflate(base, copy.deepcopy(template), removed)
-    with io.atomic_dir(folder) as tmp:
+    with storage.atomic_dir(folder) as tmp:
         prepared.save_adapters(tmp)
         weights = tmp / "adapter_model.safetensors"
         if wrapped or removed:
@@ -173,12 +173,12 @@ def save_user_adapter(folder: Path, prepared, plan, wrapped: bool, template: nn.
                 from .methods.reinflate import reinflated_state
 
                 tensors = reinflated_state(tensors, removed)
-            io.save_tensors(tensors, weights)
+            storage.save_tensors(tensors, weights)
         if hasattr(base, "save_pretrained"):
             base.save_pretrained(str(tmp / "base"))
             base_name = "base"
         else:
-            io.save_tensors({k: v.detach().contiguous().cpu() for k, v in base.state_dict().items()}, tmp / BASE_FILE)
+            storage.save_tensors({k: v.detach().contiguous().cpu() for k, v in base.state_dict().items()}, tmp / BASE_FILE)
             base_name = BASE_FILE
         update_config(tmp, target_modules=plan.lora_layers, modules_to_save=list(plan.train_modules) or None,
                       base_model_name_or_path=base_name)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import io
+from . import storage
 from .adapters import is_adapter_folder, load_adapter
 from .config import EvidenceConfig, RunConfig, UnlearnConfig, validate
 from .data import EVAL_BATCH, ImageSet, Splits, to_float
@@ -330,4 +330,4 @@ def load(path: str | Path) -> nn.Module:
     """
     if is_adapter_folder(Path(path)):
         return load_adapter(path)
-    return io.load_model(path)[0]
+    return storage.load_model(path)[0]

@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import io, run_folder
+from . import run_folder, storage
 from .errors import UserError
 from .machine import LoadProbe, facts, matmul_flops_per_sec
 
@@ -229,9 +229,8 @@ def measure_variant(variant: Variant, original: nn.Module, config, plan, family:
                     compile_model: bool = False, progress: bool = False,
                     matmul_rate: float | None = None) -> dict[str, Any]:
     """One row: timing, memory and FLOPs of one method on one model (ratios are filled in later)."""
-    from .runner import method_context
-
     from .methods import get_method
+    from .runner import method_context
 
     ctx = method_context(config, plan, family, fresh, retain)
     epochs = warmup_epochs + timed_epochs
@@ -483,8 +482,8 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS, methods: Sequence[str]
     results["markdown"] = markdown(results)
     if out is not None:
         out = Path(out)
-        io.write_json(out / BENCH_FILE, results)
-        io.write_text(out / TABLE_FILE, results["markdown"])
+        storage.write_json(out / BENCH_FILE, results)
+        storage.write_text(out / TABLE_FILE, results["markdown"])
         results["files"] = [str(out / BENCH_FILE), str(out / TABLE_FILE)]
     return results
 

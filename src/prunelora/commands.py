@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import io, run_folder
+from . import run_folder, storage
 from .adapters import checkpoint_meta, load_checkpoint
 from .config import RunConfig, _merge, fingerprint, load_yaml, resolve
 from .errors import UserError
@@ -105,7 +105,7 @@ def run(command: str, yaml_path: str | None, flags: dict[str, Any], *, checkpoin
     if dump_logits is not None and not dump_logits.endswith(".npz"):
         raise UserError(f"--dump-logits needs a .npz file name, got '{dump_logits}'")
     identity = config.identity()
-    digest = io.file_digest(path) if path is not None else None
+    digest = storage.file_digest(path) if path is not None else None
     if digest is not None:
         identity["checkpoint"] = digest
     if dump_logits is not None:
@@ -155,7 +155,7 @@ def _train(exp: Experiment) -> list[dict]:
         for name in exp.config.models:
             model, meta = exp.original(name, seed)
             model_rows = exp.original_rows(name, seed, model, meta)
-            io.save_model(model, exp.seed_dir(seed) / "models" / name / "original.safetensors", meta)
+            storage.save_model(model, exp.seed_dir(seed) / "models" / name / "original.safetensors", meta)
             rows += model_rows
     return rows
 
@@ -202,8 +202,8 @@ def _run_user_model(command: str, yaml_path: str | None, flags: dict[str, Any], 
     mean, std = (mean, std) if mean is not None or std is not None else (user.mean, user.std)
     config.models = [user.name]
     identity = config.identity()
-    identity.update(model=spec, weights=io.file_digest(weights) if weights else None, mean=mean, std=std,
-                    source=io.file_digest(spec[3:]) if spec.startswith("hf:") and Path(spec[3:]).exists() else spec)
+    identity.update(model=spec, weights=storage.file_digest(weights) if weights else None, mean=mean, std=std,
+                    source=storage.file_digest(spec[3:]) if spec.startswith("hf:") and Path(spec[3:]).exists() else spec)
     config.out = config.out or f"runs/{command}/{user.name}-{fingerprint(identity)[:8]}"
     probe = LoadProbe(set_threads(config.threads))
     started = time.perf_counter()

@@ -8,7 +8,7 @@ trainable parameters are averaged over the ranks (one all-reduce of their flatte
 concatenation), so every optimiser step is the single-process step on the global batch. DDP itself is not
 used: several objectives run more than one forward pass per step (NegGrad+, SCRUB, the teacher's
 forward), which DDP's reducer refuses; the averaged gradient is the same. Prefix caches and
-evaluation are computed per shard and gathered; only rank 0 writes files (io's atomic writers),
+evaluation are computed per shard and gathered; only rank 0 writes files (storage's atomic writers),
 and every rank waits at each write so that what one reads the others have written.
 
 Batch norm would normalise each shard with its own statistics (as plain DDP does). While training,

@@ -1,7 +1,7 @@
 """The manifest of what a run wrote: the only files prunelora may replace or delete.
 
-While a command runs, its run folder's ledger is active: every atomic write (io.atomic_path,
-io.atomic_dir) first asks it whether the target may be written (a new path, or one this run wrote
+While a command runs, its run folder's ledger is active: every atomic write (storage.atomic_path,
+storage.atomic_dir) first asks it whether the target may be written (a new path, or one this run wrote
 itself), then records the file's size and sha256 in run.json's `outputs`. `--overwrite` removes
 exactly the listed files, and a finished stage is reused only when its files still match the
 recorded hashes (a truncated or edited output is redone, never trusted). Nothing here follows a

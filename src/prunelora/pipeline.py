@@ -17,25 +17,31 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import distributed, io, ledger
+from . import distributed, ledger, storage
 from .adapters import BASE_SUFFIX, base_description, model_card, same_weights, save_adapter_folder
 from .config import DataConfig, RunConfig, fingerprint, to_dict
 from .data import ImageSet, RawDataset, Splits, class_index, load_dataset
 from .data.scenarios import request_splits, requests_of
 from .errors import UserError
+from .machine import LoadProbe, facts
 from .methods import get_method
 from .methods.pruning import matching_modules, removal_blocker
-from .machine import LoadProbe, facts
 from .metrics.cost import MemoryMeter
-from .metrics.finite import require_finite_logits
 from .metrics.evaluate import SPLITS, collect_logits, metrics_from_logits, model_evidence, set_accuracy
+from .metrics.finite import require_finite_logits
 from .metrics.summary import add_retrain_gap, aggregate_seeds
 from .metrics.verdict import add_verdicts
 from .models import LayerPlan, build_model, get_spec
-from .runner import (MethodRun, count_trainable, effective_plan, method_context, pretrain_settings,
-                     resolved_settings, run_method)
+from .runner import (
+    MethodRun,
+    count_trainable,
+    effective_plan,
+    method_context,
+    pretrain_settings,
+    resolved_settings,
+    run_method,
+)
 from .train import PRETRAIN_HINT, fit
-
 
 EVIDENCE_VERSION = 4  # raised when the evidence itself changes: finished stages are re-evaluated
 # Keys that evaluation writes: dropped from a re-evaluated row before the new metrics go in.
@@ -205,7 +211,7 @@ class Experiment:
                 original, meta = original_of(name, seed)
                 self.references[(name, seed)] = original
                 first = len(rows)
-                chain = {m: ((lambda: original), meta["key"]) for m in self.config.methods}
+                chain = {m: ((lambda model=original: model), meta["key"]) for m in self.config.methods}
                 for request in range(1, len(self.requests) + 1):
                     rows += self.original_rows(name, seed, original, meta, request)
                     for method in self.config.methods:
@@ -232,7 +238,7 @@ class Experiment:
                           to_dict(cfg)["pretrain"], seed)
         path = self.out / "cache" / f"{name}-{key}.safetensors"
         if path.is_file() and self.verified(f"{name} original", [path]):
-            model, meta = io.load_model(path)
+            model, meta = storage.load_model(path)
             self.reused_stages += 1
             self.reused_sec += float((meta.get("training") or {}).get("total_sec") or 0.0)
             self._originals[(name, seed)] = model.to(self.device), {**meta, "key": key}
@@ -240,7 +246,7 @@ class Experiment:
         model, training = self.train_original(name, splits.train, seed, f"{name} original")
         meta = model_meta(name, args, splits, cfg.data, method="original", training=training, seed=seed,
                           key=key)
-        io.save_model(model, path, meta)
+        storage.save_model(model, path, meta)
         self._originals[(name, seed)] = model, meta
         return model, meta
 
@@ -335,7 +341,7 @@ class Experiment:
                     final_file = folder["models"] / saved["final"] if saved.get("final") else None
                     if saved.get("evidence") != self.evidence_key():
                         saved["rows"] = self.reevaluate(saved["rows"], name, seed, request)
-                        io.write_json(marker, {**saved, "evidence": self.evidence_key()})
+                        storage.write_json(marker, {**saved, "evidence": self.evidence_key()})
                     return saved["rows"], lambda: self._load_final(final_file), key
             except (ValueError, KeyError, TypeError, AttributeError):
                 self.warnings.append(f"{name} {method}: its stage record {marker} is damaged: the stage was run again")
@@ -360,7 +366,7 @@ class Experiment:
         self.training_sec += sum(run.history.epoch_seconds)
         with ledger.capture() as outputs:
             rows, final_file = self._deliver(name, args, run, seed, start_model, request)
-        io.write_json(marker, {"fingerprint": key, "rows": rows, "stage_sec": time.perf_counter() - started,
+        storage.write_json(marker, {"fingerprint": key, "rows": rows, "stage_sec": time.perf_counter() - started,
                                "final": final_file, "evidence": self.evidence_key(), "outputs": outputs})
         final = run.snapshots[-1].model
         return rows, lambda: final, key
@@ -391,7 +397,7 @@ class Experiment:
             path = folder / f"{tag}.safetensors"
             if not path.is_file():
                 raise UserError(f"a finished stage's model is missing ({path}); rerun with --overwrite")
-            model = io.load_model(path)[0].to(self.device)
+            model = storage.load_model(path)[0].to(self.device)
             logits = self.logits_path(name, row["method"], row["epochs"], seed, request)
             metrics = self.evaluate(model, seed, logits, request, name)
             merged = {k: metrics.get(k, v) for k, v in row.items()  # the row's order; stale evidence dropped
@@ -407,7 +413,7 @@ class Experiment:
     def _load_final(self, path: Path | None) -> nn.Module:
         if path is None or not path.is_file():
             raise UserError(f"a finished stage's model is missing ({path}); rerun with --overwrite")
-        return io.load_model(path)[0].to(self.device)
+        return storage.load_model(path)[0].to(self.device)
 
     def _deliver(self, name: str, args: dict, run: MethodRun, seed: int, original: nn.Module,
                  request: int = 1) -> tuple[list[dict], str]:
@@ -423,7 +429,7 @@ class Experiment:
             meta = model_meta(name, args, splits, self.config.data, method=run.method, epochs=snap.epochs, seed=seed,
                               forget_class=splits.forget_class, forget_classes=splits.forget_classes,
                               request=request, **run.info)
-            io.save_model(snap.model, folder / f"{tag}.safetensors", meta)
+            storage.save_model(snap.model, folder / f"{tag}.safetensors", meta)
             logits = self.logits_path(name, run.method, snap.epochs, seed, request)
             metrics = self.evaluate(snap.model, seed, logits, request, name)
             if run.prepared.save_adapters is not None and snap is run.snapshots[-1]:
@@ -465,7 +471,7 @@ def save_logits(path: Path, logits: dict[str, np.ndarray], labels: dict[str, np.
     for split in SPLITS:
         arrays[f"{split}_logits"] = logits[split]
         arrays[f"{split}_labels"] = labels[split]
-    with io.atomic_path(path, ".npz") as tmp:
+    with storage.atomic_path(path, ".npz") as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, **arrays)
 

@@ -86,7 +86,7 @@ class PrefixCache:
 
     @classmethod
     def build(cls, model: nn.Module, data: ImageSet, batch_size: int = 256,
-              budget_bytes: int | None = None) -> "PrefixCache | None":
+              budget_bytes: int | None = None) -> PrefixCache | None:
         """The cache, or None where it would not be exact, would save nothing, or would not fit the budget."""
         stages = flat_stages(model)
         if not stages:

@@ -42,7 +42,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from . import distributed
 
-_synced: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()  # the batch norms a context synchronises now
+_synced: weakref.WeakSet[nn.Module] = weakref.WeakSet()  # the batch norms a context synchronises now
 
 
 class _SumOverRanks(torch.autograd.Function):

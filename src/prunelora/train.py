@@ -27,7 +27,6 @@ from .machine import synchronize
 from .prefix_cache import PrefixCache
 from .sync_batchnorm import synchronized
 
-
 # What to lower when a run diverges (fit's hint): any run, pre-training (the original, Retrain), relearn time.
 LR_HINT = "lower the learning rate"
 PRETRAIN_HINT = "lower the pre-training learning rate (--set pretrain.lr=...)"

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import io
+from . import storage
 from .config import fingerprint, to_dict
 from .errors import UserError
 from .metrics.evaluate import predict
@@ -141,6 +141,6 @@ def save_scores(path: Path, scores: dict[tuple[str, int | None], np.ndarray]) ->
     arrays = {f"s{i}": scores[k] for i, k in enumerate(keys)}
     arrays["methods"] = np.array([m for m, _ in keys])
     arrays["epochs"] = np.array([-1 if e is None else e for _, e in keys])
-    with io.atomic_path(path, ".npz") as tmp:
+    with storage.atomic_path(path, ".npz") as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, **arrays)

@@ -17,8 +17,9 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from . import io
-from .api import as_classifier, plan as plan_of, unlearn
+from . import storage
+from .api import as_classifier, unlearn
+from .api import plan as plan_of
 from .data import to_float
 from .errors import UserError
 from .methods import get_method
@@ -125,7 +126,7 @@ def user_rows(exp: Experiment, user: UserModel, mean, std, started: float | None
 
 def save_user_result(folder: Path, user: UserModel, result, splits, metrics: dict) -> None:
     """The unlearned model as the user loads it, its adapter, and what was done (prunelora.json)."""
-    with io.atomic_dir(folder) as tmp:
+    with storage.atomic_dir(folder) as tmp:
         model = result.in_original_shapes(copy.deepcopy(user.model))  # remove mode: zeros where channels went
         if user.kind == "hf":
             model.save_pretrained(str(tmp / "model"))
@@ -136,7 +137,7 @@ def save_user_result(folder: Path, user: UserModel, result, splits, metrics: dic
             state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
             save_file(state, str(tmp / "model.safetensors"))
         result.save_adapter(tmp / "adapter", template=copy.deepcopy(user.model))
-        io.write_json(tmp / "prunelora.json", {
+        storage.write_json(tmp / "prunelora.json", {
             "model": user.describe(), "method": result.method, "epochs": result.epochs,
             "forget_class": splits.forget_class,
             "forget_class_name": splits.class_names[splits.forget_class] if splits.forget_class is not None else None,

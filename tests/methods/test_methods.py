@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from prunelora import io
+from prunelora import storage
 from prunelora.data import to_float
 from prunelora.errors import UserError
 from prunelora.methods import METHODS, get_method, resolve_recipe
@@ -315,8 +315,8 @@ def test_remove_mode_shrinks_convs_runs_and_round_trips_through_safetensors(tmp_
     assert out.shape == (16, 10) and torch.isfinite(out).all()
 
     path = tmp_path / "pruned.safetensors"
-    io.save_model(model, path, {**_meta("resnet18", digits_splits), **run.info})  # as the pipeline saves it
-    loaded, meta = io.load_model(path)
+    storage.save_model(model, path, {**_meta("resnet18", digits_splits), **run.info})  # as the pipeline saves it
+    loaded, meta = storage.load_model(path)
     assert meta["model"] == "resnet18"
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert {k: tuple(v.shape) for k, v in loaded.state_dict().items()} == shapes

@@ -11,8 +11,7 @@ from sklearn.svm import SVC
 
 from prunelora.metrics import attacks as A
 from prunelora.metrics import mia
-from prunelora.metrics.attacks import (ATTACKS, attack_suite, confidence, entropy, loss, modified_entropy,
-                                       prob)
+from prunelora.metrics.attacks import ATTACKS, attack_suite, confidence, entropy, loss, modified_entropy, prob
 
 NAMES = ("svc_confidence", "svc_entropy", "svc_m_entropy", "svc_prob", "loss_lr")
 KEYS = {n: A.attack_keys(n) for n in NAMES}
@@ -143,9 +142,9 @@ def test_confidence_prob_loss_agree():
     c = confidence(z, y)
     assert c.shape == (20, 1) and c.dtype == np.float64
     np.testing.assert_allclose(c[:, 0], p[np.arange(20), y], rtol=1e-12)
-    l = loss(z, y)
-    assert l.shape == (20, 1) and l.dtype == np.float64
-    np.testing.assert_allclose(l[:, 0], -np.log(c[:, 0]), rtol=1e-9)
+    per_loss = loss(z, y)
+    assert per_loss.shape == (20, 1) and per_loss.dtype == np.float64
+    np.testing.assert_allclose(per_loss[:, 0], -np.log(c[:, 0]), rtol=1e-9)
 
 
 @pytest.mark.parametrize("fn,width", [(confidence, 1), (entropy, 1), (modified_entropy, 1), (prob, K), (loss, 1)])

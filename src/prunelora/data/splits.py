@@ -9,7 +9,7 @@ import torch
 
 from ..errors import UserError
 from .sources import RawDataset
-from .stream import ImageSource, Images, StreamedImages, array_source, concat, take
+from .stream import Images, ImageSource, StreamedImages, array_source, concat, take
 
 
 @dataclass
@@ -28,21 +28,21 @@ class ImageSet:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
-    def to(self, device: torch.device | str) -> "ImageSet":
+    def to(self, device: torch.device | str) -> ImageSet:
         return ImageSet(self.images.to(device), self.labels.to(device))
 
     @property
     def streamed(self) -> bool:
         return isinstance(self.images, StreamedImages)
 
-    def subset(self, index: torch.Tensor | np.ndarray) -> "ImageSet":
+    def subset(self, index: torch.Tensor | np.ndarray) -> ImageSet:
         """The samples at `index`: positions, or a boolean mask over the set."""
         index = torch.as_tensor(index, device=self.labels.device)
         index = index if index.dtype == torch.bool else index.long()
         return ImageSet(take(self.images, index), self.labels[index])
 
     @staticmethod
-    def join(parts: list["ImageSet"], labels: torch.Tensor | None = None) -> "ImageSet":
+    def join(parts: list[ImageSet], labels: torch.Tensor | None = None) -> ImageSet:
         """The sets one after the other (labels: replacements for the joined labels)."""
         joined = torch.cat([p.labels for p in parts]) if labels is None else labels
         return ImageSet(concat([p.images for p in parts]), joined)

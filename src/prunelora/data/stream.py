@@ -142,10 +142,10 @@ class StreamedImages:
         images = self.source.read(self._positions(index)).to(self.device, non_blocking=True)
         return images[0] if isinstance(index, (int, np.integer)) else images
 
-    def select(self, index: Any) -> "StreamedImages":
+    def select(self, index: Any) -> StreamedImages:
         return StreamedImages(self.source, self._positions(index), self.device)
 
-    def to(self, device: torch.device | str) -> "StreamedImages":
+    def to(self, device: torch.device | str) -> StreamedImages:
         return StreamedImages(self.source, self.positions, device)
 
     def __repr__(self) -> str:

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..data import ImageSet, eval_batches
 from ..errors import UserError
-from .reinflate import Removed, RemovalLog
+from .reinflate import RemovalLog, Removed
 
 
 def matching_modules(model: nn.Module, pattern: str, kinds=(nn.Conv2d, nn.Linear)) -> dict[str, nn.Module]:

@@ -17,8 +17,8 @@ from torch import nn
 from ..errors import UserError
 from .base import MethodContext, Prepared, working_copy
 from .lora import attach_lora, merged_copy, unloaded_copy
-from .reinflate import Removed
 from .pruning import ChannelMasks, bind_lora_masks, l2_channel_masks, recalibrate_batchnorm, remove_channels
+from .reinflate import Removed
 
 
 def prune(model: nn.Module, ctx: MethodContext) -> tuple[ChannelMasks | None, dict, Removed | None]:

@@ -57,7 +57,7 @@ class MemoryMeter:
         self._tensors: TensorPeak | None = None
         self._tensors_exited = False
 
-    def __enter__(self) -> "MemoryMeter":
+    def __enter__(self) -> MemoryMeter:
         if self.device.type == "cuda":
             synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -119,7 +119,7 @@ class Stopwatch:
         self.device = device
         self.seconds = 0.0
 
-    def __enter__(self) -> "Stopwatch":
+    def __enter__(self) -> Stopwatch:
         synchronize(self.device)
         self._start = time.perf_counter()
         return self

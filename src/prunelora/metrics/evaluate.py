@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from .. import distributed
+from ..config import EvidenceConfig
 from ..data import EVAL_BATCH, ImageSet, Splits, eval_batches
 from .accuracy import accuracy, unlearning_metrics
-from ..config import EvidenceConfig
 from .attacks import attack_suite
 from .blas import one_blas_thread
 from .challenge import challenge_metrics

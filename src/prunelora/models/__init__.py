@@ -32,13 +32,13 @@ class LayerPlan:
     family: str = ""  # resnet | vit: which pre-training recipe Retrain uses ("" = the registry's)
 
     @classmethod
-    def infer(cls, model: nn.Module, example: torch.Tensor, run: nn.Module | None = None) -> "LayerPlan":
+    def infer(cls, model: nn.Module, example: torch.Tensor, run: nn.Module | None = None) -> LayerPlan:
         """A plan for a model outside the registry, from its structure (models/inference.py)."""
         from .inference import infer_plan
 
         return infer_plan(model, example, run)
 
-    def prefixed(self, prefix: str) -> "LayerPlan":
+    def prefixed(self, prefix: str) -> LayerPlan:
         """The same layers seen from a wrapper that holds the model under `prefix` (e.g. "inner.")."""
         def regex(pattern: str) -> str:
             return f"{re.escape(prefix)}(?:{pattern})"

@@ -7,10 +7,10 @@ out_proj.weight directly and skips any wrapper: docs/design.md, trap 1).
 """
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
 from collections import OrderedDict
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .layers import Normalize, TokenMeanPool

@@ -15,19 +15,38 @@ import base64
 import io as stdio
 import json
 import math
+from collections.abc import Iterable
 from html import escape
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
-from .. import io
+from .. import storage
 from ..metrics.attacks import attacks_in
 from .plots import figure2_rows, histogram_file, loss_histogram_figure, new_figure
-from .tables import (ACCURACY_METRICS, memory_note, EVIDENCE, INCONCLUSIVE, budgets_of, display_rows, evidence_caption,
-                     evidence_cell, fmt, gap_note, inconclusive, inconclusive_note, longest, method_label,
-                     method_rank, published_rows, request_heading, requests_of_rows, run_warnings,
-                     settings_rows)
+from .tables import (
+    ACCURACY_METRICS,
+    EVIDENCE,
+    INCONCLUSIVE,
+    budgets_of,
+    display_rows,
+    evidence_caption,
+    evidence_cell,
+    fmt,
+    gap_note,
+    inconclusive,
+    inconclusive_note,
+    longest,
+    memory_note,
+    method_label,
+    method_rank,
+    published_rows,
+    request_heading,
+    requests_of_rows,
+    run_warnings,
+    settings_rows,
+)
 
 # How a column's best is judged: closest to Retrain's value (the exact-unlearning reference), or lowest.
 CLOSEST, LOWER = "closest to retrain", "lower"
@@ -384,7 +403,7 @@ def evidence_html(rows: list[dict]) -> str:
     columns = [(k, label) for k, label in EVIDENCE if any(r.get(k) is not None for r in rows)]
     if not any(k != "tow" for k, _ in columns):
         return ""
-    head = _tag("tr", "".join(_tag("th", escape(h)) for h in ["Model", "Method", "Epochs", *(l for _, l in columns)]))
+    head = _tag("tr", "".join(_tag("th", escape(h)) for h in ["Model", "Method", "Epochs", *(label for _, label in columns)]))
     body = []
     for model in _models(rows):
         for method in _methods([r for r in rows if r["model"] == model]):
@@ -592,7 +611,7 @@ def write_html_report(results: dict, out: Path) -> Path:
     out = Path(out)
     path = out / "report.html"
     page = render_html(results, out)
-    with io.atomic_path(path, ".html") as tmp:
+    with storage.atomic_path(path, ".html") as tmp:
         tmp.write_text(page, encoding="utf-8")
     return path
 

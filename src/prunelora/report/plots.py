@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import io
+from .. import storage
 from ..metrics.evaluate import per_sample_loss
 from .tables import longest, method_label, method_rank, requests_of_rows
 
@@ -78,7 +78,7 @@ def loss_histograms(rows: list[dict], out: Path) -> list[Path]:
     for model in dict.fromkeys(r["model"] for r in rows):
         fig = loss_histogram_figure(rows, model, out)
         path = histogram_file(out, model)
-        with io.atomic_path(path, ".png") as tmp:
+        with storage.atomic_path(path, ".png") as tmp:
             fig.savefig(tmp, format="png", dpi=110)
         written.append(path)
     return written

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .. import io
+from .. import storage
 from .published import METRICS as PUBLISHED_METRICS
 from .published import comparison
 
@@ -399,7 +399,7 @@ def csv_text(rows: list[dict]) -> str:
 def write_tables(results: dict, out: Path) -> None:
     from ..config import RunConfig, _build, to_yaml
 
-    io.write_json(out / "results.json", results)
-    io.write_text(out / "results.md", markdown_table(results["rows"], results=results))
-    io.write_text(out / "results.csv", csv_text(results["rows"]))
-    io.write_text(out / "config.yaml", to_yaml(_build(RunConfig, results["config"])))
+    storage.write_json(out / "results.json", results)
+    storage.write_text(out / "results.md", markdown_table(results["rows"], results=results))
+    storage.write_text(out / "results.csv", csv_text(results["rows"]))
+    storage.write_text(out / "config.yaml", to_yaml(_build(RunConfig, results["config"])))

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 import prunelora
-from prunelora import io
+from prunelora import storage
 from prunelora.errors import UserError
 from prunelora.models import build_model
 
@@ -26,9 +26,9 @@ class Boom(Exception):
 
 def test_write_text_and_json_leave_only_the_target(tmp_path):
     target = tmp_path / "sub" / "results.json"
-    io.write_json(target, {"a": 1, "b": torch.tensor(2.5), "p": Path("x/y")})
+    storage.write_json(target, {"a": 1, "b": torch.tensor(2.5), "p": Path("x/y")})
     assert json.loads(target.read_text()) == {"a": 1, "b": 2.5, "p": "x/y"}
-    io.write_text(target, "second\n")
+    storage.write_text(target, "second\n")
     assert target.read_text() == "second\n"
     assert [p.name for p in target.parent.iterdir()] == ["results.json"]
 
@@ -37,7 +37,7 @@ def test_atomic_files_get_ordinary_permissions(tmp_path):
     """mkstemp creates 0600 files; results are meant to be readable like any file the user writes."""
     mask = os.umask(0o022)
     try:
-        io.write_text(tmp_path / "a.txt", "x")
+        storage.write_text(tmp_path / "a.txt", "x")
     finally:
         os.umask(mask)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
@@ -47,7 +47,7 @@ def test_failed_atomic_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
     target = tmp_path / "results.json"
     target.write_text("old")
     with pytest.raises(Boom):
-        with io.atomic_path(target, ".json") as tmp:
+        with storage.atomic_path(target, ".json") as tmp:
             tmp.write_text("half-written")
             assert tmp.parent == tmp_path and tmp != target
             raise Boom
@@ -58,7 +58,7 @@ def test_failed_atomic_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
 def test_failed_atomic_write_creates_nothing(tmp_path):
     target = tmp_path / "new.txt"
     with pytest.raises(Boom):
-        with io.atomic_path(target) as tmp:
+        with storage.atomic_path(target) as tmp:
             tmp.write_text("partial")
             raise Boom
     assert list(tmp_path.iterdir()) == []
@@ -69,30 +69,30 @@ def test_failed_checkpoint_save_keeps_the_previous_checkpoint(tmp_path, monkeypa
     path = tmp_path / "m.safetensors"
     meta = {"model": "resnet18", "model_args": {"width": 2}, "num_classes": 10, "in_channels": 1,
             "image_size": 16, "mean": [0.5], "std": [0.25]}
-    io.save_model(model, path, meta)
+    storage.save_model(model, path, meta)
     before = path.read_bytes()
 
     def broken_save(tensors, filename, metadata=None):
         Path(filename).write_bytes(b"partial")
         raise Boom
 
-    monkeypatch.setattr(io, "save_file", broken_save)
+    monkeypatch.setattr(storage, "save_file", broken_save)
     with pytest.raises(Boom):
-        io.save_model(model, path, meta)
+        storage.save_model(model, path, meta)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
 
 
 def test_atomic_dir_replaces_on_success_and_keeps_old_on_failure(tmp_path):
     target = tmp_path / "adapter"
-    with io.atomic_dir(target) as tmp:
+    with storage.atomic_dir(target) as tmp:
         (tmp / "a.txt").write_text("1")
     assert [p.name for p in target.iterdir()] == ["a.txt"]
-    with io.atomic_dir(target) as tmp:
+    with storage.atomic_dir(target) as tmp:
         (tmp / "b.txt").write_text("2")
     assert [p.name for p in target.iterdir()] == ["b.txt"]  # replaced, not merged
     with pytest.raises(Boom):
-        with io.atomic_dir(target) as tmp:
+        with storage.atomic_dir(target) as tmp:
             (tmp / "c.txt").write_text("3")
             raise Boom
     assert [p.name for p in target.iterdir()] == ["b.txt"]
@@ -110,15 +110,15 @@ def checkpoint(tmp_path):
     torch.manual_seed(0)
     model = build_model("vit", 10, 1, 16, (0.3,), (0.3,), META["model_args"]).eval()
     path = tmp_path / "vit.safetensors"
-    io.save_model(model, path, META)
+    storage.save_model(model, path, META)
     return model, path
 
 
 def test_checkpoint_round_trip(checkpoint):
     model, path = checkpoint
-    loaded, meta = io.load_model(path)
+    loaded, meta = storage.load_model(path)
     assert meta == META
-    assert io.read_meta(path) == META
+    assert storage.read_meta(path) == META
     a, b = model.state_dict(), loaded.state_dict()
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
     x = torch.rand(3, 1, 16, 16)
@@ -129,7 +129,7 @@ def test_checkpoint_round_trip(checkpoint):
 
 def test_missing_checkpoint_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="checkpoint not found"):
-        io.load_model(tmp_path / "nope.safetensors")
+        storage.load_model(tmp_path / "nope.safetensors")
 
 
 @pytest.mark.parametrize("damage", ["garbage", "empty", "truncated", "flipped_header"])
@@ -143,17 +143,17 @@ def test_corrupt_checkpoint_is_a_user_error(checkpoint, damage):
         "flipped_header": data[:8] + b"{{{{" + data[12:],
     }[damage])
     with pytest.raises(UserError, match=str(path.name)):
-        io.load_model(path)
+        storage.load_model(path)
 
 
 def test_safetensors_not_written_by_prunelora_is_a_user_error(tmp_path):
     path = tmp_path / "foreign.safetensors"
     save_file({"weight": torch.zeros(2, 2)}, str(path))
     with pytest.raises(UserError, match="not written by prunelora"):
-        io.load_model(path)
+        storage.load_model(path)
     save_file({"weight": torch.zeros(2, 2)}, str(path), metadata={"format": "pt"})
     with pytest.raises(UserError, match="not written by prunelora"):
-        io.load_model(path)
+        storage.load_model(path)
 
 
 @pytest.mark.parametrize("meta_text,match", [
@@ -165,17 +165,17 @@ def test_bad_metadata_is_a_user_error(checkpoint, tmp_path, meta_text, match):
     model, _ = checkpoint
     path = tmp_path / "bad.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path),
-              metadata={"format": io.FORMAT, "meta": meta_text})
+              metadata={"format": storage.FORMAT, "meta": meta_text})
     with pytest.raises(UserError, match=match):
-        io.load_model(path)
+        storage.load_model(path)
 
 
 def test_weights_of_another_architecture_are_a_user_error(checkpoint, tmp_path):
     model, _ = checkpoint
     path = tmp_path / "mismatch.safetensors"
-    io.save_model(model, path, {**META, "model": "resnet18", "model_args": {"width": 2}})
+    storage.save_model(model, path, {**META, "model": "resnet18", "model_args": {"width": 2}})
     with pytest.raises(UserError, match="does not match model 'resnet18'"):
-        io.load_model(path)
+        storage.load_model(path)
 
 
 def test_loading_never_calls_torch_load(checkpoint, monkeypatch):
@@ -185,7 +185,7 @@ def test_loading_never_calls_torch_load(checkpoint, monkeypatch):
         raise AssertionError("torch.load called")
 
     monkeypatch.setattr(torch, "load", forbidden)
-    loaded, _ = io.load_model(path)
+    loaded, _ = storage.load_model(path)
     assert sum(p.numel() for p in loaded.parameters()) > 0
 
 
@@ -242,14 +242,14 @@ def test_the_source_scan_catches_an_unsafe_call():
 def test_tensors_disagreeing_with_the_metadata_are_a_user_error(tmp_path):
     """A checkpoint whose weights are not those of the architecture its metadata names must not load.
 
-    (io.resize_to reshapes any layer to the stored tensors, meant for channels removed by pruning; for a
+    (storage.resize_to reshapes any layer to the stored tensors, meant for channels removed by pruning; for a
     ViT whose width differs from its metadata the model then loads but its fixed position table does not
     fit, and the first forward pass fails with a RuntimeError instead of a one-line error.)
     """
     small = {"depth": 1, "dim": 16, "heads": 2, "mlp_dim": 32}
     model = build_model("vit", 10, 1, 16, (0.3,), (0.3,), small)
     path = tmp_path / "lying.safetensors"
-    io.save_model(model, path, {**META, "model_args": {**small, "dim": 32}})
+    storage.save_model(model, path, {**META, "model_args": {**small, "dim": 32}})
     with pytest.raises(UserError):
-        loaded, _ = io.load_model(path)
+        loaded, _ = storage.load_model(path)
         loaded(torch.rand(2, 1, 16, 16))

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file, safe_open
+from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
 from . import ledger
@@ -194,11 +194,11 @@ def resize_to(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
             module.normalized_shape = tuple(weight.shape)
         else:
             continue
-        for key, tensor in module.named_parameters(recurse=False):
+        for key, _ in module.named_parameters(recurse=False):
             stored = state.get(f"{name}.{key}")
             if stored is not None:
                 setattr(module, key, nn.Parameter(torch.empty_like(stored)))
-        for key, tensor in module.named_buffers(recurse=False):
+        for key, _ in module.named_buffers(recurse=False):
             stored = state.get(f"{name}.{key}")
             if stored is not None:
                 module._buffers[key] = torch.empty_like(stored)
