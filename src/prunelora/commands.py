@@ -18,7 +18,8 @@ from .config import RunConfig, _merge, fingerprint, load_yaml, resolve
 from .errors import UserError
 from .machine import LoadProbe, set_threads
 from .methods import get_method, method_names
-from .pipeline import Experiment, describe_model, finish, make_row, select_device
+from .pipeline import Experiment, describe_model, finish, select_device
+from .rows import make_row
 
 __all__ = ["checkpoint_context", "run"]
 

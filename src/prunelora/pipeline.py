@@ -32,6 +32,7 @@ from .metrics.finite import require_finite_logits
 from .metrics.summary import add_retrain_gap, aggregate_seeds
 from .metrics.verdict import add_verdicts
 from .models import LayerPlan, build_model, get_spec
+from .rows import EVALUATED_PREFIXES, make_row
 from .runner import (
     MethodRun,
     count_trainable,
@@ -44,9 +45,6 @@ from .runner import (
 from .train import PRETRAIN_HINT, fit
 
 EVIDENCE_VERSION = 4  # raised when the evidence itself changes: finished stages are re-evaluated
-# Keys that evaluation writes: dropped from a re-evaluated row before the new metrics go in.
-EVALUATED_PREFIXES = ("ua", "ra", "ta", "forget_test_acc", "mia_", "challenge_", "probe_", "relearn_", "forget_acc_r")
-
 
 def select_device(name: str) -> torch.device:
     if name == "auto":
@@ -121,18 +119,6 @@ def model_meta(name: str, args: dict, splits: Splits, data: DataConfig, **extra:
 def describe_model(name: str, args: dict, params: int) -> str:
     shown = ", ".join(f"{k} {v}" for k, v in args.items())
     return f"{name} ({shown}; {params / 1e3:.0f}k params)" if shown else f"{name} ({params / 1e3:.0f}k params)"
-
-
-def make_row(model: str, method: str, epochs: int | None, metrics: dict, *, sec_per_epoch: float | None,
-             total_sec: float, peak_memory_mb: float | None, trainable_params: int, **extra: Any) -> dict:
-    """One results.json row: the contract's keys first, then extras."""
-    row = {"model": model, "method": method, "epochs": epochs,
-           "ua": metrics["ua"], "mia_efficacy": metrics["mia_efficacy"], "ra": metrics["ra"], "ta": metrics["ta"],
-           "sec_per_epoch": sec_per_epoch, "total_sec": total_sec, "peak_memory_mb": peak_memory_mb,
-           "trainable_params": trainable_params}
-    row.update({k: v for k, v in metrics.items() if k not in row})
-    row.update(extra)
-    return row
 
 
 @dataclass

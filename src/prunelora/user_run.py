@@ -24,7 +24,8 @@ from .data import to_float
 from .errors import UserError
 from .methods import get_method
 from .models.user_models import UserModel
-from .pipeline import Experiment, describe_model, finish, make_row
+from .pipeline import Experiment, describe_model, finish
+from .rows import make_row
 
 
 def unlearn_options(exp: Experiment) -> dict[str, Any]:
