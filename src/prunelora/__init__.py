@@ -7,16 +7,15 @@
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from .api import UnlearningWarning, UnlearnResult, evaluate, load, plan, unlearn
+from .config import RunConfig
+from .data import ImageSet, Splits, class_splits, load_dataset
+from .errors import UserError
+from .methods import METHODS, register
+from .models import REGISTRY as MODELS
+from .models import LayerPlan
+from .objectives import OBJECTIVES
+from .version import __version__
 
-from .api import UnlearningWarning, UnlearnResult, evaluate, load, plan, unlearn  # noqa: E402
-from .config import RunConfig  # noqa: E402
-from .data import ImageSet, Splits, class_splits, load_dataset  # noqa: E402
-from .errors import UserError  # noqa: E402
-from .methods import METHODS, register  # noqa: E402
-from .models import REGISTRY as MODELS  # noqa: E402
-from .models import LayerPlan  # noqa: E402
-from .objectives import OBJECTIVES  # noqa: E402
-
-__all__ = ["ImageSet", "LayerPlan", "METHODS", "MODELS", "OBJECTIVES", "RunConfig", "Splits", "UnlearnResult",
+__all__ = ["__version__", "ImageSet", "LayerPlan", "METHODS", "MODELS", "OBJECTIVES", "RunConfig", "Splits", "UnlearnResult",
            "UnlearningWarning", "UserError", "class_splits", "evaluate", "load", "load_dataset", "plan", "register", "unlearn"]

@@ -22,7 +22,9 @@ from typing import Any
 
 import torch
 
+from . import distributed
 from .errors import UserError
+from .version import __version__
 
 # Others using more than this share of the machine's CPU time make the run's timings not comparable.
 BUSY_SHARE = 0.2
@@ -87,31 +89,42 @@ def _loadavg() -> list[float] | None:
         return None
 
 
+@dataclass(frozen=True)
+class Clocks:
+    """Where a LoadProbe reads time: the machine's busy CPU seconds, this process's, the wall clock and the
+    load average. The defaults read the operating system; tests pass their own to check the arithmetic."""
+
+    machine: Callable[[], float | None] = _machine_busy_seconds
+    own: Callable[[], float] = _own_cpu_seconds
+    wall: Callable[[], float] = time.perf_counter
+    loadavg: Callable[[], list[float] | None] = _loadavg
+
+
 @dataclass
 class LoadProbe:
     """Start at the beginning of a run, `finish()` at its end: what else ran on the machine meanwhile."""
 
     threads: int
     cores: int = field(default_factory=available_cores)
+    clocks: Clocks = field(default_factory=Clocks)
+    total_cores: int = field(default_factory=lambda: os.cpu_count() or 1)
     _start: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._start = {"wall": time.perf_counter(), "machine": _machine_busy_seconds(), "own": _own_cpu_seconds(),
-                       "loadavg": _loadavg()}
+        c = self.clocks
+        self._start = {"wall": c.wall(), "machine": c.machine(), "own": c.own(), "loadavg": c.loadavg()}
 
     def finish(self) -> dict[str, Any]:
-        wall = time.perf_counter() - self._start["wall"]
-        machine_end = _machine_busy_seconds()
+        c = self.clocks
+        wall = c.wall() - self._start["wall"]
+        machine_end = c.machine()
         share = None
         if machine_end is not None and self._start["machine"] is not None and wall > 0:
-            total_cores = os.cpu_count() or self.cores
-            from . import distributed
-
-            own = distributed.total(_own_cpu_seconds() - self._start["own"])  # under torchrun: every rank's
+            own = distributed.total(c.own() - self._start["own"])  # under torchrun: every rank's
             others = (machine_end - self._start["machine"]) - own
-            share = min(1.0, max(0.0, others / (wall * total_cores)))
+            share = min(1.0, max(0.0, others / (wall * self.total_cores)))
         return {"cores": self.cores, "threads": self.threads, "loadavg_start": self._start["loadavg"],
-                "loadavg_end": _loadavg(), "others_cpu_share": share,
+                "loadavg_end": c.loadavg(), "others_cpu_share": share,
                 "busy": share is not None and share > BUSY_SHARE, "busy_threshold": BUSY_SHARE}
 
 
@@ -130,7 +143,6 @@ def facts(device: torch.device) -> dict[str, Any]:
     import peft
     import sklearn
 
-    from . import __version__, distributed
 
     info: dict[str, Any] = {
         "prunelora": __version__, "python": platform.python_version(), "torch": torch.__version__,
