@@ -59,6 +59,7 @@ CASES = [("resnet18", "lora", "mask"), ("resnet18", "prunelora", "mask"), ("resn
          ("vit", "lora", "mask"), ("vit", "prunelora", "mask")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model,method,mode", CASES, ids=["-".join(c) for c in CASES])
 def test_peft_loaded_adapter_reproduces_the_merged_model(model, method, mode, smoke_run, remove_mode_run,
                                                          digits_images):
@@ -114,6 +115,7 @@ def test_the_resnet_lora_adapter_alone_on_the_original_differs(smoke_run, digits
     assert "load it onto this base" in (adapter / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_evaluate_takes_an_adapter_folder_and_measures_the_merged_model(smoke_run, tmp_path, capsys):
     folder = smoke_run / "seed0" / "models" / "resnet18"
     adapter = next(folder.glob("prunelora_e*_adapter"))

@@ -42,6 +42,7 @@ def cifar_checkpoint(tmp_path_factory, fake_cifar10_root) -> Path:
 
 # -- the commands end to end ----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_reproduce_on_the_smoke_preset(tmp_path, capsys):
     out = tmp_path / "out"
     rc, stdout, err = run_cli(["reproduce", *SMOKE, "--models", "resnet18", "--methods", "finetune,prunelora",
@@ -56,6 +57,7 @@ def test_reproduce_on_the_smoke_preset(tmp_path, capsys):
     assert (out / "results.md").is_file() and (out / "plots" / "losses_resnet18.png").is_file()
 
 
+@pytest.mark.slow
 def test_train_then_unlearn_then_evaluate(tmp_path, capsys, digits_checkpoint):
     train_rows = load_rows(digits_checkpoint.parents[3])
     assert [(r["model"], r["method"], r["epochs"]) for r in train_rows] == [("resnet18", "original", None)]
@@ -91,6 +93,7 @@ def test_train_then_unlearn_then_evaluate(tmp_path, capsys, digits_checkpoint):
             np.testing.assert_allclose(data[f"{s}_logits"], reference[f"{s}_logits"], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_evaluate_of_the_original_matches_train(tmp_path, capsys, digits_checkpoint):
     rc, _, err = run_cli(["evaluate", *SMOKE, "--checkpoint", digits_checkpoint, "--out", tmp_path / "ev"], capsys)
     assert rc == 0, err
@@ -101,6 +104,7 @@ def test_evaluate_of_the_original_matches_train(tmp_path, capsys, digits_checkpo
         assert row[key] == pytest.approx(train_row[key]), key
 
 
+@pytest.mark.slow
 def test_train_with_two_seeds_saves_each_seeds_own_original(tmp_path, capsys):
     out = tmp_path / "out"
     rc, _, err = run_cli(["train", *SMOKE, "--models", "resnet18", "--seeds", "0,1", "--out", out], capsys)
@@ -117,6 +121,7 @@ def test_train_with_two_seeds_saves_each_seeds_own_original(tmp_path, capsys):
     assert not torch.equal(states[0]["stem.0.weight"], states[1]["stem.0.weight"])
 
 
+@pytest.mark.slow
 def test_unlearning_another_checkpoint_into_the_same_folder_trains_again(tmp_path, capsys, monkeypatch,
                                                                           digits_checkpoint):
     """A finished stage may only be reused for the same original model, not for any checkpoint of its shape."""
@@ -244,6 +249,7 @@ ERRORS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv,message", [pytest.param(a, m, id=i) for i, a, m in ERRORS])
 def test_user_error_exits_2_with_one_line_and_writes_nothing(argv, message, tmp_path, capsys, request):
     places = {"out": tmp_path / "out", "empty": tmp_path / "empty"}
@@ -275,6 +281,7 @@ def test_user_error_exits_2_with_one_line_and_writes_nothing(argv, message, tmp_
 
 # -- checkpoints carry their context ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_checkpoint_commands_take_dataset_model_and_subset_from_the_checkpoint(tmp_path, capsys, cifar_checkpoint,
                                                                                 fake_cifar10_root):
     """No --dataset, --data-root or --preset: the checkpoint's CIFAR-10 folder, subset and width are used."""
@@ -298,6 +305,7 @@ def test_checkpoint_commands_take_dataset_model_and_subset_from_the_checkpoint(t
     assert row["ua"] == pytest.approx(reference["ua"]) and row["ta"] == pytest.approx(reference["ta"])
 
 
+@pytest.mark.slow
 def test_evaluating_another_forget_class_than_the_checkpoints_warns(tmp_path, capsys, digits_checkpoint):
     unlearned_out = tmp_path / "unlearn"
     rc, _, err = run_cli(["unlearn", *SMOKE, "--checkpoint", digits_checkpoint, "--method", "finetune",
@@ -314,6 +322,7 @@ def test_evaluating_another_forget_class_than_the_checkpoints_warns(tmp_path, ca
     assert "forgot class 3" in (out / "results.md").read_text()
 
 
+@pytest.mark.slow
 def test_threads_are_set_and_the_machine_load_recorded(tmp_path, capsys, digits_checkpoint):
     before = torch.get_num_threads()
     try:
@@ -345,6 +354,7 @@ def test_help_lists_only_the_flags_a_command_uses(command, capsys):
     assert not any(flag in text for flag in absent), [f for f in absent if f in text]
 
 
+@pytest.mark.slow
 def test_until_forget_acc_stops_a_checkpoint_run_at_the_first_epoch_that_reaches_it(tmp_path, capsys,
                                                                                    digits_checkpoint):
     out = tmp_path / "until"

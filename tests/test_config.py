@@ -37,3 +37,41 @@ def test_gpu_preset_recipe_runs_a_few_steps_on_the_cpu():
     conv = model.stem[0].weight
     assert conv.is_contiguous(memory_format=torch.channels_last)
     assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+
+
+def test_presets_and_protocols_load_from_the_package_and_name_their_command():
+    from pathlib import Path
+
+    import prunelora.config.presets as presets
+    from prunelora.config import PRESETS, PROTOCOLS, PROTOCOLS_ON_CPU
+
+    assert list(PRESETS) == ["smoke", "cpu", "gpu", "paper"] and list(PROTOCOLS) == ["salun"]
+    assert "without_cuda" not in PROTOCOLS["salun"] and PROTOCOLS_ON_CPU["salun"]["model_args"]["resnet18"]["width"] == 16
+    for folder in ("presets", "protocols"):
+        for path in Path(presets.__file__).parent.joinpath(folder).glob("*.yaml"):
+            assert path.read_text().startswith("# prunelora "), path  # the command it is for
+
+
+def test_the_paper_preset_leaves_the_architectures_to_the_model_registry():
+    config = resolve(preset="paper")
+    assert config.models == ["resnet50", "vit"] and config.model_args == {}
+    assert config.pretrain.epochs == 200
+
+
+def test_methods_default_to_the_paper_group_and_yaml_and_set_keep_their_errors(tmp_path):
+    import pytest
+
+    from prunelora import UserError
+    from prunelora.config import parse_dotted
+
+    assert resolve().methods == ["paper"]
+    path = tmp_path / "run.yaml"
+    path.write_text("unlearn:\n  lr: fast\n")
+    with pytest.raises(UserError, match="'unlearn.lr' must be float, got 'fast'"):
+        resolve(yaml_path=path)
+    with pytest.raises(UserError, match="--set expects KEY=VALUE"):
+        parse_dotted(["unlearn.lr"])
+    assert parse_dotted(["unlearn.lr=0.0005", "data.forget_class=cat", "unlearn.epochs=[1,2]"]) == {
+        "unlearn": {"lr": 0.0005, "epochs": [1, 2]}, "data": {"forget_class": "cat"}}
+    with pytest.raises(UserError, match="unknown scenario 'stream'"):
+        resolve(overrides={"data": {"scenario": "stream"}})

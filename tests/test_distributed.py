@@ -74,6 +74,7 @@ def _files(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_match_one_process(tmp_path):
     single, parallel = tmp_path / "single", tmp_path / "parallel"
     cli = tmp_path / "float64_cli.py"
@@ -206,5 +207,6 @@ def _plain_outside(rank: int) -> None:
     assert not any("forward" in m.__dict__ for m in model.modules())
 
 
+@pytest.mark.slow
 def test_synchronized_batchnorm_is_batchnorm_of_the_whole_batch(tmp_path):
     torch.multiprocessing.spawn(_batch_norm_worker, args=(2, str(tmp_path / "rendezvous")), nprocs=2)

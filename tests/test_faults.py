@@ -56,6 +56,7 @@ def reference(tmp_path_factory) -> Path:
 
 
 # -- part 1: write only what prunelora owns ---------------------------------------------------------
+@pytest.mark.slow
 def test_dump_logits_never_replaces_a_file_it_did_not_write(reference, tmp_path, capsys):
     checkpoint = next((reference / "cache").glob("*.safetensors"))
     notes = tmp_path / "notes.npz"
@@ -79,6 +80,7 @@ def test_dump_logits_never_replaces_a_file_it_did_not_write(reference, tmp_path,
     assert str(fresh) in json.loads((tmp_path / "eval" / "run.json").read_text())["outputs"]
 
 
+@pytest.mark.slow
 def test_a_folder_that_is_not_a_run_is_refused_even_with_overwrite(tmp_path, capsys, monkeypatch):
     (tmp_path / "config.yaml").write_text("# my own settings, with comments\nseeds: [0]\n")
     (tmp_path / "report.html").write_text("<p>my report</p>")
@@ -92,6 +94,7 @@ def test_a_folder_that_is_not_a_run_is_refused_even_with_overwrite(tmp_path, cap
         assert files(tmp_path) == before
 
 
+@pytest.mark.slow
 def test_overwrite_removes_exactly_the_listed_files(reference, tmp_path, capsys):
     out = tmp_path / "run"
     shutil.copytree(reference, out)
@@ -111,6 +114,7 @@ def test_overwrite_removes_exactly_the_listed_files(reference, tmp_path, capsys)
     assert not any(key.startswith("seed2024") or key.endswith("mine.txt") for key in outputs)
 
 
+@pytest.mark.slow
 def test_overwrite_never_deletes_through_a_link(reference, tmp_path, capsys):
     out = tmp_path / "run"
     shutil.copytree(reference, out)
@@ -124,6 +128,7 @@ def test_overwrite_never_deletes_through_a_link(reference, tmp_path, capsys):
     assert files(elsewhere) == before
 
 
+@pytest.mark.slow
 def test_run_json_that_is_not_a_manifest_is_refused(tmp_path, capsys):
     for text in ("[]", "{not json", json.dumps({"command": "reproduce", "fingerprint": "x"})):
         out = tmp_path / f"run{len(text)}"
@@ -136,6 +141,7 @@ def test_run_json_that_is_not_a_manifest_is_refused(tmp_path, capsys):
         assert [p.name for p in out.iterdir()] == ["run.json"]
 
 
+@pytest.mark.slow
 def test_out_naming_a_file(tmp_path, capsys):
     target = tmp_path / "results.txt"
     target.write_text("mine")
@@ -144,6 +150,7 @@ def test_out_naming_a_file(tmp_path, capsys):
     assert "is a file" in err and target.read_text() == "mine"
 
 
+@pytest.mark.slow
 def test_a_user_file_put_among_the_outputs_is_never_replaced(reference, tmp_path, capsys):
     out = tmp_path / "run"
     shutil.copytree(reference, out)
@@ -157,9 +164,10 @@ def test_a_user_file_put_among_the_outputs_is_never_replaced(reference, tmp_path
     assert (out / "results.md").read_text() == "my notes"
 
 
+@pytest.mark.slow
 def test_two_processes_never_own_one_folder(tmp_path, capsys, monkeypatch):
     """While one command runs, the same command started into its folder is refused at once."""
-    from prunelora.pipeline import Experiment
+    from prunelora.driver import Experiment
 
     out = tmp_path / "run"
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -180,6 +188,7 @@ def test_two_processes_never_own_one_folder(tmp_path, capsys, monkeypatch):
 
 
 # -- part 2: verify before resuming ----------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncate", "edit", "remove"])
 def test_a_damaged_output_is_redone_not_trusted(reference, tmp_path, capsys, damage):
     out = tmp_path / "run"
@@ -202,6 +211,7 @@ def test_a_damaged_output_is_redone_not_trusted(reference, tmp_path, capsys, dam
     assert all(torch.equal(redone[k], original[k]) for k in original)
 
 
+@pytest.mark.slow
 def test_a_truncated_cached_original_is_retrained(reference, tmp_path, capsys):
     out = tmp_path / "run"
     shutil.copytree(reference, out)
@@ -214,6 +224,7 @@ def test_a_truncated_cached_original_is_retrained(reference, tmp_path, capsys):
 
 
 # -- interruption at any moment --------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("after_writes", [1, 2, 4, 7, 10])
 def test_interrupted_after_any_write_resumes_to_the_same_results(reference, tmp_path, capsys, monkeypatch,
                                                                  after_writes):
@@ -237,6 +248,7 @@ def test_interrupted_after_any_write_resumes_to_the_same_results(reference, tmp_
     assert not [p for p in out.rglob(".*") if p.name != "run.json"]  # no temporary file left behind
 
 
+@pytest.mark.slow
 def test_killed_process_resumes(reference, tmp_path):
     """A real SIGKILL in the middle of training, then the same command again."""
     out = tmp_path / "run"
@@ -269,6 +281,7 @@ def _umount(where: Path) -> None:
     subprocess.run(["umount", str(where)], capture_output=True)
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_and_resumes_once_there_is_space(reference, tmp_path, capsys):
     disk = tmp_path / "disk"
     if not _mount_tmpfs(disk, "size=200k"):
@@ -321,6 +334,7 @@ def _tampered(reference: Path, tmp_path: Path, **changes) -> Path:
     ({"num_classes": 10**9}, "invalid num_classes"),
     ({"std": [0.0]}, "non-positive std"),
 ])
+@pytest.mark.slow
 def test_tampered_checkpoint_metadata_is_refused_before_allocating(reference, tmp_path, capsys, changes, says):
     import tracemalloc
 

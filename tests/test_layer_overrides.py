@@ -1,11 +1,14 @@
 """unlearn.prune_layers / lora_layers override the model's plan (e.g. the seed's pruning of the ViT head)."""
 import json
 
+import pytest
+
 from prunelora.cli import main
 
 SMOKE = ["reproduce", "--preset", "smoke", "--models", "vit", "--no-progress"]
 
 
+@pytest.mark.slow
 def test_pruning_the_vit_head_as_the_seed_did(tmp_path, capsys):
     out = tmp_path / "run"
     code = main(SMOKE + ["--methods", "prune-finetune", "--out", str(out),
@@ -22,6 +25,7 @@ def test_pruning_the_vit_head_as_the_seed_did(tmp_path, capsys):
     assert zero_rows == 5  # the mask kept five class rows at zero, as trap 6 warns
 
 
+@pytest.mark.slow
 def test_layer_patterns_are_checked_before_anything_is_written(tmp_path, capsys):
     for pattern in ("nothing_matches_this", "blocks[("):
         out = tmp_path / "bad"

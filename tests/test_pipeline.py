@@ -10,17 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import prunelora.pipeline as pipeline
+import prunelora.driver.registry as originals  # the originals' training (fit) runs there
 import prunelora.runner as runner
 from prunelora import storage
-from prunelora.config import default_methods, resolve, to_dict
+from prunelora.config import resolve, to_dict
 from prunelora.data import class_splits
+from prunelora.methods import paper_methods
 from prunelora.metrics.accuracy import unlearning_metrics
 from prunelora.metrics.evaluate import SPLITS, collect_logits
 
 from .helpers import copy_of, run_cli
 
-ALL_METHODS = default_methods()  # the paper's paradigms: reproduce's default
+ALL_METHODS = paper_methods()  # the paper's paradigms: reproduce's default
 
 REQUIRED = ["model", "method", "epochs", "ua", "mia_efficacy", "ra", "ta", "sec_per_epoch", "total_sec",
             "peak_memory_mb", "trainable_params"]
@@ -129,6 +130,7 @@ def test_row_metrics_match_the_dumped_logits(smoke_run):
             assert row[key] == pytest.approx(recomputed[key]), (row["model"], row["method"], key)
 
 
+@pytest.mark.slow
 def test_saved_deliverables_are_the_evaluated_models(smoke_run, digits_raw):
     """Each saved model (LoRA merged, pruned) gives back the logits its row was computed from."""
     splits = class_splits(digits_raw, 3, 24, 12, seed=0)
@@ -174,12 +176,13 @@ def smoke_copy(smoke_run, tmp_path) -> Path:
     return copy_of(smoke_run, tmp_path)
 
 
+@pytest.mark.slow
 def test_rerun_reuses_every_finished_stage(smoke_copy, capsys, monkeypatch):
     before_rows = load_results(smoke_copy)["rows"]
     kept = {k: v for k, v in snapshot_files(smoke_copy).items()
             if k.startswith(("seed0/stages/", "seed0/models/", "cache/"))}
     assert len([k for k in kept if k.startswith("seed0/stages/")]) == 2 * len(ALL_METHODS)
-    _forbid(monkeypatch, pipeline, "the original")
+    _forbid(monkeypatch, originals, "the original")
     _forbid(monkeypatch, runner, "an unlearning stage")
     rc, _, err = run_cli(["reproduce", "--preset", "smoke", "--out", smoke_copy, "--no-progress"], capsys)
     assert rc == 0, err
@@ -188,11 +191,12 @@ def test_rerun_reuses_every_finished_stage(smoke_copy, capsys, monkeypatch):
     assert same(load_results(smoke_copy)["rows"], before_rows)
 
 
+@pytest.mark.slow
 def test_changed_unlearning_config_retrains_the_stage_but_reuses_the_original(smoke_copy, capsys, monkeypatch):
     cache_before = snapshot_files(smoke_copy / "cache")
     marker = smoke_copy / "seed0" / "stages" / "resnet18" / "finetune.json"
     old_marker = json.loads(marker.read_text())
-    _forbid(monkeypatch, pipeline, "the original")
+    _forbid(monkeypatch, originals, "the original")
     calls = _count(monkeypatch, runner)
     rc, _, err = run_cli(["reproduce", "--preset", "smoke", "--models", "resnet18", "--methods", "finetune",
                           "--lr", "5e-4", "--out", smoke_copy, "--overwrite", "--no-progress"], capsys)
@@ -207,8 +211,9 @@ def test_changed_unlearning_config_retrains_the_stage_but_reuses_the_original(sm
                                                                       ("finetune", 2)]
 
 
+@pytest.mark.slow
 def test_changed_pretraining_config_retrains_the_original(smoke_copy, capsys, monkeypatch):
-    calls = _count(monkeypatch, pipeline)
+    calls = _count(monkeypatch, originals)
     rc, _, err = run_cli(["reproduce", "--preset", "smoke", "--models", "resnet18", "--methods", "lora",
                           "--pretrain-epochs", "1", "--out", smoke_copy, "--overwrite", "--no-progress"], capsys)
     assert rc == 0, err
@@ -216,10 +221,11 @@ def test_changed_pretraining_config_retrains_the_original(smoke_copy, capsys, mo
     assert len(list((smoke_copy / "cache").glob("resnet18-*.safetensors"))) == 2
 
 
+@pytest.mark.slow
 def test_a_damaged_stage_marker_reruns_the_stage(smoke_copy, capsys, monkeypatch):
     marker = smoke_copy / "seed0" / "stages" / "vit" / "lora.json"
     marker.write_text('{"fingerprint": ')
-    _forbid(monkeypatch, pipeline, "the original")
+    _forbid(monkeypatch, originals, "the original")
     calls = _count(monkeypatch, runner)
     rc, _, err = run_cli(["reproduce", "--preset", "smoke", "--out", smoke_copy, "--no-progress"], capsys)
     assert rc == 0, err

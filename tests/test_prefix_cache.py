@@ -1,4 +1,5 @@
 """The cached frozen prefix trains the same weights as the plain path, and is refused where inexact."""
+import pytest
 import torch
 
 from prunelora.config import resolve
@@ -71,6 +72,7 @@ def test_no_cache_where_it_would_not_be_exact_or_would_not_fit():
     assert PrefixCache.build(_prepared("vit", VIT, "lora", data).model, data, budget_bytes=10) is None
 
 
+@pytest.mark.slow
 def test_augmented_training_never_uses_the_cache():
     data = _data(16)
     prepared = _prepared("vit", VIT, "lora", data)

@@ -60,6 +60,7 @@ def _as_dict(config) -> dict:
     return to_dict(config)
 
 
+@pytest.mark.slow
 def test_reproduce_with_the_protocol_at_smoke_size(fake_cifar10_root, tmp_path, capsys):
     out = tmp_path / "salun"
     rc, _, err = run_cli(["reproduce", "--protocol", "salun", "--preset", "smoke", "--data-root", fake_cifar10_root,

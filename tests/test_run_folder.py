@@ -28,6 +28,7 @@ def run_copy(smoke_run, tmp_path) -> Path:
     return copy_of(smoke_run, tmp_path)
 
 
+@pytest.mark.slow
 def test_a_second_command_into_a_run_folder_is_refused_and_nothing_changes(run_copy, capsys):
     before = snapshot(run_copy)
     checkpoint = next((run_copy / "cache").glob("resnet18-*.safetensors"))
@@ -42,6 +43,7 @@ def test_a_second_command_into_a_run_folder_is_refused_and_nothing_changes(run_c
         assert snapshot(run_copy) == before
 
 
+@pytest.mark.slow
 def test_the_same_run_resumes(run_copy, capsys, monkeypatch):
     import prunelora.runner as runner
 
@@ -54,6 +56,7 @@ def test_the_same_run_resumes(run_copy, capsys, monkeypatch):
     assert results["wall_sec"] == pytest.approx(results["elapsed_sec"] + results["reused"]["sec"])
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_the_run_and_keeps_the_cache(run_copy, capsys):
     cache = snapshot(run_copy / "cache")
     rc, _, err = run_cli(["reproduce", *SMOKE, "--models", "resnet18", "--methods", "lora", "--out", run_copy,
@@ -76,6 +79,7 @@ def test_a_folder_with_foreign_results_is_refused(tmp_path):
         run_folder.claim(tmp_path / "fresh", "reproduce", {"a": 2})
 
 
+@pytest.mark.slow
 def test_unlearn_and_evaluate_without_out_get_their_own_folders(finished, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     checkpoint = next((finished / "cache").glob("resnet18-*.safetensors")).resolve()

@@ -29,6 +29,7 @@ def sequence(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_rows_carry_scenario_and_request_and_files_are_per_request(sequence):
     rows = rows_of(sequence)
     assert {(r["scenario"], r["request"]) for r in rows} == {("sequential", 1), ("sequential", 2)}
@@ -60,6 +61,7 @@ def test_logit_mask_scores_ua_100_at_every_request_without_training(sequence):
             assert row["masked_classes"] == {1: "3", 2: "3,5"}[row["request"]]
 
 
+@pytest.mark.slow
 def test_a_finished_sequence_is_reused(sequence, tmp_path, capsys):
     import shutil
 
@@ -74,6 +76,7 @@ def test_a_finished_sequence_is_reused(sequence, tmp_path, capsys):
     assert results["time_split"]["training_steps_sec"] == 0.0
 
 
+@pytest.mark.slow
 def test_random_forgetting_runs_forget_aware_methods_on_a_random_share(tmp_path, capsys):
     out = tmp_path / "run"
     rc, _, err = run_cli(["reproduce", *LEARNS, "--scenario", "random", "--forget-ratio", "0.2", "--epochs", "2",

@@ -207,6 +207,7 @@ def _keyword(node: ast.Call, name: str):
     return "missing"
 
 
+@pytest.mark.slow
 def test_source_never_unpickles_without_restriction():
     """torch.load only with weights_only=True, np.load only with allow_pickle=False, no pickle.load(s)."""
     files = sorted(SRC.rglob("*.py"))

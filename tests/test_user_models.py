@@ -38,6 +38,7 @@ def tv_weights(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["vit", "resnet", "convnext"])
 def test_unlearn_a_saved_hf_model_writes_a_reloadable_folder_and_adapter(family, tmp_path_factory, tmp_path,
                                                                          capsys):
@@ -74,6 +75,7 @@ def test_unlearn_a_saved_hf_model_writes_a_reloadable_folder_and_adapter(family,
         assert record["forget_class"] == 3 and record["method"] == row["method"]
 
 
+@pytest.mark.slow
 def test_unlearn_a_py_factory_model_on_an_image_folder_by_class_name(tv_weights, tmp_path, capsys):
     from PIL import Image
 
@@ -100,6 +102,7 @@ def test_unlearn_a_py_factory_model_on_an_image_folder_by_class_name(tv_weights,
     TorchvisionResNet18().load_state_dict(load_file(str(saved)), strict=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["resnet", "convnext"])
 def test_remove_mode_on_a_hf_conv_net_saves_the_original_architecture(family, tmp_path_factory, tmp_path, capsys):
     """--prune-mode remove takes channels out; the saved folder is the original architecture with those channels
@@ -136,6 +139,7 @@ def test_remove_mode_on_a_hf_conv_net_saves_the_original_architecture(family, tm
                 torch.testing.assert_close(adapted(pixel_values=x).logits, expected, atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow
 def test_sequential_requests_on_a_py_model_chain_each_method(tv_weights, tmp_path, capsys):
     """--scenario sequential with --model: each request starts from the previous request's model; the rows,
     logits and saved folders are per request, and after the last the model forgets both classes."""
@@ -155,6 +159,7 @@ def test_sequential_requests_on_a_py_model_chain_each_method(tv_weights, tmp_pat
     assert rows["logit-mask", 2]["forget_acc_r1"] == 0.0 and rows["logit-mask", 2]["forget_acc_r2"] == 0.0
 
 
+@pytest.mark.slow
 def test_an_npz_is_data_too_in_memory_or_streamed(tmp_path, tv_weights, capsys):
     raw = load_dataset("digits")
     np.savez(tmp_path / "d.npz", images=raw.train_images[:200].transpose(0, 2, 3, 1), labels=raw.train_labels[:200],
@@ -170,6 +175,7 @@ def test_an_npz_is_data_too_in_memory_or_streamed(tmp_path, tv_weights, capsys):
     assert rows[0] == rows[1]
 
 
+@pytest.mark.slow
 def test_a_datasets_folder_is_data_too(tmp_path, tv_weights, capsys):
     datasets = pytest.importorskip("datasets")
     from PIL import Image
@@ -248,6 +254,7 @@ def test_bad_user_model_input_is_one_line_and_writes_nothing(argv, message, bad_
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_evaluate_a_py_model_gives_the_original_row(tv_weights, tmp_path, capsys):
     out = tmp_path / "ev"
     rc, _, err = run_cli(["evaluate", "--model", "py:tests.zoo:TorchvisionResNet18", "--weights", tv_weights,

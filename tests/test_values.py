@@ -153,6 +153,7 @@ def test_each_method_is_told_which_learning_rate_to_lower():
     assert "pretrain.lr" in lr_hint(get_method("retrain"))
 
 
+@pytest.mark.slow
 def test_cli_stops_a_diverging_stage_in_one_line(tmp_path, capsys):
     rc, _, err = run_cli([*TINY_RUN, "--lr", "1e30", "--out", tmp_path / "out"], capsys)
     line = one_line_error(rc, err)
@@ -218,6 +219,7 @@ def test_metrics_from_logits_refuse_nan_outputs():
         metrics_from_logits(logits, labels, mia_cap=100)
 
 
+@pytest.mark.slow
 def test_cli_refuses_a_model_whose_outputs_are_not_finite(tmp_path, capsys):
     """Before: scikit-learn's ValueError from the attack's SVC, as a traceback."""
     from safetensors.torch import save_file

@@ -10,21 +10,31 @@ logits (a test checks it for every adapter method, model and prune mode).
 """
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from . import storage
 from .errors import UserError
+from .methods.reinflate import reinflate, reinflated_state
+from .metrics.spec import specs
+from .models.outputs import PREFIX, unwrap
 
 BASE_FILE = "base_model.safetensors"
 BASE_SUFFIX = " (adapter base)"  # the base checkpoint's method: "<method> (adapter base)"
-METRIC_LABELS = (("ua", "UA (100 - forget-train accuracy)"), ("mia_efficacy", "MIA-Efficacy"),
-                 ("mia_attack_acc", "MIA attacker accuracy (50 = chance)"), ("ra", "RA (retain-train accuracy)"),
-                 ("ta", "TA (test accuracy, retained classes)"))
+
+
+def metric_labels() -> list[tuple[str, str]]:
+    """The model card's metrics and how it names them (metrics/spec.py: the specs marked card)."""
+    return [(s.key, s.card_label) for s in specs(card=True)]
+
+
+METRIC_LABELS = tuple(metric_labels())
 
 
 def same_weights(a: nn.Module, b: nn.Module) -> bool:
@@ -64,7 +74,7 @@ def model_card(meta: dict[str, Any], metrics: dict[str, Any], description: str, 
              f"folder): {description}",
              f"- `../{merged_file}`: the same model with the adapter merged in (what was evaluated).", "",
              "## Result", "", "| metric | % |", "|---|---|"]
-    lines += [f"| {label} | {metrics[key]:.2f} |" for key, label in METRIC_LABELS
+    lines += [f"| {label} | {metrics[key]:.2f} |" for key, label in metric_labels()
               if isinstance(metrics.get(key), (int, float))]
     conclusive = metrics.get("mia_attack_conclusive")
     lines += ["", ("The membership attacker was significantly above chance, so MIA-Efficacy is evidence."
@@ -152,16 +162,8 @@ def save_user_adapter(folder: Path, prepared, plan, wrapped: bool, template: nn.
     prunelora trains the user's model inside a wrapper (`inner.`): the adapter's keys and targets
     are renamed back so that PEFT loads it onto the user's own class.
     """
-    from safetensors.torch import load_file
-
-    from .models.outputs import PREFIX, unwrap
-
     base = unwrap(prepared.adapter_base())
     if removed:  # remove mode: base and adapter back in the original shapes (methods/reinflate.py)
-        import copy
-
-        from .methods.reinflate import reinflate
-
         base = reinflate(base, copy.deepcopy(template), removed)
     with storage.atomic_dir(folder) as tmp:
         prepared.save_adapters(tmp)
@@ -170,8 +172,6 @@ def save_user_adapter(folder: Path, prepared, plan, wrapped: bool, template: nn.
             tensors = {k.replace(f"base_model.model.{PREFIX}", "base_model.model.", 1): v
                        for k, v in load_file(str(weights)).items()}
             if removed:
-                from .methods.reinflate import reinflated_state
-
                 tensors = reinflated_state(tensors, removed)
             storage.save_tensors(tensors, weights)
         if hasattr(base, "save_pretrained"):

@@ -20,16 +20,18 @@ import torch
 from torch import nn
 
 from . import storage
-from .adapters import is_adapter_folder, load_adapter
-from .config import EvidenceConfig, RunConfig, UnlearnConfig, validate
+from .adapters import is_adapter_folder, load_adapter, save_user_adapter
+from .config import MIA_MAX_PER_SIDE, EvidenceConfig, RunConfig, UnlearnConfig, validate
 from .data import EVAL_BATCH, ImageSet, Splits, to_float
 from .data.user import as_imageset, check_alike
 from .errors import UserError
+from .methods import METHODS, MethodContext, get_method, grid_name
+from .methods.reinflate import reinflate, strip
 from .metrics.evaluate import collect_logits, metrics_from_logits, model_evidence, set_accuracy
-from .models import LayerPlan, spec_of
+from .models import LayerPlan, infer_plan, spec_of
 from .models.outputs import PREFIX, Classifier, input_name, logits_of, needs_wrapper, run_once, unwrap
 from .plan_report import PlanReport, describe_plan
-from .runner import effective_plan, method_context, reinitialized, run_method
+from .runner import MethodRun, Snapshot, effective_plan, method_context, reinitialized, run_method
 
 # Without until=, class-wise forgetting counts as done when the forget set's accuracy is at most this.
 FORGET_TARGET = 20.0
@@ -68,8 +70,6 @@ class UnlearnResult:
         prepared = self._run.prepared if self._run is not None else None
         if prepared is None or not prepared.removed:
             return None
-        from .methods.reinflate import strip
-
         return strip(prepared.removed, PREFIX if self._wrapped else "")
 
     def in_original_shapes(self, template: nn.Module) -> nn.Module:
@@ -78,8 +78,6 @@ class UnlearnResult:
         Other modes: the model itself."""
         if self.removed_channels is None:
             return self.model
-        from .methods.reinflate import reinflate
-
         return reinflate(self.model, template, self.removed_channels)
 
     def save_adapter(self, folder: str | Path, template: nn.Module | None = None) -> bool:
@@ -95,8 +93,6 @@ class UnlearnResult:
         prepared = self._run.prepared if self._run is not None else None
         if prepared is None or prepared.save_adapters is None:
             return False
-        from .adapters import save_user_adapter
-
         removed = self.removed_channels if template is not None else None
         save_user_adapter(Path(folder), prepared, self.plan, self._wrapped, template, removed)
         return True
@@ -150,10 +146,10 @@ def plan(model: nn.Module, images: Any, methods: list[str] | None = None, mean: 
     data = as_imageset(images, "images") if not isinstance(images, torch.Tensor) else None
     example = to_float((data.images if data is not None else images)[:2])
     net, wrapped = as_classifier(model, example, mean, std)
-    return describe_plan(model, _plan_for(model, net, example, wrapped, None), methods)
+    return describe_plan(model, plan_for(model, net, example, wrapped, None), methods)
 
 
-def _plan_for(model: nn.Module, net: nn.Module, example: torch.Tensor, wrapped: bool,
+def plan_for(model: nn.Module, net: nn.Module, example: torch.Tensor, wrapped: bool,
               given: LayerPlan | None) -> LayerPlan:
     """The user's plan, the registry's for prunelora's own models, else one inferred from the structure."""
     if given is not None:
@@ -161,7 +157,7 @@ def _plan_for(model: nn.Module, net: nn.Module, example: torch.Tensor, wrapped: 
     spec = spec_of(model)
     if spec is not None:
         return dataclasses.replace(spec.plan, family=spec.family)
-    return LayerPlan.infer(model, example, run=net if wrapped else None)
+    return infer_plan(model, example, run=net if wrapped else None)
 
 
 def unlearn(model: nn.Module, retain: Any, forget: Any | None = None, method: str | None = None,
@@ -194,8 +190,6 @@ def unlearn(model: nn.Module, retain: Any, forget: Any | None = None, method: st
     augmentation of the methods whose reference augments (rl, salun, ga, l1-sparse) may mirror the
     images (False for data that is not mirror-symmetric: digits, text). options: any UnlearnConfig field.
     """
-    from .methods import get_method, grid_name
-
     if method is not None and (surgery is not None or objective is not None):
         raise UserError("give a method, or a surgery and an objective, not both")
     if surgery is not None or objective is not None:
@@ -231,43 +225,70 @@ def unlearn(model: nn.Module, retain: Any, forget: Any | None = None, method: st
     example = to_float(retain_set.images[:2])
     net, wrapped = as_classifier(model, example, mean, std)
     check_labels_fit(net, example, sets)
-    user_plan = effective_plan(config, _plan_for(model, net, example, wrapped, plan))
+    ctx, user_plan = user_context(config, model, net, example, wrapped, plan, retain_set,
+                                  forget_set if chosen.uses_forget else None, forget_classes or None, flip)
+    log = EpochLog(retain_set, forget_set, test_set, until)
+    started = time.perf_counter()
+    run = run_method(method, net, retain_set, ctx, seed=seed, cache_prefix=config.unlearn.cache_prefix,
+                     progress=progress, on_epoch=log)
+    seconds = time.perf_counter() - started
+    if not log.history:  # a method that does not train (logit-mask): measured once
+        log(0, run.snapshots[-1].model)
+    target = until if until is not None else FORGET_TARGET
+    result = result_of(run, run.snapshots[-1], user_plan, log.history, target, wrapped, seconds)
+    if result.warning:
+        warnings.warn(result.warning, UnlearningWarning, stacklevel=2)
+    return result
+
+
+def user_context(config: RunConfig, model: nn.Module, net: nn.Module, example: torch.Tensor, wrapped: bool,
+                 given: LayerPlan | None, retain: ImageSet, forget: ImageSet | None, forget_classes: list[int] | None,
+                 flip: bool = True) -> tuple[MethodContext, LayerPlan]:
+    """A method's context on a user's model (net: the model behind prunelora's contract), and the plan in the
+    user's own layer names. The config's layer overrides are applied to the plan (and then cleared in
+    `config`, since they name the user's layers, not the wrapper's)."""
+    user_plan = effective_plan(config, plan_for(model, net, example, wrapped, given))
     config.unlearn.prune_layers = config.unlearn.lora_layers = None  # applied above, to the user's own names
     family = user_plan.family or ("resnet" if any(isinstance(m, nn.Conv2d) for m in model.modules()) else "vit")
     run_plan = user_plan.prefixed(PREFIX) if wrapped else user_plan
-    ctx = method_context(config, run_plan, family, lambda: reinitialized(net), retain_set,
-                         forget_set if chosen.uses_forget else None, forget_classes or None, flip=flip)
-    target = until if until is not None else FORGET_TARGET
-    history: list[dict[str, float]] = []
-    probe = _retain_probe(retain_set)
+    ctx = method_context(config, run_plan, family, lambda: reinitialized(net), retain, forget, forget_classes,
+                         flip=flip)
+    return ctx, user_plan
 
-    def on_epoch(epoch: int, current: nn.Module) -> bool:
-        row = {"epoch": epoch, "retain_acc": set_accuracy(current, probe)}
-        if forget_set is not None:
-            row["forget_acc"] = set_accuracy(current, forget_set)
-        if test_set is not None:
-            row["test_acc"] = set_accuracy(current, test_set)
-        history.append(row)
-        return until is not None and forget_set is not None and row["forget_acc"] <= until
 
-    started = time.perf_counter()
-    run = run_method(method, net, retain_set, ctx, seed=seed, cache_prefix=config.unlearn.cache_prefix,
-                     progress=progress, on_epoch=on_epoch)
-    seconds = time.perf_counter() - started
-    if not history:  # a method that does not train (logit-mask): measured once
-        on_epoch(0, run.snapshots[-1].model)
+class EpochLog:
+    """An on_epoch hook: after every epoch the accuracy on a fixed retain probe, the forget set and the test
+    set (the given ones) goes into `history`; the run stops at the first epoch at or below `until`."""
+
+    def __init__(self, retain: ImageSet, forget: ImageSet | None, test: ImageSet | None,
+                 until: float | None) -> None:
+        self.probe, self.forget, self.test, self.until = _retain_probe(retain), forget, test, until
+        self.history: list[dict[str, float]] = []
+
+    def __call__(self, epoch: int, current: nn.Module) -> bool:
+        row = {"epoch": epoch, "retain_acc": set_accuracy(current, self.probe)}
+        if self.forget is not None:
+            row["forget_acc"] = set_accuracy(current, self.forget)
+        if self.test is not None:
+            row["test_acc"] = set_accuracy(current, self.test)
+        self.history.append(row)
+        return self.until is not None and self.forget is not None and row["forget_acc"] <= self.until
+
+
+def result_of(run: MethodRun, snapshot: Snapshot, plan: LayerPlan, history: list[dict[str, float]],
+              target: float, wrapped: bool, seconds: float) -> UnlearnResult:
+    """The UnlearnResult of one budget of a run: `history` holds that budget's epochs, the last one deciding
+    whether the forget set is forgotten (a warning when it is still recognised)."""
     final = history[-1] if history else {}
     metrics = {k: v for k, v in final.items() if k != "epoch"}
-    forgotten = None if forget_set is None else metrics["forget_acc"] <= target
+    forgotten = metrics["forget_acc"] <= target if "forget_acc" in metrics else None
     warning = None
     if forgotten is False:
         warning = (f"the forget set is still recognised: forget accuracy {metrics['forget_acc']:.1f} % after "
                    f"{len(history)} epochs (target at most {target:g} %). Try more epochs, a higher learning rate "
-                   f"(lr=3e-3), more layers in the plan, or {forget_aware_hint(chosen)}")
-        warnings.warn(warning, UnlearningWarning, stacklevel=2)
-    snapshot = run.snapshots[-1]
-    return UnlearnResult(model=unwrap(snapshot.model), method=method, plan=user_plan, history=history,
-                         metrics=metrics, epochs=max(0, history[-1]["epoch"]) if history else 0, seconds=seconds,
+                   f"(lr=3e-3), more layers in the plan, or {forget_aware_hint(get_method(run.method))}")
+    return UnlearnResult(model=unwrap(snapshot.model), method=run.method, plan=plan, history=history,
+                         metrics=metrics, epochs=max(0, final["epoch"]) if final else 0, seconds=seconds,
                          peak_memory_mb=snapshot.peak_memory_mb, memory_kind=snapshot.memory_kind,
                          forgotten=forgotten, target=target, warning=warning, info=dict(run.info),
                          trainable_params=run.trainable_params, rss_growth_mb=snapshot.rss_growth_mb, _run=run,
@@ -276,8 +297,6 @@ def unlearn(model: nn.Module, retain: Any, forget: Any | None = None, method: st
 
 def forget_aware_hint(chosen) -> str:
     """What to try next: the forget-aware methods (that train on the forget set), with this method's surgery."""
-    from .methods import METHODS
-
     names = ", ".join(f"'{m.name}'" for m in METHODS.values() if m.uses_forget)
     if chosen.uses_forget:
         return f"another forget-aware method ({names})"
@@ -304,7 +323,7 @@ def _retain_probe(retain: ImageSet) -> ImageSet:
 
 
 def evaluate(model: nn.Module, splits: Splits, seed: int = 0, batch_size: int = EVAL_BATCH,
-             mia_cap: int = 1000, mean: Sequence[float] | None = None,
+             mia_cap: int = MIA_MAX_PER_SIDE, mean: Sequence[float] | None = None,
              std: Sequence[float] | None = None, evidence: EvidenceConfig | None = None,
              original: nn.Module | None = None) -> dict[str, float]:
     """UA, RA, TA, forget-test accuracy, every membership attack (with its attacker's accuracy), the

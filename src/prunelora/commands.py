@@ -14,12 +14,16 @@ from typing import Any
 
 from . import run_folder, storage
 from .adapters import checkpoint_meta, load_checkpoint
-from .config import RunConfig, _merge, fingerprint, load_yaml, resolve
+from .api import plan as plan_of
+from .config import RunConfig, fingerprint, load_yaml, merge, resolve
+from .data import class_splits, load_dataset, to_float
+from .driver import Experiment, describe_model, finish, normalise_methods, select_device
 from .errors import UserError
 from .machine import LoadProbe, set_threads
 from .methods import get_method, method_names
-from .pipeline import Experiment, describe_model, finish, select_device
+from .models.user_models import load_user_model
 from .rows import make_row
+from .user_run import UserSubject, check_user_run
 
 __all__ = ["checkpoint_context", "run"]
 
@@ -88,7 +92,7 @@ def run(command: str, yaml_path: str | None, flags: dict[str, Any], *, checkpoin
                             "under DIR/logits/")
         methods = (method or "prunelora") if command == "unlearn" else ""
         return _run_user_model(command, yaml_path, flags, model, weights, methods, mean, std, overwrite, progress)
-    explicit = _merge(load_yaml(yaml_path), flags)
+    explicit = merge(load_yaml(yaml_path), flags)
     context, warnings, meta, path, loaded = None, [], None, None, None
     if checkpoint is not None:
         path = Path(checkpoint)
@@ -103,6 +107,7 @@ def run(command: str, yaml_path: str | None, flags: dict[str, Any], *, checkpoin
     if method is not None:
         get_method(method)
         config.methods = [method]
+    normalise_methods(config)
     if dump_logits is not None and not dump_logits.endswith(".npz"):
         raise UserError(f"--dump-logits needs a .npz file name, got '{dump_logits}'")
     identity = config.identity()
@@ -155,7 +160,7 @@ def _train(exp: Experiment) -> list[dict]:
     for seed in exp.config.seeds:
         for name in exp.config.models:
             model, meta = exp.original(name, seed)
-            model_rows = exp.original_rows(name, seed, model, meta)
+            model_rows = exp.original_rows(exp.subject(name), seed, model, meta)
             storage.save_model(model, exp.seed_dir(seed) / "models" / name / "original.safetensors", meta)
             rows += model_rows
     return rows
@@ -163,12 +168,12 @@ def _train(exp: Experiment) -> list[dict]:
 
 def _unlearn(exp: Experiment, model, meta: dict, original_key: str, method: str) -> list[dict]:
     """The method on the checkpoint, request after request (one, unless the scenario is sequential)."""
-    rows = []
+    rows, subject = [], exp.subject(meta["model"])
     for seed in exp.config.seeds:
         exp.references[(meta["model"], seed)] = model
         current, key = (lambda: model), original_key
         for request in range(1, len(exp.requests) + 1):
-            stage, current, key = exp.stage(meta["model"], method, current, key, seed, request)
+            stage, current, key = exp.stage(subject, method, current, key, seed, request)
             rows += stage
     return rows
 
@@ -188,14 +193,14 @@ def _evaluate(exp: Experiment, model, meta: dict, checkpoint: Path, dump_logits:
 def _run_user_model(command: str, yaml_path: str | None, flags: dict[str, Any], spec: str, weights: str | None,
                     methods: str, mean: list[float] | None, std: list[float] | None, overwrite: bool,
                     progress: bool) -> dict[str, Any]:
-    """`unlearn|evaluate --model hf:DIR | py:...`: the user's model, the methods asked for (none for evaluate)."""
-    from .models.user_models import load_user_model
-    from .user_run import check_user_run, user_rows
+    """`unlearn|evaluate --model hf:DIR | py:...`: the user's model, the methods asked for (none for evaluate).
 
+    Its stages run through the same driver as the registry's models (user_run.UserSubject): resumed, and
+    evaluated at every budget."""
     config = resolve(yaml_path=yaml_path, overrides=flags)
     refuse_shadows(command, config)
-    config.methods = method_names([m.strip() for m in methods.split(",") if m.strip()],
-                                  class_wise=config.data.class_wise)
+    config.methods = [m.strip() for m in methods.split(",") if m.strip()]
+    normalise_methods(config, needed=command == "unlearn")
     for name in config.methods:
         get_method(name)
     check_normalisation(mean, std)
@@ -203,15 +208,22 @@ def _run_user_model(command: str, yaml_path: str | None, flags: dict[str, Any], 
     mean, std = (mean, std) if mean is not None or std is not None else (user.mean, user.std)
     config.models = [user.name]
     identity = config.identity()
-    identity.update(model=spec, weights=storage.file_digest(weights) if weights else None, mean=mean, std=std,
-                    source=storage.file_digest(spec[3:]) if spec.startswith("hf:") and Path(spec[3:]).exists() else spec)
+    model_identity = {"model": spec, "weights": storage.file_digest(weights) if weights else None, "mean": mean,
+                      "std": std, "source": storage.file_digest(spec[3:]) if spec.startswith("hf:")
+                      and Path(spec[3:]).exists() else spec}
+    identity.update(model_identity)
     config.out = config.out or f"runs/{command}/{user.name}-{fingerprint(identity)[:8]}"
     probe = LoadProbe(set_threads(config.threads))
     started = time.perf_counter()
-    exp = Experiment(config, select_device(config.device), progress, probe=probe, registry_models=False)
+    exp = Experiment(config, select_device(config.device), progress, probe=probe, registry_models=False,
+                     unlearns=command == "unlearn")
     check_user_run(exp, user, mean, std)
     run_folder.claim(config.out, command, identity, overwrite)
-    return finish(exp, user_rows(exp, user, mean, std, started), started)
+    example = to_float(exp.splits(config.seeds[0]).retain_train.images[:2])
+    subject = UserSubject(user, config, exp.device, mean, std, example, fingerprint("user model", model_identity),
+                          progress)
+    rows = exp.method_rows([subject], lambda _, seed: subject.original(), started)
+    return finish(exp, rows, started)
 
 
 def check_normalisation(mean: list[float] | None, std: list[float] | None) -> None:
@@ -228,10 +240,6 @@ def check_normalisation(mean: list[float] | None, std: list[float] | None) -> No
 def plan(yaml_path: str | None, flags: dict[str, Any], *, checkpoint: str | None = None, model: str | None = None,
          weights: str | None = None, mean: list[float] | None = None, std: list[float] | None = None) -> str:
     """The plan report of a checkpoint or a user's model on the configured data's images (nothing is written)."""
-    from .api import plan as plan_of
-    from .data import class_splits, load_dataset, to_float
-    from .models.user_models import load_user_model
-
     if model is not None:
         user = load_user_model(model, weights)
         net = user.model

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import ledger
+from . import distributed, ledger
 from .config import fingerprint
 from .errors import UserError
 from .ledger import FORMAT, MANIFEST, Ledger
@@ -40,8 +40,6 @@ def claim(out: str | Path, command: str, identity: dict[str, Any], overwrite: bo
     nothing, on refusal. Under torchrun rank 0 decides and writes; every rank gets its answer.
     release() ends the claim (the CLI does, after every command).
     """
-    from . import distributed
-
     return distributed.on_main(lambda: _claim(Path(out), command, identity, overwrite, targets))
 
 

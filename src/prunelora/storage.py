@@ -22,8 +22,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
-from . import ledger
+from . import distributed, ledger
 from .errors import UserError
+from .models import build_model
+from .models.masked import LogitMasked
 
 FORMAT = "prunelora/1"
 
@@ -59,8 +61,6 @@ def _elsewhere_unless_main(suffix: str, directory: bool):
 def _rank_zero(path: str | Path, write, suffix: str, directory: bool):
     """Under torchrun only rank 0 writes (other ranks get a scratch path, thrown away), and every rank waits
     until it has (distributed.py); a write nested in a scratch folder is that rank's own."""
-    from . import distributed
-
     target = write() if distributed.is_main() or _private(path) else _elsewhere_unless_main(suffix, directory)
     with target as tmp:
         yield tmp
@@ -264,8 +264,6 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     The model the metadata describes is first built on the meta device and its shapes compared with
     the file's tensors, so a tampered header (a width of 200000) is refused before any memory is allocated.
     """
-    from .models import build_model
-
     path = Path(path)
     meta = read_meta(path)
     if not isinstance(meta, dict) or not isinstance(meta.get("model"), str):
@@ -310,7 +308,5 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         first = str(exc).splitlines()[0] if str(exc) else "shape mismatch"
         raise UserError(f"checkpoint {path} does not match model '{meta['model']}': {first}") from None
     if masked:
-        from .methods import LogitMasked
-
         model = LogitMasked(model, masked)
     return model, meta

@@ -11,19 +11,16 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-if TYPE_CHECKING:
-    from .objectives import Objective
-
 from . import distributed
 from .data import ImageSet
 from .errors import UserError
 from .machine import synchronize
+from .objectives import Feed, Objective, Progress, RetainLoss
 from .prefix_cache import PrefixCache
 from .sync_batchnorm import synchronized
 
@@ -137,8 +134,6 @@ def fit(model: nn.Module, data: ImageSet, settings: OptimSettings, epochs: int, 
     A NaN epoch loss or a non-finite trainable weight raises Diverged naming `desc`, the epoch and `hint`
     (the setting to lower), checked once per epoch before on_epoch_end (never a NaN model evaluated or saved).
     """
-    from .objectives import Feed, Progress, RetainLoss
-
     objective = objective or RetainLoss()
     if objective.uses_forget and (forget is None or len(forget) == 0):
         raise ValueError(f"objective '{objective.name}' needs a non-empty forget set")

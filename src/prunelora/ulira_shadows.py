@@ -10,27 +10,48 @@ forget example is kept (seed<s>/ulira/<model>/pair<k>/<method>.npz, keyed by con
 a rerun only scores. metrics.ulira turns them into the attack's accuracy, AUC and TPR at 1 % FPR,
 which go into the rows of the seed and model (every budget; the original's row measures the
 untouched shadow originals).
+
+The shadows see the run through narrow callables (Shadows): train an original on a set, run a
+method, get a model's logits, check a cached file against run.json. They return scores and the
+seconds they trained; the stage driver adds both where they belong.
 """
 from __future__ import annotations
 
 import math
-import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
+from torch import nn
 
 from . import storage
-from .config import fingerprint, to_dict
+from .config import fingerprint
+from .data import ImageSet
 from .errors import UserError
-from .metrics.evaluate import predict
 from .metrics.ulira import balanced_membership, logit_confidence, ulira
-from .models import build_model, get_spec
-from .runner import method_context, run_method
 
-if TYPE_CHECKING:
-    from .pipeline import Experiment
+Key = tuple[str, "int | None"]  # (method, epochs or None)
 
+
+@dataclass
+class Shadows:
+    """What the shadows need of the run, and nothing more."""
+
+    train: Callable[[ImageSet, int, str], tuple[nn.Module, float]]  # (data, seed, desc) -> original, training sec
+    # (method, original, retain, forget, seed) -> [(epochs, model) per budget], training sec
+    run: Callable[[str, nn.Module, ImageSet, ImageSet, int], tuple[list[tuple[int | None, nn.Module]], float]]
+    logits: Callable[[nn.Module, ImageSet], np.ndarray]
+    verified: Callable[[str, list[Path]], bool]  # whether cached files still match run.json
+
+
+@dataclass
+class ShadowScores:
+    """U-LiRA's figures per (method, epochs) that every pair scored, and the seconds spent training shadows."""
+
+    figures: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    training_sec: float = 0.0
 
 
 def pair_seed(seed: int, pair: int, role: int) -> int:
@@ -44,14 +65,11 @@ def capacity(targets: int) -> int:
     return math.comb(targets, targets // 2) if targets >= 2 else 0
 
 
-def check_capacity(exp: Experiment) -> None:
-    """--ulira K above what the forget set allows is refused before anything is written."""
-    k = exp.config.evidence.ulira
-    for seed in exp.config.seeds:
-        targets = len(exp.splits(seed).forget_train)
-        if k > capacity(targets):
-            raise UserError(f"--ulira {k} is more shadow pairs than the forget set of {targets} samples allows "
-                            f"({capacity(targets)} distinct halves): lower --ulira or raise --train-per-class")
+def check_capacity(pairs: int, targets: int) -> None:
+    """--ulira K above what a forget set of `targets` samples allows is refused before anything is written."""
+    if pairs > capacity(targets):
+        raise UserError(f"--ulira {pairs} is more shadow pairs than the forget set of {targets} samples allows "
+                        f"({capacity(targets)} distinct halves): lower --ulira or raise --train-per-class")
 
 
 def shadow_half(n_train: int, targets: np.ndarray, member: np.ndarray, seed: int, pair: int) -> np.ndarray:
@@ -62,81 +80,69 @@ def shadow_half(n_train: int, targets: np.ndarray, member: np.ndarray, seed: int
     return np.sort(np.concatenate([half, targets[member]]))
 
 
-def add_ulira(exp: Experiment, name: str, seed: int, rows: list[dict]) -> None:
-    """Score every method of the run with U-LiRA on model `name` and seed; the figures go into `rows`."""
-    started = time.perf_counter()
-    cfg, splits = exp.config, exp.splits(seed)
-    pairs = cfg.evidence.ulira
-    train, targets = splits.train, splits.forget_index
+def ulira_scores(shadows: Shadows, train: ImageSet, targets: np.ndarray, seed: int, pairs: int, methods: list[str],
+                 identity: tuple, folder: Path) -> ShadowScores:
+    """Score every method with U-LiRA on `pairs` shadow pairs drawn from `train` (targets: the forget set's
+    positions in it). identity: what, with the pair, keys each pair's cached scores under `folder`."""
     target_set = train.subset(targets)
     member = balanced_membership(pairs, len(targets), seed)
     labels = target_set.labels.cpu().numpy()
-    scores: dict[tuple[str, int | None], list[np.ndarray]] = {}
+    scores: dict[Key, list[np.ndarray]] = {}
     retrained: list[np.ndarray] = []
+    out = ShadowScores()
     for pair in range(pairs):
         half = shadow_half(len(train), targets, member[pair], seed, pair)
         kept = half[~np.isin(half, targets)]
-        pair_scores = shadow_pair(exp, name, seed, pair, half, kept, targets[member[pair]], target_set, labels)
+        key = fingerprint("ulira", 2, *identity, pair, pairs)
+        path = folder / f"pair{pair}" / f"scores-{key}.npz"
+        found = load_scores(path) if path.is_file() and shadows.verified(f"{identity[0]} U-LiRA pair {pair}",
+                                                                         [path]) else {}
+        if all(any(m == method for m, _ in found) for method in ["retrain-shadow", "original", *methods]):
+            pair_scores = found
+        else:
+            pair_scores, seconds = shadow_pair(shadows, train, seed, pair, half, kept, targets[member[pair]],
+                                               target_set, labels, methods)
+            out.training_sec += seconds
+            save_scores(path, pair_scores)
         retrained.append(pair_scores.pop(("retrain-shadow", None)))
-        for key, value in pair_scores.items():
-            scores.setdefault(key, []).append(value)
-    for row in rows:
-        key = (row["method"], row["epochs"])
-        if len(scores.get(key, ())) == pairs:
-            row.update(ulira(np.stack(scores[key]), np.stack(retrained), member))
-            row["ulira_pairs"] = pairs
-    exp.timings["ulira"] = exp.timings.get("ulira", 0.0) + time.perf_counter() - started
-
-
-def shadow_pair(exp: Experiment, name: str, seed: int, pair: int, half: np.ndarray, kept: np.ndarray,
-                forgotten: np.ndarray, target_set, labels: np.ndarray) -> dict[tuple[str, int | None], np.ndarray]:
-    """The scores of one pair's models on the target examples: cached, or computed through run_method."""
-    cfg = exp.config
-    args = cfg.model_args.get(name, {})
-    key = fingerprint("ulira", 2, name, args, to_dict(cfg)["data"], to_dict(cfg)["pretrain"], to_dict(cfg)["unlearn"],
-                      cfg.method_args, seed, pair, cfg.evidence.ulira)
-    path = exp.seed_dir(seed) / "ulira" / name / f"pair{pair}" / f"scores-{key}.npz"
-    found = load_scores(path) if path.is_file() and exp.verified(f"{name} U-LiRA pair {pair}", [path]) else {}
-    if all(any(m == method for m, _ in found) for method in ["retrain-shadow", "original", *cfg.methods]):
-        return found
-    splits = exp.splits(seed)
-    train = splits.train
-    original, _ = exp.train_original(name, train.subset(half), pair_seed(seed, pair, 0), f"{name} shadow {pair}")
-    spec = get_spec(name, args)
-
-    def fresh():
-        return build_model(name, splits.num_classes, splits.image_shape[0], splits.image_shape[1],
-                           splits.mean, splits.std, args)
-
-    retain, forget = train.subset(kept), train.subset(forgotten)
-    ctx = method_context(cfg, spec.plan, spec.family, fresh, retain, forget, splits.forget_classes or None,
-                         flip=exp.flip)
-
-    def score(model) -> np.ndarray:
-        return logit_confidence(predict(model, target_set, cfg.eval_batch_size), labels)
-
-    out = {("original", None): score(original)}
-    runs = [("retrain-shadow", pair_seed(seed, pair, 1))]
-    runs += [(m, pair_seed(seed, pair, 2 if m == "retrain" else 0)) for m in cfg.methods]
-    for method, run_seed in runs:
-        run = run_method("retrain" if method == "retrain-shadow" else method, original, retain, ctx,
-                         seed=run_seed, precision=cfg.precision, channels_last=cfg.channels_last, cache_prefix=cfg.unlearn.cache_prefix,
-                         progress=exp.progress)
-        exp.training_sec += sum(run.history.epoch_seconds)
-        for snap in run.snapshots:
-            out[(method, snap.epochs)] = score(snap.model)
-    save_scores(path, out)
+        for k, value in pair_scores.items():
+            scores.setdefault(k, []).append(value)
+    for k, values in scores.items():
+        if len(values) == pairs:
+            out.figures[k] = {**ulira(np.stack(values), np.stack(retrained), member), "ulira_pairs": pairs}
     return out
 
 
-def load_scores(path: Path) -> dict[tuple[str, int | None], np.ndarray]:
+def shadow_pair(shadows: Shadows, train: ImageSet, seed: int, pair: int, half: np.ndarray, kept: np.ndarray,
+                forgotten: np.ndarray, target_set: ImageSet, labels: np.ndarray,
+                methods: list[str]) -> tuple[dict[Key, np.ndarray], float]:
+    """The scores of one pair's models on the target examples, and the seconds its training took."""
+    original, seconds = shadows.train(train.subset(half), pair_seed(seed, pair, 0), f"shadow {pair}")
+    retain, forget = train.subset(kept), train.subset(forgotten)
+
+    def score(model: nn.Module) -> np.ndarray:
+        return logit_confidence(shadows.logits(model, target_set), labels)
+
+    out: dict[Key, np.ndarray] = {("original", None): score(original)}
+    runs = [("retrain-shadow", pair_seed(seed, pair, 1))]
+    runs += [(m, pair_seed(seed, pair, 2 if m == "retrain" else 0)) for m in methods]
+    for method, run_seed in runs:
+        budgets, spent = shadows.run("retrain" if method == "retrain-shadow" else method, original, retain, forget,
+                                     run_seed)
+        seconds += spent
+        for epochs, model in budgets:
+            out[(method, epochs)] = score(model)
+    return out, seconds
+
+
+def load_scores(path: Path) -> dict[Key, np.ndarray]:
     """The scores save_scores wrote: (method, epochs or None) -> scores on the target examples."""
     with np.load(path, allow_pickle=False) as data:
         return {(str(m), None if int(e) < 0 else int(e)): data[f"s{i}"]
                 for i, (m, e) in enumerate(zip(data["methods"], data["epochs"]))}
 
 
-def save_scores(path: Path, scores: dict[tuple[str, int | None], np.ndarray]) -> None:
+def save_scores(path: Path, scores: dict[Key, np.ndarray]) -> None:
     keys = list(scores)
     arrays = {f"s{i}": scores[k] for i, k in enumerate(keys)}
     arrays["methods"] = np.array([m for m, _ in keys])

@@ -1,42 +1,60 @@
-"""`unlearn --model hf:DIR | py:module:factory`: the user's own model on the user's data, end to end.
+"""`unlearn --model hf:DIR | py:module:factory`: the user's own model as a subject of the stage driver.
 
-For each method asked: unlearn through the Python API (per-epoch forgetting check, `until`),
-evaluate with the same metrics and attacks as `reproduce`, save the unlearned model the way the
-user loads it (a `save_pretrained` folder for Hugging Face models, a safetensors state dict for
-`py:` models), the PEFT adapter with its base, and a `prunelora.json` that says what was done.
-Rows go into the same results.json / results.md / report.html as `reproduce`.
+The driver (driver/stages.py) runs, resumes, evaluates and records the stages exactly as for the
+registry's models; this module says how a user's model is unlearned (the Python API's context: the
+plan inferred from its structure, the per-epoch forgetting check and `until`), which module gives its
+logits (api.as_classifier), and how it is delivered: the way the user loads it back.
+
+Deliverables, per seed (and per request of a sequence, in r<k>/ below each folder):
+
+    seed<s>/models/<model>/<method>/            the longest budget (or the epoch `until` stopped at)
+        model/  (Hugging Face: a save_pretrained folder)  or  model.safetensors  (py: the state dict)
+        adapter/                                 the PEFT adapter and its base (LoRA methods)
+        prunelora.json                           what was done: method, epochs, history, metrics, plan
+    seed<s>/models/<model>/<method>_e<k>/       every shorter budget k: model and prunelora.json
+                                                 (the adapter is kept for the longest budget only)
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import save_file
+from torch import nn
 
 from . import storage
-from .api import as_classifier, unlearn
+from .api import (
+    FORGET_TARGET,
+    EpochLog,
+    UnlearnResult,
+    as_classifier,
+    check_labels_fit,
+    plan_for,
+    reinitialized,
+    result_of,
+    user_context,
+    whole_classes,
+)
 from .api import plan as plan_of
-from .data import to_float
+from .config import RunConfig
+from .data import Splits, to_float
+from .driver import Delivery, Experiment, Outcome, StagePlace
 from .errors import UserError
 from .methods import get_method
-from .models.user_models import UserModel
-from .pipeline import Experiment, describe_model, finish
-from .rows import make_row
-
-
-def unlearn_options(exp: Experiment) -> dict[str, Any]:
-    """The config's unlearning settings as `prunelora.unlearn` options (its epochs are the longest budget)."""
-    return {k: v for k, v in dataclasses.asdict(exp.config.unlearn).items() if k not in ("epochs", "until_forget_acc")}
+from .methods.pruning import remove_channels
+from .methods.reinflate import check_exact, reinflate
+from .models.outputs import PREFIX, unwrap
+from .models.user_models import UserModel, load_factory, load_hf
+from .runner import run_method
 
 
 def method_settings(method_args: dict[str, dict[str, Any]], method: str) -> dict[str, Any]:
     """One method's settings from the config: those of its objective, then its own on top."""
-    from .methods import get_method
-
     return {**(method_args.get(get_method(method).objective) or {}), **(method_args.get(method) or {})}
 
 
@@ -55,14 +73,9 @@ def check_remove_mode(model, example, mean, std, amount: float) -> None:
     """Remove mode changes layer widths, which a saved Hugging Face config or a py: factory cannot rebuild, so
     the unlearned model is saved in the original shapes with the removed channels as exact zeros
     (methods/reinflate.py). A dry run here proves that exact for this architecture before anything runs."""
-    from .api import _plan_for
-    from .methods.pruning import remove_channels
-    from .methods.reinflate import check_exact, reinflate
-    from .models.outputs import PREFIX
-
     model = copy.deepcopy(model)
     net, wrapped = as_classifier(model, example, mean, std)
-    plan = _plan_for(model, net, example, wrapped, None)
+    plan = plan_for(model, net, example, wrapped, None)
     plan = plan.prefixed(PREFIX) if wrapped else plan
     pruned = copy.deepcopy(net)
     _, removed = remove_channels(pruned, plan.prune_layers, amount, plan.head, example)
@@ -75,58 +88,106 @@ def check_remove_mode(model, example, mean, std, amount: float) -> None:
                         f"by {gap:.3g}: a layer or group norm normalises over pruned channels); use --prune-mode mask")
 
 
-def user_rows(exp: Experiment, user: UserModel, mean, std, started: float | None = None) -> list[dict]:
-    """Rows of the original and of every method, per seed and request. In a sequence each request is
-    applied to the model the previous one produced (Retrain retrains on the cumulative retain set), and
-    the tables are written after every request."""
-    config, rows = exp.config, []
-    params = sum(p.numel() for p in user.model.parameters())
-    desc = describe_model(user.name, {}, params)
-    last = len(exp.requests)
-    for seed in config.seeds:
-        example = to_float(exp.splits(seed).retain_train.images[:2])
-        original, _ = as_classifier(user.model, example, mean, std)
-        exp.references[(user.name, seed)] = original
-        chain = {method: user.model for method in config.methods}
-        for request in range(1, last + 1):
-            splits, fields = exp.splits(seed, request), exp.request_fields(seed, request)
-            logits = exp.logits_path(user.name, "original", None, seed, request)
-            metrics = exp.evaluate(original, seed, logits, request, name=user.name)
-            rows.append(make_row(user.name, "original", None, metrics, sec_per_epoch=None, total_sec=0.0,
-                                 peak_memory_mb=None, trainable_params=None, seed=seed, params=params,
-                                 model_desc=desc, logits_file=str(logits.relative_to(exp.out)), **fields))
-            for method in config.methods:
-                result = unlearn(copy.deepcopy(chain[method]), splits.retain_train, splits.new_forget, method=method,
-                                 epochs=max(config.unlearn.epochs), seed=seed, pretrain_epochs=config.pretrain.epochs,
-                                 test=splits.test_retain, until=config.unlearn.until_forget_acc, mean=mean, std=std,
-                                 progress=exp.progress, method_args=method_settings(config.method_args, method),
-                                 **unlearn_options(exp))
-                chain[method] = result.model
-                if result.warning:
-                    exp.warnings.append(f"{user.name} {method}: {result.warning}")
-                net, _ = as_classifier(result.model, example, mean, std)
-                logits = exp.logits_path(user.name, method, result.epochs, seed, request)
-                metrics = exp.evaluate(net, seed, logits, request, name=user.name)
-                folder = exp.seed_dir(seed) / "models" / user.name / method
-                if exp.sequential:
-                    folder = folder / exp.request_part(request)
-                save_user_result(folder, user, result, splits, metrics)
-                rows.append(make_row(user.name, method, result.epochs, metrics,
-                                     sec_per_epoch=result.seconds / max(1, result.epochs), total_sec=result.seconds,
-                                     peak_memory_mb=result.peak_memory_mb, trainable_params=result.trainable_params,
-                                     seed=seed, params=params, memory_kind=result.memory_kind, model_desc=desc,
-                                     rss_growth_mb=result.rss_growth_mb,
-                                     logits_file=str(logits.relative_to(exp.out)), forgotten=result.forgotten,
-                                     forget_target=result.target, model_dir=str(folder.relative_to(exp.out)),
-                                     **fields, **{k: v for k, v in result.info.items()
-                                                  if isinstance(v, (int, float, str, bool))}))
-            if exp.sequential and request < last and started is not None:
-                finish(exp, list(rows), started, partial=True)
-    return rows
+def budget_history(history: list[dict[str, float]], epochs: int | None) -> list[dict[str, float]]:
+    """The epochs of `history` that led to the budget `epochs` (None: the whole run). A run per budget
+    (l1-sparse) restarts its epoch count: the budget's own run is the one that ends at it."""
+    if epochs is None:
+        return list(history)
+    runs: list[list[dict[str, float]]] = []
+    for entry in history:
+        if not runs or entry["epoch"] <= runs[-1][-1]["epoch"]:
+            runs.append([])
+        runs[-1].append(entry)
+    ending = [run for run in runs if run[-1]["epoch"] == epochs]
+    if ending:
+        return ending[0]
+    return next(([e for e in run if e["epoch"] <= epochs] for run in runs if any(e["epoch"] == epochs for e in run)),
+                list(history))
 
 
-def save_user_result(folder: Path, user: UserModel, result, splits, metrics: dict) -> None:
-    """The unlearned model as the user loads it, its adapter, and what was done (prunelora.json)."""
+@dataclass
+class UserSubject:
+    """The user's model (hf: or py:) as the driver's subject."""
+
+    user: UserModel
+    config: RunConfig
+    device: torch.device
+    mean: list[float] | None
+    std: list[float] | None
+    example: torch.Tensor  # a few of the run's images: whether the model needs prunelora's wrapper
+    key: str  # the original's fingerprint: the model's source, weights and normalisation
+    progress: bool = True
+    family: str = ""  # recipes follow the model's inferred plan, per method run
+
+    @property
+    def name(self) -> str:
+        return self.user.name
+
+    def original(self) -> tuple[nn.Module, dict[str, Any]]:
+        """The user's model as given: nothing trained, nothing cached."""
+        training = {"sec_per_epoch": None, "total_sec": 0.0, "peak_memory_mb": None, "trainable_params": None}
+        return self.user.model, {"key": self.key, "training": training}
+
+    def fresh(self, splits: Splits, start: nn.Module) -> nn.Module:
+        return reinitialized(start)
+
+    def settings(self, method: str) -> RunConfig:
+        """The Python API's configuration for one method: the run's unlearning settings, every budget."""
+        cfg = self.config
+        config = RunConfig(unlearn=dataclasses.replace(cfg.unlearn, until_forget_acc=None), methods=[method],
+                           method_args={method: method_settings(cfg.method_args, method)})
+        config.pretrain.epochs = cfg.pretrain.epochs
+        return config
+
+    def run(self, method: str, start: nn.Module, splits: Splits, seed: int, desc: str) -> Outcome:
+        """As prunelora.unlearn runs it, for every budget at once; each budget gets its own UnlearnResult."""
+        chosen = get_method(method)
+        retain, forget, test = splits.retain_train, splits.new_forget, splits.test_retain
+        model = copy.deepcopy(start).to(retain.labels.device)
+        example = to_float(retain.images[:2])
+        net, wrapped = as_classifier(model, example, self.mean, self.std)
+        check_labels_fit(net, example, {"retain": retain, "forget": forget, "test": test})
+        config = self.settings(method)
+        ctx, plan = user_context(config, model, net, example, wrapped, None, retain,
+                                 forget if chosen.uses_forget else None, whole_classes(retain, forget) or None)
+        until = self.config.unlearn.until_forget_acc
+        log = EpochLog(retain, forget, test, until)
+        run = run_method(method, net, retain, ctx, seed=seed, cache_prefix=config.unlearn.cache_prefix,
+                         progress=self.progress, on_epoch=log, desc=desc)
+        if not log.history:  # a method that does not train (logit-mask): measured once
+            log(0, run.snapshots[-1].model)
+        target = until if until is not None else FORGET_TARGET
+        results = [result_of(run, snap, plan, budget_history(log.history, snap.epochs), target, wrapped,
+                             snap.total_sec) for snap in run.snapshots]
+        final = results[-1].warning
+        return Outcome(run, [{"result": r} for r in results], [final] if final else [])
+
+    def evaluated(self, model: nn.Module) -> nn.Module:
+        return as_classifier(unwrap(model), self.example, self.mean, self.std)[0]
+
+    def final(self, outcome: Outcome) -> nn.Module:
+        return unwrap(outcome.run.snapshots[-1].model)
+
+    def deliverable(self, place: StagePlace, method: str, epochs: int | None, last: bool) -> Path:
+        folder = place.models / (method if last or epochs is None else f"{method}_e{epochs}")
+        return folder / place.part if place.part else folder
+
+    def save(self, path: Path, delivery: Delivery) -> dict[str, Any]:
+        result: UnlearnResult = delivery.note["result"]
+        save_user_result(path, self.user, result, delivery.splits, delivery.metrics, adapter=delivery.last)
+        return {"forgotten": result.forgotten, "forget_target": result.target,
+                "model_dir": str(path.relative_to(delivery.out))}
+
+    def load(self, path: Path) -> nn.Module:
+        if self.user.kind == "hf":
+            return load_hf(str(path / "model"), self.progress).model.to(self.device)
+        return load_factory(self.user.source, str(path / "model.safetensors")).model.to(self.device)
+
+
+def save_user_result(folder: Path, user: UserModel, result: UnlearnResult, splits, metrics: dict,
+                     adapter: bool = True) -> None:
+    """The unlearned model as the user loads it, its adapter (adapter=False: not for this budget), and what was
+    done (prunelora.json)."""
     with storage.atomic_dir(folder) as tmp:
         model = result.in_original_shapes(copy.deepcopy(user.model))  # remove mode: zeros where channels went
         if user.kind == "hf":
@@ -137,7 +198,8 @@ def save_user_result(folder: Path, user: UserModel, result, splits, metrics: dic
         else:
             state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
             save_file(state, str(tmp / "model.safetensors"))
-        result.save_adapter(tmp / "adapter", template=copy.deepcopy(user.model))
+        if adapter:
+            result.save_adapter(tmp / "adapter", template=copy.deepcopy(user.model))
         storage.write_json(tmp / "prunelora.json", {
             "model": user.describe(), "method": result.method, "epochs": result.epochs,
             "forget_class": splits.forget_class,

@@ -3,7 +3,6 @@
 Tiny models on digits, 1 warm-up + 1 timed epoch. Timings are never compared (the machine is
 shared); FLOP counts are deterministic and are.
 """
-import argparse
 import json
 import math
 
@@ -12,6 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from prunelora import bench
+from prunelora.bench import BenchOptions
+from prunelora.config import resolve
 from prunelora.errors import UserError
 
 TINY = {"resnet18": {"width": 2}, "vit": {"depth": 1, "dim": 16, "heads": 2, "mlp_dim": 32}}
@@ -20,13 +21,28 @@ ALWAYS = ["sec_per_epoch", "images_per_sec", "sec_ratio_vs_finetune", "flops_per
           "achieved_flops_per_sec", "mfu", "trainable_params"]
 
 
+def run_benchmark(models=("resnet18", "vit"), methods=None, *, model_args=None, dataset="digits", train_per_class=None,
+                  device="auto", batch_size=None, out=None, log=None, overwrite=False, **options):
+    """bench.run on the config these settings resolve to (over the preset), with bench's options."""
+    overrides = {"models": list(models), "data": {"dataset": dataset}, "device": device}
+    if train_per_class is not None:
+        overrides["data"]["train_per_class"] = train_per_class
+    if model_args:
+        overrides["model_args"] = model_args
+    if batch_size is not None:
+        overrides["unlearn"] = {"batch_size": batch_size}
+    if methods is not None:
+        options["methods"] = list(methods)
+    return bench.run(resolve(overrides=overrides), BenchOptions(**options), out=out, log=log, overwrite=overwrite)
+
+
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        res = bench.run_benchmark(["resnet18", "vit"], METHODS, model_args=TINY, dataset="digits",
+        res = run_benchmark(["resnet18", "vit"], METHODS, model_args=TINY, dataset="digits",
                                   train_per_class=10, device="cpu", warmup_epochs=1, timed_epochs=1,
                                   min_timed_epochs=1, matmul_size=128, matmul_repeats=2, out=out,
                                   log=lambda message: None)
@@ -40,6 +56,7 @@ def _row(results, model, method, mode=None):
     return next(r for r in results["rows"] if (r["model"], r["method"], r["prune_mode"]) == (model, method, mode))
 
 
+@pytest.mark.slow
 def test_every_column_for_every_method(results):
     rows = results["rows"]
     expected = {(m, meth, mode) for m in TINY for meth in METHODS
@@ -147,41 +164,50 @@ def test_flop_counter_counts_cpu_attention():
 def test_user_mistakes_raise_user_error(kwargs, match, tmp_path):
     args = {"dataset": "digits", "train_per_class": 10, "out": tmp_path, "log": lambda m: None, **kwargs}
     with pytest.raises(UserError, match=match):
-        bench.run_benchmark(**args)
+        run_benchmark(**args)
     assert not any(tmp_path.iterdir())
 
 
 def test_cli_shares_the_commands_options_and_exit_code(capsys):
     """bench parses with the same run/data/model options as every command, plus its own."""
-    from prunelora.cli import build_parser, overrides
+    from prunelora.cli import build_parser, config_flags, main
+    from prunelora.flags import given
 
     args = build_parser().parse_args(["bench", "--models", "vit", "--set", "model_args.vit.depth=2",
                                       "--channels-last", "--preset", "smoke", "--seed", "1"])
-    assert args.models == ["vit"] and args.channels_last and args.timed_epochs == 3 and args.warmup_epochs == 1
-    assert overrides(args)["model_args"] == {"vit": {"depth": 2}} and "unlearn" not in overrides(args)
-    assert bench.main(["--models", "nope"]) == 2
+    flags, options = config_flags(args), BenchOptions(**given(args, "bench"))
+    assert flags["models"] == ["vit"] and flags["channels_last"] and flags["seeds"] == [1]
+    assert options.timed_epochs == 3 and options.warmup_epochs == 1
+    assert flags["model_args"] == {"vit": {"depth": 2}} and "unlearn" not in flags
+    assert main(["bench", "--models", "nope"]) == 2
     assert "unknown model" in capsys.readouterr().err
-    assert bench.main(["--bogus"]) == 2
+    assert main(["bench", "--bogus"]) == 2
+
 
 def test_default_dataset_is_the_configs_and_no_checkout_path_is_baked_in(monkeypatch):
     """The installed package never looks for data relative to its own source checkout."""
     import inspect
 
-    source = inspect.getsource(bench)
-    assert "parents[" not in source and "shared/data" not in source and "\"shared\"" not in source
+    from prunelora.bench import measure, options, report, run
+    from prunelora.cli import build_parser, config_flags
+
+    for module in (bench, measure, options, report, run):
+        source = inspect.getsource(module)
+        assert "parents[" not in source and "shared/data" not in source and "\"shared\"" not in source
     monkeypatch.delenv("PRUNELORA_DATA", raising=False)
-    assert bench.build_arg_parser(argparse.ArgumentParser()).parse_args([]).dataset is None  # -> config's digits
+    assert "data" not in config_flags(build_parser().parse_args(["bench"]))  # -> config's digits
 
 
+@pytest.mark.slow
 def test_bench_records_the_load_and_never_writes_over_another_run(tmp_path):
     args = {"models": ["resnet18"], "methods": ["finetune"], "dataset": "digits", "train_per_class": 10,
             "device": "cpu", "warmup_epochs": 0, "timed_epochs": 1, "min_timed_epochs": 1, "matmul_size": 64,
             "out": tmp_path, "log": lambda m: None}
-    results = bench.run_benchmark(**args)
+    results = run_benchmark(**args)
     assert {"busy", "others_cpu_share", "threads"} <= set(results["machine_load"])
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
     with pytest.raises(UserError, match="already holds a 'bench' run"):
-        bench.run_benchmark(**{**args, "methods": ["lora"]})
+        run_benchmark(**{**args, "methods": ["lora"]})
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
-    replaced = bench.run_benchmark(**{**args, "methods": ["lora"], "overwrite": True})
+    replaced = run_benchmark(**{**args, "methods": ["lora"], "overwrite": True})
     assert [r["method"] for r in replaced["rows"]] == ["lora"]

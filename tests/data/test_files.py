@@ -80,6 +80,7 @@ def test_a_compressed_npz_cannot_be_streamed(tmp_path):
         load_files(str(path), stream=True)
 
 
+@pytest.mark.slow
 def test_reproduce_with_stream_gives_the_same_rows(tmp_path, capsys):
     """--stream reads the user's image folder per batch: every number of the run is the in-memory run's."""
     data = write_image_folder(tmp_path / "images", per_class=15)

@@ -18,20 +18,31 @@ def rows(images: torch.Tensor) -> set[bytes]:
     return {bytes(x.numpy().tobytes()) for x in images}
 
 
-@pytest.mark.parametrize("ratio", [0.1, 0.25])
-def test_random_split_has_the_requested_size_and_is_disjoint_from_retain(digits_raw, ratio):
+# digits: 1437 training images (142 to 146 per class), 360 test images; the seeded draw is pinned so that a change
+# to the order of the random chunks fails here rather than silently moving every published number.
+DIGITS_TRAIN = 1437
+
+
+@pytest.mark.parametrize("ratio,size,per_class", [
+    (0.1, 144, [13, 22, 17, 10, 22, 18, 7, 14, 6, 15]),
+    (0.25, 359, [33, 40, 31, 28, 49, 40, 43, 29, 29, 37]),
+])
+def test_random_split_has_the_requested_size_and_is_disjoint_from_retain(digits_raw, ratio, size, per_class):
     s = splits_after(digits_raw, "random", ratio=ratio)
-    n = len(s.train)
-    assert len(s.forget_train) == round(ratio * n)
-    assert len(s.forget_train) + len(s.retain_train) == n
-    assert set(s.forget_index.tolist()).isdisjoint(set(range(n)) - set(s.forget_index.tolist())) is True
-    retain_index = np.setdiff1d(np.arange(n), s.forget_index)
+    assert len(s.train) == DIGITS_TRAIN
+    assert len(s.forget_train) == size == round(ratio * DIGITS_TRAIN)
+    assert len(s.retain_train) == DIGITS_TRAIN - size
+    assert s.forget_index[:3].tolist() == [3, 9, 14]  # the seed-0 order's first picks
+    retain_index = np.setdiff1d(np.arange(DIGITS_TRAIN), s.forget_index)
+    assert len(retain_index) == DIGITS_TRAIN - size  # no forgotten index repeats, none is also retained
     assert torch.equal(s.retain_train.labels, s.train.labels[torch.as_tensor(retain_index)])
-    assert len(np.unique(s.forget_index)) == len(s.forget_index)
-    # over all classes, the whole test set measures TA, and there is no forgotten test class
-    assert len(set(s.forget_train.labels.tolist())) == digits_raw.num_classes
-    assert len(s.test_retain) == len(digits_raw.test_labels) and len(s.test_forget) == 0
+    assert torch.equal(s.forget_train.labels, s.train.labels[torch.as_tensor(s.forget_index)])
+    # drawn over all classes: the per-class counts of the seed-0 draw
+    assert np.bincount(s.forget_train.labels.numpy(), minlength=10).tolist() == per_class
+    # the whole test set measures TA, and there is no forgotten test class
+    assert len(s.test_retain) == len(digits_raw.test_labels) == 360 and len(s.test_forget) == 0
     assert s.forget_class is None and s.forget_classes == []
+    assert s.scenario == "random" and s.request == 1
 
 
 def test_random_split_follows_the_seed(digits_raw):
@@ -43,9 +54,8 @@ def test_random_split_follows_the_seed(digits_raw):
 
 def test_sequential_random_requests_are_disjoint_chunks_that_accumulate(digits_raw):
     last = splits_after(digits_raw, "sequential", ratio=0.1, requests=[3])
-    share = round(0.1 * len(last.train))
-    assert [len(p) for p in last.request_sets] == [share] * 3
-    assert len(last.forget_train) == 3 * share
+    assert [len(p) for p in last.request_sets] == [144] * 3
+    assert len(last.forget_train) == 3 * 144 and last.request == 3
     chunks = [rows(p.images) for p in last.request_sets]
     assert all(chunks[i].isdisjoint(chunks[j]) for i in range(3) for j in range(i + 1, 3))
     first = splits_after(digits_raw, "sequential", k=1, ratio=0.1, requests=[3])
@@ -55,10 +65,13 @@ def test_sequential_random_requests_are_disjoint_chunks_that_accumulate(digits_r
 def test_sequential_class_requests_accumulate_classes(digits_raw):
     second = splits_after(digits_raw, "sequential", k=2, requests=[3, 5, 7])
     assert second.forget_classes == [3, 5] and second.forget_class == 5 and second.request == 2
+    assert len(second.forget_train) == 146 + 145  # every training image of classes 3 and 5
     assert set(second.forget_train.labels.tolist()) == {3, 5}
-    assert not {3, 5} & set(second.retain_train.labels.tolist())
-    assert set(second.test_forget.labels.tolist()) == {3, 5}
-    assert set(second.new_forget.labels.tolist()) == {5}  # what the objective sees: this request's data
+    assert len(second.retain_train) == DIGITS_TRAIN - 291
+    assert set(second.retain_train.labels.tolist()) == {0, 1, 2, 4, 6, 7, 8, 9}
+    assert len(second.test_forget) == 37 + 37 and set(second.test_forget.labels.tolist()) == {3, 5}
+    assert [len(p) for p in second.request_sets] == [146, 145]
+    assert len(second.new_forget) == 145 and set(second.new_forget.labels.tolist()) == {5}  # this request's data
 
 
 def test_class_names_are_accepted_as_requests(digits_raw):

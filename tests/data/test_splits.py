@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from prunelora.data import balanced_indices, class_splits
-from prunelora.data.sources import RawDataset
+from prunelora.data.raw import RawDataset
 from prunelora.errors import UserError
 
 

@@ -97,6 +97,7 @@ def test_bad_data_to_stream_is_a_user_error(bad, message):
         streamed(bad, "retain")
 
 
+@pytest.mark.slow
 def test_unlearn_on_a_streamed_dataset_equals_unlearn_in_memory(digits_splits):
     """The same batches reach the model either way: the same history, metrics and weights."""
     splits = digits_splits

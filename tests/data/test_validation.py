@@ -146,6 +146,7 @@ def test_unlearn_refuses_nan_pixels_instead_of_reporting_forgotten(stream, digit
 
 # -- 2. every class of the request has training images --------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_forget_class_without_training_images_is_refused_in_an_npz(digits, tmp_path, capsys):
     images, labels = digits
     keep = labels != 3
@@ -164,6 +165,7 @@ def test_a_forget_class_without_training_images_is_refused_in_an_npz(digits, tmp
         class_splits(load_files(str(path)), 3)
 
 
+@pytest.mark.slow
 def test_an_empty_class_folder_is_refused_whether_forgotten_or_kept(digits, tmp_path, capsys):
     root = image_folder(tmp_path / "pets", digits)
     line = refused(["reproduce", "--dataset", root, "--forget-class", "fox"], tmp_path, capsys)
@@ -192,6 +194,7 @@ def test_bad_npz_labels_are_refused_at_load(change, message, digits, tmp_path, c
     assert message in refused(["reproduce", "--dataset", path], tmp_path, capsys)
 
 
+@pytest.mark.slow
 def test_labels_outside_the_class_list_are_refused(digits, tmp_path, capsys):
     """class_names fix the class count: a label past them is refused, in the training and the test labels."""
     images, labels = digits
@@ -238,6 +241,7 @@ def test_labels_beyond_the_models_outputs_are_refused(digits):
         prunelora.unlearn(TorchvisionResNet18(), (x[y != 3], wide), (x[y == 3], y[y == 3]), epochs=1)
 
 
+@pytest.mark.slow
 def test_a_datasets_folder_with_label_minus_1_or_a_stray_label_is_refused(digits, tmp_path, capsys):
     images, labels = digits
     pictures = [i[0] for i in images[:9]]
@@ -268,6 +272,7 @@ def test_unlearn_refuses_an_empty_retain_or_forget_set(empty, digits):
         prunelora.unlearn(TorchvisionResNet18(), sets["retain"], sets["forget"], epochs=1)
 
 
+@pytest.mark.slow
 def test_empty_training_data_from_files_is_refused(digits, tmp_path, capsys):
     images, labels = digits
     path = write_npz(tmp_path / "d.npz", images[:0], labels[:0], class_names=LETTERS)

@@ -204,6 +204,7 @@ def pruned_rows_of(original: nn.Module, name: str, amount: float = 0.5) -> dict[
     return {n: expected_pruned_rows(m.weight, amount) for n, m in matching_modules(original, plan.prune_layers).items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet18", "vit"])
 def test_prune_finetune_keeps_pruned_weights_zero_through_adam(digits_splits, originals, name):
     expected = pruned_rows_of(originals[name], name)
@@ -232,6 +233,7 @@ def test_without_the_mask_adam_regrows_pruned_channels(digits_splits, originals)
     assert regrown > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet18", "vit"])
 def test_keep_sparsity_keeps_merged_pruned_rows_zero(digits_splits, originals, name):
     expected = pruned_rows_of(originals[name], name)
@@ -247,6 +249,7 @@ def test_keep_sparsity_keeps_merged_pruned_rows_zero(digits_splits, originals, n
                if re.search(r"lora_B\.default$", n))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet18", "vit"])
 def test_without_keep_sparsity_the_merged_update_regrows_pruned_rows(digits_splits, originals, name):
     expected = pruned_rows_of(originals[name], name)
@@ -260,6 +263,7 @@ def test_without_keep_sparsity_the_merged_update_regrows_pruned_rows(digits_spli
     assert not any(regrown[n] for n in regrown if not re.fullmatch(plan.lora_layers, n))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet18", "vit"])
 @pytest.mark.parametrize("method", ["lora", "prunelora"])
 @pytest.mark.parametrize("cache_prefix", [True, False])
@@ -295,6 +299,7 @@ def _meta(name, splits):
             "image_size": size, "mean": list(splits.mean), "std": list(splits.std), "dataset": "digits"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["prune-finetune", "prunelora"])
 def test_remove_mode_shrinks_convs_runs_and_round_trips_through_safetensors(tmp_path, digits_splits, originals, method):
     original = originals["resnet18"]
@@ -333,6 +338,7 @@ def test_remove_mode_on_the_vit_is_a_user_error(digits_splits, originals):
 
 # -- the folded conv LoRA (no dropout; its equivalence to PEFT is tested in test_lora_fold.py) ---------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["lora", "prunelora"])
 def test_every_folded_conv_lora_b_moves_away_from_zero(digits_splits, originals, method):
     run = run_of("resnet18", method, digits_splits, originals, lora_dropout=0.0)

@@ -5,6 +5,7 @@ import pytest
 
 from prunelora.cli import build_parser
 from prunelora.config import resolve
+from prunelora.driver import normalise_methods
 from prunelora.methods import METHODS, Method, get_method, grid_name, method_names, register
 from prunelora.report.tables import method_label, method_rank
 
@@ -18,6 +19,7 @@ def dummy():
     METHODS.pop("dummy-ft")
 
 
+@pytest.mark.slow
 def test_a_registered_method_appears_in_the_cli_the_tables_and_the_report(dummy, tmp_path, capsys):
     help_text = build_parser()._subparsers._group_actions[0].choices["reproduce"].format_help()
     assert "dummy-ft" in help_text
@@ -34,11 +36,19 @@ def test_a_registered_method_appears_in_the_cli_the_tables_and_the_report(dummy,
         "original", "retrain", "dummy-ft"}
 
 
+def expanded(**overrides) -> list[str]:
+    """The methods a run resolves to: the config as given, its groups expanded by the preflight."""
+    config = resolve(overrides=overrides)
+    normalise_methods(config)
+    return config.methods
+
+
 def test_all_expands_to_every_method_that_fits_the_request():
-    assert resolve(overrides={"methods": ["all"]}).methods == list(METHODS)
-    random = resolve(overrides={"methods": ["all"], "data": {"scenario": "random"}}).methods
+    assert expanded(methods=["all"]) == list(METHODS)
+    random = expanded(methods=["all"], data={"scenario": "random"})
     assert "logit-mask" not in random and random == [m for m in METHODS if not METHODS[m].class_only]
-    assert resolve(overrides={"methods": ["lora", "all"]}).methods[0] == "lora"
+    assert expanded(methods=["lora", "all"])[0] == "lora"
+    assert resolve().methods == ["paper"] and expanded() == [m for m in METHODS if METHODS[m].paper]
 
 
 def test_grid_points_are_named_methods_where_one_matches():

@@ -213,6 +213,7 @@ def test_separable_forget_like_members_reads_remembered():
         assert out[eff(name)] <= 5.0, (name, out)
 
 
+@pytest.mark.slow
 def test_indistinguishable_members_give_chance_accuracy():
     # Members and non-members from one distribution: whatever the attacker learns, its held-out
     # accuracy is ~Binomial(400, 1/2) / 400 (2 x 1000 shadow samples, 20 % held out): sd 2.5 points.

@@ -1,4 +1,5 @@
 """The CPU tensor-peak meter counts live tensor bytes as CUDA's max_memory_allocated does."""
+import pytest
 import torch
 from torch import nn
 
@@ -63,6 +64,7 @@ def test_training_step_counts_activations_gradients_and_optimizer_state():
     assert meter.live >= 2 * params  # .grad and momentum are still alive
 
 
+@pytest.mark.slow
 def test_memory_meter_on_cpu_reports_tensor_peak_and_rss_growth():
     with MemoryMeter(torch.device("cpu")) as meter:
         kept = torch.zeros(2**20)  # 4 MiB

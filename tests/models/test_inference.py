@@ -98,6 +98,7 @@ def run(model, splits, method, **options):
                                  lr=1e-2, **options)
 
 
+@pytest.mark.slow
 def test_keep_sparsity_masks_land_on_exactly_the_pruned_layers_of_a_torchvision_resnet(digits_splits):
     """The stem is `conv1` like every block's first conv: exact names keep each mask on its own layer."""
     result = run(TorchvisionResNet18(), digits_splits, "prunelora", keep_sparsity=True)
@@ -109,6 +110,7 @@ def test_keep_sparsity_masks_land_on_exactly_the_pruned_layers_of_a_torchvision_
             assert zero == module.out_channels // 2, (name, zero, module.out_channels)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make", [TorchvisionResNet18, TimmViT], ids=["torchvision-resnet18", "timm-vit"])
 @pytest.mark.parametrize("method", ["retrain", "finetune", "prune-finetune", "lora", "prunelora"])
 def test_every_method_runs_on_models_named_as_their_libraries_name_them(make, method, digits_splits):
@@ -121,6 +123,7 @@ def test_every_method_runs_on_models_named_as_their_libraries_name_them(make, me
     assert 0 <= result.metrics["forget_acc"] <= 100
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make", [TorchvisionResNet18, TimmViT], ids=["torchvision-resnet18", "timm-vit"])
 def test_every_lora_b_moves(make, digits_splits, monkeypatch):
     import prunelora.api as api

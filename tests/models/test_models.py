@@ -9,7 +9,7 @@ from torch import nn
 
 from prunelora.errors import UserError
 from prunelora.methods.lora import attach_lora
-from prunelora.models import REGISTRY, LayerPlan, build_model, get_spec, model_names
+from prunelora.models import REGISTRY, LayerPlan, build_model, get_spec, infer_plan, model_names
 from prunelora.models.vit import Attention, ViT, sincos_2d
 
 SMALL = {
@@ -128,10 +128,10 @@ def test_sincos_positions_are_fixed_and_distinct():
 
 def test_layer_plan_infer_for_a_user_model():
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.Flatten(), nn.Linear(4, 10))
-    plan = LayerPlan.infer(model, torch.rand(2, 1, 5, 5))
+    plan = infer_plan(model, torch.rand(2, 1, 5, 5))
     assert plan.head == "4" and plan.train_modules == ("4",) and plan.family == "resnet"
     assert re.fullmatch(plan.prune_layers, "0") and re.fullmatch(plan.prune_layers, "2")
     assert not re.fullmatch(plan.prune_layers, "4")
     assert re.fullmatch(plan.lora_layers, "2") and not re.fullmatch(plan.lora_layers, "0")  # the stem is not adapted
     with pytest.raises(UserError, match="no nn.Linear"):
-        LayerPlan.infer(nn.Sequential(nn.Conv2d(1, 2, 3)), torch.rand(2, 1, 5, 5))
+        infer_plan(nn.Sequential(nn.Conv2d(1, 2, 3)), torch.rand(2, 1, 5, 5))

@@ -248,6 +248,7 @@ def test_augmentation_switches_off_per_method():
     assert share_of_originals(run.prepared.model.seen, retain, forget) == 1.0
 
 
+@pytest.mark.slow
 def test_augmentation_is_seeded():
     retain, forget = noise(256, 0, (1, 8, 8)), noise(128, 1, (1, 8, 8))
     a, b, c = (unlearn("rl", retain, forget, seed=s).prepared.model.seen for s in (0, 0, 1))
@@ -274,6 +275,7 @@ def test_digit_sized_images_are_cropped_by_2_and_mirrored_only_with_flip(flip):
 
 # --- Nesterov -------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SGD_METHODS)
 def test_no_sgd_objective_uses_nesterov_unless_asked(monkeypatch, name):
     optimizers = capture_optimizers(monkeypatch)
@@ -297,6 +299,7 @@ def test_pretraining_uses_heavy_ball_momentum():
 
 # --- l1-sparse ------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_l1_sparse_gives_each_budget_its_own_full_decay(monkeypatch):
     weights: list[tuple[int, int, float]] = []
     real = L1Sparse.weight

@@ -166,6 +166,7 @@ def report(tmp_path_factory) -> tuple[Path, str]:
     return path, path.read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_writes_one_self_contained_page(report):
     path, page = report
     assert path.name == "report.html" and path.is_file()
@@ -344,6 +345,7 @@ def test_attack_table_pairs_each_efficacy_with_its_attacker(report):
     assert page.count("attacker acc %") == 3
 
 
+@pytest.mark.slow
 def test_single_seed_without_gap_or_logits(tmp_path):
     results = fake_results(tmp_path, seeds=(0,), aggregated=False, gap=False, extras=False)
     for row in results["rows"][:3]:
@@ -392,6 +394,7 @@ def test_renders_in_headless_chromium(report, tmp_path):
     assert total == 5 and broken == 0
 
 
+@pytest.mark.slow
 def test_figure_2_is_drawn_once_and_the_page_inlines_the_saved_png(tmp_path):
     from prunelora.report import write_results
     from prunelora.report.plots import histogram_file

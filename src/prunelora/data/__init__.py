@@ -1,6 +1,8 @@
 """Datasets, class-wise splits and on-device batches."""
 from .batches import EVAL_BATCH, augment, eval_batches, shuffled_batches, to_float, train_batches
-from .sources import DATASETS, RawDataset, RestrictedUnpickler, load_dataset, restricted_load
+from .load import load_dataset
+from .raw import RawDataset
+from .sources import DATASETS, RestrictedUnpickler, restricted_load
 from .splits import ImageSet, Splits, balanced_indices, class_index, class_splits
 from .user import streamed
 

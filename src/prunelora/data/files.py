@@ -32,9 +32,10 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from .sources import RawDataset, class_labels
+from ..progress import progress_bars
+from .images import channels_last, stacked
+from .raw import RawDataset, class_labels
 from .stream import ImageSource, StreamedImages, array_source, channel_stats
-from .user import channels_last, stacked
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 # The most pixels one image may have (8192 x 8192, far above a classifier's input), checked as its header is read,
@@ -70,20 +71,6 @@ def open_image(file: Path) -> Any:
             return Image.open(file)
     except OSError as exc:  # UnidentifiedImageError included
         raise UserError(f"cannot read image {file} ({exc})") from None
-
-
-@contextmanager
-def progress_bars(logging: Any, progress: bool) -> Iterator[None]:
-    """Inside: a Hugging Face library's own progress bars (its `utils.logging`: transformers', datasets') hidden
-    when prunelora's are (progress False, --no-progress); restored after."""
-    hide = not progress and logging.is_progress_bar_enabled()
-    if hide:
-        logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if hide:
-            logging.enable_progress_bar()
 
 
 def is_data_path(name: str) -> bool:

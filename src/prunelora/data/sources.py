@@ -15,58 +15,12 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from ..errors import UserError
 from ..ledger import file_hash
-from .stream import ImageSource
-
-
-@dataclass
-class RawDataset:
-    """Images as uint8 (N, C, H, W) numpy arrays (or, streamed, ImageSources read per batch), labels as
-    int64, and the channel statistics."""
-
-    name: str
-    train_images: np.ndarray | ImageSource
-    train_labels: np.ndarray
-    test_images: np.ndarray | ImageSource
-    test_labels: np.ndarray
-    class_names: list[str]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    # Whether a mirrored image shows the same class: training augmentation flips only then (digits: no).
-    mirror_invariant: bool = True
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return tuple(self.train_images.shape[1:])  # type: ignore[return-value]
-
-
-def class_labels(labels: Any, where: str, num_classes: int | None = None, count: int | None = None) -> np.ndarray:
-    """Labels as int64 class indices in [0, num_classes), checked where they enter: integers only (a float label
-    is refused, never truncated) and none outside the classes (a -1 or a stray 1000 fails late or grows the
-    model). count: how many there must be (one per image)."""
-    try:
-        array = np.asarray(labels)
-    except (TypeError, ValueError, RuntimeError):  # ragged lists, tensors numpy cannot hold
-        array = None
-    if array is None or array.dtype.kind not in "iu" or array.ndim != 1 or count not in (None, len(array)):
-        got = f"{array.dtype} {array.shape}" if array is not None else type(labels).__name__
-        raise UserError(f"{where}: labels must be {'' if count is None else f'{count} '}integer class indices, "
-                        f"got {got} (store them as integers: a float label is never rounded)")
-    low, high = (int(array.min()), int(array.max())) if len(array) else (0, -1)
-    if low < 0 or (num_classes is not None and high >= num_classes):
-        upto = f" to {num_classes - 1}" if num_classes is not None else ""
-        raise UserError(f"{where}: label {low if low < 0 else high} is out of range (class indices run from 0{upto}); "
-                        "fix or drop those samples")
-    return array.astype(np.int64)
+from .raw import RawDataset, class_labels
 
 
 @dataclass(frozen=True)
@@ -267,26 +221,3 @@ def load_digits(image_size: int = 16, test_fraction: float = 0.2) -> RawDataset:
 
 
 DATASETS = ("digits", "cifar10", "cifar100")
-
-
-def load_dataset(name: str, data_root: str | None = None, allow_download: bool = True,
-                 stream: bool = False, progress: bool = True) -> RawDataset:
-    """A built-in dataset by name, or the user's files by path (data/files.py).
-
-    stream: the user's files are opened, not read (their images are read per batch); the built-in
-    datasets are read into host memory either way (subsets() then streams them from there).
-    progress: False hides the `datasets` library's own progress bars while a datasets folder loads.
-    """
-    from .files import is_data_path, load_files
-
-    if name not in DATASETS and is_data_path(name):
-        return load_files(name, stream=stream, progress=progress)
-    if name == "digits":
-        return load_digits()
-    if name in CIFAR:
-        root = Path(data_root) if data_root else default_data_root()
-        if data_root and not Path(data_root).is_dir():
-            raise UserError(f"data root {data_root} does not exist (point --data-root at the folder holding the dataset)")
-        return load_cifar(name, root, allow_download)
-    raise UserError(f"unknown dataset '{name}' (choose from: {', '.join(DATASETS)}, or give the path of an image "
-                    "folder, an .npz or a datasets folder)")

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from .sources import RawDataset
+from .raw import RawDataset
 from .stream import Images, ImageSource, StreamedImages, array_source, concat, take
 
 

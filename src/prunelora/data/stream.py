@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from .images import channels_first, item_image, stacked
 
 Reader = Callable[[np.ndarray], Any]  # sorted positions -> (n, C, H, W) tensor or array
 
@@ -207,8 +208,6 @@ def channel_stats(images: Images, sample: int = 20000, chunk: int = 1024) -> tup
 
 def dataset_source(dataset: Any, describe: str) -> ImageSource:
     """A source over a map-style torch Dataset of (image, label) items, read item by item."""
-    from .user import channels_first, item_image, stacked
-
     if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
         raise UserError(f"{describe} cannot be streamed: it has no random access (an IterableDataset); pass a "
                         "map-style Dataset, or gather it in memory (stream=False)")

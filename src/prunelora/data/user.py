@@ -16,38 +16,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler, Subset
 
 from ..errors import UserError
-from .sources import class_labels
+from .images import channels_first, channels_last, item_image, stacked, to_tensor
+from .raw import class_labels
 from .splits import ImageSet
 from .stream import StreamedImages, array_source, check_finite, dataset_source
-
-
-def _tensor(value: Any, what: str) -> torch.Tensor:
-    """A tensor from a tensor, an array, or a list of them (stacked: they must be of one shape)."""
-    if isinstance(value, torch.Tensor):
-        return value
-    if isinstance(value, (list, tuple)) and value and \
-            all(isinstance(v, torch.Tensor) or hasattr(v, "__array_interface__") for v in value):
-        return stacked([_tensor(v, what) for v in value], what)
-    try:
-        return torch.as_tensor(np.asarray(value))
-    except (TypeError, ValueError, RuntimeError):
-        raise UserError(f"{what} must be a tensor or an array, got {type(value).__name__}") from None
-
-
-def channels_last(shape: tuple[int, ...]) -> bool:
-    """Whether an (N, H, W, C) batch holds 1, 3 or 4 channels last (rather than (N, C, H, W))."""
-    return len(shape) == 4 and shape[-1] in (1, 3, 4) and shape[1] not in (1, 3, 4)
-
-
-def channels_first(images: torch.Tensor, name: str) -> torch.Tensor:
-    """(N, H, W, C) with 1, 3 or 4 channels last becomes (N, C, H, W); (N, H, W) gains a channel."""
-    if images.dim() == 3:
-        return images.unsqueeze(1)
-    if images.dim() != 4:
-        raise UserError(f"{name}: images must have shape (N, C, H, W) or (N, H, W, C), got {tuple(images.shape)}")
-    if channels_last(tuple(images.shape)):
-        return images.permute(0, 3, 1, 2).contiguous()
-    return images
 
 
 def _pixels_or_floats(is_pixels: bool, is_float: bool, dtype: Any, name: str) -> None:
@@ -56,19 +28,9 @@ def _pixels_or_floats(is_pixels: bool, is_float: bool, dtype: Any, name: str) ->
 
 
 def _labels(labels: Any, count: int, name: str) -> torch.Tensor:
-    """Integer class indices, one per image, none negative (sources.class_labels), on the labels' device."""
-    labels = _tensor(labels, f"{name} labels")
+    """Integer class indices, one per image, none negative (raw.class_labels), on the labels' device."""
+    labels = to_tensor(labels, f"{name} labels")
     return torch.from_numpy(class_labels(labels.detach().cpu(), name, count=count)).to(labels.device)
-
-
-def stacked(images: list[torch.Tensor], what: str, batches: bool = False) -> torch.Tensor:
-    """Images (or, batches=True, batches of them) as one tensor: images of different shapes are the user's to
-    fix, said in one line rather than by torch.stack."""
-    shapes = sorted({tuple(i.shape[1:] if batches else i.shape) for i in images})
-    if len(shapes) > 1:
-        shown = ", ".join(map(str, shapes[:3])) + (", ..." if len(shapes) > 3 else "")
-        raise UserError(f"{what} differ in shape ({shown}): give images of one size (resize them)")
-    return torch.cat(images) if batches else torch.stack(images)
 
 
 def _no_images(name: str) -> UserError:
@@ -101,24 +63,17 @@ def check_alike(sets: dict[str, ImageSet | None]) -> None:
 
 
 def from_arrays(images: Any, labels: Any, name: str) -> ImageSet:
-    images = channels_first(_tensor(images, f"{name} images"), name)
+    images = channels_first(to_tensor(images, f"{name} images"), name)
     _pixels_or_floats(images.dtype == torch.uint8, images.is_floating_point(), images.dtype, name)
     return ImageSet(images if images.dtype == torch.uint8 else images.float(),
                     _labels(labels, len(images), name).to(images.device))
-
-
-def item_image(item: Any, name: str) -> torch.Tensor:
-    """The image of one (image, label) item, as a tensor (from a tensor, an array or a PIL image)."""
-    if not isinstance(item, (tuple, list)) or len(item) < 2:
-        raise UserError(f"{name}: every item must be an (image, label) pair, got {type(item).__name__}")
-    return _tensor(item[0], f"{name} images")
 
 
 def _collate(items: list, name: str = "dataset") -> tuple[torch.Tensor, torch.Tensor]:
     """Stack (image, label) items whose images may be tensors, arrays or PIL images (labels are checked later,
     never cast: a float label is refused, not truncated)."""
     images = stacked([item_image(item, name) for item in items], f"{name} images")
-    return images, _tensor([item[1] for item in items], f"{name} labels")
+    return images, to_tensor([item[1] for item in items], f"{name} labels")
 
 
 def from_batches(batches, name: str) -> ImageSet:
@@ -128,8 +83,8 @@ def from_batches(batches, name: str) -> ImageSet:
         for batch in batches:
             if not isinstance(batch, (tuple, list)) or len(batch) < 2:
                 raise UserError(f"{name}: every item must be an (image, label) pair, got {type(batch).__name__}")
-            images.append(_tensor(batch[0], f"{name} images"))
-            labels.append(_tensor(batch[1], f"{name} labels").reshape(-1))
+            images.append(to_tensor(batch[0], f"{name} images"))
+            labels.append(to_tensor(batch[1], f"{name} labels").reshape(-1))
     except RuntimeError as exc:  # the user's own loader: torch's default collate stacking images of two shapes
         raise UserError(f"{name}: reading a batch failed ({str(exc).splitlines()[0]}); a batch stacks images of "
                         "one size") from None
@@ -146,13 +101,13 @@ def dataset_labels(dataset: Any, name: str) -> torch.Tensor:
     for attribute in ("targets", "labels"):
         known = getattr(dataset, attribute, None)
         if known is not None and not callable(known) and len(known) == len(dataset):
-            return _tensor(known, f"{name} labels").reshape(-1)
+            return to_tensor(known, f"{name} labels").reshape(-1)
     labels = []
     for i in range(len(dataset)):
         item = dataset[i]
         item_image(item, name)  # the same one-line error as reading it would give
         labels.append(item[1])
-    return _tensor(labels, f"{name} labels")
+    return to_tensor(labels, f"{name} labels")
 
 
 def streamed(data: Any, name: str = "data", device: torch.device | str | None = None) -> ImageSet:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from ..errors import UserError
 from ..objectives import OBJECTIVES, get_objective
-from .base import Method, MethodContext, Prepared, objective_args, resolve_recipe
+from .base import MethodContext, Prepared, objective_args, resolve_recipe
 from .logit_mask import LogitMask, LogitMasked
+from .method import Method
 from .surgery import SURGERIES, get_surgery
 
 METHODS: dict[str, Method] = {}
@@ -67,10 +68,15 @@ def get_method(name: str) -> Method:
 
 
 def method_names(names: list[str], class_wise: bool = True) -> list[str]:
-    """Expand "all" (every registered method that fits the request) and drop repeats, order kept."""
+    """Expand the groups "all" (every registered method) and "paper" (the paper's paradigms, the default), each
+    keeping the methods that fit the request, and drop repeats, order kept."""
+    groups = {"all": lambda m: True, "paper": lambda m: m.paper}
     out: list[str] = []
     for name in names:
-        expanded = [m.name for m in METHODS.values() if class_wise or not m.class_only] if name == "all" else [name]
+        if name in groups:
+            expanded = [m.name for m in METHODS.values() if groups[name](m) and (class_wise or not m.class_only)]
+        else:
+            expanded = [name]
         out += [m for m in expanded if m not in out]
     return out
 

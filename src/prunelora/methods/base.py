@@ -16,10 +16,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import RecipeConfig, UnlearnConfig, _build
+from ..config import RecipeConfig, UnlearnConfig, build
 from ..data import ImageSet, to_float
 from ..models import LayerPlan
-from ..objectives import Objective, Recipe, get_objective
+from ..objectives import Objective, Recipe
 from ..train import OptimSettings
 
 
@@ -63,7 +63,7 @@ class Prepared:
 def objective_args(objective: type[Objective], method: str, method_args: dict[str, dict[str, Any]]) -> Recipe:
     """The objective's settings: its paper's defaults < method_args[objective] < method_args[method]."""
     values = {**(method_args.get(objective.name) or {}), **(method_args.get(method) or {})}
-    return _build(objective.Args, values, f"method_args.{method}")
+    return build(objective.Args, values, f"method_args.{method}")
 
 
 def recipe_settings(args: Recipe, unlearn: UnlearnConfig, flip: bool = True) -> OptimSettings:
@@ -77,59 +77,6 @@ def recipe_settings(args: Recipe, unlearn: UnlearnConfig, flip: bool = True) -> 
                          batch_size=pick(args.batch_size, unlearn.batch_size),
                          augment=pick(args.augment, unlearn.augment), schedule="constant", nesterov=args.nesterov,
                          flip=flip)
-
-
-@dataclass(frozen=True)
-class Method:
-    """A named point of surgery x objective, with what tables and checks need to know about it."""
-
-    name: str
-    label: str  # in tables and the report
-    surgery: str  # a SURGERIES name
-    objective: str  # an OBJECTIVES name
-    exact: bool = False  # True for Retrain: evaluated once, at the end of its own recipe
-    class_only: bool = False  # only for class-wise requests (it needs the forget classes)
-    paper: bool = False  # one of the paper's paradigms (the default --methods)
-
-    def _surgery(self):
-        from .surgery import get_surgery
-
-        return get_surgery(self.surgery)
-
-    # What the method does to the layer plan (plan descriptions and checks read these, never a list of names):
-    @property
-    def prunes(self) -> bool:
-        return self._surgery().prunes
-
-    @property
-    def adapts(self) -> bool:
-        return self._surgery().adapts
-
-    @property
-    def trains_all(self) -> bool:
-        return self._surgery().trains_all
-
-    @property
-    def reinitializes(self) -> bool:
-        return self._surgery().reinitializes
-
-    @property
-    def uses_forget(self) -> bool:
-        return get_objective(self.objective).uses_forget
-
-    def check(self, method_args: dict[str, dict[str, Any]]) -> None:
-        """Refuse unknown surgery, objective or settings before anything runs."""
-        self._surgery()
-        objective_args(get_objective(self.objective), self.name, method_args)
-
-    def prepare(self, original: nn.Module, ctx: MethodContext) -> Prepared:
-        prepared = self._surgery().apply(original, ctx)
-        objective = get_objective(self.objective)
-        args = objective_args(objective, self.name, ctx.method_args)
-        if prepared.optim is None:
-            prepared.optim = recipe_settings(args, ctx.unlearn, ctx.flip)
-        prepared.objective = objective(args, original=original)
-        return prepared
 
 
 def working_copy(model: nn.Module, trainable: bool) -> nn.Module:

@@ -8,29 +8,12 @@ from __future__ import annotations
 
 import copy
 
-import torch
 from torch import nn
 
 from ..errors import UserError
-from .base import Method, MethodContext, Prepared
-
-
-class LogitMasked(nn.Module):
-    """model's logits with the given classes' set to -inf (nested masks merge into one)."""
-
-    def __init__(self, model: nn.Module, classes: list[int]) -> None:
-        super().__init__()
-        if isinstance(model, LogitMasked):
-            classes = sorted(set(model.classes) | set(classes))
-            model = model.inner
-        self.inner = model
-        self.classes = sorted(set(int(c) for c in classes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.inner(x)
-        masked = logits.clone()
-        masked[:, self.classes] = float("-inf")
-        return masked
+from ..models.masked import LogitMasked
+from .base import MethodContext, Prepared
+from .method import Method
 
 
 class LogitMask(Method):

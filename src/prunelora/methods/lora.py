@@ -4,6 +4,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..models import LayerPlan
+from .dropout_conv import conv_with_dropout_delta
 
 
 def folded_conv_class():
@@ -21,8 +22,6 @@ def folded_conv_class():
     """
     import torch.nn.functional as F
     from peft.tuners.lora.layer import Conv2d
-
-    from .dropout_conv import conv_with_dropout_delta
 
     class FoldedLoraConv2d(Conv2d):
         def _foldable(self) -> list[str]:

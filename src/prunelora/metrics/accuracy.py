@@ -4,6 +4,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .entry import Evidence, EvidenceInputs
+from .spec import spec_of
+
 
 def accuracy(logits: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray) -> float:
     """Top-1 accuracy in percent; NaN for an empty set."""
@@ -21,3 +24,12 @@ def unlearning_metrics(logits: dict[str, np.ndarray], labels: dict[str, np.ndarr
         "ta": accuracy(logits["test_retain"], labels["test_retain"]),
         "forget_test_acc": accuracy(logits["test_forget"], labels["test_forget"]),
     }
+
+
+def _compute(inputs: EvidenceInputs) -> dict[str, float]:
+    return unlearning_metrics(inputs.logits, inputs.labels)
+
+
+# Timed with the attacks, as it always was (exp.timings["attacks"]).
+ENTRY = Evidence("accuracy", _compute, tuple(spec_of(k) for k in ("ua", "ra", "ta", "forget_test_acc")),
+                 timing="attacks")

@@ -55,8 +55,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from .entry import Evidence, EvidenceInputs
 from .finite import floor_logits, require_finite
-from .mia import svc_attack, true_class_confidence
+from .mia import liu_attack, repeated_attack, svc_attack, true_class_confidence
+from .outputs import per_sample_loss
+from .spec import MIA_MAX_PER_SIDE, spec_of
 
 __all__ = ["ATTACKS", "DEFAULT_ATTACK", "EPS", "Attack", "AttackKeys", "attack_keys", "attack_suite", "attacks_in", "confidence", "entropy", "loss", "loss_lr_attack",
            "modified_entropy", "prob"]
@@ -71,14 +74,14 @@ FeatureFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
+def log_softmax(logits: np.ndarray) -> np.ndarray:
     """log p, float64, exact to rounding for any finite logits (no log of an underflowed 0)."""
     z = np.asarray(logits, dtype=np.float64)
     z = z - z.max(axis=1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
-def _log_complement(logits: np.ndarray) -> np.ndarray:
+def log_complement(logits: np.ndarray) -> np.ndarray:
     """log(1 - p_k) for every class, float64, without forming 1 - p where p is close to 1.
 
     Only the top class can have p > 1/2. For it, with S = sum_{j != top} exp(z_j - z_top),
@@ -114,7 +117,7 @@ def entropy(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Shannon entropy of the softmax, -sum_k p_k log p_k, (N, 1); 0 log 0 taken as 0. Labels unused."""
     if len(labels) == 0:
         return _empty(1)
-    log_p = _log_softmax(logits)
+    log_p = log_softmax(logits)
     return -(np.exp(log_p) * log_p).sum(axis=1, keepdims=True)
 
 
@@ -128,8 +131,8 @@ def modified_entropy(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
         return _empty(1)
     labels = np.asarray(labels)
     rows = np.arange(len(labels))
-    log_p = _log_softmax(logits)
-    log_q = _log_complement(logits)  # log(1 - p), unclipped
+    log_p = log_softmax(logits)
+    log_q = log_complement(logits)  # log(1 - p), unclipped
     p, q = np.exp(log_p), np.exp(log_q)
     # Per class: weight p_i on -log(1 - p_i); for the row's own label: weight 1 - p_y on -log p_y.
     weight = p.copy()
@@ -143,12 +146,11 @@ def prob(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """The full softmax vector, (N, K). Labels unused."""
     if len(labels) == 0:
         return _empty(np.shape(logits)[1] if np.ndim(logits) == 2 else 0)
-    return np.exp(_log_softmax(logits))
+    return np.exp(log_softmax(logits))
 
 
 def loss(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Per-sample cross-entropy, (N, 1) (evaluate.per_sample_loss)."""
-    from .evaluate import per_sample_loss  # lazy: evaluate may come to import this module
+    """Per-sample cross-entropy, (N, 1) (outputs.per_sample_loss)."""
     if len(labels) == 0:
         return _empty(1)
     return per_sample_loss(np.asarray(logits), np.asarray(labels)).astype(np.float64)[:, None]
@@ -200,7 +202,7 @@ def attacks_in(rows: list[dict]) -> list[AttackKeys]:
 
 
 def attack_suite(logits: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray], seed: int = 0,
-                 cap: int = 1000, attacks: Mapping[str, Attack] | None = None, draws: int = 5,
+                 cap: int = MIA_MAX_PER_SIDE, attacks: Mapping[str, Attack] | None = None, draws: int = 5,
                  protocol: str = "balanced") -> dict[str, float]:
     """Run every attack: members retain_train, non-members test_retain, target forget_train.
 
@@ -213,8 +215,6 @@ def attack_suite(logits: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarr
     held-out size of one draw. Deterministic for a fixed seed; an empty split gives NaN values, outputs that
     are not finite (-inf aside: a masked class) a UserError naming the split.
     """
-    from .mia import liu_attack, repeated_attack
-
     run = {"balanced": repeated_attack, "liu": liu_attack}[protocol]
     out: dict[str, float] = {}
     logits = {k: require_finite(floor_logits(v), f"the model's outputs on {k}") for k, v in logits.items()}
@@ -231,3 +231,13 @@ def attack_suite(logits: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarr
         out[keys.conclusive] = result["conclusive"]
         out["mia_holdout_n"] = result["holdout_n"]
     return out
+
+
+def _compute(inputs: EvidenceInputs) -> dict[str, float]:
+    return attack_suite(inputs.logits, inputs.labels, inputs.seed, inputs.mia_cap, draws=inputs.evidence.mia_draws,
+                        protocol=inputs.evidence.mia_protocol)
+
+
+# Every attack's keys start with mia_ (attack_keys); the paper's two are declared in spec.py.
+ENTRY = Evidence("attacks", _compute, (spec_of("mia_efficacy"), spec_of("mia_attack_acc")), timing="attacks",
+                 prefixes=("mia_",))

@@ -17,6 +17,8 @@ import numpy as np
 from sklearn.model_selection import StratifiedShuffleSplit, cross_val_score
 
 from .attacks import loss, loss_lr_attack
+from .entry import Evidence, EvidenceInputs
+from .spec import spec_of
 
 
 def challenge_attack(forget_loss: np.ndarray, unseen_loss: np.ndarray, seed: int = 0,
@@ -42,3 +44,11 @@ def challenge_metrics(logits: dict[str, np.ndarray], labels: dict[str, np.ndarra
     unseen = "test_forget" if len(labels.get("test_forget", ())) else "test_retain"
     losses = [loss(logits[k], labels[k]) for k in ("forget_train", unseen)]  # loss floors -inf logits itself
     return challenge_attack(*losses, seed=seed)
+
+
+def _compute(inputs: EvidenceInputs) -> dict[str, float]:
+    return challenge_metrics(inputs.logits, inputs.labels, inputs.seed)
+
+
+ENTRY = Evidence("challenge", _compute, (spec_of("challenge_mia_acc"),), enabled=lambda inputs: inputs.evidence.challenge,
+                 timing="challenge", prefixes=("challenge_",))

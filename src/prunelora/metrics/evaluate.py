@@ -1,56 +1,28 @@
-"""Evaluate a model on the four splits: logits once, every metric from them."""
+"""Evaluate a model on the four splits: logits once, then every registered evidence entry (registry.py)."""
 from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 
 import numpy as np
-import torch
 from torch import nn
 
 from .. import distributed
 from ..config import EvidenceConfig
-from ..data import EVAL_BATCH, ImageSet, Splits, eval_batches
-from .accuracy import accuracy, unlearning_metrics
-from .attacks import attack_suite
+from ..data import EVAL_BATCH, Splits
 from .blas import one_blas_thread
-from .challenge import challenge_metrics
-from .finite import floor_logits, require_finite, require_finite_logits
-from .head import head_response
-from .probe import classifier_head, head_inputs, probe_metrics, stacked
-from .relearn import RelearnRecipe, relearn_steps
+from .entry import Evidence, EvidenceInputs
+from .finite import require_finite_logits
+from .outputs import per_sample_loss, predict, set_accuracy
+from .probe import classifier_head, head_inputs, stacked
+from .registry import EVIDENCE
+from .spec import MIA_MAX_PER_SIDE
 
 SPLITS = ("forget_train", "retain_train", "test_retain", "test_forget")
 
-
-@torch.inference_mode()
-def predict(model: nn.Module, data: ImageSet, batch_size: int = EVAL_BATCH) -> np.ndarray:
-    """Logits of every sample, in eval mode under inference_mode; the model's mode is restored.
-
-    Under torchrun each rank computes its shard and every rank gets all of them (distributed.py).
-    """
-    n = len(data)
-    if n == 0:
-        return np.zeros((0, 0), dtype=np.float32)
-    sharded = distributed.active()
-    part = data.subset(torch.arange(n)[distributed.shard_slice(n)]) if sharded else data
-    was_training = model.training
-    model.eval()
-    try:
-        chunks = [model(x).float() for x, _ in eval_batches(part, batch_size)]
-        if not chunks:  # fewer samples than ranks: this rank still needs the logits' width
-            chunks = [model(next(eval_batches(data, 1))[0]).float()[:0]]
-    finally:
-        model.train(was_training)
-    logits = torch.cat(chunks)
-    return (distributed.gather_rows(logits, n) if sharded else logits).cpu().numpy()
-
-
-def set_accuracy(model: nn.Module, data: ImageSet, batch_size: int = EVAL_BATCH) -> float:
-    """Top-1 accuracy (%) of the model on one set (NaN when it is empty): the per-epoch forgetting check."""
-    if len(data) == 0:
-        return float("nan")
-    return accuracy(predict(model, data, batch_size), data.labels.cpu().numpy())
+__all__ = ["SPLITS", "collect_logits", "metrics_from_logits", "model_evidence", "per_sample_loss", "predict",
+           "run_evidence", "set_accuracy", "timed"]
 
 
 def collect_logits(model: nn.Module, splits: Splits, batch_size: int = EVAL_BATCH,
@@ -71,26 +43,18 @@ def collect_logits(model: nn.Module, splits: Splits, batch_size: int = EVAL_BATC
 
 
 def metrics_from_logits(logits: dict[str, np.ndarray], labels: dict[str, np.ndarray], seed: int = 0,
-                        mia_cap: int = 1000, evidence: EvidenceConfig | None = None,
+                        mia_cap: int = MIA_MAX_PER_SIDE, evidence: EvidenceConfig | None = None,
                         timings: dict[str, float] | None = None) -> dict[str, float]:
-    """UA, RA, TA, forget-test accuracy, every membership attack and the challenge's loss attack, in percent.
+    """The evidence read from the outputs alone: UA, RA, TA, forget-test accuracy, every membership attack,
+    the challenge's loss attack, the head response, and any registered entry of that kind, in percent.
 
     mia_efficacy / mia_attack_acc are the paper's attack (SVC on true-class confidence); the other
     attacks of the suite follow (keys from attacks.attack_keys), all on the same shadow draws.
     `timings` (optional) accumulates the seconds each part took.
     """
-    evidence = evidence or EvidenceConfig()
     require_finite_logits(logits)  # no NaN reaches an accuracy, an attack or a verdict
-    with one_blas_thread():
-        with timed(timings, "attacks"):
-            metrics = {**unlearning_metrics(logits, labels),
-                       **attack_suite(logits, labels, seed, mia_cap, draws=evidence.mia_draws,
-                                      protocol=evidence.mia_protocol)}
-        if evidence.challenge:
-            with timed(timings, "challenge"):
-                metrics.update(challenge_metrics(logits, labels, seed))
-    metrics.update(head_response(logits, labels))
-    return metrics
+    inputs = EvidenceInputs(logits, labels, seed, evidence or EvidenceConfig(), mia_cap)
+    return run_evidence([e for e in EVIDENCE.values() if not e.model_level], inputs, timings)
 
 
 def model_evidence(model: nn.Module, splits: Splits, seed: int, evidence: EvidenceConfig,
@@ -98,23 +62,27 @@ def model_evidence(model: nn.Module, splits: Splits, seed: int, evidence: Eviden
                    timings: dict[str, float] | None = None,
                    features: dict[str, np.ndarray | None] | None = None) -> dict[str, float]:
     """What the outputs cannot show: the probe on the features (those collect_logits captured, when
-    given) and, given the original model, relearn time."""
+    given), relearn time (given the original model), and any registered entry that needs the model."""
+    inputs = EvidenceInputs({}, {}, seed, evidence, model=model, splits=splits, original=original,
+                            batch_size=batch_size, features=features)
+    return run_evidence([e for e in EVIDENCE.values() if e.model_level], inputs, timings)
+
+
+def run_evidence(entries: list[Evidence], inputs: EvidenceInputs,
+                 timings: dict[str, float] | None = None) -> dict[str, float]:
+    """Each enabled entry's metrics, in order, its wall seconds added to timings[entry.timing]."""
     out: dict[str, float] = {}
-    if evidence.probe:
-        for split, values in (features or {}).items():
-            if values is not None:
-                require_finite(values, f"the model's features on {split}")
-        with timed(timings, "probe"):
-            out.update(probe_metrics(model, splits, seed, batch_size, features))
-    if evidence.relearn and original is not None:
-        recipe = RelearnRecipe(evidence.relearn_share, evidence.relearn_lr, evidence.relearn_max_steps)
-        with timed(timings, "relearn"):
-            out.update(relearn_steps(model, splits.forget_train, original, seed, recipe))
+    for entry in entries:
+        if not entry.enabled(inputs):
+            continue
+        blas = one_blas_thread() if entry.one_blas_thread else contextlib.nullcontext()
+        with blas, timed(timings if entry.timing else None, entry.timing or ""):
+            out.update(entry.compute(inputs))
     return out
 
 
 @contextlib.contextmanager
-def timed(timings: dict[str, float] | None, part: str):
+def timed(timings: dict[str, float] | None, part: str) -> Iterator[None]:
     """Add the block's wall seconds to timings[part] (nothing when timings is None)."""
     start = time.perf_counter()
     try:
@@ -122,13 +90,3 @@ def timed(timings: dict[str, float] | None, part: str):
     finally:
         if timings is not None:
             timings[part] = timings.get(part, 0.0) + time.perf_counter() - start
-
-
-def per_sample_loss(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Cross-entropy of each sample (for the Figure 2 histograms and loss-based attacks)."""
-    if len(labels) == 0:
-        return np.zeros(0)
-    z = floor_logits(logits)
-    z = z - z.max(axis=1, keepdims=True)
-    log_probs = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-    return -log_probs[np.arange(len(labels)), labels]

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .entry import Evidence, EvidenceInputs
+from .spec import spec_of
+
 
 def head_response(logits: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> dict[str, float]:
     """{"head_response": %} for class-wise forgetting (the test set's forgotten classes); {} otherwise."""
@@ -27,3 +30,10 @@ def head_response(logits: dict[str, np.ndarray], labels: dict[str, np.ndarray]) 
     if reference <= 0:
         return {"head_response": float("nan")}
     return {"head_response": 100.0 * float(np.mean(spread[forgotten])) / reference}
+
+
+def _compute(inputs: EvidenceInputs) -> dict[str, float]:
+    return head_response(inputs.logits, inputs.labels)
+
+
+ENTRY = Evidence("head", _compute, (spec_of("head_response"),), one_blas_thread=False)

@@ -14,6 +14,7 @@ import numpy as np
 from sklearn.svm import SVC
 
 from .finite import require_finite
+from .spec import MIA_MAX_PER_SIDE
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -42,7 +43,7 @@ def svc_attack() -> SVC:
 
 
 def membership_attack(member: np.ndarray, nonmember: np.ndarray, target: np.ndarray, seed: int = 0,
-                      cap: int = 1000, holdout: float = 0.2,
+                      cap: int = MIA_MAX_PER_SIDE, holdout: float = 0.2,
                       make_classifier: Callable[[], object] = svc_attack) -> dict[str, float]:
     """Fit an attacker on balanced features; report efficacy on target and accuracy on held-out shadow data.
 
@@ -100,7 +101,7 @@ def above_chance(low: float) -> bool:
 
 
 def repeated_attack(member: np.ndarray, nonmember: np.ndarray, target: np.ndarray, seed: int = 0,
-                    cap: int = 1000, draws: int = 5,
+                    cap: int = MIA_MAX_PER_SIDE, draws: int = 5,
                     make_classifier: Callable[[], object] = svc_attack) -> dict[str, float]:
     """The balanced attack over `draws` seeded shadow draws: mean and spread of efficacy and accuracy.
 
@@ -146,7 +147,7 @@ def summarise(results: list[dict[str, float]]) -> dict[str, float]:
             "conclusive": above_chance(low), "holdout_n": holdout_n}
 
 
-def liu_attack(member: np.ndarray, nonmember: np.ndarray, target: np.ndarray, seed: int = 0, cap: int = 1000,
+def liu_attack(member: np.ndarray, nonmember: np.ndarray, target: np.ndarray, seed: int = 0, cap: int = MIA_MAX_PER_SIDE,
                draws: int = 5, make_classifier: Callable[[], object] = svc_attack) -> dict[str, float]:
     """The field's reference protocol (Unlearn-Sparse, evaluation/SVC_MIA.py, as main_forget.py calls it).
 
@@ -171,7 +172,7 @@ def liu_attack(member: np.ndarray, nonmember: np.ndarray, target: np.ndarray, se
 
 
 def mia_efficacy(logits: dict[str, np.ndarray], labels: dict[str, np.ndarray], seed: int = 0,
-                 cap: int = 1000) -> dict[str, float]:
+                 cap: int = MIA_MAX_PER_SIDE) -> dict[str, float]:
     """The paper's MIA-Efficacy: SVC on true-class confidence, retain-train vs test-retain, applied to forget-train."""
     features = {k: true_class_confidence(logits[k], labels[k]) for k in ("retain_train", "test_retain", "forget_train")}
     result = membership_attack(features["retain_train"], features["test_retain"], features["forget_train"], seed, cap)

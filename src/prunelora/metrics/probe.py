@@ -23,6 +23,9 @@ from torch import nn
 
 from ..data import EVAL_BATCH, ImageSet, eval_batches
 from .blas import one_blas_thread
+from .entry import Evidence, EvidenceInputs
+from .finite import require_finite
+from .spec import spec_of
 
 
 def classifier_head(model: nn.Module, num_classes: int) -> nn.Linear | None:
@@ -122,3 +125,16 @@ def probe_metrics(model: nn.Module, splits, seed: int = 0, batch_size: int = EVA
             "forget_test": (feats[score_idx][held_out], labels[score_idx][held_out])}
     acc = probe_accuracy(feats[fit_idx], labels[fit_idx], feats[score_idx], labels[score_idx], sets)
     return {"probe_acc": acc["test"], "probe_forget_acc": acc["forget"], "probe_forget_test_acc": acc["forget_test"]}
+
+
+def _compute(inputs: EvidenceInputs) -> dict[str, float]:
+    for split, values in (inputs.features or {}).items():
+        if values is not None:
+            require_finite(values, f"the model's features on {split}")
+    return probe_metrics(inputs.model, inputs.splits, inputs.seed, inputs.batch_size, inputs.features)
+
+
+# probe_accuracy limits BLAS itself, around the fit only (the feature passes keep torch's threads).
+ENTRY = Evidence("probe", _compute, tuple(spec_of(k) for k in ("probe_acc", "probe_forget_acc", "probe_forget_test_acc")),
+                 model_level=True, enabled=lambda inputs: inputs.evidence.probe, timing="probe",
+                 one_blas_thread=False, prefixes=("probe_",))

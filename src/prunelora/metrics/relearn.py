@@ -17,6 +17,10 @@ import numpy as np
 from torch import nn
 
 from ..data import ImageSet
+from ..train import RELEARN_HINT, OptimSettings, fit
+from .entry import Evidence, EvidenceInputs
+from .outputs import set_accuracy
+from .spec import spec_of
 
 
 @dataclass(frozen=True)
@@ -53,9 +57,6 @@ def relearn_steps(model: nn.Module, forget: ImageSet, original: nn.Module, seed:
 
     The target is half of `original`'s accuracy on the samples the accuracy is measured on.
     """
-    from ..train import RELEARN_HINT, OptimSettings, fit
-    from .evaluate import set_accuracy
-
     if len(forget) < 2:
         return {"relearn_steps": float("nan"), "relearn_reached": False, "relearn_target": float("nan")}
     relearn, measured = relearn_parts(forget, recipe.share, seed, recipe.eval_cap)
@@ -76,3 +77,14 @@ def relearn_steps(model: nn.Module, forget: ImageSet, original: nn.Module, seed:
             desc="relearn time", hint=RELEARN_HINT)
     steps, reached = steps_until(accuracies, target_acc, recipe.max_steps)
     return {"relearn_steps": steps, "relearn_reached": reached, "relearn_target": target_acc}
+
+
+def _compute(inputs: EvidenceInputs) -> dict[str, float]:
+    e = inputs.evidence
+    return relearn_steps(inputs.model, inputs.splits.forget_train, inputs.original, inputs.seed,
+                         RelearnRecipe(e.relearn_share, e.relearn_lr, e.relearn_max_steps))
+
+
+ENTRY = Evidence("relearn", _compute, (spec_of("relearn_steps"),), model_level=True,
+                 enabled=lambda inputs: inputs.evidence.relearn and inputs.original is not None, timing="relearn",
+                 one_blas_thread=False, prefixes=("relearn_",))

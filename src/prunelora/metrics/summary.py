@@ -6,18 +6,21 @@ from collections import defaultdict
 
 import numpy as np
 
-GAP_METRICS = ("ua", "mia_efficacy", "ra", "ta")
+from .spec import FORGET, UTILITY, gap_keys, spec_of, verdict_specs
 
 
 def gap_metrics(row: dict, ref: dict) -> list[str]:
-    """The metrics a row's gap to Retrain is taken over.
+    """The metrics a row's gap to Retrain is taken over (spec.gap_keys).
 
-    MIA-Efficacy counts only where both attackers (the row's and Retrain's) are above chance:
-    otherwise it is noise, and on small data it decided the ranking (the digits ViT's untouched
-    original ranked closest to a Retrain whose attacker sat at 45 %).
+    A metric with a conclusive flag (MIA-Efficacy) counts only where both attackers (the row's and
+    Retrain's) are above chance: otherwise it is noise, and on small data it decided the ranking (the
+    digits ViT's untouched original ranked closest to a Retrain whose attacker sat at 45 %).
     """
-    conclusive = row.get("mia_attack_conclusive", True) and ref.get("mia_attack_conclusive", True)
-    return [k for k in GAP_METRICS if k != "mia_efficacy" or conclusive]
+    def counts(key: str) -> bool:
+        flag = spec_of(key).conclusive
+        return flag is None or bool(row.get(flag, True) and ref.get(flag, True))
+
+    return [k for k in gap_keys() if counts(k)]
 
 
 def tug_of_war(row: dict, ref: dict) -> float | None:
@@ -26,9 +29,10 @@ def tug_of_war(row: dict, ref: dict) -> float | None:
     1 is Retrain itself; the forget accuracy's difference is UA's (UA = 100 - forget accuracy). None where
     one of them was not measured (NaN) on either row.
     """
-    if not all(_finite(row.get(k)) and _finite(ref.get(k)) for k in ("ua", "ra", "ta")):
+    keys = [s.key for s in verdict_specs(FORGET, UTILITY)]  # UA, RA, TA
+    if not all(_finite(row.get(k)) and _finite(ref.get(k)) for k in keys):
         return None
-    return float(np.prod([1.0 - abs(row[k] - ref[k]) / 100.0 for k in ("ua", "ra", "ta")]))
+    return float(np.prod([1.0 - abs(row[k] - ref[k]) / 100.0 for k in keys]))
 
 
 def add_retrain_gap(rows: list[dict]) -> list[dict]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from .attacks import _log_complement, _log_softmax
+from .attacks import log_complement, log_softmax
 from .finite import floor_logits
 
 
@@ -29,8 +29,8 @@ def logit_confidence(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """log p_y - log(1 - p_y) per sample, float64 and finite for any finite logits (LiRA's score)."""
     z = floor_logits(logits)
     rows = np.arange(len(labels))
-    log_p = _log_softmax(z)[rows, labels]
-    log_q = np.maximum(_log_complement(z)[rows, labels], -745.0)  # 1 - p_y underflows only when p_y is 1
+    log_p = log_softmax(z)[rows, labels]
+    log_q = np.maximum(log_complement(z)[rows, labels], -745.0)  # 1 - p_y underflows only when p_y is 1
     return log_p - log_q
 
 

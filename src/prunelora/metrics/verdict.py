@@ -29,13 +29,12 @@ from collections import defaultdict
 
 import numpy as np
 
+from .spec import FORGET, HIDES, HIDES_ABOVE, MEMBERSHIP, UTILITY, MetricSpec, floors, verdict_specs
+
 VERDICTS = ("matches Retrain", "hides", "does not forget", "over-forgets", "damages utility", "inconclusive",
             "not measured")
-REQUIRED = ("ua", "ra", "ta")  # every verdict reads these
-EVIDENCE = ("probe_forget_acc", "relearn_steps", "ulira_acc", "head_response")  # "matches Retrain" reads these too
-# Smallest tolerance per metric (points, or steps for relearning): what one seed cannot tell apart.
-FLOORS = {"ua": 2.0, "ra": 2.0, "ta": 2.0, "mia_efficacy": 5.0, "probe_forget_acc": 5.0, "relearn_steps": 1.0,
-          "ulira_acc": 5.0, "head_response": 10.0}
+# Smallest tolerance per metric (points, or steps for relearning): what one seed cannot tell apart (spec.py).
+FLOORS = floors()
 SPREAD_FACTOR = 2.0
 
 
@@ -43,14 +42,23 @@ def _finite(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def required() -> list[str]:
+    """Every verdict reads these: UA, RA, TA."""
+    return [s.key for s in verdict_specs(FORGET, UTILITY)]
+
+
 def tolerances(retrain_rows: list[dict]) -> dict[str, float]:
     """Per metric: max(2 x Retrain's sample std over seeds, the floor)."""
     out = {}
-    for key, floor in FLOORS.items():
+    for key, floor in floors().items():
         values = [r[key] for r in retrain_rows if _finite(r.get(key))]
         spread = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
         out[key] = max(SPREAD_FACTOR * spread, floor)
     return out
+
+
+def _conclusive(spec: MetricSpec, row: dict, ref: dict) -> bool:
+    return row.get(spec.conclusive) is True and ref.get(spec.conclusive) is True
 
 
 def verdict(row: dict, ref: dict, tol: dict[str, float]) -> tuple[str, list[str]]:
@@ -62,20 +70,21 @@ def verdict(row: dict, ref: dict, tol: dict[str, float]) -> tuple[str, list[str]
     def gap(key: str) -> float | None:
         return row[key] - ref[key] if _finite(row.get(key)) and _finite(ref.get(key)) else None
 
-    def said(key: str, label: str, unit: str = "") -> str:
-        return f"{label} {row[key]:.1f}{unit} vs Retrain {ref[key]:.1f}{unit} (tolerance {tol[key]:.1f})"
+    def said(spec: MetricSpec, unit: str = "") -> str:
+        key = spec.key
+        return f"{spec.reason_label} {row[key]:.1f}{unit} vs Retrain {ref[key]:.1f}{unit} (tolerance {tol[key]:.1f})"
 
-    missing = unmeasured(row, ref, REQUIRED)
+    missing = unmeasured(row, ref, required())
     if missing:
         return "not measured", missing
-    damaged = [said(k, k.upper()) for k in ("ra", "ta") if gap(k) is not None and gap(k) < -tol[k]]
+    damaged = [said(s) for s in verdict_specs(UTILITY) if gap(s.key) is not None and gap(s.key) < -tol[s.key]]
     forgetting, reasons = _forgetting(gap, said, row, ref, tol)
     if damaged:
         return (f"{forgetting}, damages utility" if forgetting else "damages utility"), reasons + damaged
     if forgetting:
         return forgetting, reasons
-    conclusive = row.get("mia_attack_conclusive") is True and ref.get("mia_attack_conclusive") is True
-    collected = [k for k in EVIDENCE if k in row and k in ref] + (["mia_efficacy"] if conclusive else [])
+    collected = [s.key for s in verdict_specs(HIDES) if s.key in row and s.key in ref]
+    collected += [s.key for s in verdict_specs(MEMBERSHIP) if _conclusive(s, row, ref)]
     missing = unmeasured(row, ref, collected)
     return ("inconclusive", missing) if missing else ("matches Retrain", reasons)
 
@@ -92,25 +101,20 @@ def unmeasured(row: dict, ref: dict, keys) -> list[str]:
 
 def _forgetting(gap, said, row: dict, ref: dict, tol: dict[str, float]) -> tuple[str | None, list[str]]:
     """does not forget / over-forgets / hides, with the comparisons behind it; None when none applies."""
-    reasons = []
-    if gap("ua") is not None and gap("ua") < -tol["ua"]:
-        reasons.append(said("ua", "UA"))
-    conclusive = row.get("mia_attack_conclusive") is True and ref.get("mia_attack_conclusive") is True
-    if conclusive and gap("mia_efficacy") is not None and abs(gap("mia_efficacy")) > tol["mia_efficacy"]:
-        reasons.append(said("mia_efficacy", "MIA-Efficacy"))
+    forget = verdict_specs(FORGET)
+    reasons = [said(s) for s in forget if gap(s.key) is not None and gap(s.key) < -tol[s.key]]
+    reasons += [said(s) for s in verdict_specs(MEMBERSHIP) if _conclusive(s, row, ref)
+                and gap(s.key) is not None and abs(gap(s.key)) > tol[s.key]]
     if reasons:
         return "does not forget", reasons
-    if gap("ua") is not None and gap("ua") > tol["ua"]:
-        return "over-forgets", [said("ua", "UA")]
+    over = [said(s) for s in forget if gap(s.key) is not None and gap(s.key) > tol[s.key]]
+    if over:
+        return "over-forgets", over
     hidden = []
-    if gap("probe_forget_acc") is not None and gap("probe_forget_acc") > tol["probe_forget_acc"]:
-        hidden.append(said("probe_forget_acc", "probe on forgotten data", " %"))
-    if gap("relearn_steps") is not None and gap("relearn_steps") < -tol["relearn_steps"]:
-        hidden.append(said("relearn_steps", "relearn steps"))
-    if gap("ulira_acc") is not None and gap("ulira_acc") > tol["ulira_acc"]:
-        hidden.append(said("ulira_acc", "U-LiRA accuracy", " %"))
-    if gap("head_response") is not None and gap("head_response") < -tol["head_response"]:
-        hidden.append(said("head_response", "forgotten classes' logit response", " %"))
+    for s in verdict_specs(HIDES):
+        g = gap(s.key)
+        if g is not None and (g > tol[s.key] if s.verdict == HIDES_ABOVE else g < -tol[s.key]):
+            hidden.append(said(s, " %" if s.unit == "%" else ""))
     return ("hides", hidden) if hidden else (None, [])
 
 

@@ -5,47 +5,17 @@ architecture they describe so that methods stay architecture-agnostic.
 """
 from __future__ import annotations
 
-import dataclasses
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import nn
 
 from ..errors import UserError
+from .inference import infer_plan
+from .plan import LayerPlan
 from .resnet import ResNet, resnet18, resnet50
 from .vit import ViT
-
-
-@dataclass(frozen=True)
-class LayerPlan:
-    """Which layers the unlearning methods touch: regexes over module names (full match, as PEFT)."""
-
-    prune_layers: str  # structured L2 pruning of output channels
-    lora_layers: str  # LoRA adapters
-    train_modules: tuple[str, ...] = ()  # trained in full beside the adapters (the head)
-    head: str = "fc"  # never pruned away in remove mode
-    lora_r: int = 8
-    lora_dropout: float = 0.0
-    family: str = ""  # resnet | vit: which pre-training recipe Retrain uses ("" = the registry's)
-
-    @classmethod
-    def infer(cls, model: nn.Module, example: torch.Tensor, run: nn.Module | None = None) -> LayerPlan:
-        """A plan for a model outside the registry, from its structure (models/inference.py)."""
-        from .inference import infer_plan
-
-        return infer_plan(model, example, run)
-
-    def prefixed(self, prefix: str) -> LayerPlan:
-        """The same layers seen from a wrapper that holds the model under `prefix` (e.g. "inner.")."""
-        def regex(pattern: str) -> str:
-            return f"{re.escape(prefix)}(?:{pattern})"
-
-        return dataclasses.replace(self, prune_layers=regex(self.prune_layers), lora_layers=regex(self.lora_layers),
-                                   train_modules=tuple(prefix + m for m in self.train_modules),
-                                   head=prefix + self.head)
 
 
 @dataclass(frozen=True)
@@ -54,6 +24,9 @@ class ModelSpec:
     family: str  # resnet | vit
     defaults: dict[str, Any]  # architecture arguments at the paper's size
     plan: LayerPlan
+    # The arguments that rebuild this spec for one of its models (None: not one of them): how spec_of finds the
+    # plan of a loaded model. None: models of this entry are never recognised (they get an inferred plan).
+    recognise: Callable[[nn.Module], dict[str, Any] | None] | None = None
 
 
 def _vit(num_classes: int, in_channels: int, image_size: int, **kwargs) -> ViT:
@@ -85,12 +58,22 @@ def _vit_spec(depth: int) -> ModelSpec:
         plan=LayerPlan(prune_layers=rf"blocks\.{last}\.(attn\.out_proj|mlp\.fc2)",
                        lora_layers=rf"blocks\.{last}\.attn\.out_proj|head", train_modules=(), head="head",
                        lora_r=16, lora_dropout=0.0),
+        recognise=_a_vit,
     )
 
 
+def _a_resnet(model: nn.Module) -> dict[str, Any] | None:
+    return {} if isinstance(model, ResNet) else None
+
+
+def _a_vit(model: nn.Module) -> dict[str, Any] | None:
+    return {"depth": len(model.blocks)} if isinstance(model, ViT) else None
+
+
+# A model is one file (its nn.Module) plus one line here: its name, and its spec for the given arguments.
 REGISTRY: dict[str, Callable[[dict[str, Any]], ModelSpec]] = {
-    "resnet18": lambda args: ModelSpec(_resnet(resnet18), "resnet", dict(width=64), _RESNET_PLAN),
-    "resnet50": lambda args: ModelSpec(_resnet(resnet50), "resnet", dict(width=64), _RESNET_PLAN),
+    "resnet18": lambda args: ModelSpec(_resnet(resnet18), "resnet", dict(width=64), _RESNET_PLAN, _a_resnet),
+    "resnet50": lambda args: ModelSpec(_resnet(resnet50), "resnet", dict(width=64), _RESNET_PLAN, _a_resnet),
     "vit": lambda args: _vit_spec(int(args.get("depth", 12))),
 }
 
@@ -111,10 +94,11 @@ def spec_of(model: nn.Module) -> ModelSpec | None:
     The Python API uses it so that a model from `prunelora.load` gets its architecture's plan
     (the paper's layers, rank and dropout), as the CLI does, instead of a generic inferred one.
     """
-    if isinstance(model, ResNet):
-        return REGISTRY["resnet18"]({})
-    if isinstance(model, ViT):
-        return REGISTRY["vit"]({"depth": len(model.blocks)})
+    for make in REGISTRY.values():
+        recognise = make({}).recognise
+        args = recognise(model) if recognise is not None else None
+        if args is not None:
+            return make(args)
     return None
 
 
@@ -132,4 +116,5 @@ def build_model(name: str, num_classes: int, in_channels: int, image_size: int,
         raise UserError(f"cannot build model '{name}' with {kwargs}: {exc}") from None
 
 
-__all__ = ["LayerPlan", "ModelSpec", "REGISTRY", "ResNet", "ViT", "build_model", "get_spec", "model_names", "spec_of"]
+__all__ = ["LayerPlan", "ModelSpec", "REGISTRY", "ResNet", "ViT", "build_model", "get_spec", "infer_plan", "model_names",
+           "spec_of"]

@@ -23,6 +23,7 @@ from torch import nn
 
 from ..errors import UserError
 from .outputs import run_once
+from .plan import LayerPlan
 
 
 def call_order(model: nn.Module, example: torch.Tensor, run: nn.Module | None = None) -> list[str]:
@@ -63,10 +64,8 @@ def last_transformer_block(order: list[str], modules: dict[str, nn.Module]) -> t
     return None
 
 
-def infer_plan(model: nn.Module, example: torch.Tensor, run: nn.Module | None = None):
+def infer_plan(model: nn.Module, example: torch.Tensor, run: nn.Module | None = None) -> LayerPlan:
     """The LayerPlan of a model prunelora has no registry entry for (see the module docstring)."""
-    from . import LayerPlan
-
     order = call_order(model, example, run)
     modules = dict(model.named_modules())
     linears = [n for n in order if isinstance(modules[n], nn.Linear)]

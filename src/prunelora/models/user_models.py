@@ -18,6 +18,7 @@ from typing import Any
 from torch import nn
 
 from ..errors import UserError
+from ..progress import progress_bars
 
 HF_EXTRA = 'pip install "prunelora[hf]"'
 PICKLED = (".bin", ".pt", ".pth", ".ckpt", ".pkl")  # weights torch.load would unpickle: never loaded
@@ -60,7 +61,6 @@ def load_hf(target: str, progress: bool = True) -> UserModel:
         from transformers import AutoModelForImageClassification
     except ImportError:
         raise UserError(f"Hugging Face models need the hf extra: {HF_EXTRA}") from None
-    from ..data.files import progress_bars
 
     path = Path(target).expanduser()
     if path.exists() and not (path / "config.json").is_file():

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import storage
-from ..metrics.evaluate import per_sample_loss
+from ..metrics.outputs import per_sample_loss
 from .tables import longest, method_label, method_rank, requests_of_rows
 
 
@@ -49,8 +49,9 @@ def loss_histogram_figure(rows: list[dict], model: str, out: Path):
         both = np.concatenate([forget, test])
         top = max(float(np.percentile(both, 99)) if len(both) else 1.0, 1e-3)
         bins = np.linspace(0, top, 40)
-        ax.hist(np.clip(test, 0, top), bins=bins, alpha=0.6, density=True, label="test (retain classes)")
-        ax.hist(np.clip(forget, 0, top), bins=bins, alpha=0.6, density=True, label="forget (train)")
+        ax.hist(np.clip(test, 0, top), bins=bins, alpha=0.6, density=True, histtype="stepfilled",
+                label="test (retain classes)")  # one polygon per histogram, not a patch per bin: 40x fewer artists
+        ax.hist(np.clip(forget, 0, top), bins=bins, alpha=0.6, density=True, histtype="stepfilled", label="forget (train)")
         if not legend:
             legend = ax.legend(fontsize=7)
     fig.suptitle(f"{model}: per-sample losses, forget vs test (forget must lie higher)", fontsize=10)

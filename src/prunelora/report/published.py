@@ -8,8 +8,6 @@ from typing import Any
 
 from ..config import PROTOCOLS
 
-METRICS = (("ua", "UA"), ("mia_efficacy", "MIA-Efficacy"), ("ra", "RA"), ("ta", "TA"))
-
 PUBLISHED: dict[str, dict[str, Any]] = {
     "salun": {
         "source": "SalUn (Fan et al., ICLR 2024), random data forgetting (10 %) on CIFAR-10 with ResNet-18",
@@ -60,5 +58,5 @@ def comparison(results: dict) -> tuple[str, list[tuple[str, dict[str, tuple[Any,
         ours = [r for r in results.get("rows", []) if r.get("method") == method  # the seeds' mean comes last
                 and r.get("epochs") in (paper["budget"], None)]
         row = ours[-1] if ours else {}
-        pairs.append((method, {key: (row.get(key), figures[key]) for key, _ in METRICS}))
+        pairs.append((method, {key: (row.get(key), value) for key, value in figures.items()}))
     return paper["source"], pairs, differences(config)

@@ -3,28 +3,29 @@ from __future__ import annotations
 
 import csv
 import io as stdio
-import math
 from pathlib import Path
 from typing import Any
 
 from .. import storage
-from .published import METRICS as PUBLISHED_METRICS
+from ..config import RunConfig, build, to_yaml
+from ..metrics.attacks import attacks_in
+from ..metrics.spec import gap_keys, joined, spec_of
+from .basics import (
+    budgets_of,
+    display_rows,
+    finite,
+    fmt,
+    inconclusive,
+    longest,
+    mark_inconclusive,
+    method_label,
+    method_rank,
+    request_heading,
+    requests_of_rows,
+)
+from .grid import cell, evidence_columns, figure1_columns, figure1_rows
 from .published import comparison
 
-# The one list of the paper's accuracy metrics (percent; closest to Retrain is best), used by every writer.
-ACCURACY_METRICS = [("ua", "UA"), ("mia_efficacy", "MIA-Efficacy"), ("ra", "RA"), ("ta", "TA")]
-# The Figure 1 table's metric columns: the accuracy metrics and the gap to Retrain.
-METRICS = [*ACCURACY_METRICS, ("avg_gap", "Gap")]
-# The metrics avg_gap averages when nothing was left out (rows written before avg_gap_metrics existed).
-GAP_METRICS = [key for key, _ in ACCURACY_METRICS]
-GAP_LABEL = dict(ACCURACY_METRICS)
-# The evidence table: what separates removed from hidden, at each method's longest budget.
-EVIDENCE = [("verdict", "Verdict"), ("tow", "ToW"), ("probe_forget_acc", "Probe on forgotten (%)"),
-            ("probe_forget_test_acc", "Probe on forgotten classes' test (%)"),
-            ("relearn_steps", "Relearn steps"), ("head_response", "Head response (%)"),
-            ("challenge_mia_acc", "Challenge MIA acc (%)"),
-            ("ulira_acc", "U-LiRA acc (%)"), ("ulira_auc", "U-LiRA AUC (%)"), ("ulira_tpr_1fpr", "U-LiRA TPR@1%FPR")]
-INCONCLUSIVE = "inconclusive"
 INCONCLUSIVE_NOTE = ("MIA-Efficacy marked inconclusive: the attacker's accuracy on held-out retain/test samples "
                      "(mean over its shadow draws, with a 95 % interval) was not clearly above chance, so the "
                      "value (in brackets) says nothing about what the model remembers; it is never marked best")
@@ -44,116 +45,35 @@ def memory_note(rows: list[dict]) -> str:
     return ", ".join(MEMORY_KINDS.get(k, k) for k in kinds) or "n/a"
 
 
-def fmt(value: Any, digits: int = 2, std: Any = None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    text = f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-    if std is not None and not (isinstance(std, float) and math.isnan(std)):
-        text += f" ± {std:.{digits}f}"
-    return text
-
-
-def finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def method_rank(method: str) -> int:
-    """The original first, then registered methods in registry order; anything else after them (stably)."""
-    from ..methods import METHODS
-
-    order = ["original", *METHODS]
-    return order.index(method) if method in order else len(order)
-
-
-def method_label(method: str) -> str:
-    """The registry's label ("PruneLoRA", "SalUn@PruneLoRA"); a name the registry does not know stays as it is."""
-    if method == "original":
-        return "Original"
-    from ..errors import UserError
-    from ..methods import get_method
-
-    try:
-        return get_method(method).label
-    except UserError:
-        return method
-
-
-def requests_of_rows(rows: list[dict]) -> list[Any]:
-    """The requests the rows measure, in order ([None] for rows written before requests existed)."""
-    return sorted({r.get("request") for r in rows}, key=lambda k: -1 if k is None else k) or [None]
-
-
-def request_heading(rows: list[dict], request: Any) -> str:
-    """'Request 2 of 3: class 5 (5)' for sequences; '' when there is a single request."""
-    requests = requests_of_rows(rows)
-    if len(requests) < 2:
-        return ""
-    desc = next((r.get("request_desc") for r in rows if r.get("request") == request and r.get("request_desc")), "")
-    return f"Request {request} of {len(requests)}" + (f": {desc}" if desc else "") + " (cumulative)"
-
-
-def display_rows(rows: list[dict]) -> list[dict]:
-    """The rows a table shows: aggregated rows when several seeds ran, else the single seed's rows."""
-    aggregated = [r for r in rows if r.get("seed", 0) is None]
-    return aggregated or rows
-
-
-def budgets_of(rows: list[dict]) -> list[int]:
-    return sorted({r["epochs"] for r in rows if r["epochs"] is not None})
-
-
 # -- what the numbers may be trusted for -------------------------------------------------------------
-def conclusive_key(efficacy_key: str) -> str:
-    """The flag saying whether an efficacy's attacker beat chance (the default attack has its own name)."""
-    from ..metrics.attacks import ATTACKS, attack_keys
-
-    for name in ATTACKS:
-        keys = attack_keys(name)
-        if keys.efficacy == efficacy_key:
-            return keys.conclusive
-    return f"{efficacy_key}_conclusive"
-
-
-def inconclusive(row: dict | None, key: str) -> bool:
-    """An MIA efficacy whose attacker was not above chance; rows that do not say (old files) are taken as they are."""
-    return bool(row) and key.startswith("mia_") and row.get(conclusive_key(key)) is False
-
-
-def mark_inconclusive(text: str) -> str:
-    """'100.00 ± 1.00' -> 'inconclusive (100.00 ± 1.00)': never a bare 0 or 100 from an attacker at chance."""
-    return f"{INCONCLUSIVE} ({text})"
-
-
-def longest(rows: list[dict], model: str, method: str) -> dict | None:
-    """The row of a method at its longest budget (original, Retrain, logit-mask: their only row)."""
-    mine = [r for r in rows if r["model"] == model and r["method"] == method]
-    return max(mine, key=lambda r: -1 if r["epochs"] is None else r["epochs"]) if mine else None
-
-
 def row_name(row: dict) -> str:
     """'Finetune (vit, 2 ep)': a row named in running text."""
     budget = f", {row['epochs']} ep" if row.get("epochs") is not None else ""
     return f"{method_label(row['method'])} ({row['model']}{budget})"
 
 
+def gap_label(key: str) -> str:
+    return spec_of(key).label if key in gap_keys() else key
+
+
 def gap_note(rows: list[dict]) -> str:
     """What the Gap of these rows averages: all four metrics, or (per avg_gap_metrics) fewer where the MIA
     was left out, so that gaps over different metrics are not read as alike."""
-    full = "UA, MIA-Efficacy, RA and TA"
+    full = joined([gap_label(k) for k in gap_keys()])
     reduced: dict[tuple[str, ...], list[dict]] = {}
     for r in rows:
         metrics = r.get("avg_gap_metrics")
-        if finite(r.get("avg_gap")) and isinstance(metrics, list) and list(metrics) != GAP_METRICS:
+        if finite(r.get("avg_gap")) and isinstance(metrics, list) and list(metrics) != gap_keys():
             reduced.setdefault(tuple(metrics), []).append(r)
     text = f"Gap = mean |difference from Retrain| over {full}"
     if not reduced:
         return text + "."
     with_gap = [r for r in rows if finite(r.get("avg_gap"))]
     if len(reduced) == 1 and len(next(iter(reduced.values()))) == len(with_gap):
-        metrics = ", ".join(GAP_LABEL.get(m, m) for m in next(iter(reduced)))
+        metrics = ", ".join(gap_label(m) for m in next(iter(reduced)))
         return (f"Gap = mean |difference from Retrain| over {metrics} in every row: the MIA was left out because "
                 "its attackers were not above chance.")
-    parts = [f"over {', '.join(GAP_LABEL.get(m, m) for m in metrics)} for {', '.join(row_name(r) for r in group)}"
+    parts = [f"over {', '.join(gap_label(m) for m in metrics)} for {', '.join(row_name(r) for r in group)}"
              for metrics, group in reduced.items()]
     return (text + ", except where this row's or Retrain's MIA attacker was not above chance and the MIA was "
             "left out: " + "; ".join(parts) + ".")
@@ -188,11 +108,14 @@ def run_warnings(results: dict | None) -> list[str]:
 
 
 # -- results.md -------------------------------------------------------------------------------------
-def metric_cell(row: dict | None, key: str, digits: int = 2) -> str:
-    if row is None:
-        return "-"
-    text = fmt(row.get(key), digits, row.get(f"{key}_std"))
-    return mark_inconclusive(text) if inconclusive(row, key) and text != "-" else text
+def metric_cell(row: dict | None, key: str) -> str:
+    """A row's value as results.md shows it (format from metrics/spec.py)."""
+    return cell(row, spec_of(key)).text
+
+
+def markdown_grid(head: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table's lines."""
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
 
 
 def markdown_table(rows: list[dict], *, results: dict | None = None) -> str:
@@ -201,11 +124,8 @@ def markdown_table(rows: list[dict], *, results: dict | None = None) -> str:
     `results` (optional) adds the run's warnings under the table (a busy machine, a mismatched checkpoint).
     """
     rows = display_rows(rows)
-    budgets = budgets_of(rows) or [None]
-    head = ["Method"]
-    for _, label in METRICS:
-        head += [f"{label} {b} ep" if b is not None else label for b in budgets]
-    head += ["RTE (s/epoch)", "Total (s)", "Cost vs retrain", "Peak mem (MB)", "Trainable"]
+    columns = figure1_columns(budgets_of(rows) or [None])
+    head = ["Method", *(c.header for c in columns)]
     lines = []
     for model in dict.fromkeys(r["model"] for r in rows):
         for request in requests_of_rows(rows):
@@ -214,15 +134,11 @@ def markdown_table(rows: list[dict], *, results: dict | None = None) -> str:
                 continue
             desc = mine[0].get("model_desc", model)
             heading = request_heading(rows, request)
-            lines += [f"**{desc}**" + (f", {heading}" if heading else ""), "", "| " + " | ".join(head) + " |",
-                      "|" + "---|" * len(head)]
-            methods = sorted(dict.fromkeys(r["method"] for r in mine), key=method_rank)
-            for method in methods:
-                group = {r["epochs"]: r for r in mine if r["method"] == method}
-                lines.append("| " + " | ".join(_markdown_cells(method, group, budgets)) + " |")
-            lines.append("")
-    lines.append("UA, MIA-Efficacy, RA, TA in percent; the best unlearning is the one closest to Retrain (the "
-                 f"exact-unlearning reference), not the highest. {gap_note(rows)} Original and Retrain run their "
+            body = [[method_label(m), *(c.text for c in cells)] for m, cells in figure1_rows(mine, columns)]
+            lines += [f"**{desc}**" + (f", {heading}" if heading else ""), "", *markdown_grid(head, body), ""]
+    lines.append(f"{', '.join(gap_label(k) for k in gap_keys())} in percent; the best unlearning is the one closest "
+                 "to Retrain (the exact-unlearning reference), not the highest. "
+                 f"{gap_note(rows)} Original and Retrain run their "
                  "own recipe (shown in every budget column); RTE, total seconds, cost vs retrain (total / "
                  "Retrain's total) and memory are those of the longest budget. "
                  f"Peak memory: {memory_note(rows)}.")
@@ -234,48 +150,30 @@ def markdown_table(rows: list[dict], *, results: dict | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _markdown_cells(method: str, group: dict, budgets: list[int | None]) -> list[str]:
-    """One method's row: each metric per budget (budget-less methods repeat), then the longest budget's cost."""
-    last = longest(list(group.values()), next(iter(group.values()))["model"], method)
-    cells = [method_label(method)]
-    for key, _ in METRICS:
-        cells += [metric_cell(group.get(b, group.get(None)), key) for b in budgets]
-    return cells + [fmt(last.get("sec_per_epoch"), 1, last.get("sec_per_epoch_std")),
-                    fmt(last.get("total_sec"), 1, last.get("total_sec_std")),
-                    fmt(last.get("cost_vs_retrain"), 2, last.get("cost_vs_retrain_std")),
-                    fmt(last.get("peak_memory_mb"), 0, last.get("peak_memory_mb_std")),
-                    fmt(int(last["trainable_params"]) if last.get("trainable_params") is not None else None)]
-
-
-def evidence_table(rows: list[dict]) -> str:
-    """Verdict, ToW, probe, relearn time, the challenge's attack and U-LiRA of each method at its longest budget."""
-    rows = display_rows(rows)
-    columns = [(k, label) for k, label in EVIDENCE if any(r.get(k) is not None for r in rows)]
-    if not any(k == "verdict" or k.startswith(("probe", "relearn", "ulira", "challenge")) for k, _ in columns):
-        return ""
+def evidence_rows(rows: list[dict]) -> list[tuple[dict, list[str]]]:
+    """Each method's row at its longest budget, per model and request, with its leading cells."""
     sequence = len(requests_of_rows(rows)) > 1
-    head = ["Model"] + (["Request"] if sequence else []) + ["Method", "Epochs"] + [label for _, label in columns]
-    lines = ["**Evidence beyond the outputs** (each method at its longest budget): " + evidence_caption(rows), "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out = []
     for model in dict.fromkeys(r["model"] for r in rows):
         for request in requests_of_rows(rows):
             mine = [r for r in rows if r["model"] == model and r.get("request") == request]
             for method in sorted(dict.fromkeys(r["method"] for r in mine), key=method_rank):
                 r = longest(mine, model, method)
-                cells = [model] + ([fmt(request)] if sequence else []) + [method_label(method), fmt(r["epochs"])]
-                cells += [evidence_cell(r, k) for k, _ in columns]
-                lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+                out.append((r, [model] + ([fmt(request)] if sequence else []) + [method_label(method), fmt(r["epochs"])]))
+    return out
 
 
-def evidence_cell(row: dict, key: str) -> str:
-    """A verdict with its per-seed count; relearn steps marked '>' where the target was not reached."""
-    if key == "verdict":
-        return str(row.get("verdict") or "-") + (f" ({row['verdict_by_seed']})" if row.get("verdict_by_seed") else "")
-    text = fmt(row.get(key), 3 if key == "tow" else 1, row.get(f"{key}_std"))
-    if key == "relearn_steps" and row.get("relearn_reached") is False and text != "-":
-        text = f"> {text}"
-    return text
+def evidence_table(rows: list[dict]) -> str:
+    """Verdict, ToW, probe, relearn time, the challenge's attack and U-LiRA of each method at its longest budget."""
+    rows = display_rows(rows)
+    columns = evidence_columns(rows)
+    if not columns:
+        return ""
+    sequence = len(requests_of_rows(rows)) > 1
+    head = ["Model"] + (["Request"] if sequence else []) + ["Method", "Epochs"] + [c.header for c in columns]
+    body = [lead + [cell(r, c.spec).text for c in columns] for r, lead in evidence_rows(rows)]
+    return "\n".join(["**Evidence beyond the outputs** (each method at its longest budget): " + evidence_caption(rows),
+                      "", *markdown_grid(head, body)]) + "\n"
 
 
 def evidence_caption(rows: list[dict]) -> str:
@@ -298,8 +196,6 @@ def evidence_caption(rows: list[dict]) -> str:
 
 def attack_table(rows: list[dict]) -> str:
     """Every membership attack's efficacy beside its own accuracy on held-out shadow data."""
-    from ..metrics.attacks import attacks_in
-
     attacks = attacks_in(rows)
     if not attacks:
         return ""
@@ -366,7 +262,7 @@ def published_rows(results: dict | None) -> tuple[str, list[str], list[list[str]
     if found is None:
         return None
     source, pairs, differ = found
-    head = ["Method"] + [f"{label} ours / published" for _, label in PUBLISHED_METRICS]
+    head = ["Method"] + [f"{spec_of(key).label} ours / published" for key in (pairs[0][1] if pairs else {})]
     rows = [[method_label(method)] + [f"{fmt(ours, 2)} / {paper:.2f}" for ours, paper in values.values()]
             for method, values in pairs]
     return source, head, rows, differ
@@ -397,9 +293,7 @@ def csv_text(rows: list[dict]) -> str:
 
 
 def write_tables(results: dict, out: Path) -> None:
-    from ..config import RunConfig, _build, to_yaml
-
     storage.write_json(out / "results.json", results)
     storage.write_text(out / "results.md", markdown_table(results["rows"], results=results))
     storage.write_text(out / "results.csv", csv_text(results["rows"]))
-    storage.write_text(out / "config.yaml", to_yaml(_build(RunConfig, results["config"])))
+    storage.write_text(out / "config.yaml", to_yaml(build(RunConfig, results["config"])))

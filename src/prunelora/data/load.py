@@ -1,0 +1,31 @@
+"""Which loader reads a dataset: a built-in one by name (data/sources.py), the user's files by path
+(data/files.py). It sits above both so that neither loader knows the other."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import UserError
+from .files import is_data_path, load_files
+from .raw import RawDataset
+from .sources import CIFAR, DATASETS, default_data_root, load_cifar, load_digits
+
+
+def load_dataset(name: str, data_root: str | None = None, allow_download: bool = True,
+                 stream: bool = False, progress: bool = True) -> RawDataset:
+    """A built-in dataset by name, or the user's files by path (data/files.py).
+
+    stream: the user's files are opened, not read (their images are read per batch); the built-in
+    datasets are read into host memory either way (subsets() then streams them from there).
+    progress: False hides the `datasets` library's own progress bars while a datasets folder loads.
+    """
+    if name not in DATASETS and is_data_path(name):
+        return load_files(name, stream=stream, progress=progress)
+    if name == "digits":
+        return load_digits()
+    if name in CIFAR:
+        root = Path(data_root) if data_root else default_data_root()
+        if data_root and not Path(data_root).is_dir():
+            raise UserError(f"data root {data_root} does not exist (point --data-root at the folder holding the dataset)")
+        return load_cifar(name, root, allow_download)
+    raise UserError(f"unknown dataset '{name}' (choose from: {', '.join(DATASETS)}, or give the path of an image "
+                    "folder, an .npz or a datasets folder)")

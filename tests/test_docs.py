@@ -1,0 +1,110 @@
+"""Every command and Python block of the docs (docs/*.md, the MkDocs site) runs as written, like the README's.
+
+The pages run in the order of mkdocs.yml's navigation, in the README test's workspace (tests/test_readme.py):
+the README's commands first, then each page's, every distinct command once per session, so a page may use
+what the README or an earlier page wrote (runs/orig, runs/pl). Commands with a <PLACEHOLDER> are shown, not
+run; their flags are still checked against the parser.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .test_readme import (
+    PLACEHOLDER,
+    ROOT,
+    SHARED,
+    _block,
+    inline_commands,
+    page_blocks,
+    page_commands,
+    shared_workspace,
+)
+
+DOCS = ROOT / "docs"
+
+
+def _nav_files(nav) -> list[str]:
+    if isinstance(nav, str):
+        return [nav]
+    if isinstance(nav, dict):
+        return [f for value in nav.values() for f in _nav_files(value)]
+    return [f for item in nav for f in _nav_files(item)]
+
+
+def docs_pages() -> list[Path]:
+    """The pages in the navigation's order, then any page the navigation leaves out."""
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
+    pages = [DOCS / name for name in _nav_files(config["nav"]) if name.endswith(".md")]
+    return pages + sorted(p for p in DOCS.glob("*.md") if p not in pages)
+
+
+@pytest.fixture(scope="session")
+def doc_workspace(tmp_path_factory):
+    """The README test's workspace (one per session: the README's outputs are the docs' inputs)."""
+    return shared_workspace(tmp_path_factory)
+
+
+def test_every_page_in_the_navigation_exists():
+    missing = [p.name for p in docs_pages() if not p.is_file()]
+    assert not missing, missing
+
+
+def test_the_docs_show_whole_commands_only_in_blocks():
+    """As in the README: inline code never holds a runnable command, only placeholders."""
+    for page in docs_pages():
+        inline = inline_commands(page)
+        assert all("<" in span for span in inline), (page.name, inline)
+
+
+def test_the_docs_repeat_the_readme_set_up_lines_exactly():
+    for page in ("index.md", "getting-started.md"):
+        text = (DOCS / page).read_text()
+        for marker in ("main-command", "test-command"):
+            assert _block(marker) in text, (page, marker)
+
+
+def test_docs_commands_parse():
+    kinds = [kind for page in docs_pages() for kind, _ in page_commands(page)]
+    assert kinds.count("python") >= 4 and kinds.count("shell") >= 15
+
+
+def test_placeholder_commands_name_real_flags():
+    """A command that is shown but not run still names a real subcommand and only flags it accepts."""
+    from prunelora.cli import build_parser
+
+    parser = build_parser()
+    subcommands = {name: sub for action in parser._actions if isinstance(getattr(action, "choices", None), dict)
+                   for name, sub in action.choices.items()}
+    shown = [(page.name, command) for page in docs_pages() for kind, command in page_blocks(page)
+             if kind == "shell" and PLACEHOLDER.search(command)]
+    assert shown, "the docs show no placeholder command (a GPU preset, torchrun, a hub model)"
+    for page, command in shown:
+        words = command.split()
+        if words[0] == "torchrun":
+            words = words[words.index("prunelora"):]
+        assert words[0] == "prunelora" and words[1] in subcommands, (page, command)
+        known = {s for action in subcommands[words[1]]._actions for s in action.option_strings}
+        flags = [w.split("=")[0] for w in words if w.startswith("--")]
+        assert set(flags) <= known, (page, command, set(flags) - known)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED / "data" / "cifar-10-batches-py").is_dir(),
+                    reason="the docs' CIFAR-10 commands name ../shared/data, absent here")
+@pytest.mark.slow
+@pytest.mark.parametrize("page", [p.name for p in docs_pages() if page_commands(p)])
+def test_every_docs_command_runs_as_written(page, doc_workspace):
+    """The README's commands and the earlier pages' first (each once per session), then this page's."""
+    pages = docs_pages()
+    earlier = [ROOT / "README.md", *pages[:[p.name for p in pages].index(page)]]
+    failed_before = [failure for path in earlier for failure in doc_workspace.prepare(path)]
+    try:
+        doc_workspace.run_page(DOCS / page)
+    except AssertionError as error:
+        if failed_before:
+            raise AssertionError(f"{error}\n(earlier commands that failed, which this page may need: "
+                                 f"{'; '.join(failed_before)})") from None
+        raise
