@@ -132,3 +132,27 @@ def test_until_stops_every_method_at_its_own_epoch(source, tmp_path, capsys):
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert [(r["method"], r["epochs"]) for r in rows] == [("original", None), ("finetune", 1)]
     assert rows[1]["model_dir"].endswith("/finetune") and rows[1]["forgotten"] is True
+
+
+@pytest.mark.slow
+def test_a_user_model_trains_with_the_datas_own_augmentation_and_recipe(source, tmp_path, capsys, monkeypatch):
+    """Digits are not mirror-symmetric: a user model's augmenting method (RL) must not flip them, as a registry
+    model's does not, and what results.json records as the method's settings is what ran; the run's
+    pre-training recipe (Retrain's) and precision reach the method."""
+    import prunelora.user_run as user_run
+
+    seen = {}
+    context = user_run.user_context
+
+    def spy(config, *args, flip=True, **kwargs):
+        seen["flip"], seen["pretrain_lr"], seen["precision"] = flip, config.pretrain.lr, config.precision
+        return context(config, *args, flip=flip, **kwargs)
+
+    monkeypatch.setattr(user_run, "user_context", spy)
+    out = tmp_path / "run"
+    rc, _, err = run_cli(["unlearn", "--model", f"hf:{source}", "--method", "rl", "--epochs", "1", "--out", out,
+                          "--set", "pretrain.lr=0.02", *QUIET], capsys)
+    assert rc == 0, err
+    assert seen == {"flip": False, "pretrain_lr": 0.02, "precision": "fp32"}
+    settings = json.loads((out / "results.json").read_text())["method_settings"]["rl"]
+    assert all(s["augmentation"]["flip"] is False for s in settings.values()), settings

@@ -221,7 +221,7 @@ def _run_user_model(command: str, yaml_path: str | None, flags: dict[str, Any], 
     run_folder.claim(config.out, command, identity, overwrite)
     example = to_float(exp.splits(config.seeds[0]).retain_train.images[:2])
     subject = UserSubject(user, config, exp.device, mean, std, example, fingerprint("user model", model_identity),
-                          progress)
+                          progress, flip=exp.flip)
     rows = exp.method_rows([subject], lambda _, seed: subject.original(), started)
     return finish(exp, rows, started)
 

@@ -118,6 +118,7 @@ class UserSubject:
     key: str  # the original's fingerprint: the model's source, weights and normalisation
     progress: bool = True
     family: str = ""  # recipes follow the model's inferred plan, per method run
+    flip: bool = True  # whether augmentation may mirror the images: the data's own (digits: no), as for registry models
 
     @property
     def name(self) -> str:
@@ -134,10 +135,10 @@ class UserSubject:
     def settings(self, method: str) -> RunConfig:
         """The Python API's configuration for one method: the run's unlearning settings, every budget."""
         cfg = self.config
-        config = RunConfig(unlearn=dataclasses.replace(cfg.unlearn, until_forget_acc=None), methods=[method],
-                           method_args={method: method_settings(cfg.method_args, method)})
-        config.pretrain.epochs = cfg.pretrain.epochs
-        return config
+        return RunConfig(unlearn=dataclasses.replace(cfg.unlearn, until_forget_acc=None), methods=[method],
+                         method_args={method: method_settings(cfg.method_args, method)},
+                         pretrain=dataclasses.replace(cfg.pretrain), precision=cfg.precision,
+                         channels_last=cfg.channels_last)
 
     def run(self, method: str, start: nn.Module, splits: Splits, seed: int, desc: str) -> Outcome:
         """As prunelora.unlearn runs it, for every budget at once; each budget gets its own UnlearnResult."""
@@ -149,10 +150,12 @@ class UserSubject:
         check_labels_fit(net, example, {"retain": retain, "forget": forget, "test": test})
         config = self.settings(method)
         ctx, plan = user_context(config, model, net, example, wrapped, None, retain,
-                                 forget if chosen.uses_forget else None, whole_classes(retain, forget) or None)
+                                 forget if chosen.uses_forget else None, whole_classes(retain, forget) or None,
+                                 flip=self.flip)
         until = self.config.unlearn.until_forget_acc
         log = EpochLog(retain, forget, test, until)
-        run = run_method(method, net, retain, ctx, seed=seed, cache_prefix=config.unlearn.cache_prefix,
+        run = run_method(method, net, retain, ctx, seed=seed, precision=config.precision,
+                         channels_last=config.channels_last, cache_prefix=config.unlearn.cache_prefix,
                          progress=self.progress, on_epoch=log, desc=desc)
         if not log.history:  # a method that does not train (logit-mask): measured once
             log(0, run.snapshots[-1].model)
