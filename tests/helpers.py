@@ -1,6 +1,7 @@
 """Helpers shared by the test modules (fixtures live in conftest.py)."""
 from __future__ import annotations
 
+import math
 import pickle
 from pathlib import Path
 
@@ -72,3 +73,14 @@ def copy_of(run: Path, tmp_path: Path) -> Path:
     out = tmp_path / "run"
     shutil.copytree(run, out)
     return out
+
+
+def same(a, b) -> bool:
+    """Equality of JSON values where NaN equals NaN."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return a == b

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from collections import Counter
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from prunelora.methods import paper_methods
 from prunelora.metrics.accuracy import unlearning_metrics
 from prunelora.metrics.evaluate import SPLITS, collect_logits
 
-from .helpers import copy_of, run_cli
+from .helpers import copy_of, run_cli, same
 
 ALL_METHODS = paper_methods()  # the paper's paradigms: reproduce's default
 
@@ -32,17 +31,6 @@ BUDGETS = [1, 2]  # the smoke preset's unlearning budgets
 
 def load_results(out: Path) -> dict:
     return json.loads((out / "results.json").read_text())
-
-
-def same(a, b) -> bool:
-    """Equality of JSON values where NaN equals NaN."""
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-    return a == b
 
 
 def snapshot_files(folder: Path) -> dict[str, tuple[bytes, int]]:

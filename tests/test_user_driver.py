@@ -3,7 +3,6 @@ interruption with the same numbers, `until` and the longest budget's folder wher
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ import prunelora.runner as runner
 from prunelora.data import class_splits, load_dataset, to_float
 from prunelora.user_run import UserSubject
 
-from .helpers import run_cli
+from .helpers import run_cli, same
 from .test_user_models import saved_hf
 
 QUIET = ["--no-progress", "--preset", "smoke"]
@@ -29,16 +28,6 @@ def argv(source: Path, out: Path, *extra: str) -> list:
 def measured(rows: list[dict]) -> list[dict]:
     """The rows without what depends on the clock (seconds, memory, their ratios)."""
     return [{k: v for k, v in r.items() if not any(t in k for t in TIMING)} for r in rows]
-
-
-def same(a, b) -> bool:
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-    return a == b
 
 
 @pytest.fixture(scope="module")
