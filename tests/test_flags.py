@@ -12,30 +12,36 @@ from prunelora.cli import build_parser, config_flags
 from prunelora.config import MIA_PROTOCOLS, RunConfig, resolve
 from prunelora.flags import default_text, given, options
 
-# Every command's flags before they were generated (issue 21): none may appear or disappear unnoticed.
+# Every command's flags before they were generated (issue 21), and those of request files (issue 22): none may
+# appear or disappear unnoticed.
 FLAGS = {
-    "reproduce": "--config --data-root --dataset --device --epochs --forget-class --forget-ratio --help "
-                 "--keep-sparsity --lora-r --lr --methods --mia-draws --mia-protocol --models --no-download "
-                 "--no-progress --out --overwrite --precision --preset --pretrain-epochs --protocol --prune-amount "
-                 "--prune-mode --requests --scenario --seed --seeds --set --stream --test-per-class --threads "
-                 "--train-per-class --ulira -h",
-    "train": "--config --data-root --dataset --device --forget-class --help --models --no-download --no-progress "
-             "--out --overwrite --precision --preset --pretrain-epochs --protocol --seed --seeds --set --stream "
-             "--test-per-class --threads --train-per-class -h",
-    "unlearn": "--checkpoint --config --data-root --dataset --device --epochs --forget-class --forget-ratio --help "
-               "--keep-sparsity --lora-r --lr --mean --method --mia-draws --mia-protocol --model --no-download "
-               "--no-progress --objective --out --overwrite --precision --preset --pretrain-epochs --protocol "
-               "--prune-amount --prune-mode --requests --scenario --seed --seeds --set --std --stream --surgery "
-               "--test-per-class --threads --train-per-class --until-forget-acc --weights -h",
-    "evaluate": "--checkpoint --config --data-root --dataset --device --dump-logits --forget-class --help --mean "
-                "--mia-draws --mia-protocol --model --no-download --no-progress --out --overwrite --preset --seed "
-                "--seeds --set --std --stream --test-per-class --threads --train-per-class --weights -h",
-    "plan": "--checkpoint --config --data-root --dataset --forget-class --help --mean --methods --model "
-            "--no-download --seed --seeds --set --std --stream --test-per-class --train-per-class --weights -h",
-    "bench": "--channels-last --compile --config --data-root --dataset --device --epochs --forget-class --help "
-             "--matmul-size --methods --models --no-download --no-progress --out --overwrite --precision --preset "
-             "--protocol --prune-modes --seed --seeds --set --stream --test-per-class --threads --train-per-class "
-             "--warmup-epochs -h",
+    "reproduce": "--allow-empty-class --config --data-root --dataset --device --epochs --forget --forget-class "
+                 "--forget-ratio --help --id-column --keep-sparsity --lora-r --lr --methods --mia-draws "
+                 "--mia-protocol --models --no-download --no-progress --out --overwrite --precision --preset "
+                 "--pretrain-epochs --protocol --prune-amount --prune-mode --requests --scenario --seed --seeds "
+                 "--set --stream --test-per-class --threads --train-per-class --ulira -h",
+    "train": "--allow-empty-class --config --data-root --dataset --device --forget --forget-class --help "
+             "--id-column --models --no-download --no-progress --out --overwrite --precision --preset "
+             "--pretrain-epochs --protocol --seed --seeds --set --stream --test-per-class --threads "
+             "--train-per-class -h",
+    "unlearn": "--allow-empty-class --checkpoint --config --data-root --dataset --device --epochs --forget "
+               "--forget-class --forget-ratio --help --id-column --keep-sparsity --lora-r --lr --mean --method "
+               "--mia-draws --mia-protocol --model --no-download --no-progress --objective --out --overwrite "
+               "--precision --preset --pretrain-epochs --protocol --prune-amount --prune-mode --requests --scenario "
+               "--seed --seeds --set --std --stream --surgery --test-per-class --threads --train-per-class "
+               "--until-forget-acc --weights -h",
+    "evaluate": "--allow-empty-class --checkpoint --config --data-root --dataset --device --dump-logits --forget "
+                "--forget-class --help --id-column --mean --mia-draws --mia-protocol --model --no-download "
+                "--no-progress --out --overwrite --preset --seed --seeds --set --std --stream --test-per-class "
+                "--threads --train-per-class --weights -h",
+    "plan": "--allow-empty-class --checkpoint --config --data-root --dataset --forget --forget-class --help "
+            "--id-column --mean --methods --model --no-download --seed --seeds --set --std --stream "
+            "--test-per-class --train-per-class --weights -h",
+    "bench": "--allow-empty-class --channels-last --compile --config --data-root --dataset --device --epochs "
+             "--forget --forget-class --help --id-column --matmul-size --methods --models --no-download "
+             "--no-progress --out --overwrite --precision --preset --protocol --prune-modes --seed --seeds --set "
+             "--stream --test-per-class --threads --train-per-class --warmup-epochs -h",
+    "verify": "--data-root --dataset --help --model --tolerance -h",
 }
 
 

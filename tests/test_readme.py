@@ -32,12 +32,13 @@ import shlex  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+import traceback  # noqa: E402
 
 import pytest  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
-RUNNABLE = ("prunelora ", "python -m benchmarks", "torchrun ")
+RUNNABLE = ("prunelora ", "python -m benchmarks", "torchrun ", "seq ")  # seq: writes a request file
 # A command holding a <PLACEHOLDER> is the reader's to fill in (a GPU preset, several processes, a model from
 # the hub): it is shown, not run, and its page says why. Every other command runs as written.
 PLACEHOLDER = re.compile(r"<[A-Za-z][^<>\s]*>")
@@ -117,6 +118,10 @@ class Workspace:
         words = in_process_words(command) if kind == "shell" else None
         if words is not None:
             returncode, stderr = self.run_in_process(words)
+        elif kind == "python":
+            returncode, stderr = self.run_python_in_process(command)
+        elif in_process_module(command) is not None:
+            returncode, stderr = self.run_module_in_process(*in_process_module(command))
         else:
             argv = [sys.executable, "-c", command] if kind == "python" else ["bash", "-c", command]
             done = subprocess.run(argv, cwd=self.work, env=self.env, capture_output=True, text=True, timeout=600)
@@ -135,16 +140,64 @@ class Workspace:
         installed command, without importing torch and its companions again for every command (3-4 s each)."""
         from prunelora.cli import main
 
+        with self.inside() as stderr:
+            returncode = main(words[1:])
+        return returncode, stderr.getvalue()
+
+    @contextlib.contextmanager
+    def inside(self):
+        """In the workspace folder with its preset, output captured (stderr returned); restored afterwards."""
         stderr, saved_env, saved_cwd = io.StringIO(), dict(os.environ), os.getcwd()
         os.environ.update({k: v for k, v in self.env.items() if k == "PRUNELORA_PRESET"})
         os.chdir(self.work)
         try:
             with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(stderr):
-                returncode = main(words[1:])
+                yield stderr
         finally:
             os.chdir(saved_cwd)
             os.environ.clear()
             os.environ.update(saved_env)
+
+    def run_python_in_process(self, code: str) -> tuple[int, str]:
+        """A Python block as `python -c` runs it, in this process (torch, peft and transformers are imported
+        once per session, not per block): in the workspace folder, as __main__, its output captured. What a
+        block registers (the methods page adds a method and an objective) is taken out again afterwards."""
+        from prunelora.methods import METHODS
+        from prunelora.objectives import OBJECTIVES
+
+        registries = [(registry, dict(registry)) for registry in (METHODS, OBJECTIVES)]
+        with self.inside() as stderr:
+            try:
+                exec(compile(code, "<block>", "exec"), {"__name__": "__main__"})
+                returncode = 0
+            except SystemExit as exc:
+                returncode = exc.code if isinstance(exc.code, int) else 1
+            except Exception:
+                traceback.print_exc(file=stderr)
+                returncode = 1
+            finally:
+                for registry, saved in registries:
+                    registry.clear()
+                    registry.update(saved)
+        return returncode, stderr.getvalue()
+
+    def run_module_in_process(self, module: str, args: list[str]) -> tuple[int, str]:
+        """`python -m MODULE ARGS` (the repository's benchmarks) as runpy runs it, in this process."""
+        import runpy
+
+        saved_argv, saved_path = list(sys.argv), list(sys.path)
+        sys.argv, sys.path = [module, *args], [str(ROOT), *sys.path]
+        with self.inside() as stderr:
+            try:
+                runpy.run_module(module, run_name="__main__", alter_sys=True)
+                returncode = 0
+            except SystemExit as exc:
+                returncode = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            except Exception:
+                traceback.print_exc(file=stderr)
+                returncode = 1
+            finally:
+                sys.argv, sys.path = saved_argv, saved_path
         return returncode, stderr.getvalue()
 
     def run_page(self, path: Path) -> None:
@@ -178,6 +231,16 @@ def in_process_words(command: str) -> list[str] | None:
     if not words or words[0] != "prunelora" or SHELL_SYNTAX.search(unquoted):
         return None
     return words
+
+
+def in_process_module(command: str) -> tuple[str, list[str]] | None:
+    """(module, args) of a plain `python -m benchmarks.X ...` command, or None when it needs a shell."""
+    words = shlex.split(command)
+    unquoted = re.sub(r"'[^']*'|\"[^\"]*\"", "", command)
+    if len(words) < 3 or words[:2] != ["python", "-m"] or not words[2].startswith("benchmarks.") or \
+            SHELL_SYNTAX.search(unquoted):
+        return None
+    return words[2], words[3:]
 
 
 _WORKSPACES: list[Workspace] = []

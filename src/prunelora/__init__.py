@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .api import UnlearningWarning, UnlearnResult, evaluate, load, plan, unlearn
 from .config import RunConfig
-from .data import ImageSet, Splits, class_splits, load_dataset
+from .data import ImageSet, Splits, class_splits, load_dataset, split_by_ids
 from .errors import UserError
 from .methods import METHODS, register
 from .models import REGISTRY as MODELS
@@ -18,4 +18,5 @@ from .objectives import OBJECTIVES
 from .version import __version__
 
 __all__ = ["__version__", "ImageSet", "LayerPlan", "METHODS", "MODELS", "OBJECTIVES", "RunConfig", "Splits", "UnlearnResult",
-           "UnlearningWarning", "UserError", "class_splits", "evaluate", "load", "load_dataset", "plan", "register", "unlearn"]
+           "UnlearningWarning", "UserError", "class_splits", "evaluate", "load", "load_dataset", "plan", "register",
+           "split_by_ids", "unlearn"]

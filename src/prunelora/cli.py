@@ -21,6 +21,7 @@ from .metrics.mia import PROTOCOLS as MIA_PROTOCOLS
 from .models import model_names
 from .objectives import OBJECTIVES
 from .report import markdown_table
+from .verify import DEFAULT_TOLERANCE, verify
 
 # Help sections in the order --help lists them.
 GROUPS = ("run", "data", "what to forget", "models", "methods", "pre-training", "unlearning",
@@ -119,6 +120,14 @@ def build_parser(config: type = RunConfig) -> argparse.ArgumentParser:
     _command(sub, "plan", "which layers each method prunes, adapts and trains on a model (writes nothing)", config,
              choices, plan_own)
     _command(sub, "bench", "seconds, memory and FLOPs of every method (benchmarks/)", config, choices)
+    check = sub.add_parser("verify", help="check a record: the delivered model and the forgotten data are the ones "
+                                          "tested, and the evidence measures the same (exit 0 yes, 1 no)")
+    check.add_argument("record", help="a record.json (or <model>.record.json) written beside a delivered model")
+    check.add_argument("--model", help="the delivered model, where it is now (default: the record's path)")
+    check.add_argument("--dataset", help="the data, where it is now (default: the record's dataset)")
+    check.add_argument("--data-root", help="folder holding a built-in dataset (default: the record's)")
+    check.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+                       help=f"largest difference of a figure measured again, in its unit (default {DEFAULT_TOLERANCE:g})")
     return parser
 
 
@@ -143,6 +152,9 @@ def _run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if distributed.launched() and args.command in ("bench", "plan"):
         raise UserError(f"'{args.command}' runs in one process: start it without torchrun")
+    if args.command == "verify":
+        return 0 if verify(args.record, model=args.model, dataset=args.dataset, data_root=args.data_root,
+                           tolerance=args.tolerance) else 1
     flags = config_flags(args)
     distributed.setup(given(args).get("device") or "auto")
     if args.command == "bench":

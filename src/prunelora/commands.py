@@ -125,6 +125,8 @@ def run(command: str, yaml_path: str | None, flags: dict[str, Any], *, checkpoin
         warnings.append(f"the checkpoint forgot class {forgot}, but this run's forget class is "
                         f"{config.data.forget_class}: UA and MIA-Efficacy measure class {config.data.forget_class}")
     model = _checked_checkpoint(exp, path, loaded, meta) if path is not None else None
+    if meta is not None:
+        warnings += _subset_warnings(exp, meta)
     run_folder.claim(config.out, command, identity, overwrite, targets=(dump_logits,) if dump_logits else ())
     if command == "reproduce":
         rows = exp.reproduce_rows()
@@ -142,6 +144,23 @@ def refuse_shadows(command: str, config: RunConfig) -> None:
     if config.evidence.ulira and command != "reproduce":
         raise UserError(f"--ulira (evidence.ulira) runs with reproduce, which trains the shadow originals; "
                         f"{command} cannot")
+
+
+def _subset_warnings(exp: Experiment, meta: dict[str, Any]) -> list[str]:
+    """A checkpoint trained on another training subset than this run's (splits.subset_key: named samples forced
+    into one of them): the checkpoint may never have seen some of the samples this run asks it to forget."""
+    trained = (meta.get("data") or {}).get("subset_key")
+    current = exp.splits(exp.config.seeds[0]).subset_key
+    if current == trained:
+        return []
+    per_class = exp.config.data.train_per_class
+    if current is None:
+        return [f"the checkpoint was trained on a training subset that named samples were forced into, this run on "
+                f"the seeded draw of --train-per-class {per_class}: its retain and forget sets are not the ones the "
+                "checkpoint was trained on"]
+    return [f"the checkpoint was trained on another training subset than this run's (--train-per-class {per_class} "
+            "with the samples --forget names always in it): it may never have seen some of the samples it is asked "
+            "to forget"]
 
 
 def _checked_checkpoint(exp: Experiment, checkpoint: Path, model, meta: dict[str, Any]):
@@ -186,7 +205,8 @@ def _evaluate(exp: Experiment, model, meta: dict, checkpoint: Path, dump_logits:
         rows.append(make_row(meta["model"], meta.get("method", "original"), meta.get("epochs"), metrics,
                              sec_per_epoch=None, total_sec=0.0, peak_memory_mb=None,
                              trainable_params=None, seed=seed, params=params, checkpoint=str(checkpoint),
-                             model_desc=describe_model(meta["model"], meta.get("model_args", {}), params)))
+                             model_desc=describe_model(meta["model"], meta.get("model_args", {}), params),
+                             **exp.request_fields(seed, 1)))
     return rows
 
 

@@ -186,6 +186,9 @@ class UserSubject:
             return load_hf(str(path / "model"), self.progress).model.to(self.device)
         return load_factory(self.user.source, str(path / "model.safetensors")).model.to(self.device)
 
+    def loader(self) -> dict[str, Any]:
+        return {"kind": self.user.kind, "source": str(self.user.source), "mean": self.mean, "std": self.std}
+
 
 def save_user_result(folder: Path, user: UserModel, result: UnlearnResult, splits, metrics: dict,
                      adapter: bool = True) -> None:

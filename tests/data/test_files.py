@@ -16,8 +16,10 @@ from prunelora.errors import UserError
 from ..helpers import run_cli
 
 
-def write_image_folder(root: Path, per_class: int = 12, classes: int = 4) -> Path:
-    """digits as PNG files: root/train/<name>/*.png and root/test/<name>/*.png."""
+def write_image_folder(root: Path, per_class: int = 12, classes: int = 4, prefix: bool = False,
+                       shared: bool = False) -> Path:
+    """digits as PNG files: root/train/<name>/*.png and root/test/<name>/*.png. prefix: files named c<k>_<i>.png
+    (unique across classes); shared: one more image, shared.png, in every class folder (an ambiguous bare name)."""
     from PIL import Image
 
     raw = load_dataset("digits")
@@ -26,8 +28,11 @@ def write_image_folder(root: Path, per_class: int = 12, classes: int = 4) -> Pat
         for label in range(classes):
             folder = root / split / f"c{label}"
             folder.mkdir(parents=True)
-            for i, image in enumerate(images[labels == label][:per_class]):
-                Image.fromarray(image[0]).save(folder / f"{i}.png")
+            pictures = images[labels == label]
+            for i, image in enumerate(pictures[:per_class]):
+                Image.fromarray(image[0]).save(folder / (f"c{label}_{i}.png" if prefix else f"{i}.png"))
+            if shared:
+                Image.fromarray(pictures[per_class][0]).save(folder / "shared.png")
     return root
 
 

@@ -36,13 +36,15 @@ def last_class():
     del SCENARIOS["last"]
 
 
-def fields(scenario: str, forget_ratio: float | None = None, requests: list | None = None, forget_class=3):
+def fields(scenario: str, forget_ratio: float | None = None, requests: list | None = None, forget_class=3,
+           forget: list | None = None):
     """A stand-in for DataConfig: scenarios read these attributes and nothing else."""
-    return SimpleNamespace(scenario=scenario, forget_class=forget_class, forget_ratio=forget_ratio, requests=requests)
+    return SimpleNamespace(scenario=scenario, forget_class=forget_class, forget_ratio=forget_ratio, requests=requests,
+                           forget=forget, allow_empty_class=False, train_per_class=None, holdout_per_class=None)
 
 
 def test_the_built_in_scenarios_are_registered_in_order():
-    assert list(SCENARIOS) == ["class", "random", "sequential"]
+    assert list(SCENARIOS) == ["class", "random", "sequential", "named"]
     for name, scenario in SCENARIOS.items():
         assert scenario.name == name and get_scenario(name) is scenario
         assert scenario.help and "\n" not in scenario.help
@@ -51,7 +53,7 @@ def test_the_built_in_scenarios_are_registered_in_order():
 def test_an_unknown_scenario_names_the_choices():
     with pytest.raises(UserError) as caught:
         get_scenario("nope")
-    assert str(caught.value) == "unknown scenario 'nope' (choose from: class, random, sequential)"
+    assert str(caught.value) == "unknown scenario 'nope' (choose from: class, random, sequential, named)"
     with pytest.raises(UserError, match="unknown scenario 'nope'"):
         requests_of(None, "nope", 3, None, None)
 
@@ -60,7 +62,7 @@ def test_a_registered_scenario_draws_splits_and_leaves_no_trace(digits_raw, last
     assert get_scenario("last") is last_class and list(SCENARIOS)[-1] == "last"
     with pytest.raises(UserError) as caught:
         get_scenario("nope")
-    assert str(caught.value).endswith("(choose from: class, random, sequential, last)")
+    assert str(caught.value).endswith("(choose from: class, random, sequential, named, last)")
     last_class.check(fields("last"))
     with pytest.raises(UserError, match="not last"):
         last_class.check(fields("last", forget_ratio=0.1))
@@ -75,7 +77,7 @@ def test_a_registered_scenario_draws_splits_and_leaves_no_trace(digits_raw, last
 
 
 def test_the_registry_is_back_to_the_built_ins_after_the_dummy():
-    assert list(SCENARIOS) == ["class", "random", "sequential"]
+    assert list(SCENARIOS) == ["class", "random", "sequential", "named"]
 
 
 def test_requests_of_checks_that_every_forgotten_class_has_training_images():
@@ -92,9 +94,11 @@ def test_requests_of_checks_that_every_forgotten_class_has_training_images():
     ("class", None, [3, 5], "--requests goes with --scenario sequential, not class"),
     ("random", 0.1, [3], "--requests goes with --scenario sequential, not random"),
     ("sequential", None, None, "--scenario sequential needs --requests: classes in order (3,5,7), or a number of "
-                               "random chunks with --forget-ratio (--requests 3 --forget-ratio 0.1)"),
+                               "random chunks with --forget-ratio (--requests 3 --forget-ratio 0.1); or request "
+                               "files in order with --forget a.txt,b.txt"),
     ("sequential", None, [], "--scenario sequential needs --requests: classes in order (3,5,7), or a number of "
-                             "random chunks with --forget-ratio (--requests 3 --forget-ratio 0.1)"),
+                             "random chunks with --forget-ratio (--requests 3 --forget-ratio 0.1); or request "
+                             "files in order with --forget a.txt,b.txt"),
     ("sequential", 0.1, [2, 3], "with --forget-ratio, --requests is the number of random chunks (for example "
                                 "--requests 3), got 2,3"),
     ("sequential", 0.1, ["cat"], "with --forget-ratio, --requests is the number of random chunks (for example "
@@ -126,6 +130,14 @@ def test_good_settings_pass_the_check(scenario, ratio, requests):
 def test_class_wise_and_sequential_flags(scenario, ratio, class_wise, sequential):
     found = get_scenario(scenario)
     assert found.class_wise(fields(scenario, ratio)) is class_wise and found.sequential is sequential
+
+
+def test_request_files_are_neither_class_wise_nor_sequential_unless_a_sequence():
+    named, sequence = get_scenario("named"), get_scenario("sequential")
+    assert named.class_wise(fields("named", forget=["r.txt"])) is False and named.sequential is False
+    assert sequence.class_wise(fields("sequential", forget=["a.txt", "b.txt"])) is False
+    assert named.check(fields("named", forget=["r.txt"])) is None
+    assert sequence.check(fields("sequential", forget=["a.txt", "b.txt"])) is None
 
 
 def test_each_scenario_draws_its_requests(digits_raw):

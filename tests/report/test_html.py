@@ -394,6 +394,40 @@ def test_renders_in_headless_chromium(report, tmp_path):
     assert total == 5 and broken == 0
 
 
+ANSWER_SCRIPT = """<script>
+window.addEventListener("load", function () {
+  var first = document.querySelector("section h2");
+  var box = first.parentElement.getBoundingClientRect();
+  var pre = document.createElement("pre");
+  pre.id = "answer";
+  pre.textContent = "first=" + first.textContent + " top=" + Math.round(box.top) + " bottom=" + Math.round(box.bottom)
+    + " screen=" + window.innerHeight;
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+def test_the_answer_is_the_first_thing_a_browser_shows(report, tmp_path):
+    """The page opens with the answer (which model to ship), on the first screen of a 1280 x 800 window."""
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("chromium not installed: no `chromium` on PATH (Debian: apt-get install chromium)")
+    _, page = report
+    assert page.index("<h2>Answer</h2>") < page.index("<h2>Run</h2>")
+    check = tmp_path / "answer_check.html"
+    check.write_text(page.replace("</body>", ANSWER_SCRIPT + "</body>"), encoding="utf-8")
+    profile = tmp_path / "chromium-profile"
+    profile.mkdir()
+    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--window-size=1280,800",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={profile}", "--virtual-time-budget=5000", "--dump-dom", check.as_uri()]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    found = re.search(r'<pre id="answer">first=Answer top=(\d+) bottom=(\d+) screen=(\d+)</pre>', done.stdout)
+    assert found, f"no answer first in the dumped DOM (rc {done.returncode}): {done.stderr[-2000:]}"
+    top, bottom, screen = map(int, found.groups())
+    assert bottom <= screen, (top, bottom, screen)
+
+
 @pytest.mark.slow
 def test_figure_2_is_drawn_once_and_the_page_inlines_the_saved_png(tmp_path):
     from prunelora.report import write_results

@@ -14,7 +14,8 @@ from torch import nn
 
 from .. import run_folder, storage
 from ..config import PRESETS, RunConfig, resolve, validate
-from ..data import ImageSet, class_splits, load_dataset
+from ..data import ImageSet, RawDataset, Splits, class_splits, load_dataset
+from ..data.scenarios import request_splits, requests_of
 from ..driver import select_device
 from ..errors import UserError
 from ..machine import LoadProbe, facts, matmul_flops_per_sec, set_threads
@@ -99,8 +100,8 @@ def run(config: RunConfig, options: BenchOptions | None = None, *, out: str | Pa
     dev = select_device(config.device)
     data = config.data
     seed, channels_last = config.seeds[0], config.channels_last
-    raw = load_dataset(data.dataset, data.data_root, allow_download=False, stream=data.stream)
-    splits = class_splits(raw, data.forget_class, train_per_class, 1, seed, dev, stream=data.stream)
+    raw = load_dataset(data.dataset, data.data_root, allow_download=False, stream=data.stream, id_column=data.id_column)
+    splits = bench_splits(raw, config, train_per_class, seed, dev)
     retain = splits.retain_train
     if len(retain) == 0:
         raise UserError("the retain set is empty (raise --train-per-class)")
@@ -167,6 +168,16 @@ def run(config: RunConfig, options: BenchOptions | None = None, *, out: str | Pa
         storage.write_text(out / TABLE_FILE, results["markdown"])
         results["files"] = [str(out / BENCH_FILE), str(out / TABLE_FILE)]
     return results
+
+
+def bench_splits(raw: RawDataset, config: RunConfig, train_per_class: int, seed: int, device: torch.device) -> Splits:
+    """The class request's splits, or with --forget those of the samples the request files name (all of them)."""
+    data = config.data
+    if not data.forget:
+        return class_splits(raw, data.forget_class, train_per_class, 1, seed, device, stream=data.stream)
+    requests = requests_of(raw, data.scenario, data.forget_class, None, None, forget=data.forget,
+                           allow_empty_class=data.allow_empty_class, train_per_class=train_per_class)
+    return request_splits(raw, requests, train_per_class, 1, seed, device, data.scenario, data.stream)
 
 
 def run_from_flags(yaml_path: str | Path | None, flags: dict[str, Any], bench_flags: dict[str, Any], *,

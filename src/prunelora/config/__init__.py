@@ -18,6 +18,7 @@ from .schema import (
     RecipeConfig,
     RunConfig,
     UnlearnConfig,
+    data_key,
     fingerprint,
     to_dict,
     to_yaml,
@@ -25,6 +26,6 @@ from .schema import (
 
 __all__ = ["METHOD_ARG_RULES", "MIA_MAX_PER_SIDE", "MIA_PROTOCOLS", "PRECISIONS", "PRESETS", "PRESET_ENV", "PROTOCOLS", "PROTOCOLS_ON_CPU",
            "PRUNE_MODES", "DataConfig", "EvidenceConfig", "RecipeConfig", "RunConfig", "UnlearnConfig", "build",
-           "coerce", "fingerprint", "load_yaml", "merge", "nest", "parse_dotted", "preset_name", "protocol_values",
+           "coerce", "data_key", "fingerprint", "load_yaml", "merge", "nest", "parse_dotted", "preset_name", "protocol_values",
            "require_finite_settings", "resolve", "to_dict", "to_yaml", "validate", "validate_evidence",
            "validate_method_args"]

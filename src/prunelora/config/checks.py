@@ -115,7 +115,7 @@ def validate(config: RunConfig) -> None:
                 re.compile(pattern)
             except re.error as exc:
                 raise UserError(f"unlearn.{name} is not a valid regular expression: {exc}") from None
-    get_scenario(config.data.scenario).check(config.data)  # an unknown scenario names the choices
+    validate_request(config.data)
     validate_evidence(config.evidence, config.data)
     if not config.seeds:
         raise UserError("at least one seed is needed (for example --seeds 0)")
@@ -127,6 +127,34 @@ def validate(config: RunConfig) -> None:
         raise UserError("at least one method is needed (for example --methods finetune,prunelora)")
     u.epochs = sorted(set(u.epochs))
     config.seeds = list(dict.fromkeys(config.seeds))
+
+
+def validate_request(data: DataConfig) -> None:
+    """The forget request's settings: --forget alone picks the named scenario; the scenario checks the rest
+    (an unknown one names the choices)."""
+    if data.forget is not None and not data.forget:
+        raise UserError("--forget needs a request file (for example --forget request.txt)")
+    if data.forget and data.scenario == "class":
+        data.scenario = "named"
+    if not data.forget:
+        for flag, given in (("--id-column", data.id_column is not None), ("--allow-empty-class", data.allow_empty_class)):
+            if given:
+                raise UserError(f"{flag} goes with --forget (a request file naming the samples to forget)")
+    get_scenario(data.scenario).check(data)
+
+
+def refuse_given_together(given: dict[str, Any]) -> None:
+    """Settings the user gave (a file, flags) that ask for two things at once: checked on what was given, since
+    defaults, presets and a checkpoint's context fill every field."""
+    data = given.get("data") or {}
+    if not data.get("forget"):
+        return
+    if data.get("forget_class") is not None:
+        raise UserError("--forget and --forget-class both say what to forget: give one (the request file's samples, "
+                        "or a whole class)")
+    if data.get("scenario") == "class":
+        raise UserError("--forget names samples and --scenario class forgets a class: leave out --scenario (several "
+                        "request files in order: --scenario sequential)")
 
 
 def validate_evidence(evidence: EvidenceConfig, data: DataConfig) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from .checks import validate
+from .checks import refuse_given_together, validate
 from .parsing import build, load_yaml, merge
 from .presets import PRESETS, protocol_values
 from .schema import RunConfig
@@ -47,6 +47,7 @@ def resolve(preset: str | None = None, yaml_path: str | Path | None = None,
     values = merge(values, context or {})
     values = merge(values, file_values)
     values = merge(values, overrides)
+    refuse_given_together(merge(file_values, overrides))
     values["preset"] = name
     config = build(RunConfig, values)
     validate(config)

@@ -51,7 +51,8 @@ class DataConfig:
         "help": "class to forget, an index or a name of the data's classes (\"cat\")",
         "flag": "--forget-class", "commands": DATA, "checkpoint": True})
     scenario: str = field(default="class", metadata={
-        "help": "one class, a random share of the training set, or a sequence of requests",
+        "help": "one class, a random share of the training set, a sequence of requests, or the samples a request "
+                "file names (chosen by --forget)",
         "flag": "--scenario", "commands": UNLEARNING, "group": "what to forget", "choices": "scenarios"})
     forget_ratio: float | None = field(default=None, metadata={
         "help": "random: the share forgotten; sequential: the share of each random request",
@@ -59,6 +60,18 @@ class DataConfig:
     requests: list[int | str] | None = field(default=None, metadata={
         "help": "sequential: classes in order (3,5,7 or names), or with --forget-ratio the number of random "
                 "requests (3)", "none": "none (one request)", "flag": "--requests", "commands": UNLEARNING, "group": "what to forget"})
+    forget: list[str] | None = field(default=None, metadata={
+        "help": "a request file naming the training samples to forget (one id a line, or a .csv with an id "
+                "column): an image folder's file paths, a datasets folder's --id-column values, else row indices; "
+                "with --scenario sequential, several comma-separated: the requests in order",
+        "none": "none (--forget-class)", "flag": "--forget", "commands": DATA, "group": "what to forget",
+        "metavar": "FILE"})
+    id_column: str | None = field(default=None, metadata={
+        "help": "the column of a datasets folder holding the sample ids --forget names", "none": "the row index",
+        "flag": "--id-column", "commands": DATA, "metavar": "NAME"})
+    allow_empty_class: bool = field(default=False, metadata={
+        "help": "let --forget name every training sample a class keeps (the model cannot keep that class)",
+        "flag": "--allow-empty-class", "commands": DATA, "group": "what to forget"})
     train_per_class: int | None = field(default=None, metadata={
         "help": "class-balanced training subset size per class", "none": "every training image",
         "flag": "--train-per-class", "commands": DATA, "checkpoint": True})
@@ -220,8 +233,18 @@ class RunConfig:
         other evidence is the same run)."""
         identity = {k: v for k, v in to_dict(self).items()
                     if k not in ("out", "threads", "channels_last", "eval_batch_size", "evidence")}
-        identity["data"] = {k: v for k, v in identity["data"].items() if k != "stream"}  # the same numbers either way
+        identity["data"] = {k: v for k, v in data_key(self.data).items() if k != "stream"}  # the same numbers either way
         return identity
+
+
+# Data settings added after runs had fingerprints (request files): left out of a fingerprint while unset, so that a
+# run without them keeps the fingerprints it had (its folder, stages and cached originals stay valid).
+UNSET_DATA: dict[str, Any] = {"forget": None, "id_column": None, "allow_empty_class": False}
+
+
+def data_key(data: DataConfig) -> dict[str, Any]:
+    """The data settings as fingerprints read them: UNSET_DATA's fields only where they are set."""
+    return {k: v for k, v in dataclasses.asdict(data).items() if k not in UNSET_DATA or v != UNSET_DATA[k]}
 
 
 def to_dict(config: RunConfig) -> dict[str, Any]:

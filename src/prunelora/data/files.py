@@ -10,6 +10,9 @@
   one Dataset (the training set), with an image column and a label column (ClassLabel names kept).
 Without a test split, TA and the membership attacks have no test set and read NaN.
 
+Sample ids (what a request file names, data/ids.py): an image folder's file paths below DIR
+(train/cat/0001.png), an .npz's row indices, a datasets folder's id column (id_column) or row indices.
+
 Checked as the data enters (before anything is written): labels are integers within the class list
 (without one, every class up to the largest label must have training images), the training set is
 not empty, every image file is at most MAX_IMAGE_PIXELS before it is decoded.
@@ -34,7 +37,7 @@ import torch
 from ..errors import UserError
 from ..progress import progress_bars
 from .images import channels_last, stacked
-from .raw import RawDataset, class_labels
+from .raw import RawDataset, class_labels, first_repeat
 from .stream import ImageSource, StreamedImages, array_source, channel_stats
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
@@ -78,15 +81,22 @@ def is_data_path(name: str) -> bool:
     return "/" in name or name.endswith(".npz") or Path(name).exists()
 
 
-def load_files(path: str, image_size: int | None = None, stream: bool = False, progress: bool = True) -> RawDataset:
-    """progress: False hides the `datasets` library's progress bars while a datasets folder loads."""
+def load_files(path: str, image_size: int | None = None, stream: bool = False, progress: bool = True,
+               id_column: str | None = None) -> RawDataset:
+    """progress: False hides the `datasets` library's progress bars while a datasets folder loads.
+    id_column: a datasets folder's column whose values are the sample ids (only a datasets folder has one)."""
     location = Path(path).expanduser()
     if not location.exists():
         raise UserError(f"data not found: {location} (an image folder, an .npz or a datasets folder)")
+    is_hf = (location / "dataset_dict.json").is_file() or (location / "dataset_info.json").is_file()
+    if id_column is not None and not is_hf:
+        ids = "row indices" if location.suffix == ".npz" else "file paths below the folder"
+        raise UserError(f"--id-column reads a column of a datasets folder; the ids of {location} are its {ids}: "
+                        "leave out --id-column")
     if location.suffix == ".npz":
         raw = load_npz(location, stream)
-    elif (location / "dataset_dict.json").is_file() or (location / "dataset_info.json").is_file():
-        raw = load_hf_datasets(location, stream, progress)
+    elif is_hf:
+        raw = load_hf_datasets(location, stream, progress, id_column)
     elif location.is_dir():
         raw = load_image_folder(location, image_size, stream)
     else:
@@ -100,9 +110,9 @@ Images = np.ndarray | ImageSource
 
 
 def _raw(location: Path, train: tuple[Images, np.ndarray], test: tuple[Images, np.ndarray] | None,
-         class_names: list[str]) -> RawDataset:
+         class_names: list[str], **ids: Any) -> RawDataset:
     """The dataset, checked (some training images, labels within the class list), with channel statistics read
-    the same way whether its images are in memory or streamed."""
+    the same way whether its images are in memory or streamed. ids: RawDataset's id fields (train_ids, ...)."""
     name = location.stem if location.suffix == ".npz" else location.name
     images, labels = train
     if len(images) == 0:
@@ -119,7 +129,7 @@ def _raw(location: Path, train: tuple[Images, np.ndarray], test: tuple[Images, n
                                  for split, labs in (("train", labels), ("test", test[1])))
     source = images if isinstance(images, ImageSource) else array_source(images, describe=name)
     mean, std = channel_stats(StreamedImages(source))
-    return RawDataset(name, images, train_labels, test[0], test_labels, class_names, mean, std)
+    return RawDataset(name, images, train_labels, test[0], test_labels, class_names, mean, std, **ids)
 
 
 def implied_classes(train_labels: np.ndarray, where: str, fix: str) -> list[str]:
@@ -246,7 +256,8 @@ def load_image_folder(root: Path, image_size: int | None = None, stream: bool = 
         (lambda files, part: _read_images(files, size, gray))
     train = (read(train_files, "train"), train_labels)
     test = (read(test_files, "test"), test_labels) if test_files else None
-    return _raw(root, train, test, names)
+    ids = [f.relative_to(root).as_posix() for f in train_files]
+    return _raw(root, train, test, names, train_ids=ids, id_kind="path")
 
 
 def _all_gray(files: list[Path]) -> bool:
@@ -257,8 +268,9 @@ def _all_gray(files: list[Path]) -> bool:
     return True
 
 
-def load_hf_datasets(path: Path, stream: bool = False, progress: bool = True) -> RawDataset:
-    """progress: False hides the `datasets` library's own progress bars while it loads."""
+def load_hf_datasets(path: Path, stream: bool = False, progress: bool = True, id_column: str | None = None) -> RawDataset:
+    """progress: False hides the `datasets` library's own progress bars while it loads.
+    id_column: the training split's column whose values (as strings) are the sample ids; None: the row index."""
     try:
         import datasets
         import datasets.utils.logging
@@ -302,9 +314,26 @@ def load_hf_datasets(path: Path, stream: bool = False, progress: bool = True) ->
         return ImageSource(len(split), pixels(lambda: [first], gray).shape[1:], torch.uint8,
                            lambda pos: pixels(lambda: column[pos.tolist()][image_col], gray), f"{path}"), labels
 
+    ids = column_ids(train, id_column, path) if id_column is not None else None
     train_part = arrays(train, "train")
     feature = train.features[label_col]
     names = list(feature.names) if isinstance(feature, datasets.ClassLabel) else \
         implied_classes(train_part[1], str(path), "a ClassLabel label column")
     test = arrays(splits["test"], "test") if len(splits.get("test", [])) else None
-    return _raw(path, train_part, test, names)
+    if ids is None:
+        return _raw(path, train_part, test, names)
+    return _raw(path, train_part, test, names, train_ids=ids, id_kind="column", id_column=id_column)
+
+
+def column_ids(train: Any, column: str, path: Path) -> list[str]:
+    """The training split's `column` as sample ids (strings); a missing column, or a value that names two rows,
+    is a UserError."""
+    if column not in train.column_names:
+        raise UserError(f"{path} has no id column '{column}' (its columns: {', '.join(train.column_names)}); "
+                        "give one of them to --id-column")
+    ids = [str(v) for v in train[column]]
+    twice = first_repeat(ids)
+    if twice is not None:
+        raise UserError(f"{path}: id column '{column}' holds '{twice}' twice: an id must name one sample (give "
+                        "a column of unique values to --id-column)")
+    return ids

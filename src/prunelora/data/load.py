@@ -11,15 +11,19 @@ from .sources import CIFAR, DATASETS, default_data_root, load_cifar, load_digits
 
 
 def load_dataset(name: str, data_root: str | None = None, allow_download: bool = True,
-                 stream: bool = False, progress: bool = True) -> RawDataset:
+                 stream: bool = False, progress: bool = True, id_column: str | None = None) -> RawDataset:
     """A built-in dataset by name, or the user's files by path (data/files.py).
 
     stream: the user's files are opened, not read (their images are read per batch); the built-in
     datasets are read into host memory either way (subsets() then streams them from there).
     progress: False hides the `datasets` library's own progress bars while a datasets folder loads.
+    id_column: a datasets folder's column holding the sample ids (a built-in dataset's ids are its indices).
     """
     if name not in DATASETS and is_data_path(name):
-        return load_files(name, stream=stream, progress=progress)
+        return load_files(name, stream=stream, progress=progress, id_column=id_column)
+    if id_column is not None and name in DATASETS:
+        raise UserError(f"--id-column reads a column of a datasets folder; the ids of {name} are its training "
+                        "indices (0, 1, ...): leave out --id-column")
     if name == "digits":
         return load_digits()
     if name in CIFAR:

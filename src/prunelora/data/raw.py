@@ -2,10 +2,13 @@
 
 Built-in datasets (data/sources.py) and the user's files (data/files.py) both produce a RawDataset;
 it lives below them so that neither needs the other.
+
+Every training sample has an id, the string a request file names it by (data/ids.py): its row index
+by default; an image folder's file path; a datasets folder's --id-column value.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,6 +32,15 @@ class RawDataset:
     std: tuple[float, ...]
     # Whether a mirrored image shows the same class: training augmentation flips only then (digits: no).
     mirror_invariant: bool = True
+    # One id per training image, in order ([]: the row index, "0", "1", ...), and what they are: "index",
+    # "path" (an image folder's files, below its root) or "column" (the datasets folder's column id_column).
+    train_ids: list[str] = field(default_factory=list)
+    id_kind: str = "index"
+    id_column: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.train_ids:
+            self.train_ids = [str(i) for i in range(len(self.train_labels))]
 
     @property
     def num_classes(self) -> int:
@@ -57,3 +69,13 @@ def class_labels(labels: Any, where: str, num_classes: int | None = None, count:
         raise UserError(f"{where}: label {low if low < 0 else high} is out of range (class indices run from 0{upto}); "
                         "fix or drop those samples")
     return array.astype(np.int64)
+
+
+def first_repeat(values: Any) -> Any:
+    """The first value seen twice, or None: an id (of a sample, or in a request) must name one thing."""
+    seen = set()
+    for value in values:
+        if value in seen:
+            return value
+        seen.add(value)
+    return None

@@ -1,7 +1,12 @@
 """Class-wise forgetting splits and class-balanced subsets, as tensors that live on the device
-(or, streamed, as positions in their source read per batch: data/stream.py)."""
+(or, streamed, as positions in their source read per batch: data/stream.py).
+
+Samples a request names (data/ids.py) are always in the training subset and never in the holdout:
+the original must have trained on every sample it is asked to forget.
+"""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -68,6 +73,11 @@ class Splits:
     request_sets: list[ImageSet] = field(default_factory=list)  # the data of each request so far, in order
     scenario: str = "class"
     request: int = 1  # 1-based position in a sequence of requests
+    forget_ids: list[str] = field(default_factory=list)  # the ids (RawDataset.train_ids) of forget_train, in order
+    request_ids: list[list[str]] = field(default_factory=list)  # the ids of each request's data, in order
+    # None: the training subset is the seeded draw; else a digest of it (named samples forced into it changed
+    # what the original trains on, so its cache key changes too)
+    subset_key: str | None = None
 
     @property
     def new_forget(self) -> ImageSet:
@@ -83,14 +93,28 @@ class Splits:
                 "test_retain": self.test_retain, "test_forget": self.test_forget}
 
 
-def balanced_indices(labels: np.ndarray, per_class: int | None, seed: int) -> np.ndarray:
-    """Up to per_class indices of each class, drawn with a seeded permutation, in ascending order."""
+def balanced_indices(labels: np.ndarray, per_class: int | None, seed: int, first: np.ndarray | None = None,
+                     never: np.ndarray | None = None) -> np.ndarray:
+    """Up to per_class indices of each class, drawn with a seeded permutation, in ascending order.
+
+    first: indices always taken, ahead of the draw (a class keeps all of them, even past per_class);
+    never: indices never taken. The draw is otherwise unchanged: where the plain draw already held every
+    index of `first` and none of `never`, the result is the plain draw.
+    """
     if per_class is None:
-        return np.arange(len(labels))
+        every = np.arange(len(labels))
+        return every if never is None else np.setdiff1d(every, never)
     order = np.random.default_rng(seed).permutation(len(labels))
+    ahead = np.zeros(len(labels), dtype=bool)
+    if first is not None or never is not None:
+        barred = np.zeros(len(labels), dtype=bool)
+        ahead[np.asarray(first if first is not None else [], dtype=np.int64)] = True
+        barred[np.asarray(never if never is not None else [], dtype=np.int64)] = True
+        order = np.concatenate([order[ahead[order]], order[~ahead[order] & ~barred[order]]])
     keep = []
     for cls in np.unique(labels):
-        keep.append(order[labels[order] == cls][:per_class])
+        members = order[labels[order] == cls]
+        keep.append(members[:max(per_class, int(ahead[members].sum()))])
     return np.sort(np.concatenate(keep))
 
 
@@ -136,20 +160,49 @@ def gather(images: np.ndarray | ImageSource, index: np.ndarray, device: torch.de
     return torch.from_numpy(np.ascontiguousarray(images[index])).to(device)
 
 
+def train_positions(raw: RawDataset, train_per_class: int | None, seed: int, holdout_per_class: int | None = None,
+                    named: np.ndarray | None = None) -> np.ndarray:
+    """Where the class-balanced training subset of a seed lies in the raw training set (ascending).
+
+    holdout_per_class: that many training images of each class, drawn with the seed, never trained on
+    (the field's validation split: CIFAR-10's 45 000 / 5 000 is 500 per class).
+    named: positions the subset must hold, never held out (balanced_indices' `first` and `never`).
+    """
+    named = None if named is None or not len(named) else np.unique(named)
+    pool = np.arange(len(raw.train_labels))
+    if holdout_per_class:
+        pool = np.setdiff1d(pool, balanced_indices(raw.train_labels, holdout_per_class, seed + 2, never=named))
+    first = None if named is None else np.searchsorted(pool, named)
+    return pool[balanced_indices(raw.train_labels[pool], train_per_class, seed, first=first)]
+
+
+def subset_key(raw: RawDataset, train_per_class: int | None, seed: int, holdout_per_class: int | None,
+               named: np.ndarray | None) -> str | None:
+    """None where the named samples leave the training subset the seeded draw (every run without named samples
+    trains on it); else a digest of the subset they forced, so that a cached original is keyed on its data."""
+    if named is None or not len(named):
+        return None
+    forced = train_positions(raw, train_per_class, seed, holdout_per_class, named)
+    if np.array_equal(forced, train_positions(raw, train_per_class, seed, holdout_per_class)):
+        return None
+    return hashlib.sha256(forced.astype(np.int64).tobytes()).hexdigest()[:12]
+
+
 def subsets(raw: RawDataset, train_per_class: int | None, test_per_class: int | None, seed: int,
-            device: torch.device | str, stream: bool = False,
-            holdout_per_class: int | None = None) -> tuple[ImageSet, ImageSet]:
+            device: torch.device | str, stream: bool = False, holdout_per_class: int | None = None,
+            named: np.ndarray | None = None) -> tuple[ImageSet, ImageSet]:
     """The class-balanced training and test subsets of a seed, on the device, in dataset order.
 
     stream: keep the images where they are (host memory, files) and read them per batch.
-    holdout_per_class: that many training images of each class, drawn with the seed, never trained on
-    (the field's validation split: CIFAR-10's 45 000 / 5 000 is 500 per class).
+    holdout_per_class, named: as train_positions takes them.
     """
-    pool = np.arange(len(raw.train_labels))
-    if holdout_per_class:
-        pool = np.setdiff1d(pool, balanced_indices(raw.train_labels, holdout_per_class, seed + 2))
-    train_idx = pool[balanced_indices(raw.train_labels[pool], train_per_class, seed)]
-    test_idx = balanced_indices(raw.test_labels, test_per_class, seed + 1)
+    train_idx = train_positions(raw, train_per_class, seed, holdout_per_class, named)
+    return gathered(raw, train_idx, balanced_indices(raw.test_labels, test_per_class, seed + 1), device, stream)
+
+
+def gathered(raw: RawDataset, train_idx: np.ndarray, test_idx: np.ndarray, device: torch.device | str,
+             stream: bool = False) -> tuple[ImageSet, ImageSet]:
+    """The training and test samples at those positions, as ImageSets on the device (or streamed)."""
     train = ImageSet(gather(raw.train_images, train_idx, device, stream),
                      torch.from_numpy(raw.train_labels[train_idx]).to(device))
     test = ImageSet(gather(raw.test_images, test_idx, device, stream),
@@ -158,13 +211,15 @@ def subsets(raw: RawDataset, train_per_class: int | None, test_per_class: int | 
 
 
 def forget_splits(raw: RawDataset, train: ImageSet, test: ImageSet, forget: np.ndarray, test_forget: np.ndarray,
-                  **request) -> Splits:
-    """Splits from boolean masks over the training set (forgotten) and the test set (of forgotten classes)."""
+                  positions: np.ndarray | None = None, **request) -> Splits:
+    """Splits from boolean masks over the training set (forgotten) and the test set (of forgotten classes).
+    positions: where the training set lies in the raw one (its ids give forget_ids)."""
+    ids = [raw.train_ids[i] for i in positions[forget]] if positions is not None else []
     return Splits(
         forget_train=train.subset(forget), retain_train=train.subset(~forget),
         test_retain=test.subset(~test_forget), test_forget=test.subset(test_forget),
         num_classes=raw.num_classes, mean=raw.mean, std=raw.std, class_names=raw.class_names, train=train,
-        forget_index=np.flatnonzero(forget), **request)
+        forget_index=np.flatnonzero(forget), forget_ids=ids, **request)
 
 
 def class_splits(raw: RawDataset, forget_class: int | str | list[int | str], train_per_class: int | None = None,
@@ -174,6 +229,8 @@ def class_splits(raw: RawDataset, forget_class: int | str | list[int | str], tra
     and test-forget. stream: images stay where they are and are read per batch (data/stream.py)."""
     classes = [class_index(raw, c) for c in (forget_class if isinstance(forget_class, list) else [forget_class])]
     check_classes(raw, classes)
-    train, test = subsets(raw, train_per_class, test_per_class, seed, device, stream)
+    positions = train_positions(raw, train_per_class, seed)
+    train, test = gathered(raw, positions, balanced_indices(raw.test_labels, test_per_class, seed + 1), device, stream)
     return forget_splits(raw, train, test, np.isin(train.labels.cpu().numpy(), classes),
-                         np.isin(test.labels.cpu().numpy(), classes), forget_class=classes[-1], forget_classes=classes)
+                         np.isin(test.labels.cpu().numpy(), classes), positions, forget_class=classes[-1],
+                         forget_classes=classes)

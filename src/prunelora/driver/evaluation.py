@@ -16,7 +16,7 @@ from ..data import Splits
 from ..metrics.evaluate import SPLITS, collect_logits, metrics_from_logits, model_evidence, set_accuracy
 from ..metrics.finite import require_finite_logits
 
-EVIDENCE_VERSION = 4  # raised when the evidence itself changes: finished stages are re-evaluated
+EVIDENCE_VERSION = 5  # raised when the evidence itself changes: finished stages are re-evaluated
 
 
 def evidence_key(config: RunConfig) -> str:

@@ -33,6 +33,8 @@ def model_meta(name: str, args: dict, splits: Splits, data: DataConfig, **extra:
     channels, size, _ = splits.image_shape
     root = str(Path(data.data_root).expanduser().resolve()) if data.data_root else None
     context = {"data_root": root, "train_per_class": data.train_per_class, "test_per_class": data.test_per_class}
+    if splits.subset_key is not None:  # named samples were forced into the training subset: which subset it was
+        context["subset_key"] = splits.subset_key
     return {"model": name, "model_args": args, "num_classes": splits.num_classes, "in_channels": channels,
             "image_size": size, "mean": list(splits.mean), "std": list(splits.std), "dataset": data.dataset,
             "data": context, **extra}
@@ -140,3 +142,6 @@ class RegistrySubject:
 
     def load(self, path: Path) -> nn.Module:
         return storage.load_model(path)[0].to(self.device)
+
+    def loader(self) -> dict[str, Any]:
+        return {"kind": "prunelora"}

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import to_dict
 from ..machine import facts
+from ..metrics.standalone import add_standalone_verdicts
 from ..metrics.summary import add_retrain_gap, aggregate_seeds
 from ..metrics.verdict import add_verdicts
 from ..report import write_results
@@ -24,7 +25,7 @@ def finish(exp: Experiment, rows: list[dict], started: float, partial: bool = Fa
     rows = add_retrain_gap(rows)
     if len(exp.config.seeds) > 1:
         rows += aggregate_seeds(rows)
-    rows = add_verdicts(rows)
+    rows = add_standalone_verdicts(add_verdicts(rows))
     elapsed = time.perf_counter() - started
     seed = exp.config.seeds[0]
     sizes = {name: len(part) for name, part in exp.splits(seed, exp.reached(seed)).named().items()}

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .. import distributed, ledger, storage
-from ..config import RunConfig, fingerprint, to_dict
+from ..config import RunConfig, data_key, fingerprint, to_dict
 from ..data import Splits, load_dataset
 from ..data.scenarios import get_scenario, request_splits, requests_of
 from ..errors import UserError
@@ -32,6 +32,7 @@ from ..rows import make_row, measured_prefixes
 from ..ulira_shadows import Shadows, check_capacity, ulira_scores
 from .evaluation import evidence_key, measure
 from .preflight import check_config
+from .record import record_path, write_record
 from .registry import RegistrySubject, describe_model, model_meta
 from .results import finish
 from .subject import Delivery, Outcome, StagePlace, Subject
@@ -57,14 +58,17 @@ class Experiment:
             self.config.out = "runs/reproduce"
         self.out = Path(self.config.out)
         self.raw = load_dataset(self.config.data.dataset, self.config.data.data_root, self.config.data.download,
-                                stream=self.config.data.stream, progress=self.progress)
+                                stream=self.config.data.stream, progress=self.progress,
+                                id_column=self.config.data.id_column)
         checked = check_config(self.config, self.raw, self.registry_models, self.unlearns)
         if checked:
             self.extra["plans"] = {name: describe_plan(model, plan, self.config.methods).to_dict()
                                    for name, (model, plan) in checked.items()}
         d = self.config.data
         self.flip = d.flip if d.flip is not None else self.raw.mirror_invariant  # augmentation's mirror
-        self.requests = requests_of(self.raw, d.scenario, d.forget_class, d.forget_ratio, d.requests)
+        self.requests = requests_of(self.raw, d.scenario, d.forget_class, d.forget_ratio, d.requests, forget=d.forget,
+                                    allow_empty_class=d.allow_empty_class, train_per_class=d.train_per_class,
+                                    holdout_per_class=d.holdout_per_class)
         self._splits: dict[tuple[int, int], Splits] = {}
         self._originals: dict[tuple[str, int], Original] = {}
         self._subjects: dict[str, RegistrySubject] = {}
@@ -84,8 +88,15 @@ class Experiment:
             d = self.config.data
             self._splits[(seed, request)] = request_splits(self.raw, self.requests[:request], d.train_per_class,
                                                            d.test_per_class, seed, self.device, d.scenario, d.stream,
-                                                           d.holdout_per_class)
+                                                           d.holdout_per_class, every=self.requests)
         return self._splits[(seed, request)]
+
+    def named_key(self, request: int) -> list[str]:
+        """[] unless the requests name samples; else a digest of the ids requests 1..request name, so that a request
+        file edited since a stage ran gives that stage another key (the config holds only the file's name)."""
+        named = [[self.raw.train_ids[p] for p in r.named.positions] for r in self.requests[:request]
+                 if r.named is not None]
+        return [fingerprint("named", named)] if named else []
 
     def reached(self, seed: int) -> int:
         """The latest request measured for `seed` (1 before any)."""
@@ -175,8 +186,7 @@ class Experiment:
             return self._originals[(name, seed)]
         cfg, splits = self.config, self.splits(seed)
         args = cfg.model_args.get(name, {})
-        key = fingerprint("original", name, args, cfg.data.dataset, cfg.data.train_per_class,
-                          to_dict(cfg)["pretrain"], seed)
+        key = self.original_key(name, seed)
         path = self.out / "cache" / f"{name}-{key}.safetensors"
         if path.is_file() and self.verified(f"{name} original", [path]):
             model, meta = storage.load_model(path)
@@ -191,6 +201,13 @@ class Experiment:
         storage.save_model(model, path, meta)
         self._originals[(name, seed)] = model, meta
         return model, meta
+
+    def original_key(self, name: str, seed: int) -> str:
+        """The cache key of a registry model's original: its configuration, and where named samples forced the
+        training subset away from the seeded draw, that subset's digest (else the key runs have always had)."""
+        cfg, subset = self.config, self.splits(seed).subset_key
+        return fingerprint("original", name, cfg.model_args.get(name, {}), cfg.data.dataset, cfg.data.train_per_class,
+                           to_dict(cfg)["pretrain"], seed, *([subset] if subset is not None else []))
 
     def evaluate(self, model: nn.Module, seed: int, logits_path: Path | None, request: int = 1,
                  name: str | None = None) -> dict:
@@ -225,8 +242,9 @@ class Experiment:
         """
         cfg, name = self.config, subject.name
         args = cfg.model_args.get(name, {})
-        key = fingerprint("stage", name, method, args, to_dict(cfg)["data"], to_dict(cfg)["pretrain"],
-                          to_dict(cfg)["unlearn"], cfg.method_args, cfg.mia_max_per_side, seed, start_key, request)
+        key = fingerprint("stage", name, method, args, data_key(cfg.data), to_dict(cfg)["pretrain"],
+                          to_dict(cfg)["unlearn"], cfg.method_args, cfg.mia_max_per_side, seed, start_key, request,
+                          *self.named_key(request))
         marker = self.stage_folder(seed, name, request)["stages"] / f"{method}.json"
         reused = self.reused(subject, method, key, marker, seed, request)
         if reused is not None:
@@ -286,6 +304,13 @@ class Experiment:
             note = outcome.notes[i] if outcome.notes else {}
             fields = subject.save(path, Delivery(run.method, run, snap, note, metrics, last, start, splits, seed,
                                                  request, self.out))
+            previous = (record_path(subject.deliverable(self.place(seed, name, request - 1), run.method,
+                                                        run.snapshots[-1].epochs, True)) if request > 1 else None)
+            write_record(path, config=self.config, device=self.device, model=name, loader=subject.loader(),
+                         method=run.method, epochs=snap.epochs, seed=seed, request=request, splits=splits,
+                         start=start, metrics=metrics, previous=previous,
+                         cost={"sec_per_epoch": snap.sec_per_epoch, "total_sec": snap.total_sec,
+                               "peak_memory_mb": snap.peak_memory_mb, "trainable_params": run.trainable_params})
             params = sum(p.numel() for p in snap.model.parameters())
             rows.append(make_row(name, run.method, snap.epochs, metrics, sec_per_epoch=snap.sec_per_epoch,
                                  total_sec=snap.total_sec, peak_memory_mb=snap.peak_memory_mb,
@@ -348,7 +373,8 @@ class Experiment:
 
         shadows = Shadows(train=train, run=run, logits=lambda model, data: predict(model, data, cfg.eval_batch_size),
                           verified=self.verified)
-        identity = (subject.name, subject.args, d["data"], d["pretrain"], d["unlearn"], cfg.method_args, seed)
+        identity = (subject.name, subject.args, data_key(cfg.data), d["pretrain"], d["unlearn"], cfg.method_args, seed,
+                    *self.named_key(1))
         scores = ulira_scores(shadows, splits.train, splits.forget_index, seed, cfg.evidence.ulira, cfg.methods,
                               identity, self.seed_dir(seed) / "ulira" / subject.name)
         self.training_sec += scores.training_sec

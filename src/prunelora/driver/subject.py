@@ -78,3 +78,6 @@ class Subject(Protocol):
 
     def load(self, path: Path) -> nn.Module:
         """A saved deliverable back, as `final` gives it."""
+
+    def loader(self) -> dict[str, Any]:
+        """How a deliverable is loaded back without the run (a record's model_after: kind, source, ...)."""

@@ -9,9 +9,19 @@ time, the forward passes) are not touched.
 """
 from __future__ import annotations
 
-from threadpoolctl import threadpool_limits
+from functools import cache
+
+from threadpoolctl import ThreadpoolController
+
+
+@cache
+def _controller() -> ThreadpoolController:
+    """The process's thread pools, found once: each `threadpool_limits` call scans every loaded library
+    (/proc/self/maps), 5 ms a time, 2 s of a smoke run's evidence. Made at first use, when numpy, scipy and
+    scikit-learn (imported by the evidence modules) have loaded their BLAS."""
+    return ThreadpoolController()
 
 
 def one_blas_thread():
     """A context in which BLAS libraries (OpenBLAS, MKL, BLIS as loaded by numpy/scipy) run on one thread."""
-    return threadpool_limits(limits=1, user_api="blas")
+    return _controller().limit(limits=1, user_api="blas")

@@ -17,6 +17,7 @@ from .head import ENTRY as HEAD
 from .probe import ENTRY as PROBE
 from .relearn import ENTRY as RELEARN
 from .spec import register_metric, unregister_metric
+from .unseen import ENTRY as UNSEEN
 
 EVIDENCE: dict[str, Evidence] = {}
 
@@ -53,6 +54,6 @@ def evaluated_prefixes() -> tuple[str, ...]:
 
 
 BUILT_IN_KEYS: frozenset[str] = frozenset()
-for _entry in (ACCURACY, ATTACKS, CHALLENGE, HEAD, PROBE, RELEARN):  # the order of a row's keys
+for _entry in (ACCURACY, ATTACKS, CHALLENGE, HEAD, PROBE, RELEARN, UNSEEN):  # the order of a row's keys
     register(_entry)
 BUILT_IN_KEYS = frozenset(s.key for e in EVIDENCE.values() for s in e.specs)

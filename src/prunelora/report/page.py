@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..metrics.attacks import attacks_in
+from .answer import answers
 from .basics import display_rows, finite, method_label, methods_of, models_of, request_heading, requests_of_rows
 from .figures import figure_block, figure_data_uri, figure_html, gap_cost_figure, metric_bars_figure, png_data_uri
 from .html_tables import attack_table, evidence_html, results_table, table_notes
@@ -97,6 +98,9 @@ def forget_description(data: dict, results: dict) -> str:
     scenario = data.get("scenario", "class")
     if scenario == "random":
         return f"random {100 * (data.get('forget_ratio') or 0.1):g} % of the training set"
+    if scenario == "named":
+        described = {r.get("request_desc") for r in results.get("rows", []) if r.get("request_desc")}
+        return "; ".join(sorted(described)) or "named samples"
     if scenario == "sequential":
         return "sequential requests: " + "; ".join(results.get("requests") or map(str, data.get("requests") or []))
     return f"forget class {data.get('forget_class', '?')}"
@@ -190,12 +194,13 @@ def render_html(results: dict, out: Path) -> str:
     evidence = evidence_html(rows)
     evidence = section("Evidence beyond the outputs", tag("div", evidence, class_="scroll")) if evidence else ""
 
+    answer = section("Answer", *[para(line) for line in answers(all_rows)]) if rows else ""
     body = (tag("h1", escape(title))
             + para(f"Models: {', '.join(models) or '-'}; methods: "
                     f"{', '.join(method_label(m) for m in methods_of(rows)) or '-'}; preset {config.get('preset', '-')}."
                     " UA, MIA-Efficacy, RA, TA are percentages; the best unlearning is the one closest to "
                     "Retrain (exact unlearning), not the highest.", "note")
-            + run + table + published + evidence + hists + bars + tradeoff + attacks + methods_run)
+            + answer + run + table + published + evidence + hists + bars + tradeoff + attacks + methods_run)
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{escape(title)}</title><style>{CSS}</style></head>\n<body>{body}</body></html>\n")

@@ -10,6 +10,7 @@ from .. import storage
 from ..config import RunConfig, build, to_yaml
 from ..metrics.attacks import attacks_in
 from ..metrics.spec import gap_keys, joined, spec_of
+from .answer import answer_markdown
 from .basics import (
     budgets_of,
     display_rows,
@@ -126,7 +127,8 @@ def markdown_table(rows: list[dict], *, results: dict | None = None) -> str:
     rows = display_rows(rows)
     columns = figure1_columns(budgets_of(rows) or [None])
     head = ["Method", *(c.header for c in columns)]
-    lines = []
+    answer = answer_markdown(rows)
+    lines = [answer, ""] if answer else []
     for model in dict.fromkeys(r["model"] for r in rows):
         for request in requests_of_rows(rows):
             mine = [r for r in rows if r["model"] == model and r.get("request") == request]

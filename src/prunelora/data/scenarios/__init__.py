@@ -9,6 +9,7 @@ from __future__ import annotations
 from ...errors import UserError
 from ..sources import RawDataset
 from .base import DEFAULT_RATIO, Request, RequestFields, RequestSpec, Scenario
+from .named import NamedSamples, named_positions
 from .one_class import OneClass
 from .partition import random_order, request_splits
 from .random_share import RandomShare
@@ -26,6 +27,7 @@ def register(scenario: Scenario) -> Scenario:
 register(OneClass())
 register(RandomShare())
 register(Sequential())
+register(NamedSamples())
 
 
 def get_scenario(name: str) -> Scenario:
@@ -36,13 +38,16 @@ def get_scenario(name: str) -> Scenario:
 
 
 def requests_of(raw: RawDataset, scenario: str, forget_class: int | str, forget_ratio: float | None,
-                requests: list[int | str] | None) -> list[Request]:
-    """The scenario's requests in order; class names become indices; bad requests, and classes without training
-    images (splits.check_classes), are a UserError: called right after the data is loaded, before any file is
-    written."""
-    spec = RequestSpec(scenario, forget_class, forget_ratio, requests)
+                requests: list[int | str] | None, **named) -> list[Request]:
+    """The scenario's requests in order; class names become indices; request files are read and matched; bad
+    requests, and classes without training images (splits.check_classes), are a UserError: called right after
+    the data is loaded, before any file is written.
+
+    named: RequestSpec's fields for request files (forget, allow_empty_class, train_per_class, holdout_per_class).
+    """
+    spec = RequestSpec(scenario, forget_class, forget_ratio, requests, **named)
     return get_scenario(scenario).requests(raw, spec)
 
 
 __all__ = ["DEFAULT_RATIO", "SCENARIOS", "Request", "RequestFields", "RequestSpec", "Scenario", "get_scenario",
-           "random_order", "register", "request_splits", "requests_of"]
+           "named_positions", "random_order", "register", "request_splits", "requests_of"]

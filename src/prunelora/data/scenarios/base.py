@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ...errors import UserError
+from ..ids import Named
 from ..sources import RawDataset
 from ..splits import check_classes, describe_class
 
@@ -17,15 +18,19 @@ DEFAULT_RATIO = 0.1
 
 @dataclass(frozen=True)
 class Request:
-    """One request of a scenario: class-wise (its class) or random (its chunk of forget_ratio)."""
+    """One request of a scenario: class-wise (its class), random (its chunk of forget_ratio) or the samples a
+    request file names."""
 
     index: int  # 1-based
-    cls: int | None  # the class this request forgets; None: a random chunk
+    cls: int | None  # the class this request forgets; None: a random chunk, or named samples
     ratio: float | None  # the share of the training set per random chunk
+    named: Named | None = None  # the samples a request file names (data/ids.py)
 
     def describe(self, class_names: list[str]) -> str:
         if self.cls is not None:
             return describe_class(class_names, self.cls)
+        if self.named is not None:
+            return self.named.describe()
         return f"random {100 * self.ratio:g} % (chunk {self.index})"
 
 
@@ -36,6 +41,10 @@ class RequestFields(Protocol):
     forget_class: int | str
     forget_ratio: float | None
     requests: list[int | str] | None
+    forget: list[str] | None  # request files naming samples (the named scenario, or a sequence of them)
+    allow_empty_class: bool
+    train_per_class: int | None  # the subset a named request must leave a sample of every class in
+    holdout_per_class: int | None
 
 
 @dataclass(frozen=True)
@@ -46,13 +55,17 @@ class RequestSpec:
     forget_class: int | str
     forget_ratio: float | None
     requests: list[int | str] | None
+    forget: list[str] | None = None
+    allow_empty_class: bool = False
+    train_per_class: int | None = None
+    holdout_per_class: int | None = None
 
 
 class Scenario:
     """A way of asking to forget: checks the settings before anything runs, then draws the requests.
 
     Subclasses set `name` and `help` and implement `draw`; `check` refuses --requests unless the
-    scenario is sequential (override it to accept them).
+    scenario is sequential, and --forget unless it is named or sequential (override it to accept them).
     """
 
     name: str = ""
@@ -64,6 +77,9 @@ class Scenario:
         check_ratio(data)
         if data.requests:
             raise UserError(f"--requests goes with --scenario sequential, not {data.scenario}")
+        if data.forget:
+            raise UserError(f"--forget names the samples to forget, --scenario {data.scenario} chooses them: give "
+                            "one (several request files in order: --scenario sequential)")
 
     def class_wise(self, data: RequestFields) -> bool:
         """Whether the requests forget whole classes (class-wise methods run only then)."""
