@@ -34,7 +34,8 @@ HASH_BATCH = 1024
 
 def record_path(deliverable: Path) -> Path:
     """record.json inside a delivered folder, <stem>.record.json beside a delivered file."""
-    return deliverable / "record.json" if deliverable.suffix == "" else deliverable.with_suffix(".record.json")
+    folder = deliverable.is_dir() if deliverable.exists() else deliverable.suffix == ""
+    return deliverable / "record.json" if folder else deliverable.with_suffix(".record.json")
 
 
 def weight_files(deliverable: Path) -> list[Path]:
@@ -113,24 +114,31 @@ def portable_config(config: RunConfig) -> dict[str, Any]:
     return saved
 
 
-def write_record(deliverable: Path, *, config: RunConfig, device: torch.device, model: str, loader: dict[str, Any],
-                 method: str, epochs: int | None, seed: int, request: int, splits: Splits, start: nn.Module,
-                 metrics: dict[str, Any], cost: dict[str, Any], previous: Path | None) -> Path:
-    """Write the deliverable's record (atomically) and return its path."""
+def stage_facts(config: RunConfig, device: torch.device, splits: Splits, request: int,
+                start: nn.Module) -> dict[str, Any]:
+    """What every budget's record of one stage shares (the request with its data hashes, the model before, the
+    configuration, the machine): computed once per stage, not per budget."""
+    return {"request": request_of(splits, request), "model_before": {"weights_sha256": weights_digest(start)},
+            "config": portable_config(config), "environment": facts(device)}
+
+
+def write_record(deliverable: Path, shared: dict[str, Any], *, model: str, loader: dict[str, Any], method: str,
+                 epochs: int | None, seed: int, metrics: dict[str, Any], cost: dict[str, Any],
+                 previous: Path | None) -> Path:
+    """Write the deliverable's record (atomically) beside it and return its path. shared: stage_facts."""
+    path = record_path(deliverable)
     verdict, reasons = standalone_verdict(metrics)
     record = {
         "format": FORMAT, "model": model, "method": method, "epochs": epochs, "seed": seed,
-        "request": request_of(splits, request),
-        "model_before": {"weights_sha256": weights_digest(start)},
-        "model_after": {"path": os.path.relpath(deliverable, record_path(deliverable).parent), **loader, "weight_files": weight_hashes(deliverable)},
-        "config": portable_config(config), "environment": facts(device),
+        "request": shared["request"], "model_before": shared["model_before"],
+        "model_after": {"path": os.path.relpath(deliverable, path.parent), **loader,
+                        "weight_files": weight_hashes(deliverable)},
+        "config": shared["config"], "environment": shared["environment"],
         "evidence": evidence_of(metrics),
         "verdict": {"standalone": verdict, "reasons": reasons, "thresholds": thresholds()},
         "cost": cost,
-        "previous_record": ({"path": os.path.relpath(previous, record_path(deliverable).parent),
-                             "sha256": file_hash(previous)}
+        "previous_record": ({"path": os.path.relpath(previous, path.parent), "sha256": file_hash(previous)}
                             if previous is not None and previous.is_file() else None),
     }
-    path = record_path(deliverable)
     storage.write_json(path, record)
     return path

@@ -32,7 +32,7 @@ from ..rows import make_row, measured_prefixes
 from ..ulira_shadows import Shadows, check_capacity, ulira_scores
 from .evaluation import evidence_key, measure
 from .preflight import check_config
-from .record import record_path, write_record
+from .record import record_path, stage_facts, write_record
 from .registry import RegistrySubject, describe_model, model_meta
 from .results import finish
 from .subject import Delivery, Outcome, StagePlace, Subject
@@ -296,6 +296,9 @@ class Experiment:
         args = self.config.model_args.get(name, {})
         place = self.place(seed, name, request)
         path = place.models
+        shared = stage_facts(self.config, self.device, splits, request, start)  # every budget's record holds these
+        previous = (record_path(subject.deliverable(self.place(seed, name, request - 1), run.method,
+                                                    run.snapshots[-1].epochs, True)) if request > 1 else None)
         for i, snap in enumerate(run.snapshots):
             last = i == len(run.snapshots) - 1
             logits = self.logits_path(name, run.method, snap.epochs, seed, request)
@@ -304,11 +307,8 @@ class Experiment:
             note = outcome.notes[i] if outcome.notes else {}
             fields = subject.save(path, Delivery(run.method, run, snap, note, metrics, last, start, splits, seed,
                                                  request, self.out))
-            previous = (record_path(subject.deliverable(self.place(seed, name, request - 1), run.method,
-                                                        run.snapshots[-1].epochs, True)) if request > 1 else None)
-            write_record(path, config=self.config, device=self.device, model=name, loader=subject.loader(),
-                         method=run.method, epochs=snap.epochs, seed=seed, request=request, splits=splits,
-                         start=start, metrics=metrics, previous=previous,
+            write_record(path, shared, model=name, loader=subject.loader(), method=run.method, epochs=snap.epochs,
+                         seed=seed, metrics=metrics, previous=previous,
                          cost={"sec_per_epoch": snap.sec_per_epoch, "total_sec": snap.total_sec,
                                "peak_memory_mb": snap.peak_memory_mb, "trainable_params": run.trainable_params})
             params = sum(p.numel() for p in snap.model.parameters())
