@@ -53,8 +53,6 @@ def read_record(path: Path) -> dict[str, Any]:
 def load_delivered(record: dict[str, Any], path: Path) -> nn.Module:
     """The delivered model at `path`, loaded the way its kind is loaded (model_after.kind)."""
     kind = record["model_after"].get("kind")
-    if not path.exists():
-        raise UserError(f"{path}: the delivered model is not there (give --model PATH)")
     if kind == "prunelora":
         return storage.load_model(path)[0]
     if kind == "hf":
@@ -93,7 +91,7 @@ def verify(record_file: str, model: str | None = None, dataset: str | None = Non
     """Every check of the record at `record_file`, each said in one line; True when all match."""
     path = Path(record_file)
     record = read_record(path)
-    folder = (path if path.is_dir() else path.parent)
+    folder = path if path.is_dir() else path.parent
     delivered = Path(model) if model else folder / record["model_after"]["path"]
     differences: list[str] = []
 
@@ -102,10 +100,10 @@ def verify(record_file: str, model: str | None = None, dataset: str | None = Non
         if not ok:
             differences.append(what)
 
-    recorded_files = record["model_after"].get("weight_files") or {}
-    found = weight_hashes(delivered) if delivered.exists() else {}
     if not delivered.exists():
         raise UserError(f"{delivered}: the delivered model is not there (give --model PATH)")
+    recorded_files = record["model_after"].get("weight_files") or {}
+    found = weight_hashes(delivered)
     changed = sorted(k for k in set(recorded_files) | set(found) if recorded_files.get(k) != found.get(k))
     check(not changed, "model", f"{len(found)} weight file(s) of {delivered} "
           + ("have the recorded sha256" if not changed else f"differ from the record: {', '.join(changed[:3])}"))
