@@ -19,7 +19,7 @@ FLAGS = {
                  "--forget-ratio --help --id-column --keep-sparsity --lora-r --lr --methods --mia-draws "
                  "--mia-protocol --models --no-download --no-progress --out --overwrite --precision --preset "
                  "--pretrain-epochs --protocol --prune-amount --prune-mode --requests --scenario --seed --seeds "
-                 "--set --stream --test-per-class --threads --train-per-class --ulira -h",
+                 "--set --stream --task --test-per-class --threads --train-per-class --ulira -h",
     "train": "--allow-empty-class --config --data-root --dataset --device --forget --forget-class --help "
              "--id-column --models --no-download --no-progress --out --overwrite --precision --preset "
              "--pretrain-epochs --protocol --seed --seeds --set --stream --test-per-class --threads "
@@ -28,14 +28,14 @@ FLAGS = {
                "--forget-class --forget-ratio --help --id-column --keep-sparsity --lora-r --lr --mean --method "
                "--mia-draws --mia-protocol --model --no-download --no-progress --objective --out --overwrite "
                "--precision --preset --pretrain-epochs --protocol --prune-amount --prune-mode --requests --scenario "
-               "--seed --seeds --set --std --stream --surgery --test-per-class --threads --train-per-class "
+               "--seed --seeds --set --std --stream --surgery --task --test-per-class --threads --train-per-class "
                "--until-forget-acc --weights -h",
     "evaluate": "--allow-empty-class --checkpoint --config --data-root --dataset --device --dump-logits --forget "
                 "--forget-class --help --id-column --mean --mia-draws --mia-protocol --model --no-download "
                 "--no-progress --out --overwrite --preset --seed --seeds --set --std --stream --test-per-class "
                 "--threads --train-per-class --weights -h",
     "plan": "--allow-empty-class --checkpoint --config --data-root --dataset --forget --forget-class --help "
-            "--id-column --mean --methods --model --no-download --seed --seeds --set --std --stream "
+            "--id-column --mean --methods --model --no-download --seed --seeds --set --std --stream --task "
             "--test-per-class --train-per-class --weights -h",
     "bench": "--allow-empty-class --channels-last --compile --config --data-root --dataset --device --epochs "
              "--forget --forget-class --help --id-column --matmul-size --methods --models --no-download "

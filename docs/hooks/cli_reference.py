@@ -37,14 +37,16 @@ def _section(title: str, parser: argparse.ArgumentParser, level: int) -> list[st
 
 def cli_reference() -> str:
     """Markdown for every command: the top-level help, then each subcommand's (recursively)."""
-    from prunelora.cli import build_parser
+    from prunelora.cli import build_lm_parser, build_parser
 
     previous = os.environ.get("COLUMNS")
     os.environ["COLUMNS"] = WIDTH
     try:
         parser = build_parser()
         parser.prog = "prunelora"
-        return "\n".join(_section("prunelora", parser, 2))
+        language = build_lm_parser()  # `--task causal-lm`: the same commands with the language-model task's flags
+        language.prog = "prunelora"
+        return "\n".join(_section("prunelora", parser, 2) + _section("prunelora --task causal-lm", language, 2))
     finally:
         if previous is None:
             os.environ.pop("COLUMNS", None)

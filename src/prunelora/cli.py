@@ -47,6 +47,8 @@ def _command(sub, command: str, help: str, config: type, choices: dict[str, list
     """A command's parser: its own flags (own(parser, groups)), then the config's flags that it takes."""
     parser = sub.add_parser(command, help=help)
     groups = _sections(parser, command, [config, BenchOptions] if command == "bench" else [config])
+    if command in LM_COMMANDS:
+        _task_flag(parser)
     if own is not None:
         own(parser, groups)
     if command != "plan":  # plan reads a model and writes nothing: no run options
@@ -131,6 +133,69 @@ def build_parser(config: type = RunConfig) -> argparse.ArgumentParser:
     return parser
 
 
+TASKS = ("image-classification", "causal-lm")
+LM_COMMANDS = {"reproduce": "the embedded benchmark (or your .jsonl): original -> every method -> the table",
+               "unlearn": "unlearn named examples from your causal LM (--model hf:DIR)",
+               "plan": "what each surgery touches in a causal LM, with parameter counts (writes nothing)"}
+
+
+def task_of(argv: list[str]) -> str:
+    """The --task an argument list gives (image-classification when none)."""
+    for i, arg in enumerate(argv):
+        if arg == "--task" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--task="):
+            return arg.split("=", 1)[1]
+    return "image-classification"
+
+
+def _task_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", choices=TASKS, default="image-classification",
+                        help="image-classification, or causal-lm: a Hugging Face causal LM and question/answer data "
+                             "(`prunelora unlearn --task causal-lm --help`)")
+
+
+def build_lm_parser() -> argparse.ArgumentParser:
+    """The causal-LM task's commands, their flags generated from lm.config.LMConfig's metadata."""
+    from .lm.config import LMConfig
+
+    parser = UserErrorParser(prog="prunelora", description="Machine unlearning for causal language models.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=UserErrorParser)
+    for command, text in LM_COMMANDS.items():
+        own = sub.add_parser(command, help=text)
+        _task_flag(own)
+        groups: dict = {}
+        add_options(own, command, root=LMConfig, groups=groups)
+        own.add_argument("--config", help="YAML file with any LMConfig fields")
+        own.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                         help="any config field by dotted name, e.g. --set method_args.npo.beta=0.2")
+        if command != "plan":
+            own.add_argument("--overwrite", action="store_true",
+                             help="replace the results of another run in --out (default: refuse)")
+            own.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    return parser
+
+
+def _run_lm(argv: list[str]) -> int:
+    from .lm import command as lm
+
+    args = build_lm_parser().parse_args(argv)
+    flags = config_flags(args)
+    if distributed.launched() and args.command == "plan":
+        raise UserError("'plan' runs in one process: start it without torchrun")
+    distributed.setup(given(args).get("device") or "auto")
+    if args.command == "plan":
+        print(lm.plan(args.config, flags))
+        return 0
+    started = time.perf_counter()
+    results, text = lm.run(args.command, args.config, flags, overwrite=args.overwrite, progress=not args.no_progress)
+    if not distributed.is_main():  # rank 0 reports
+        return 0
+    print(text)
+    print(f"wrote {Path(results['out']) / 'results.json'} in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
 def config_flags(args: argparse.Namespace) -> dict[str, Any]:
     """The config flags given and every --set, as the nested dict config.resolve takes (--set wins)."""
     return merge(given(args), parse_dotted(getattr(args, "set", None) or []))
@@ -149,6 +214,9 @@ def chosen_method(args: argparse.Namespace) -> str | None:
 
 
 def _run(argv: list[str] | None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if task_of(argv) == "causal-lm":
+        return _run_lm(argv)
     args = build_parser().parse_args(argv)
     if distributed.launched() and args.command in ("bench", "plan"):
         raise UserError(f"'{args.command}' runs in one process: start it without torchrun")

@@ -27,6 +27,8 @@ from .driver import Experiment, select_device
 from .driver.record import FORMAT, request_of, weight_hashes
 from .errors import UserError
 from .ledger import file_hash
+from .lm.verify import FORMAT as LM_FORMAT
+from .lm.verify import verify_lm
 from .metrics.evaluate import collect_logits, metrics_from_logits
 from .metrics.standalone import standalone_verdict
 from .models.outputs import unwrap
@@ -45,7 +47,7 @@ def read_record(path: Path) -> dict[str, Any]:
         record = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError):
         raise UserError(f"{path} is not JSON: give a record.json written by prunelora") from None
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
+    if not isinstance(record, dict) or record.get("format") not in (FORMAT, LM_FORMAT):
         raise UserError(f"{path} is not a prunelora record (format {FORMAT}): give the record.json a run wrote")
     return record
 
@@ -92,13 +94,17 @@ def verify(record_file: str, model: str | None = None, dataset: str | None = Non
     path = Path(record_file)
     record = read_record(path)
     folder = path if path.is_dir() else path.parent
-    delivered = Path(model) if model else folder / record["model_after"]["path"]
     differences: list[str] = []
 
     def check(ok: bool, what: str, detail: str) -> None:
         say(f"{'ok' if ok else 'DIFFERS'}: {what}: {detail}")
         if not ok:
             differences.append(what)
+
+    if record["format"] == LM_FORMAT:  # a causal LM's record (--task causal-lm)
+        verify_lm(record, folder, model, dataset, tolerance, check)
+        return _conclude(differences, say)
+    delivered = Path(model) if model else folder / record["model_after"]["path"]
 
     if not delivered.exists():
         raise UserError(f"{delivered}: the delivered model is not there (give --model PATH)")
@@ -150,6 +156,10 @@ def verify(record_file: str, model: str | None = None, dataset: str | None = Non
     then_verdict = record["verdict"]["standalone"]
     check(verdict == then_verdict, "verdict", f"{verdict!r}" + ("" if verdict == then_verdict
                                                                else f" now, {then_verdict!r} in the record"))
+    return _conclude(differences, say)
+
+
+def _conclude(differences: list[str], say) -> bool:
     say("verified: the delivered model is the one tested, on the data the request named" if not differences
         else f"NOT verified: {', '.join(differences)} differ from the record")
     return not differences

@@ -1,0 +1,50 @@
+"""The causal-LM task's commands (`--task causal-lm`): resolve the config, check, run or plan."""
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+
+from ..errors import UserError
+from .config import LMConfig, resolve
+from .models import load_causal_lm, quiet_transformers
+from .plan import describe
+from .report import table
+from .run import LMRun
+
+DEFAULT_METHODS = {"unlearn": ["npo@prune+lora"]}  # reproduce: the config's lm-table
+
+
+def config_for(command: str, yaml_path: str | None, flags: dict[str, Any]) -> LMConfig:
+    if command in DEFAULT_METHODS and "methods" not in flags:
+        flags = {**flags, "methods": DEFAULT_METHODS[command]}
+    config = resolve(yaml_path, flags)
+    if command == "unlearn" and not config.model.model:
+        raise UserError("unlearn --task causal-lm needs --model hf:DIR (your causal LM and its tokenizer); "
+                        "'reproduce --task causal-lm' trains the embedded benchmark's model")
+    if command == "unlearn" and config.data.dataset == "people" and not config.data.forget:
+        raise UserError("unlearn --task causal-lm needs --dataset train.jsonl and --forget FILE")
+    return config
+
+
+def run(command: str, yaml_path: str | None, flags: dict[str, Any], overwrite: bool = False,
+        progress: bool = True) -> tuple[dict[str, Any], str]:
+    """(results, the table as text) of reproduce or unlearn."""
+    config = config_for(command, yaml_path, flags)
+    quiet_transformers()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)  # transformers' deprecations inside peft
+        results = LMRun(command, config, overwrite, progress).run()
+    return results, table(results)
+
+
+def plan(yaml_path: str | None, flags: dict[str, Any]) -> str:
+    config = resolve(yaml_path, flags)
+    if not config.model.model:
+        raise UserError("plan --task causal-lm needs --model hf:DIR")
+    quiet_transformers()
+    model, _ = load_causal_lm(config.model.model, torch.device("cpu"))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        return describe(model, config.unlearn)

@@ -1,0 +1,217 @@
+"""The causal-LM task's settings: typed dataclasses, each field with its help and, where it has one, its flag.
+
+    prunelora reproduce --task causal-lm                         # the embedded benchmark, every method
+    prunelora unlearn --task causal-lm --model hf:DIR --dataset train.jsonl --forget forget.jsonl
+
+Precedence, lowest first: dataclass defaults < YAML (--config) < flags < --set. The flags are generated from
+the metadata exactly as the image task's (flags.py): ``help``, ``flag``, ``commands``, ``group``, ``none``.
+The optimiser defaults are this benchmark's (a small model trained from scratch on 2 CPU cores); each
+objective's own values (beta, alpha, ...) come from its paper or open-unlearning's configs (its docstring
+says which) and are set with --set method_args.<objective>.<field>=....
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import fingerprint
+from ..config.parsing import build, load_yaml, merge
+from ..errors import UserError
+
+RUNS = ("reproduce", "unlearn")
+ALL = ("reproduce", "unlearn", "plan")
+FAMILIES = ("llama", "gpt2", "qwen2", "phi", "mistral")
+PRUNE_TARGETS = ("mlp", "heads", "mlp+heads")
+PRUNE_SCORES = ("magnitude", "saliency")
+LORA_TARGETS = ("all", "attention", "mlp")
+
+
+@dataclass
+class LMDataConfig:
+    """The examples and the request."""
+
+    dataset: str = field(default="people", metadata={
+        "help": "a .jsonl of question/answer pairs (TOFU's fields) or of plain text; 'people': the embedded "
+                "benchmark of fictitious people", "flag": "--dataset", "commands": ALL, "group": "data"})
+    forget: str | None = field(default=None, metadata={
+        "help": "what to forget: a file of ids (one a line), or a .jsonl of the forget examples themselves",
+        "none": "people: --forget-ratio of the people", "flag": "--forget", "commands": ALL,
+        "group": "what to forget"})
+    forget_ratio: float = field(default=0.1, metadata={
+        "help": "the embedded benchmark: the share of its people forgotten (0.01, 0.05, 0.1 as TOFU)",
+        "flag": "--forget-ratio", "commands": ALL, "group": "what to forget"})
+    holdout: str | None = field(default=None, metadata={
+        "help": "a .jsonl of examples never trained on, in the dataset's format (membership attacks, PrivLeak)",
+        "none": "people: its held-out people; else none (the attacks are not run)", "flag": "--holdout",
+        "commands": RUNS, "group": "data"})
+    id_field: str = field(default="id", metadata={
+        "help": "the field naming an example (else its line number, from 0)"})
+    question_field: str = field(default="question", metadata={"help": "the prompt's field (question/answer data)"})
+    answer_field: str = field(default="answer", metadata={"help": "the answer's field: loss is on its tokens only"})
+    text_field: str = field(default="text", metadata={"help": "plain-text data: the field holding the text"})
+    max_length: int = field(default=128, metadata={
+        "help": "tokens per example (prompt + answer); a longer example is refused", "flag": "--max-length",
+        "commands": ALL, "group": "data"})
+    eval_retain: int = field(default=200, metadata={
+        "help": "retain examples evaluated (a seeded draw; generation is the costly part)"})
+    people: int = field(default=100, metadata={"help": "the embedded benchmark: people trained on"})
+    questions: int = field(default=5, metadata={"help": "the embedded benchmark: questions per person"})
+    holdout_people: int = field(default=20, metadata={"help": "the embedded benchmark: people never trained on"})
+    perturbed: int = field(default=3, metadata={"help": "the embedded benchmark: wrong answers per question"})
+
+
+@dataclass
+class LMModelConfig:
+    """The model: the user's (hf:DIR) or the embedded benchmark's small model, built from a config."""
+
+    model: str | None = field(default=None, metadata={
+        "help": "hf:DIR, a save_pretrained folder of a causal LM and its tokenizer", "none": "a small model of "
+                "--family trained from scratch on the dataset (the embedded benchmark)", "flag": "--model",
+        "commands": ALL, "group": "model"})
+    family: str = field(default="llama", metadata={
+        "help": "the embedded model's architecture: " + " | ".join(FAMILIES), "flag": "--family",
+        "commands": ("reproduce",), "group": "model"})
+    hidden: int = field(default=256, metadata={"help": "the embedded model: hidden width"})
+    layers: int = field(default=4, metadata={"help": "the embedded model: decoder layers"})
+    heads: int = field(default=4, metadata={"help": "the embedded model: attention heads"})
+    intermediate: int = field(default=768, metadata={"help": "the embedded model: MLP width"})
+
+
+@dataclass
+class LMTrainConfig:
+    """Training the original and Retrain from scratch (the embedded benchmark; Retrain of a user's model)."""
+
+    epochs: int = field(default=150, metadata={"help": "at most this many epochs; stops once memorised"})
+    lr: float = field(default=2e-3, metadata={"help": "AdamW learning rate (cosine, warm-up 5 epochs)"})
+    batch_size: int = field(default=32, metadata={"help": "examples per step"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    memorised: float = field(default=0.99, metadata={
+        "help": "stop once this share of the answer tokens is predicted (greedy, teacher-forced)"})
+
+
+@dataclass
+class LMUnlearnConfig:
+    """Every method's optimiser and surgery settings (one objective's own values: method_args)."""
+
+    epochs: int = field(default=10, metadata={
+        "help": "passes over the forget set (retain finetune: over the retain set)", "flag": "--epochs",
+        "commands": RUNS, "group": "unlearning"})
+    lr: float = field(default=1e-4, metadata={"help": "AdamW learning rate, constant", "flag": "--lr",
+                                             "commands": RUNS, "group": "unlearning"})
+    lora_lr: float = field(default=1e-3, metadata={
+        "help": "the learning rate of the LoRA methods (adapters start at zero and need a larger step)"})
+    batch_size: int = field(default=8, metadata={"help": "forget (and retain) examples per step"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (open-unlearning: 0.01)"})
+    lora_rank: int = field(default=8, metadata={"help": "LoRA rank", "flag": "--lora-rank", "commands": ALL,
+                                                "group": "unlearning"})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha"})
+    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout"})
+    lora_targets: str = field(default="all", metadata={
+        "help": "the projections LoRA adapts: " + " | ".join(LORA_TARGETS) + ", or comma-separated module names"})
+    prune_amount: float = field(default=0.3, metadata={
+        "help": "share of the pruned units removed (MLP neurons, attention heads)", "flag": "--prune-amount",
+        "commands": ALL, "group": "unlearning"})
+    prune_targets: str = field(default="mlp", metadata={
+        "help": "what pruning removes: " + " | ".join(PRUNE_TARGETS) + " (heads: architectures whose config "
+                "states head_dim)", "flag": "--prune-targets", "commands": ALL, "group": "unlearning"})
+    prune_score: str = field(default="magnitude", metadata={
+        "help": "which units go: the smallest weights (the paper) or the least salient to the forget loss",
+        "flag": "--prune-score", "commands": ALL, "group": "unlearning"})
+    gradient_checkpointing: bool = field(default=False, metadata={
+        "help": "recompute activations in the backward pass (less memory; LoRA's adapters still train)",
+        "flag": "--gradient-checkpointing", "commands": RUNS, "group": "unlearning"})
+
+
+@dataclass
+class LMConfig:
+    """Everything a causal-LM run is (saved in results.json; its identity keys the cached original)."""
+
+    data: LMDataConfig = field(default_factory=LMDataConfig, metadata={"group": "data"})
+    model: LMModelConfig = field(default_factory=LMModelConfig, metadata={"group": "model"})
+    pretrain: LMTrainConfig = field(default_factory=LMTrainConfig)
+    unlearn: LMUnlearnConfig = field(default_factory=LMUnlearnConfig, metadata={"group": "unlearning"})
+    methods: list[str] = field(default_factory=lambda: ["lm-table"], metadata={
+        "help": "comma-separated: retrain, finetune, ga, graddiff, npo, simnpo, rmu, any OBJECTIVE@SURGERY "
+                "(surgeries: lora, prune, prune+lora), prunelora; 'lm-table' (every objective with no surgery and "
+                "with prune+lora), 'all'", "flag": "--methods", "commands": ALL, "group": "methods"})
+    method_args: dict[str, dict[str, Any]] = field(default_factory=dict, metadata={
+        "help": "per objective or method: its own values (beta, alpha, layer, ...)"})
+    seeds: list[int] = field(default_factory=lambda: [0], metadata={
+        "help": "several seeds, e.g. 0,1,2", "flag": "--seeds", "commands": RUNS, "group": "data",
+        "single": ("--seed", "one seed")})
+    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N", "flag": "--device",
+                                                  "commands": RUNS})
+    precision: str = field(default="fp32", metadata={
+        "help": "fp32 | bf16 (bf16 weights and steps on CUDA only)", "flag": "--precision", "commands": RUNS})
+    out: str = field(default="runs/causal-lm", metadata={"help": "output folder", "flag": "--out",
+                                                         "commands": RUNS})
+    preset: str = field(default="cpu", metadata={
+        "help": "sizes: cpu (the benchmark, minutes on 2 cores) | smoke (seconds: tests and docs); also "
+                "$PRUNELORA_PRESET", "flag": "--preset", "commands": RUNS})
+
+    def identity(self) -> dict[str, Any]:
+        """What decides the trained models: everything but where they are written."""
+        values = dataclasses.asdict(self)
+        values.pop("out")
+        return values
+
+
+# Presets over the dataclass defaults (which are the cpu preset): smoke runs the whole task in seconds.
+PRESETS: dict[str, dict[str, Any]] = {
+    "cpu": {},
+    "smoke": {"data": {"people": 8, "questions": 2, "holdout_people": 4, "eval_retain": 8, "forget_ratio": 0.25},
+              "model": {"hidden": 32, "layers": 2, "heads": 4, "intermediate": 64},
+              "pretrain": {"epochs": 200, "lr": 5e-3}, "unlearn": {"epochs": 2}},
+}
+
+SECTIONS: dict[str, type] = {"data": LMDataConfig, "model": LMModelConfig, "pretrain": LMTrainConfig,
+                             "unlearn": LMUnlearnConfig}
+
+
+def resolve(yaml_path: str | None, flags: dict[str, Any]) -> LMConfig:
+    """Defaults < YAML < flags (the caller merges --set into flags); unknown keys and bad values: one line."""
+    given = merge(load_yaml(yaml_path), flags)
+    preset = given.get("preset") or os.environ.get("PRUNELORA_PRESET") or "cpu"
+    if preset not in PRESETS:
+        raise UserError(f"--preset {preset}: the causal-LM task has the presets {', '.join(PRESETS)}")
+    values = merge(merge(copy.deepcopy(PRESETS[preset]), given), {"preset": preset})
+    sections = {}
+    for name, cls in SECTIONS.items():
+        value = values.pop(name, {})
+        if not isinstance(value, dict):
+            raise UserError(f"config: '{name}' must be a mapping of its fields")
+        sections[name] = build(cls, value, name)
+    config = dataclasses.replace(build(LMConfig, values), **sections)
+    check(config)
+    return config
+
+
+def check(config: LMConfig) -> None:
+    """Values no run can use: one line each, before anything is written."""
+    u, d = config.unlearn, config.data
+    if u.prune_targets not in PRUNE_TARGETS:
+        raise UserError(f"--prune-targets {u.prune_targets}: choose {', '.join(PRUNE_TARGETS)}")
+    if u.prune_score not in PRUNE_SCORES:
+        raise UserError(f"--prune-score {u.prune_score}: choose {', '.join(PRUNE_SCORES)}")
+    if not 0.0 < u.prune_amount < 1.0:
+        raise UserError(f"--prune-amount {u.prune_amount}: give a share between 0 and 1 (exclusive)")
+    if not 0.0 < d.forget_ratio < 1.0:
+        raise UserError(f"--forget-ratio {d.forget_ratio}: give a share between 0 and 1 (exclusive)")
+    if config.model.family not in FAMILIES:
+        raise UserError(f"--family {config.model.family}: choose {', '.join(FAMILIES)}")
+    if config.precision not in ("fp32", "bf16"):
+        raise UserError(f"--precision {config.precision}: choose fp32 or bf16")
+    for name, value in (("--epochs", u.epochs), ("--lora-rank", u.lora_rank), ("--max-length", d.max_length),
+                        ("unlearn.batch_size", u.batch_size), ("pretrain.batch_size", config.pretrain.batch_size)):
+        if value < 1:
+            raise UserError(f"{name} {value}: give a positive number")
+    if not config.seeds:
+        raise UserError("--seeds: give at least one seed")
+
+
+def key(config: LMConfig, *parts: Any) -> str:
+    """A short fingerprint of the run's identity and any further parts."""
+    return fingerprint(config.identity(), *parts)

@@ -1,0 +1,30 @@
+"""Tiny random-initialised causal LMs of each family, built from a config (nothing downloaded)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from prunelora.lm.models import tiny_model
+from prunelora.lm.synthetic import BenchmarkSpec, make_people_benchmark, word_tokenizer
+
+FAMILIES = ("llama", "gpt2", "qwen2", "phi")
+SIZES = {"hidden": 32, "layers": 2, "heads": 4, "intermediate": 64, "max_positions": 64}
+
+
+@pytest.fixture(scope="session")
+def people():
+    train, holdout = make_people_benchmark(BenchmarkSpec(people=6, questions=2, holdout_people=2, perturbed=2))
+    return train, holdout
+
+
+@pytest.fixture(scope="session")
+def tokenizer(people):
+    train, holdout = people
+    cue = {"question": "Question : Answer :", "answer": "", "paraphrased_answer": "", "perturbed_answer": []}
+    return word_tokenizer(train + holdout + [cue])
+
+
+def tiny(family: str, tokenizer=None, seed: int = 0):
+    torch.manual_seed(seed)
+    vocab = len(tokenizer) if tokenizer is not None else 50
+    return tiny_model(family, vocab, seed, tokenizer, **SIZES).eval()

@@ -1,0 +1,200 @@
+"""The causal-LM task from the command line: the workflow end to end, and bad input in one line, exit 2,
+nothing written."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.helpers import run_cli
+
+from .conftest import tiny
+
+SMALL = ["--preset", "smoke", "--no-progress"]  # 8 people, 2 questions each, a 2-block model
+
+
+@pytest.fixture(scope="module")
+def benchmark_run(tmp_path_factory):
+    """reproduce --task causal-lm on a small embedded benchmark: Retrain, NPO and PruneLoRA-NPO."""
+    out = tmp_path_factory.mktemp("lm") / "run"
+    from prunelora.cli import main
+
+    code = main(["reproduce", "--task", "causal-lm", "--methods", "retrain,npo,npo@prune+lora,rmu@lora",
+                 "--forget-ratio", "0.25", "--out", str(out), *SMALL])
+    assert code == 0
+    return out
+
+
+@pytest.mark.slow
+def test_reproduce_writes_the_table_models_records_and_examples(benchmark_run):
+    results = json.loads((benchmark_run / "results.json").read_text())
+    assert results["task"] == "causal-lm"
+    rows = {r["method"]: r for r in results["rows"]}
+    assert list(rows) == ["retrain", "npo", "npo@prune+lora", "rmu@lora"]
+    for name, row in rows.items():
+        assert row["forget_n"] == 4 and row["retain_n"] == 12 and row["holdout_n"] == 8
+        for field in ("model_utility", "forget_rouge_l", "retain_rouge_l", "mia_min_k_auc", "sec_per_step",
+                      "peak_memory_mb", "forget_quality", "privleak", "standalone_verdict"):
+            assert field in row, (name, field)
+        if name != "retrain":
+            assert 0.0 <= row["forget_quality"] <= 1.0 and row["verdict"] in ("matches Retrain", "differs from Retrain")
+    assert rows["npo@prune+lora"]["trainable_params"] < rows["npo"]["trainable_params"] / 4
+    assert rows["npo@prune+lora"]["params"] < rows["npo"]["params"]  # pruned
+    assert "npo" in results["method_settings"] and results["method_settings"]["npo"]["own"]["beta"] == 0.1
+    table = (benchmark_run / "results.md").read_text()
+    assert "| NPO + prune+lora |" in table and "Forget quality" in table
+    record = json.loads((benchmark_run / "seed0" / "models" / "npo_at_prune+lora" / "record.json").read_text())
+    assert record["request"]["count"] == 4 and len(record["request"]["ids"]) == 4
+    assert record["weights_sha256"] and record["standalone_verdict"]
+    lines = (benchmark_run / "seed0" / "examples" / "npo.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    assert {"split", "id", "avg_nll", "truth_ratio", "rouge_l", "generated", "mia_min_k"} <= set(first)
+    assert sum(json.loads(line)["split"] == "forget" for line in lines) == 4
+
+
+@pytest.mark.slow
+def test_delivered_model_and_adapter_reload_to_the_evaluated_numbers(benchmark_run):
+    import transformers as T
+    from peft import PeftModel
+
+    from prunelora.lm.config import LMDataConfig
+    from prunelora.lm.evaluate import measure_examples
+    from prunelora.lm.examples import read_examples
+
+    folder = benchmark_run / "seed0" / "models" / "npo_at_prune+lora"
+    tokenizer = T.AutoTokenizer.from_pretrained(folder / "model")
+    model = T.AutoModelForCausalLM.from_pretrained(folder / "model")
+    adapted = PeftModel.from_pretrained(T.AutoModelForCausalLM.from_pretrained(folder / "adapter" / "base"),
+                                        folder / "adapter")
+    _, train = read_examples(benchmark_run / "data" / "train.jsonl", LMDataConfig())
+    ids = {json.loads(line)["id"]: json.loads(line) for line in
+           (benchmark_run / "seed0" / "examples" / "npo@prune+lora.jsonl".replace("@", "_at_")).read_text().splitlines()
+           if json.loads(line)["split"] == "forget"}
+    forget = [ex for ex in train if ex.id in ids]
+    for net in (model, adapted):
+        again = measure_examples(net, tokenizer, forget, 128, torch.device("cpu"), generate=False)
+        for ident, nll in zip(again["id"], again["avg_nll"]):
+            assert nll == pytest.approx(ids[ident]["avg_nll"], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_rerun_reuses_every_stage_and_unlearn_takes_the_users_model(benchmark_run, tmp_path, capsys):
+    from prunelora.cli import main
+
+    stages = sorted((benchmark_run / "seed0" / "stages").glob("*.json"))
+    stamps = {p: p.stat().st_mtime_ns for p in stages}
+    assert main(["reproduce", "--task", "causal-lm", "--methods", "retrain,npo,npo@prune+lora,rmu@lora",
+                 "--forget-ratio", "0.25", "--out", str(benchmark_run), *SMALL]) == 0
+    assert {p: p.stat().st_mtime_ns for p in stages} == stamps
+    # the original, as a user's folder; the benchmark's files as the user's data; two ids forgotten
+    original = next((benchmark_run / "cache").glob("original-*"))
+    request = tmp_path / "forget.txt"
+    rows = [json.loads(line) for line in (benchmark_run / "data" / "train.jsonl").read_text().splitlines()]
+    request.write_text("# two facts\n" + "\n".join(r["id"] for r in rows[:2]) + "\n")
+    code, out, err = run_cli(["unlearn", "--task", "causal-lm", "--model", f"hf:{original}", "--dataset",
+                              str(benchmark_run / "data" / "train.jsonl"), "--holdout",
+                              str(benchmark_run / "data" / "holdout.jsonl"), "--forget", str(request),
+                              "--out", str(tmp_path / "mine"), "--epochs", "1", "--no-progress",
+                              "--set", "data.eval_retain=4"], capsys)
+    assert code == 0, err
+    assert "NPO + prune+lora" in out
+    row = json.loads((tmp_path / "mine" / "results.json").read_text())["rows"][0]
+    assert row["method"] == "npo@prune+lora" and row["forget_n"] == 2
+    assert (tmp_path / "mine" / "seed0" / "models" / "npo_at_prune+lora" / "model" / "config.json").is_file()
+
+
+def _bad(argv: list[str], capsys, tmp_path: Path, match: str) -> None:
+    code, out, err = run_cli(argv + ["--out", str(tmp_path / "out")], capsys)
+    assert code == 2, err
+    assert match in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture()
+def user_model(tmp_path, tokenizer):
+    folder = tmp_path / "lm"
+    tiny("llama", tokenizer).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, capsys, user_model, people):
+    data = _jsonl(tmp_path / "train.jsonl", people[0])
+    forget = tmp_path / "forget.txt"
+    forget.write_text(people[0][0]["id"] + "\n")
+    base = ["unlearn", "--task", "causal-lm", "--model", f"hf:{user_model}"]
+    # a jsonl without the named fields
+    _bad(base + ["--dataset", str(_jsonl(tmp_path / "x.jsonl", [{"prompt": "a", "completion": "b"}])), "--forget",
+                 str(forget)], capsys, tmp_path, "neither 'question' and 'answer' nor 'text'")
+    # an empty forget file
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing\n")
+    _bad(base + ["--dataset", str(data), "--forget", str(empty)], capsys, tmp_path, "names nothing")
+    # ids that name nothing
+    wrong = tmp_path / "wrong.txt"
+    wrong.write_text("nobody\n")
+    _bad(base + ["--dataset", str(data), "--forget", str(wrong)], capsys, tmp_path, "match no training example")
+    # a question longer than the context
+    _bad(base + ["--dataset", str(data), "--forget", str(forget), "--max-length", "4"], capsys, tmp_path,
+         "longer than --max-length 4")
+    # no --forget
+    _bad(base + ["--dataset", str(data)], capsys, tmp_path, "--forget FILE")
+    # an unknown method
+    _bad(base + ["--dataset", str(data), "--forget", str(forget), "--methods", "npo@magic"], capsys, tmp_path,
+         "unknown surgery")
+    # a line that is not JSON
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(json.dumps(people[0][0]) + "\n{oops\n")
+    _bad(base + ["--dataset", str(broken), "--forget", str(forget)], capsys, tmp_path, "line 2 is not JSON")
+
+
+def test_a_model_that_is_not_a_causal_lm_is_refused(tmp_path, capsys, people):
+    import transformers as T
+
+    folder = tmp_path / "vit"
+    T.ViTForImageClassification(T.ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                             intermediate_size=16, image_size=8, patch_size=4)).save_pretrained(folder)
+    data = _jsonl(tmp_path / "train.jsonl", people[0])
+    forget = tmp_path / "forget.txt"
+    forget.write_text(people[0][0]["id"] + "\n")
+    _bad(["unlearn", "--task", "causal-lm", "--model", f"hf:{folder}", "--dataset", str(data), "--forget",
+          str(forget)], capsys, tmp_path, "not a causal language model")
+    _bad(["unlearn", "--task", "causal-lm", "--model", f"hf:{tmp_path / 'none'}", "--dataset", str(data),
+          "--forget", str(forget)], capsys, tmp_path, "not found")
+
+
+def test_plan_prints_what_each_surgery_touches(user_model, capsys):
+    code, out, err = run_cli(["plan", "--task", "causal-lm", "--model", f"hf:{user_model}"], capsys)
+    assert code == 0, err
+    assert "2 decoder blocks" in out and "q_proj, k_proj, v_proj, o_proj" in out
+    for surgery in ("none ", "lora ", "prune ", "prune+lora "):
+        assert any(line.startswith(surgery) for line in out.splitlines()), surgery
+
+
+@pytest.mark.slow
+def test_verify_checks_a_language_models_record(benchmark_run, tmp_path, capsys):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    record = benchmark_run / "seed0" / "models" / "npo_at_prune+lora" / "record.json"
+    code, out, err = run_cli(["verify", str(record)], capsys)
+    assert code == 0, out + err
+    assert "ok: model" in out and "ok: data" in out and "ok: evidence" in out and "ok: verdict" in out
+    # one weight changed in a copy: the model no longer has the recorded hash
+    copy = tmp_path / "copy"
+    shutil.copytree(record.parent, copy)
+    weights = copy / "model" / "model.safetensors"
+    state = load_file(weights)
+    name = next(iter(state))
+    state[name] = state[name] + 1e-3
+    save_file(state, weights)
+    code, out, err = run_cli(["verify", str(copy / "record.json")], capsys)
+    assert code == 1 and "DIFFERS: model" in out and "NOT verified" in out
