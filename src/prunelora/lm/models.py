@@ -99,7 +99,3 @@ def weight_dtype(precision: str, device: torch.device) -> torch.dtype:
             raise UserError("--precision bf16 runs on CUDA only: give --device cuda, or leave out --precision")
         return torch.bfloat16
     return torch.get_default_dtype()
-
-
-def device_of(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device

@@ -6,17 +6,17 @@ from typing import Any
 
 import numpy as np
 
-COLUMNS = (  # (row field, header, scale, digits)
-    ("forget_quality", "Forget quality (KS p)", 1.0, 3),
-    ("model_utility", "Model utility", 1.0, 3),
-    ("forget_rouge_l", "ROUGE-L forget", 1.0, 3),
-    ("retain_rouge_l", "ROUGE-L retain", 1.0, 3),
-    ("forget_prob", "P(answer) forget", 1.0, 3),
-    ("mia_min_k_auc", "MIA AUC (Min-K %)", 1.0, 3),
-    ("privleak", "PrivLeak %", 1.0, 1),
-    ("sec_per_step", "s / step", 1.0, 4),
-    ("peak_memory_mb", "Tensor peak MB", 1.0, 1),
-    ("trainable_params", "Trainable params", 1.0, 0),
+COLUMNS = (  # (row field, header, digits)
+    ("forget_quality", "Forget quality (KS p)", 3),
+    ("model_utility", "Model utility", 3),
+    ("forget_rouge_l", "ROUGE-L forget", 3),
+    ("retain_rouge_l", "ROUGE-L retain", 3),
+    ("forget_prob", "P(answer) forget", 3),
+    ("mia_min_k_auc", "MIA AUC (Min-K %)", 3),
+    ("privleak", "PrivLeak %", 1),
+    ("sec_per_step", "s / step", 4),
+    ("peak_memory_mb", "Tensor peak MB", 1),
+    ("trainable_params", "Trainable params", 0),
 )
 
 
@@ -44,11 +44,11 @@ def table(results: dict[str, Any]) -> str:
     rows = results["rows"]
     order = list(dict.fromkeys(r["method"] for r in rows))
     seeds = sorted({r["seed"] for r in rows})
-    header = ["Method", *(h for _, h, _, _ in COLUMNS), "Verdict (vs Retrain)", "Verdict (no Retrain)"]
+    header = ["Method", *(h for _, h, _ in COLUMNS), "Verdict (vs Retrain)", "Verdict (no Retrain)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name in order:
         group = [r for r in rows if r["method"] == name]
-        cells = [group[0]["label"]] + [cell([r.get(f) for r in group], d) for f, _, _, d in COLUMNS]
+        cells = [group[0]["label"]] + [cell([r.get(f) for r in group], d) for f, _, d in COLUMNS]
         cells += [verdict_cell(group, "verdict"), verdict_cell(group, "standalone_verdict")]
         lines.append("| " + " | ".join(cells) + " |")
     first = rows[0] if rows else {}

@@ -37,7 +37,7 @@ from .examples import Example, LMSplits, from_rows, read_examples, read_request,
 from .methods import LMMethod, expand
 from .models import load_causal_lm, tiny_model, weight_dtype
 from .report import table
-from .synthetic import BenchmarkSpec, forget_people, make_people_benchmark, word_tokenizer
+from .synthetic import BenchmarkSpec, forget_people, make_people_benchmark, word_tokenizer, write_jsonl
 from .tokens import encode
 from .unlearn import objective_args, optim_settings, train_from_scratch, unlearn_with
 from .verify import FORMAT as RECORD_FORMAT
@@ -260,10 +260,9 @@ class LMRun:
         rows, originals = [], []
         if self.rows:  # the embedded benchmark, as files a user can rerun `unlearn --task causal-lm` on
             d = self.config.data
-            storage.write_text(self.out / "data" / "train.jsonl", "".join(json.dumps(r) + "\n" for r in self.rows
-                                                                          if r["id"] in {e.id for e in self.train}))
-            storage.write_text(self.out / "data" / "holdout.jsonl", "".join(
-                json.dumps(r) + "\n" for r in to_rows(self.holdout, d, self.kind)))
+            trained = {e.id for e in self.train}
+            write_jsonl([r for r in self.rows if r["id"] in trained], self.out / "data" / "train.jsonl")
+            write_jsonl(to_rows(self.holdout, d, self.kind), self.out / "data" / "holdout.jsonl")
         for seed in self.config.seeds:
             splits = self.splits_for(seed)
             original, tokenizer, meta = self.original(seed, splits)

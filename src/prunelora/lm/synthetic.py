@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from .. import storage
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
@@ -223,19 +223,8 @@ def word_tokenizer(rows: list[dict]) -> PreTrainedTokenizerFast:
 
 
 def write_jsonl(rows: list[dict], path: str | os.PathLike[str]) -> None:
-    """One JSON object per line, UTF-8; written to a temporary file beside `path` then renamed over it, so a
-    reader never sees half a file and an interrupted write leaves the old one."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8", newline="\n") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """One JSON object per line, UTF-8, written atomically (storage.write_text: a reader never sees half a file)."""
+    storage.write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict]:
