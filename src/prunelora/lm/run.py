@@ -294,8 +294,3 @@ class LMRun:
         return {"objective": m.objective, "surgery": m.surgery, **dataclasses.asdict(optim_settings(self.config, m)),
                 "epochs": self.config.unlearn.epochs, "own": dataclasses.asdict(args) if args else {},
                 "surgery_settings": dataclasses.asdict(self.config.unlearn)}
-
-
-def run(command: str, config: LMConfig, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
-    """The results of `command` (reproduce or unlearn) with a resolved config."""
-    return LMRun(command, config, overwrite, progress).run()
