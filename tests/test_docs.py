@@ -73,11 +73,13 @@ def test_docs_commands_parse():
 
 def test_placeholder_commands_name_real_flags():
     """A command that is shown but not run still names a real subcommand and only flags it accepts."""
-    from prunelora.cli import build_parser
+    from prunelora.cli import build_lm_parser, build_parser, task_of
 
-    parser = build_parser()
-    subcommands = {name: sub for action in parser._actions if isinstance(getattr(action, "choices", None), dict)
-                   for name, sub in action.choices.items()}
+    def subcommands_of(parser):
+        return {name: sub for action in parser._actions if isinstance(getattr(action, "choices", None), dict)
+                for name, sub in action.choices.items()}
+
+    parsers = {"image-classification": subcommands_of(build_parser()), "causal-lm": subcommands_of(build_lm_parser())}
     shown = [(page.name, command) for page in docs_pages() for kind, command in page_blocks(page)
              if kind == "shell" and PLACEHOLDER.search(command)]
     assert shown, "the docs show no placeholder command (a GPU preset, torchrun, a hub model)"
@@ -85,6 +87,7 @@ def test_placeholder_commands_name_real_flags():
         words = command.split()
         if words[0] == "torchrun":
             words = words[words.index("prunelora"):]
+        subcommands = parsers[task_of(words)]
         assert words[0] == "prunelora" and words[1] in subcommands, (page, command)
         known = {s for action in subcommands[words[1]]._actions for s in action.option_strings}
         flags = [w.split("=")[0] for w in words if w.startswith("--")]

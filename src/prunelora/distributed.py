@@ -115,6 +115,26 @@ def _collective_device() -> torch.device:
     return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
+def is_sharded(tensor: torch.Tensor) -> bool:
+    """Whether `tensor` is a DTensor: a parameter FSDP (fully_shard) splits over the ranks."""
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(tensor, DTensor)
+
+
+def local(tensor: torch.Tensor) -> torch.Tensor:
+    """This rank's part of a sharded tensor (the tensor itself when not sharded)."""
+    return tensor.to_local() if is_sharded(tensor) else tensor
+
+
+def everywhere(flag: bool, tensors: list[torch.Tensor]) -> bool:
+    """`flag` computed on this rank's parts of `tensors`, made true on every rank only when it is on all of them
+    (one collective, only when some tensor is sharded: unsharded tensors are alike on every rank)."""
+    if not active() or not any(is_sharded(t) for t in tensors):
+        return flag
+    return total(0.0 if flag else 1.0) == 0.0
+
+
 def shard_weight(samples: int) -> float:
     """The factor that makes this rank's mean loss count as its share of the global batch's mean
     (samples x ranks / global samples): averaged gradients then equal the global batch's exactly,
@@ -128,7 +148,9 @@ def average_gradients(params: list[torch.nn.Parameter]) -> None:
     """Average the gradients of `params` over the ranks, in one collective."""
     if not active():
         return
-    params = [p for p in params if p.grad is not None]  # the same graph, hence the same list, on every rank
+    # the same graph, hence the same list, on every rank; FSDP's parameters (DTensors) had their gradients
+    # reduce-scattered by FSDP itself in the backward pass
+    params = [p for p in params if p.grad is not None and not is_sharded(p)]
     if not params:
         return
     flat = torch.cat([p.grad.reshape(-1) for p in params])

@@ -39,17 +39,20 @@ def all_finite(tensors: list[torch.Tensor]) -> bool:
     if not tensors:
         return True
     device = tensors[0].device
-    return bool(torch.stack([torch.isfinite(t.detach()).all().to(device) for t in tensors]).all())
+    parts = [distributed.local(t.detach()) for t in tensors]  # FSDP: this rank's shard, agreed below
+    return distributed.everywhere(bool(torch.stack([torch.isfinite(t).all().to(device) for t in parts]).all()),
+                                  tensors)
 
 
 def divergence(loss: torch.Tensor, params: list[nn.Parameter]) -> str | None:
-    """What diverged: "loss" (NaN), "weights" (a trainable one NaN or infinite), or None; one device sync.
+    """What diverged: "loss" (NaN), "weights" (a trainable one NaN or infinite), or None (checked once an epoch).
     A loss of +inf with finite weights is not divergence: a label the model gives probability 0 (a masked
     class, whose relearning is measured on logit-mask) trains on with finite gradients."""
-    flags = torch.stack([~torch.isnan(loss), *(torch.isfinite(p.detach()).all().to(loss.device) for p in params)])
-    if bool(flags.all()):
+    loss_ok = bool(~torch.isnan(loss))
+    weights_ok = all_finite(list(params))
+    if loss_ok and weights_ok:
         return None
-    return "loss" if not bool(flags[0]) else "weights"
+    return "loss" if not loss_ok else "weights"
 
 
 @dataclass

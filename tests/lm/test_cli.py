@@ -2,6 +2,7 @@
 nothing written."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -52,6 +53,47 @@ def test_reproduce_writes_the_table_models_records_and_examples(benchmark_run):
     first = json.loads(lines[0])
     assert {"split", "id", "avg_nll", "truth_ratio", "rouge_l", "generated", "mia_min_k"} <= set(first)
     assert sum(json.loads(line)["split"] == "forget" for line in lines) == 4
+
+
+@pytest.mark.slow
+def test_report_html_answers_and_shows_every_method_and_config_yaml_reruns(benchmark_run):
+    from prunelora.lm.config import resolve
+    from prunelora.lm.page import closest
+    from prunelora.lm.page import main as page_main
+
+    results = json.loads((benchmark_run / "results.json").read_text())
+    page = (benchmark_run / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "http" not in page.split("<body>")[1].split("Full configuration")[0]
+    for row in results["rows"]:
+        assert row["label"] in page and row["standalone_verdict"] in page
+    assert page.count("data:image/png;base64,") == 2  # the trade-off and the truth-ratio histograms
+    answer = closest(results)
+    assert any("NPO" in line for line in answer) and page.count(answer[0].split(":")[0]) >= 1
+    # the page is rebuilt from results.json alone, identically
+    before = page
+    assert page_main([str(benchmark_run)]) == 0
+    assert (benchmark_run / "report.html").read_text() == before
+    assert page_main([str(benchmark_run / "nothing")]) == 2
+    # config.yaml resolves to the run's configuration
+    again = resolve(str(benchmark_run / "config.yaml"), {})
+    assert dataclasses.asdict(again) == results["config"]
+
+
+def test_answer_names_matching_methods_first_and_says_when_none_matches():
+    from prunelora.lm.page import closest
+
+    def row(method, label, objective, verdict, fq, seed):
+        return {"method": method, "label": label, "objective": objective, "verdict": verdict, "seed": seed,
+                "forget_quality": fq, "model_utility": 0.5, "peak_memory_mb": 10.0, "mia_min_k_auc": 0.5}
+
+    rows = [row("retrain", "Retrain", "retrain", None, 1.0, 0), row("ga", "GA", "ga", "differs from Retrain", 0.9, 0),
+            row("npo", "NPO", "npo", "matches Retrain", 0.2, 0)]
+    lines = closest({"rows": rows})
+    assert lines[0].startswith("Matches Retrain") and "NPO on 1/1 seeds" in lines[0] and "GA" not in lines[0]
+    assert lines[1].index("NPO") < lines[1].index("GA")  # a match ranks before a higher p that does not match
+    rows[2]["verdict"] = "differs from Retrain"
+    assert closest({"rows": rows})[0] == "No method matches Retrain on any of the 1 seed."
+    assert closest({"rows": rows[:1]}) == ["Only Retrain ran: there is nothing to compare with it."]
 
 
 @pytest.mark.slow
@@ -149,6 +191,9 @@ def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, capsys, user_mod
     # an unknown method
     _bad(base + ["--dataset", str(data), "--forget", str(forget), "--methods", "npo@magic"], capsys, tmp_path,
          "unknown surgery")
+    # an unknown parallel mode
+    _bad(base + ["--dataset", str(data), "--forget", str(forget), "--parallel", "zero3"], capsys, tmp_path,
+         "--parallel zero3: choose data, fsdp")
     # a line that is not JSON
     broken = tmp_path / "broken.jsonl"
     broken.write_text(json.dumps(people[0][0]) + "\n{oops\n")

@@ -26,6 +26,7 @@ ALL = ("reproduce", "unlearn", "plan")
 FAMILIES = ("llama", "gpt2", "qwen2", "phi", "mistral")
 PRUNE_TARGETS = ("mlp", "heads", "mlp+heads")
 PRUNE_SCORES = ("magnitude", "saliency")
+PARALLEL = ("data", "fsdp")  # under torchrun: data parallelism, or FSDP (lm/shard.py)
 LORA_TARGETS = ("all", "attention", "mlp")
 
 
@@ -123,6 +124,10 @@ class LMUnlearnConfig:
     gradient_checkpointing: bool = field(default=False, metadata={
         "help": "recompute activations in the backward pass (less memory; LoRA's adapters still train)",
         "flag": "--gradient-checkpointing", "commands": RUNS, "group": "unlearning"})
+    parallel: str = field(default="data", metadata={
+        "help": "under torchrun: data (every rank holds the model; gradients averaged) | fsdp (torch FSDP2: "
+                "parameters, gradients and optimiser state sharded over the ranks, one group per decoder block)",
+        "flag": "--parallel", "commands": RUNS, "group": "unlearning"})
 
 
 @dataclass
@@ -196,6 +201,8 @@ def check(config: LMConfig) -> None:
         raise UserError(f"--prune-targets {u.prune_targets}: choose {', '.join(PRUNE_TARGETS)}")
     if u.prune_score not in PRUNE_SCORES:
         raise UserError(f"--prune-score {u.prune_score}: choose {', '.join(PRUNE_SCORES)}")
+    if u.parallel not in PARALLEL:
+        raise UserError(f"--parallel {u.parallel}: choose {', '.join(PARALLEL)}")
     if not 0.0 < u.prune_amount < 1.0:
         raise UserError(f"--prune-amount {u.prune_amount}: give a share between 0 and 1 (exclusive)")
     if not 0.0 < d.forget_ratio < 1.0:

@@ -10,7 +10,8 @@ stage (seed, method) is kept in seed<s>/stages/<method>.json with its fingerprin
 Deliverables, per seed and method (seed<s>/models/<method>/): model/ (save_pretrained, adapters merged,
 with the tokenizer), adapter/ (LoRA methods: the PEFT adapter, and base/ the model it adapts), record.json
 (the request's ids and digest, the weights' digests, the config, the measures and verdicts), and
-seed<s>/examples/<method>.jsonl: every per-example measure.
+seed<s>/examples/<method>.jsonl: every per-example measure. Per run: results.json, results.md (the table),
+report.html (lm/page.py) and config.yaml (`--config config.yaml` runs it again).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from torch import nn
 
 from .. import run_folder, storage
@@ -31,7 +33,7 @@ from ..driver.preflight import select_device
 from ..errors import UserError
 from ..machine import facts
 from ..version import __version__
-from . import evaluate, verdicts
+from . import evaluate, page, verdicts
 from .config import LMConfig, key
 from .examples import Example, LMSplits, from_rows, read_examples, read_request, request_digest, split, to_rows
 from .methods import LMMethod, expand
@@ -42,6 +44,7 @@ from .tokens import encode
 from .unlearn import objective_args, optim_settings, train_from_scratch, unlearn_with
 from .verify import FORMAT as RECORD_FORMAT
 
+IMAGE_ONLY = ("momentum", "nesterov", "augment", "flip")  # training settings AdamW on token sequences never uses
 PROMPT_CUE = {"question": "Question : Answer :", "answer": "", "paraphrased_answer": "", "perturbed_answer": []}
 
 
@@ -285,12 +288,16 @@ class LMRun:
                    "thresholds": verdicts.THRESHOLDS, "machine": facts(self.device)}
         storage.write_json(self.out / "results.json", results)
         storage.write_text(self.out / "results.md", table(results) + "\n")
+        storage.write_text(self.out / "config.yaml", yaml.safe_dump(dataclasses.asdict(self.config), sort_keys=False))
+        page.write(results, self.out)
         return results
 
     def method_settings(self, m: LMMethod) -> dict[str, Any]:
         if m.objective is None:
             return {"recipe": dataclasses.asdict(self.config.pretrain), "from": "the original's initialisation"}
         args = objective_args(self.config, m)
-        return {"objective": m.objective, "surgery": m.surgery, **dataclasses.asdict(optim_settings(self.config, m)),
-                "epochs": self.config.unlearn.epochs, "own": dataclasses.asdict(args) if args else {},
-                "surgery_settings": dataclasses.asdict(self.config.unlearn)}
+        optim = {k: v for k, v in dataclasses.asdict(optim_settings(self.config, m)).items() if k not in IMAGE_ONLY}
+        own = {k: v for k, v in (dataclasses.asdict(args) if args else {}).items()
+               if k not in IMAGE_ONLY and v is not None}
+        return {"objective": m.objective, "surgery": m.surgery, **optim, "epochs": self.config.unlearn.epochs,
+                "own": own, "surgery_settings": dataclasses.asdict(self.config.unlearn)}

@@ -85,6 +85,11 @@ def _blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
     return found[0]
 
 
+def decoder_blocks(model: nn.Module) -> nn.ModuleList:
+    """The decoder blocks of a transformers causal LM (not PEFT-wrapped), in order."""
+    return _blocks(model)[1]
+
+
 def _block(name: str, block: nn.Module, hidden: int) -> BlockPlan:
     groups: dict[str, list[tuple[str, nn.Module]]] = {}
     for sub, module in block.named_modules():

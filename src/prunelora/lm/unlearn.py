@@ -3,6 +3,8 @@
 Shared by the commands (run.py) and the Python API (api.py). Cost: the seconds inside training steps
 (fit's epoch clocks), steps taken, seconds per step, the tensor peak (the CPU's live tensor bytes while
 training, metrics.tensor_memory; CUDA's max_memory_allocated on a GPU), trainable and total parameters.
+With `--parallel fsdp` under torchrun the training runs fully sharded (shard.py); the tensor peak is then
+this rank's on CUDA and not measured on the CPU.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from ..config.parsing import build
 from ..machine import synchronize
 from ..metrics.tensor_memory import TensorPeak
 from ..train import OptimSettings, fit
+from . import shard
 from .config import LMConfig
 from .methods import LMMethod
 from .objectives import RetainFinetune, get_lm_objective, mean_nll
@@ -89,8 +92,8 @@ def unlearn_with(m: LMMethod, original: nn.Module, retain: TokenSet, forget: Tok
     if m.objective is None:
         if fresh is None:
             raise ValueError("Retrain needs the initialisation to train from")
-        model = fresh().to(device)
-        meta = train_from_scratch(model, retain, config, seed, f"retrain seed {seed}", progress)
+        model, meta, sharding = shard.trained(fresh().to(device), config.unlearn.parallel, lambda net: train_from_scratch(
+            net, retain, config, seed, f"retrain seed {seed}", progress))
         steps = meta["epochs"] * -(-len(retain) // config.pretrain.batch_size)
         seconds = meta["seconds"]
 
@@ -102,11 +105,14 @@ def unlearn_with(m: LMMethod, original: nn.Module, retain: TokenSet, forget: Tok
         probe = forget.rows(torch.arange(min(64, len(forget)), device=device))
         operated = operate(original, m.surgery, config.unlearn, lambda net: -mean_nll(net, probe))
         model = operated.model
-        start_state = copy.deepcopy(model) if device.type == "cpu" else None
+        start_state = copy.deepcopy(model) if device.type == "cpu" and not shard.wanted(config.unlearn.parallel) \
+            else None  # for the tensor peak's extra epoch
         objective = _objective(m, config, original, model)
-        history = fit(model, retain, optim_settings(config, m), config.unlearn.epochs, seed=seed,
-                      objective=objective, forget=forget, desc=f"{m.name} seed {seed}", progress=progress)
+        model, history, sharding = shard.trained(model, config.unlearn.parallel, lambda net: fit(
+            net, retain, optim_settings(config, m), config.unlearn.epochs, seed=seed, objective=objective,
+            forget=forget, desc=f"{m.name} seed {seed}", progress=progress))
         objective.finish()
+        operated.model = model
         anchor = forget if objective.anchor == "forget" else retain
         steps = len(history.epoch_seconds) * -(-len(anchor) // config.unlearn.batch_size)
         seconds = history.seconds_until(len(history.epoch_seconds))
@@ -118,8 +124,11 @@ def unlearn_with(m: LMMethod, original: nn.Module, retain: TokenSet, forget: Tok
             again.finish()
     synchronize(device)
     wall = time.perf_counter() - start
+    peak: float | None
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) / 2 ** 20
+    elif shard.wanted(config.unlearn.parallel):
+        peak = None  # the CPU meter follows tensors' storages, which FSDP resizes under it: not measured
     else:
         with TensorPeak("cpu") as meter:
             one_epoch()
@@ -128,6 +137,7 @@ def unlearn_with(m: LMMethod, original: nn.Module, retain: TokenSet, forget: Tok
         "seconds": seconds, "wall_seconds": wall, "steps": steps, "sec_per_step": seconds / max(1, steps),
         "peak_memory_mb": peak, "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "params": sum(p.numel() for p in (operated.merged() if operated else model).parameters())}
+    cost.update(sharding)
     if operated is not None:
         cost["pruned"] = operated.kept
         cost["lora_targets"] = operated.lora_targets
