@@ -24,6 +24,7 @@ draws the whole batch's mask from the step's seed and keeps its shard's rows: th
 from __future__ import annotations
 
 import contextvars
+import functools
 import os
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -115,11 +116,17 @@ def _collective_device() -> torch.device:
     return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
-def is_sharded(tensor: torch.Tensor) -> bool:
-    """Whether `tensor` is a DTensor: a parameter FSDP (fully_shard) splits over the ranks."""
+@functools.cache
+def _dtensor() -> type:
+    """torch's DTensor class, imported on first use (the CLI's start-up never pays for torch.distributed.tensor)."""
     from torch.distributed.tensor import DTensor
 
-    return isinstance(tensor, DTensor)
+    return DTensor
+
+
+def is_sharded(tensor: torch.Tensor) -> bool:
+    """Whether `tensor` is a DTensor: a parameter FSDP (fully_shard) splits over the ranks."""
+    return isinstance(tensor, _dtensor())
 
 
 def local(tensor: torch.Tensor) -> torch.Tensor:

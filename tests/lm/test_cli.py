@@ -243,3 +243,43 @@ def test_verify_checks_a_language_models_record(benchmark_run, tmp_path, capsys)
     save_file(state, weights)
     code, out, err = run_cli(["verify", str(copy / "record.json")], capsys)
     assert code == 1 and "DIFFERS: model" in out and "NOT verified" in out
+
+
+@pytest.mark.slow
+def test_a_damaged_stage_or_cached_original_is_redone_never_trusted(benchmark_run, tmp_path, capsys):
+    """The image driver's rule (driver/stage_store.py) for causal-LM runs too: a truncated model, a damaged
+    stage record or an edited cached original runs that stage again (and says so); the intact stages are reused."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(benchmark_run, run)
+    stages = run / "seed0" / "stages"
+    before = json.loads((run / "results.json").read_text())["rows"]
+    weights = run / "seed0" / "models" / "npo" / "model" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated
+    (stages / "rmu_at_lora.json").write_text('{"fingerprint": ')  # damaged
+    stamps = {p.name: p.stat().st_mtime_ns for p in stages.glob("*.json")}
+    code, out, err = run_cli(["reproduce", "--task", "causal-lm", "--methods", "retrain,npo,npo@prune+lora,rmu@lora",
+                              "--forget-ratio", "0.25", "--out", str(run), *SMALL], capsys)
+    assert code == 0, err
+    redone = {name for name, stamp in stamps.items() if (stages / name).stat().st_mtime_ns != stamp}
+    assert redone == {"npo.json", "rmu_at_lora.json"}
+    results = json.loads((run / "results.json").read_text())
+    assert any("npo.json" not in w and "model.safetensors" in w for w in results["warnings"])
+    assert any("rmu_at_lora.json is damaged" in w for w in results["warnings"])
+    assert "**Warning:**" in out
+    import transformers
+
+    transformers.AutoModelForCausalLM.from_pretrained(str(weights.parent))  # whole again
+    for old, new in zip(before, results["rows"]):
+        assert old["method"] == new["method"]
+        assert new["forget_prob"] == pytest.approx(old["forget_prob"], abs=1e-6)
+    # an edited cached original is trained again, not loaded
+    cached = next((run / "cache").glob("original-*")) / "model.safetensors"
+    cached.write_bytes(cached.read_bytes() + b"\0")
+    code, out, err = run_cli(["reproduce", "--task", "causal-lm", "--methods", "retrain",
+                              "--forget-ratio", "0.25", "--out", str(run), "--overwrite", *SMALL], capsys)
+    assert code == 0, err
+    warnings = json.loads((run / "results.json").read_text())["warnings"]
+    assert any("seed 0 original" in w and "model.safetensors" in w for w in warnings), warnings
+    transformers.AutoModelForCausalLM.from_pretrained(str(cached.parent))

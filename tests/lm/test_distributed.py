@@ -40,16 +40,17 @@ def single(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("parallel", ["data", "fsdp"])
-def test_two_gloo_processes_match_one_process(single, parallel, tmp_path):
+@pytest.mark.parametrize("parallel,extra", [("data", []), ("fsdp", []), ("fsdp", ["--gradient-checkpointing"])],
+                         ids=["data", "fsdp", "fsdp-checkpointing"])
+def test_two_gloo_processes_match_one_process(single, parallel, extra, tmp_path):
     """Data parallel (every rank the whole model) and FSDP (each rank 1/2 of every weight, gradient and AdamW
-    moment: full finetuning, PruneLoRA's adapters beside frozen weights, RMU's few trainable MLPs) give the
-    single process's rows and files."""
+    moment: full finetuning, PruneLoRA's adapters beside frozen weights, RMU's few trainable MLPs), FSDP with
+    the blocks' activations recomputed in the backward pass too, give the single process's rows and files."""
     out = tmp_path / "parallel"
     cli = tmp_path / "float64_cli.py"
     cli.write_text(FLOAT64_CLI)
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                          str(cli), *RUN, "--parallel", parallel, "--out", str(out)], env=_env(),
+                          str(cli), *RUN, *extra, "--parallel", parallel, "--out", str(out)], env=_env(),
                          capture_output=True, text=True, timeout=600)
     assert two.returncode == 0, two.stderr[-3000:]
     assert two.stdout.count("wrote ") == 1  # rank 0 reports

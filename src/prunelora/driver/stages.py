@@ -9,7 +9,6 @@ trained once and cached under cache/.
 """
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import distributed, ledger, storage
+from .. import ledger, storage
 from ..config import RunConfig, data_key, fingerprint, to_dict
 from ..data import Splits, load_dataset
 from ..data.scenarios import get_scenario, request_splits, requests_of
@@ -30,6 +29,7 @@ from ..metrics.evaluate import predict
 from ..plan_report import describe_plan
 from ..rows import make_row, measured_prefixes
 from ..ulira_shadows import Shadows, check_capacity, ulira_scores
+from . import stage_store
 from .evaluation import evidence_key, measure
 from .preflight import check_config
 from .record import record_path, stage_facts, write_record
@@ -260,34 +260,33 @@ class Experiment:
         self.warnings += [f"{name} {method}: {w}" for w in outcome.warnings]
         with ledger.capture() as outputs:
             rows, final_path = self.deliver(subject, outcome, start_model, seed, request)
-        storage.write_json(marker, {"fingerprint": key, "rows": rows, "stage_sec": time.perf_counter() - started,
-                                    "final": str(final_path.relative_to(self.out)), "evidence": self.evidence_key(),
-                                    "warnings": outcome.warnings, "outputs": outputs})
+        stage_store.write(marker, key, outputs, rows=rows, stage_sec=time.perf_counter() - started,
+                          final=str(final_path.relative_to(self.out)), evidence=self.evidence_key(),
+                          warnings=outcome.warnings)
         final = subject.final(outcome)
         return rows, lambda: final, key
 
     def reused(self, subject: Subject, method: str, key: str, marker: Path, seed: int,
                request: int) -> tuple[list[dict], Callable[[], nn.Module]] | None:
         """A finished stage's rows and final model, when its record has this key and its outputs are intact."""
-        if not marker.is_file():
-            return None
         name = subject.name
+        saved = stage_store.finished(marker, key, f"{name} {method}", self.out, self.warnings)
+        if saved is None:
+            return None
         try:
-            saved = json.loads(marker.read_text())
-            if saved.get("fingerprint") != key or not self.verified(
-                    f"{name} {method}", [marker, *(self.out / k for k in saved.get("outputs", []))]):
-                return None
-            self.reused_stages += 1
-            self.reused_sec += float(saved.get("stage_sec") or max(r["total_sec"] for r in saved["rows"]))
+            seconds = float(saved.get("stage_sec") or max(r["total_sec"] for r in saved["rows"]))
             if saved.get("evidence") != self.evidence_key():
                 saved["rows"] = self.reevaluate(subject, saved["rows"], seed, request)
                 storage.write_json(marker, {**saved, "evidence": self.evidence_key()})
-            self.warnings += [f"{name} {method}: {w}" for w in saved.get("warnings", [])]
+            kept = [f"{name} {method}: {w}" for w in saved.get("warnings", [])]
             final = subject.deliverable(self.place(seed, name, request), method, saved["rows"][-1]["epochs"], True)
-            return saved["rows"], lambda: self.load_deliverable(subject, final)
         except (ValueError, KeyError, TypeError, AttributeError, IndexError):
             self.warnings.append(f"{name} {method}: its stage record {marker} is damaged: the stage was run again")
             return None
+        self.reused_stages += 1
+        self.reused_sec += seconds
+        self.warnings += kept
+        return saved["rows"], lambda: self.load_deliverable(subject, final)
 
     def deliver(self, subject: Subject, outcome: Outcome, start: nn.Module, seed: int,
                 request: int) -> tuple[list[dict], Path]:
@@ -325,15 +324,7 @@ class Experiment:
     def verified(self, what: str, paths: list[Path]) -> bool:
         """Whether a finished stage's outputs are exactly as written (size and sha256 in run.json): a stage
         whose files were truncated, edited or removed is run again, and the results say so."""
-        def check() -> list[str]:
-            run = ledger.active()  # None outside a command (the Python API): nothing recorded to check against
-            return run.verify(run.key(p) for p in paths) if run is not None else []
-
-        problems = distributed.on_main(check)  # rank 0 holds the ledger; every rank takes its decision
-        if problems:
-            self.warnings.append(f"{what}: a finished stage's output no longer matches run.json ({problems[0]}): "
-                                 "the stage was run again")
-        return not problems
+        return stage_store.verified(what, paths, self.warnings)
 
     def evidence_key(self) -> str:
         return evidence_key(self.config)

@@ -4,7 +4,8 @@ The driver (stages.py) fingerprints, resumes, evaluates every budget and records
 everything about its kind of model: how to build a fresh one (Retrain), how to run a method on it,
 which module gives its logits, where and how its deliverables are saved, and how to load one back
 (the next request of a sequence starts from it; a re-evaluation measures it). Implementations:
-registry models (registry.py), the user's own models (user_run.py); Hugging Face causal LMs later.
+registry models (registry.py), the user's own models (user_run.py). The causal-LM task (lm/run.py) has its
+own stages (its data, measures and deliverables are another task's) but keeps them by stage_store.py's rule.
 """
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ import numpy as np
 from .. import storage
 from ..report.figures import figure_html
 from ..report.markup import kv_table, para, plain, section, tag
+from ..report.page import warnings_html
 from ..report.plots import new_figure
 from ..report.style import CSS
 from .report import COLUMNS, cell, verdict_cell
@@ -215,7 +216,7 @@ def render(results: dict[str, Any], out: Path) -> str:
              f"{plain(first.get('holdout_n'))}; seeds {', '.join(map(str, seeds)) or '-'}; command "
              f"{results.get('command', '-')}. Files: seed<s>/models/<method>/ (model/, adapter/, record.json), "
              "seed<s>/examples/<method>.jsonl (every per-example measure), results.json, results.md.")
-    parts = [tag("h1", escape(title)), para(intro)]
+    parts = [tag("h1", escape(title)), para(intro), warnings_html(results)]
     if rows:
         parts.append(section("Answer", *[para(line) for line in closest(results)]))
         parts.append(section("Results", para("Mean ± standard deviation over seeds; the verdicts count seeds.",

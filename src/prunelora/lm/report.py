@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from ..report.tables import run_warnings
+
 COLUMNS = (  # (row field, header, digits)
     ("forget_quality", "Forget quality (KS p)", 3),
     ("model_utility", "Model utility", 3),
@@ -55,4 +57,5 @@ def table(results: dict[str, Any]) -> str:
     intro = (f"Causal LM, forget {first.get('forget_n', '?')} examples ({first.get('request', '')}), retain "
              f"{first.get('retain_n', '?')}, holdout {first.get('holdout_n', '?')}; seeds {','.join(map(str, seeds))} "
              "(mean ± std).")
+    lines += [f"\n**Warning:** {w}" for w in run_warnings(results)]
     return intro + "\n\n" + "\n".join(lines)

@@ -27,8 +27,9 @@ import torch
 import yaml
 from torch import nn
 
-from .. import run_folder, storage
+from .. import ledger, run_folder, storage
 from ..config import fingerprint
+from ..driver import stage_store
 from ..driver.preflight import select_device
 from ..errors import UserError
 from ..machine import facts
@@ -114,6 +115,7 @@ class LMRun:
                    torch.device("cpu"))
         self.requests = {seed: request_ids(config, self.kind, self.train, seed) for seed in config.seeds}
         self.rows = rows
+        self.warnings: list[str] = []  # what a reader must know (a damaged stage run again): results, table, page
         self.before = ""  # the sha256 of the seed's original, once measured
         run_folder.claim(self.out, f"{command}-causal-lm", {"task": "causal-lm", **config.identity()}, overwrite)
 
@@ -132,7 +134,7 @@ class LMRun:
         ident = fingerprint("original", data, dataclasses.asdict(m), dataclasses.asdict(self.config.pretrain), seed)
         folder = self.out / "cache" / f"original-{ident[:16]}"
         stamp = folder / "prunelora.json"
-        if stamp.is_file():
+        if stamp.is_file() and stage_store.intact_folder(f"seed {seed} original", folder, self.warnings):
             import transformers as T
 
             model = T.AutoModelForCausalLM.from_pretrained(str(folder)).to(self.device, self.dtype)
@@ -180,21 +182,20 @@ class LMRun:
         folder = self.out / f"seed{seed}" / "models" / m.name.replace("@", "_at_")
         stage_key = key(self.config, m.name, seed, splits.request, request_digest(splits.forget),
                         self.config.method_args.get(m.name), self.config.method_args.get(m.objective or ""))
-        if stage_file.is_file() and (folder / "model").is_dir():
-            kept = json.loads(stage_file.read_text())
-            if kept.get("key") == stage_key:
-                return kept
+        kept = stage_store.finished(stage_file, stage_key, f"seed {seed} {m.name}", self.out, self.warnings)
+        if kept is not None and isinstance(kept.get("row"), dict) and isinstance(kept.get("measured"), dict):
+            return kept
         model, operated, cost = self.run_method(m, original, tokenizer, splits, seed)
         measured = evaluate.measure(model, tokenizer, sets, self.config.data.max_length, self.device)
         row = self.row(m, seed, splits, measured, cost, retrain)
-        self.deliver(folder, m, seed, model, operated, tokenizer, splits, row)
         examples = [{"split": name, **{k: v[i] for k, v in values.items()}}
                     for name, values in measured["per_split"].items() for i in range(len(values["id"]))]
-        storage.write_text(self.out / f"seed{seed}" / "examples" / f"{m.name.replace('@', '_at_')}.jsonl",
-                           "".join(json.dumps(e) + "\n" for e in examples))
-        result = {"key": stage_key, "row": row, "measured": measured}
-        storage.write_json(stage_file, result)
-        return result
+        with ledger.capture() as outputs:
+            self.deliver(folder, m, seed, model, operated, tokenizer, splits, row)
+            storage.write_text(self.out / f"seed{seed}" / "examples" / f"{m.name.replace('@', '_at_')}.jsonl",
+                               "".join(json.dumps(e) + "\n" for e in examples))
+        stage_store.write(stage_file, stage_key, outputs, row=row, measured=measured)
+        return {"row": row, "measured": measured}
 
     def row(self, m: LMMethod, seed: int, splits: LMSplits, measured: dict[str, Any], cost: dict[str, Any],
             retrain: dict[str, Any] | None) -> dict[str, Any]:
@@ -251,7 +252,9 @@ class LMRun:
 
     def deliver_original(self, seed: int, model: nn.Module, tokenizer, meta: dict[str, Any]) -> None:
         folder = self.out / f"seed{seed}" / "models" / "original"
-        if (folder / "prunelora.json").is_file() and json.loads((folder / "prunelora.json").read_text()) == meta:
+        stamp = folder / "prunelora.json"
+        if stamp.is_file() and stage_store.intact_folder(f"seed {seed} original's copy", folder, self.warnings) \
+                and json.loads(stamp.read_text()) == meta:
             return
         with storage.atomic_dir(folder) as tmp:
             model.save_pretrained(str(tmp / "model"))
@@ -285,7 +288,7 @@ class LMRun:
         results = {"task": "causal-lm", "command": self.command, "out": str(self.out), "rows": rows,
                    "originals": originals, "config": dataclasses.asdict(self.config),
                    "method_settings": {m.name: self.method_settings(m) for m in self.methods},
-                   "thresholds": verdicts.THRESHOLDS, "machine": facts(self.device)}
+                   "thresholds": verdicts.THRESHOLDS, "machine": facts(self.device), "warnings": self.warnings}
         storage.write_json(self.out / "results.json", results)
         storage.write_text(self.out / "results.md", table(results) + "\n")
         storage.write_text(self.out / "config.yaml", yaml.safe_dump(dataclasses.asdict(self.config), sort_keys=False))

@@ -103,6 +103,8 @@ def unlearn_with(m: LMMethod, original: nn.Module, retain: TokenSet, forget: Tok
                 objective=RetainFinetune(), progress=False)
     else:
         probe = forget.rows(torch.arange(min(64, len(forget)), device=device))
+        torch.manual_seed(seed)  # PEFT draws the adapters' initialisation from torch's default generator: the
+        # seed's, whichever stages ran before in this process, so a resumed run gives the uninterrupted run's numbers
         operated = operate(original, m.surgery, config.unlearn, lambda net: -mean_nll(net, probe))
         model = operated.model
         start_state = copy.deepcopy(model) if device.type == "cpu" and not shard.wanted(config.unlearn.parallel) \
