@@ -283,3 +283,66 @@ def test_a_damaged_stage_or_cached_original_is_redone_never_trusted(benchmark_ru
     warnings = json.loads((run / "results.json").read_text())["warnings"]
     assert any("seed 0 original" in w and "model.safetensors" in w for w in warnings), warnings
     transformers.AutoModelForCausalLM.from_pretrained(str(cached.parent))
+
+
+@pytest.mark.slow
+def test_bf16_weights_train_measure_and_save_as_bf16(tmp_path, monkeypatch):
+    """--precision bf16's path (CUDA's in a run; here its dtype on the CPU, which torch computes too): the
+    original, Retrain, a LoRA method and RMU train in bf16 with fp32 losses, every measure is finite and the
+    delivered models are bf16 on disk and reload."""
+    import transformers
+
+    from prunelora.cli import main
+    from prunelora.lm import run as lm_run
+
+    monkeypatch.setattr(lm_run, "weight_dtype",
+                        lambda precision, device: torch.bfloat16 if precision == "bf16" else torch.float32)
+    out = tmp_path / "bf16"
+    assert main(["reproduce", "--task", "causal-lm", "--methods", "retrain,npo@prune+lora,rmu", "--precision", "bf16",
+                 "--forget-ratio", "0.25", "--out", str(out), *SMALL]) == 0
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    import math
+
+    for row in rows:
+        for key in ("forget_loss", "retain_loss", "holdout_loss", "model_utility", "forget_truth_ratio"):
+            assert math.isfinite(row[key]), (row["method"], key)
+    from safetensors.torch import load_file
+
+    for method in ("retrain", "npo_at_prune+lora", "rmu"):
+        folder = out / "seed0" / "models" / method / "model"
+        assert {t.dtype for t in load_file(folder / "model.safetensors").values()} == {torch.bfloat16}, method
+        assert transformers.AutoModelForCausalLM.from_pretrained(str(folder)).config.vocab_size > 0  # reloads
+
+
+@pytest.mark.slow
+def test_other_data_or_model_under_the_same_paths_is_another_run(tmp_path, capsys, user_model, people):
+    """The run's identity holds the data's and the model's content: editing train.jsonl or the model folder and
+    rerunning into the same --out is refused (one line, exit 2), and --overwrite measures the new content."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(user_model, model)
+    data = _jsonl(tmp_path / "train.jsonl", people[0])
+    forget = tmp_path / "forget.txt"
+    forget.write_text(people[0][0]["id"] + "\n")
+    argv = ["unlearn", "--task", "causal-lm", "--model", f"hf:{model}", "--dataset", str(data), "--forget",
+            str(forget), "--methods", "ga", "--epochs", "1", "--no-progress", "--out", str(tmp_path / "out")]
+    code, _, err = run_cli(argv, capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["rows"][0]["retain_n"] == len(people[0]) - 1
+    _jsonl(data, people[0][:-1])  # one example fewer, same path
+    code, _, err = run_cli(argv, capsys)
+    assert code == 2 and "different configuration" in err and "Traceback" not in err, err
+    code, _, err = run_cli(argv + ["--overwrite"], capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["rows"][0]["retain_n"] == len(people[0]) - 2
+    # other weights in the same model folder
+    from safetensors.torch import load_file, save_file
+
+    weights = model / "model.safetensors"
+    state = load_file(weights)
+    name = next(iter(state))
+    state[name] = state[name] + 1e-3
+    save_file(state, weights, metadata={"format": "pt"})
+    code, _, err = run_cli(argv, capsys)
+    assert code == 2 and "different configuration" in err, err

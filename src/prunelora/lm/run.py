@@ -117,7 +117,13 @@ class LMRun:
         self.rows = rows
         self.warnings: list[str] = []  # what a reader must know (a damaged stage run again): results, table, page
         self.before = ""  # the sha256 of the seed's original, once measured
-        run_folder.claim(self.out, f"{command}-causal-lm", {"task": "causal-lm", **config.identity()}, overwrite)
+        # what the files hold, not only their names: another dataset or model under the same path is another run,
+        # and a cached original or finished stage of the old one is never reused for it
+        self.sources = {"data_sha256": request_digest(self.train + self.holdout)}
+        if self.user:
+            self.sources["model_sha256"] = storage.file_digest(self.user[len("hf:"):])
+        run_folder.claim(self.out, f"{command}-causal-lm", {"task": "causal-lm", **config.identity(), **self.sources},
+                         overwrite)
 
     # -- data, models ------------------------------------------------------------------------
     def splits_for(self, seed: int) -> LMSplits:
@@ -131,7 +137,8 @@ class LMRun:
         tokenizer = self.tokenizer
         m, d = self.config.model, self.config.data
         data = {k: v for k, v in dataclasses.asdict(d).items() if k not in ("forget", "forget_ratio", "eval_retain")}
-        ident = fingerprint("original", data, dataclasses.asdict(m), dataclasses.asdict(self.config.pretrain), seed)
+        ident = fingerprint("original", data, dataclasses.asdict(m), dataclasses.asdict(self.config.pretrain), seed,
+                            self.sources)
         folder = self.out / "cache" / f"original-{ident[:16]}"
         stamp = folder / "prunelora.json"
         if stamp.is_file() and stage_store.intact_folder(f"seed {seed} original", folder, self.warnings):
@@ -181,7 +188,8 @@ class LMRun:
         stage_file = self.out / f"seed{seed}" / "stages" / f"{m.name.replace('@', '_at_')}.json"
         folder = self.out / f"seed{seed}" / "models" / m.name.replace("@", "_at_")
         stage_key = key(self.config, m.name, seed, splits.request, request_digest(splits.forget),
-                        self.config.method_args.get(m.name), self.config.method_args.get(m.objective or ""))
+                        self.config.method_args.get(m.name), self.config.method_args.get(m.objective or ""),
+                        self.sources)
         kept = stage_store.finished(stage_file, stage_key, f"seed {seed} {m.name}", self.out, self.warnings)
         if kept is not None and isinstance(kept.get("row"), dict) and isinstance(kept.get("measured"), dict):
             return kept
