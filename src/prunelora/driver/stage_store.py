@@ -9,26 +9,27 @@ edited or removed output, or a damaged record, runs the stage again and the run'
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from .. import distributed, ledger, storage
 
 
-def verified(what: str, paths: Iterable[Path], warnings: list[str]) -> bool:
-    """Whether these outputs of a finished stage are exactly as written (size and sha256 in run.json).
-
-    Outside a command (the Python API) no ledger is active and nothing is recorded to check against:
-    True. Rank 0 holds the ledger; under torchrun every rank takes its decision.
-    """
-    paths = list(paths)
-
+def _problems(keys: Callable[[ledger.Ledger], list[str]]) -> list[str]:
+    """What no longer matches run.json among the outputs `keys` names ([] outside a command, the Python API:
+    nothing recorded to check against). Rank 0 holds the ledger; under torchrun every rank gets its answer."""
     def check() -> list[str]:
         run = ledger.active()
-        return run.verify(run.key(p) for p in paths) if run is not None else []
+        return run.verify(keys(run)) if run is not None else []
 
-    problems = distributed.on_main(check)
+    return distributed.on_main(check)
+
+
+def verified(what: str, paths: Iterable[Path], warnings: list[str]) -> bool:
+    """Whether these outputs of a finished stage are exactly as written (size and sha256 in run.json)."""
+    paths = list(paths)
+    problems = _problems(lambda run: [run.key(p) for p in paths])
     if problems:
         warnings.append(f"{what}: a finished stage's output no longer matches run.json ({problems[0]}): "
                         "the stage was run again")
@@ -36,17 +37,13 @@ def verified(what: str, paths: Iterable[Path], warnings: list[str]) -> bool:
 
 
 def intact_folder(what: str, folder: Path, warnings: list[str]) -> bool:
-    """Whether a folder this run wrote whole (a cached original) still holds every file run.json lists for it,
-    as written. A folder run.json lists nothing of is not trusted (True outside a command: nothing to check)."""
-    def check() -> list[str]:
-        run = ledger.active()
-        if run is None:
-            return []
+    """Whether a folder this run wrote whole (a cached original) still holds every file run.json lists for it, as
+    written; a folder run.json lists nothing of is not trusted ("not in run.json")."""
+    def listed(run: ledger.Ledger) -> list[str]:
         prefix = run.key(folder) + "/"
-        keys = [k for k in run.outputs if k.startswith(prefix)]
-        return run.verify(keys) if keys else [f"{run.key(folder)}: not in run.json"]
+        return [k for k in run.outputs if k.startswith(prefix)] or [run.key(folder)]
 
-    problems = distributed.on_main(check)
+    problems = _problems(listed)
     if problems:
         warnings.append(f"{what}: an output no longer matches run.json ({problems[0]}): it was made again")
     return not problems
