@@ -1,11 +1,44 @@
 """Shared fixtures: tiny digits splits, a fake CIFAR-10 root, one smoke `reproduce` run reused by several modules."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from .helpers import write_fake_cifar
+
+# The README's and the docs' command tests share one workspace (later pages use what earlier ones wrote).
+DOC_COMMAND_FILES = {"test_readme.py", "test_docs.py"}
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (`-n N`, pyproject's default), each worker gets its own share of the cores.
+
+    Two workers each taking every core's threads oversubscribe them (10-20x slower on 2 cores): each worker is
+    pinned to its share instead, so torch, `--threads`' default (the affinity mask) and the processes a test starts
+    all see that share.
+    """
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker or count < 2 or not hasattr(os, "sched_setaffinity"):
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    share = cores[int(worker.removeprefix("gw")) % count::count] or cores
+    os.sched_setaffinity(0, share)
+    os.environ["OMP_NUM_THREADS"] = str(len(share))
+    import torch
+
+    torch.set_num_threads(len(share))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """One xdist group per test file (a file's module fixtures are built once, on one worker), the README's and
+    the docs' command tests in one group (their shared workspace); read by `--dist loadgroup`."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            name = item.path.name
+            item.add_marker(pytest.mark.xdist_group("doc_commands" if name in DOC_COMMAND_FILES else str(item.path)))
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@ attacks marked inconclusive, real sizes, reuse and machine load shown, text esca
 from __future__ import annotations
 
 import base64
+import json
 import re
 import shutil
 import struct
@@ -436,3 +437,21 @@ def test_figure_2_is_drawn_once_and_the_page_inlines_the_saved_png(tmp_path):
     for model in (EVIL, "vit"):
         saved = histogram_file(tmp_path, model).read_bytes()
         assert "data:image/png;base64," + base64.b64encode(saved).decode("ascii") in srcs
+
+
+@pytest.mark.slow
+def test_rewriting_the_page_of_a_wrong_folder_is_one_line_exit_2(tmp_path, capsys):
+    """`python -m prunelora.report.html OUT`: no results.json, an unreadable one, or a causal-LM run's: one line,
+    exit 2, no report written; the right folder's page is rewritten."""
+    from prunelora.report.html import main
+
+    assert main([str(tmp_path / "nothing")]) == 2
+    (tmp_path / "results.json").write_text("{not json")
+    assert main([str(tmp_path)]) == 2
+    (tmp_path / "results.json").write_text(json.dumps({"task": "causal-lm", "rows": []}))
+    assert main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and "cannot be read" in err[0] and "cannot be read" in err[1] and "causal-lm" in err[2]
+    assert not (tmp_path / "report.html").exists()
+    (tmp_path / "results.json").write_text(json.dumps(fake_results(tmp_path), default=str))
+    assert main([str(tmp_path)]) == 0 and (tmp_path / "report.html").is_file()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import numpy as np
 
 from .. import storage
 from ..report.figures import figure_html
+from ..report.html import rewrite_main
 from ..report.markup import kv_table, para, plain, section, tag
 from ..report.page import warnings_html
 from ..report.plots import new_figure
@@ -260,14 +260,7 @@ def write(results: dict[str, Any], out: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1 or not (Path(args[0]) / "results.json").is_file():
-        print("usage: python -m prunelora.lm.page OUT_DIR   (a causal-LM run's folder, holding results.json)",
-              file=sys.stderr)
-        return 2
-    out = Path(args[0])
-    print(write(json.loads((out / "results.json").read_text()), out))
-    return 0
+    return rewrite_main(argv, "prunelora.lm.page", "causal-lm", write)
 
 
 if __name__ == "__main__":

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .. import storage
 from .html_tables import results_table
 from .page import render_html
 
-__all__ = ["main", "render_html", "results_table", "write_html_report"]
+__all__ = ["main", "render_html", "results_table", "rewrite_main", "write_html_report"]
 
 
 def write_html_report(results: dict, out: Path) -> Path:
@@ -28,14 +29,33 @@ def write_html_report(results: dict, out: Path) -> Path:
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
+def rewrite_main(argv: list[str] | None, module: str, task: str | None,
+                 write: Callable[[dict, Path], Path]) -> int:
+    """`python -m MODULE OUT_DIR`: rewrite OUT_DIR's page from its results.json with `write`, for a run of `task`
+    (results.json's "task"; None: an image-classification run, which has none). A wrong folder is one line on
+    stderr and exit 2, nothing written."""
     args = sys.argv[1:] if argv is None else argv
+    usage = f"usage: python -m {module} OUT_DIR   (a run's folder, holding results.json)"
     if len(args) != 1:
-        print("usage: python -m prunelora.report.html OUT_DIR   (the folder holding results.json)", file=sys.stderr)
+        print(usage, file=sys.stderr)
         return 2
     out = Path(args[0])
-    print(write_html_report(json.loads((out / "results.json").read_text()), out))
+    try:
+        results = json.loads((out / "results.json").read_text())
+    except (OSError, ValueError) as error:
+        print(f"{out / 'results.json'}: cannot be read ({error.__class__.__name__}); {usage}", file=sys.stderr)
+        return 2
+    found = results.get("task") if isinstance(results, dict) else "unknown"
+    if found != task:
+        print(f"{out} holds a {found or 'image-classification'} run's results, not a {task or 'image-classification'} "
+              f"run's", file=sys.stderr)
+        return 2
+    print(write(results, out))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return rewrite_main(argv, "prunelora.report.html", None, write_html_report)
 
 
 if __name__ == "__main__":
