@@ -28,6 +28,27 @@ def test_write_text_and_json_leave_only_the_target(tmp_path):
     target = tmp_path / "sub" / "results.json"
     storage.write_json(target, {"a": 1, "b": torch.tensor(2.5), "p": Path("x/y")})
     assert json.loads(target.read_text()) == {"a": 1, "b": 2.5, "p": "x/y"}
+
+
+def test_json_files_are_strict_json_an_undefined_figure_is_null(tmp_path):
+    """Other people's readers (JavaScript's JSON.parse, jq, Go) refuse the bare NaN / Infinity Python writes."""
+    import math
+
+    import numpy as np
+
+    target = tmp_path / "results.json"
+    storage.write_json(target, {"ua": math.nan, "rows": [{"avg_nll": math.inf, "tokens": 7, "ok": True}],
+                                "pair": (np.float32(-np.inf), np.float64(0.25)), "n": np.int64(3),
+                                "flag": np.bool_(False), "none": None})
+    text = target.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text, parse_constant=lambda word: pytest.fail(f"non-standard {word}")) == {
+        "ua": None, "rows": [{"avg_nll": None, "tokens": 7, "ok": True}], "pair": [None, 0.25], "n": 3,
+        "flag": False, "none": None}
+    assert type(json.loads(text)["n"]) is int
+    with pytest.raises(TypeError, match="not JSON serialisable"):
+        storage.write_json(tmp_path / "other.json", {"x": object()})
+    assert not (tmp_path / "other.json").exists()
     storage.write_text(target, "second\n")
     assert target.read_text() == "second\n"
     assert [p.name for p in target.parent.iterdir()] == ["results.json"]

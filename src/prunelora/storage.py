@@ -98,14 +98,29 @@ def write_text(path: str | Path, text: str) -> None:
 
 
 def write_json(path: str | Path, data: Any) -> None:
-    write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+    """`data` as strict JSON (json_ready): what any reader parses, never a bare NaN or Infinity."""
+    write_text(path, json.dumps(json_ready(data), indent=2, allow_nan=False) + "\n")
 
 
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
+def json_ready(value: Any) -> Any:
+    """`value` as strict JSON can hold it: a NaN or infinite float (a figure its data could not give) is null,
+    numpy and torch scalars are plain numbers, paths are strings, tuples are lists.
+
+    Python's json writes NaN as the bare word `NaN`, which JavaScript's JSON.parse, jq's strict readers and
+    most other languages refuse; every file prunelora writes is read by other people's code.
+    """
+    if isinstance(value, dict):
+        return {str(k) if isinstance(k, Path) else k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
     if isinstance(value, Path):
         return str(value)
+    if not isinstance(value, (str, int, float, bool)) and value is not None and hasattr(value, "item"):
+        value = value.item()  # a numpy or torch scalar
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
     raise TypeError(f"not JSON serialisable: {type(value)}")
 
 
@@ -141,7 +156,7 @@ def _atomic_dir(path: str | Path):
 def save_model(model: nn.Module, path: str | Path, meta: dict[str, Any]) -> None:
     """Weights as safetensors; meta (model name, arguments, data shape) as its JSON metadata."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    header = {"format": FORMAT, "meta": json.dumps(meta, default=_json_default)}
+    header = {"format": FORMAT, "meta": json.dumps(json_ready(meta), allow_nan=False)}
     with atomic_path(path, ".safetensors") as tmp:
         save_tensors(tensors, tmp, header)
 

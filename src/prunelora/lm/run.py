@@ -19,7 +19,6 @@ import copy
 import dataclasses
 import hashlib
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -48,14 +47,6 @@ from .verify import FORMAT as RECORD_FORMAT
 
 IMAGE_ONLY = ("momentum", "nesterov", "augment", "flip")  # training settings AdamW on token sequences never uses
 PROMPT_CUE = {"question": "Question : Answer :", "answer": "", "paraphrased_answer": "", "perturbed_answer": []}
-
-
-def defined(value: Any) -> Any:
-    """A per-example measure as JSON can hold it: an infinite or NaN float (a log-probability of 0) is null, not
-    the `Infinity` that strict JSON readers refuse."""
-    if isinstance(value, list):
-        return [defined(v) for v in value]
-    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def dataset_examples(config: LMConfig) -> tuple[str, list[Example], list[Example], list[dict]]:
@@ -205,12 +196,13 @@ class LMRun:
         model, operated, cost = self.run_method(m, original, tokenizer, splits, seed)
         measured = evaluate.measure(model, tokenizer, sets, self.config.data.max_length, self.device)
         row = self.row(m, seed, splits, measured, cost, retrain)
-        examples = [{"split": name, **{k: defined(v[i]) for k, v in values.items()}}
+        examples = [{"split": name, **{k: v[i] for k, v in values.items()}}
                     for name, values in measured["per_split"].items() for i in range(len(values["id"]))]
         with ledger.capture() as outputs:
             self.deliver(folder, m, seed, model, operated, tokenizer, splits, row)
             storage.write_text(self.out / f"seed{seed}" / "examples" / f"{m.name.replace('@', '_at_')}.jsonl",
-                               "".join(json.dumps(e, allow_nan=False) + "\n" for e in examples))
+                               "".join(json.dumps(storage.json_ready(e), allow_nan=False) + "\n"
+                                       for e in examples))
         stage_store.write(stage_file, stage_key, outputs, row=row, measured=measured)
         return {"row": row, "measured": measured}
 
