@@ -224,7 +224,8 @@ def word_tokenizer(rows: list[dict]) -> PreTrainedTokenizerFast:
 
 def write_jsonl(rows: list[dict], path: str | os.PathLike[str]) -> None:
     """One JSON object per line, UTF-8, written atomically (storage.write_text: a reader never sees half a file)."""
-    storage.write_text(path, "".join(json.dumps(storage.json_ready(row), ensure_ascii=False, allow_nan=False) + "\n" for row in rows))
+    lines = (json.dumps(storage.json_ready(row), ensure_ascii=False, allow_nan=False) + "\n" for row in rows)
+    storage.write_text(path, "".join(lines))
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict]:
