@@ -200,9 +200,7 @@ class LMRun:
                     for name, values in measured["per_split"].items() for i in range(len(values["id"]))]
         with ledger.capture() as outputs:
             self.deliver(folder, m, seed, model, operated, tokenizer, splits, row)
-            storage.write_text(self.out / f"seed{seed}" / "examples" / f"{m.name.replace('@', '_at_')}.jsonl",
-                               "".join(json.dumps(storage.json_ready(e), allow_nan=False) + "\n"
-                                       for e in examples))
+            write_jsonl(examples, self.out / f"seed{seed}" / "examples" / f"{m.name.replace('@', '_at_')}.jsonl")
         stage_store.write(stage_file, stage_key, outputs, row=row, measured=measured)
         return {"row": row, "measured": measured}
 
