@@ -9,7 +9,7 @@ import pytest
 from .helpers import write_fake_cifar
 
 # The README's and the docs' command tests share one workspace (later pages use what earlier ones wrote).
-DOC_COMMAND_FILES = {"test_readme.py", "test_docs.py"}
+DOC_COMMAND_FILE = "test_docs.py"
 
 
 def pytest_configure(config):
@@ -31,14 +31,10 @@ def pytest_configure(config):
     torch.set_num_threads(len(share))
 
 
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """One xdist group per test file (a file's module fixtures are built once, on one worker), the README's and
-    the docs' command tests in one group (their shared workspace); read by `--dist loadgroup`."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            name = item.path.name
-            item.add_marker(pytest.mark.xdist_group("doc_commands" if name in DOC_COMMAND_FILES else str(item.path)))
+    """The README's and the docs' command tests first: the longest chain of one file (one worker under
+    `--dist loadfile`), so the other files fill the other workers around it rather than after it."""
+    items.sort(key=lambda item: item.path.name != DOC_COMMAND_FILE)  # stable: each file keeps its order
 
 
 @pytest.fixture(scope="session")

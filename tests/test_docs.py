@@ -1,9 +1,10 @@
-"""Every command and Python block of the docs (docs/*.md, the MkDocs site) runs as written, like the README's.
+"""Every command and Python block of the README and the docs (docs/*.md, the MkDocs site) runs as written.
 
-The pages run in the order of mkdocs.yml's navigation, in the README test's workspace (tests/test_readme.py):
-the README's commands first, then each page's, every distinct command once per session, so a page may use
-what the README or an earlier page wrote (runs/orig, runs/pl). Commands with a <PLACEHOLDER> are shown, not
-run; their flags are still checked against the parser.
+The README's commands run first, then each page's in the order of mkdocs.yml's navigation, all in one workspace
+(tests/test_readme.py's Workspace), every distinct command once per session, so a page may use what the README or
+an earlier page wrote (runs/orig, runs/pl). The tests share this file so that pytest-xdist (`--dist loadfile`)
+keeps them on one worker. Commands with a <PLACEHOLDER> are shown, not run; their flags are still checked
+against the parser.
 """
 from __future__ import annotations
 
@@ -45,6 +46,15 @@ def docs_pages() -> list[Path]:
 def doc_workspace(tmp_path_factory):
     """The README test's workspace (one per session: the README's outputs are the docs' inputs)."""
     return shared_workspace(tmp_path_factory)
+
+
+@pytest.mark.slow
+def test_every_readme_command_runs_as_written(doc_workspace):
+    """Each block in order, in one fresh folder beside ../shared, at smoke sizes ($PRUNELORA_PRESET)."""
+    doc_workspace.run_page(ROOT / "README.md")
+    work = doc_workspace.work
+    assert (work / "runs" / "digits" / "results.md").is_file()
+    assert (work / "runs" / "orig" / "seed0" / "models" / "resnet18" / "original.safetensors").is_file()
 
 
 def test_every_page_in_the_navigation_exists():

@@ -34,8 +34,6 @@ import sys  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
 
-import pytest  # noqa: E402
-
 SHARED = ROOT.parent / "shared"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 RUNNABLE = ("prunelora ", "python -m benchmarks", "torchrun ", "seq ")  # seq: writes a request file
@@ -247,21 +245,7 @@ _WORKSPACES: list[Workspace] = []
 
 
 def shared_workspace(tmp_path_factory) -> Workspace:
-    """The session's one workspace, whichever of test_readme and test_docs asks first."""
+    """The session's one workspace (the README's and the docs' command tests share it)."""
     if not _WORKSPACES:
         _WORKSPACES.append(Workspace(tmp_path_factory.mktemp("doc_commands")))
     return _WORKSPACES[0]
-
-
-@pytest.fixture(scope="session")
-def doc_workspace(tmp_path_factory) -> Workspace:
-    return shared_workspace(tmp_path_factory)
-
-
-@pytest.mark.slow
-def test_every_readme_command_runs_as_written(doc_workspace):
-    """Each block in order, in one fresh folder beside ../shared, at smoke sizes ($PRUNELORA_PRESET)."""
-    doc_workspace.run_page(ROOT / "README.md")
-    work = doc_workspace.work
-    assert (work / "runs" / "digits" / "results.md").is_file()
-    assert (work / "runs" / "orig" / "seed0" / "models" / "resnet18" / "original.safetensors").is_file()

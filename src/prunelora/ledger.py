@@ -107,8 +107,25 @@ class Ledger:
             raise UserError(f"{foreign} exists and was not written by this run: prunelora never replaces files it "
                             "did not write; move it away or choose another --out")
 
-    def record(self, path: str | Path) -> None:
-        """After a successful write: the file (or every file of the folder) as it now is, in run.json."""
+    def intend(self, path: str | Path, staged: str | Path) -> dict[str, dict[str, Any]]:
+        """Before a staged file (or folder) is renamed onto `path`: list what will land there, described from the
+        staged copy, in run.json (write-ahead). A process killed between the rename and record() then still owns
+        the file when the same command resumes; killed before the rename, the listed hash no longer matches and
+        the stage is redone. Returns the descriptions, for record() to reuse rather than hash the bytes again."""
+        path, staged = Path(os.path.abspath(path)), Path(staged)
+        if self._inside_scratch(path):
+            return {}
+        if staged.is_dir():
+            described = {self.key(path / f.relative_to(staged)): describe_file(f) for f in _files_below(staged)}
+        else:
+            described = {self.key(path): describe_file(staged)}
+        self.outputs.update(described)
+        self.save()
+        return described
+
+    def record(self, path: str | Path, described: dict[str, dict[str, Any]] | None = None) -> None:
+        """After a successful write: the file (or every file of the folder) as it now is, in run.json
+        (`described`: what intend() measured of the same bytes before the rename)."""
         path = Path(os.path.abspath(path))
         if self._inside_scratch(path):
             return
@@ -118,7 +135,7 @@ class Ledger:
         files = list(_files_below(path)) if path.is_dir() else [path]
         for file in files:
             key = self.key(file)
-            self.outputs[key] = describe_file(file)
+            self.outputs[key] = (described or {}).get(key) or describe_file(file)
             if self._captured is not None:
                 for capture in self._captured:
                     capture.append(key)

@@ -84,9 +84,10 @@ def _atomic_path(path: str | Path, suffix: str):
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are ordinary files
-        os.replace(tmp, path)
+        described = run.intend(path, tmp) if run is not None else None  # listed before it lands: a kill
+        os.replace(tmp, path)                                             # between the two keeps it this run's
         if run is not None:
-            run.record(path)
+            run.record(path, described)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -144,11 +145,12 @@ def _atomic_dir(path: str | Path):
         os.chmod(tmp, 0o777 & ~mask)
         for item in tmp.rglob("*"):
             os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~mask)
+        described = run.intend(path, tmp) if run is not None else None  # listed before it lands (see above)
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
         if run is not None:
-            run.record(path)
+            run.record(path, described)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
