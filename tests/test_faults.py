@@ -225,20 +225,27 @@ def test_a_truncated_cached_original_is_retrained(reference, tmp_path, capsys):
 
 # -- interruption at any moment --------------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize("after_writes", [1, 2, 4, 7, 10])
+@pytest.mark.parametrize("moment,at_write", [("recorded", 1), ("recorded", 2), ("recorded", 4), ("recorded", 7),
+                                             ("recorded", 10), ("landed", 1), ("landed", 3), ("landed", 8)])
 def test_interrupted_after_any_write_resumes_to_the_same_results(reference, tmp_path, capsys, monkeypatch,
-                                                                 after_writes):
+                                                                 moment, at_write):
+    """Interrupted once the n-th file is written and recorded in run.json, or once it has landed (renamed into
+    place) but before run.json's record of it: the resumed command must still see the file as this run's own
+    (run.json lists it before it lands), never refuse it as a user's, and end with the same results."""
     out = tmp_path / "run"
     record = ledger.Ledger.record
     count = {"n": 0}
 
-    def record_then_die(self, path, *described):
-        record(self, path, *described)
+    def interrupt(self, path, *described):
         count["n"] += 1
-        if count["n"] == after_writes:
+        if moment == "recorded":
+            record(self, path, *described)
+        if count["n"] == at_write:
             raise KeyboardInterrupt
+        if moment == "landed":
+            record(self, path, *described)
 
-    monkeypatch.setattr(ledger.Ledger, "record", record_then_die)
+    monkeypatch.setattr(ledger.Ledger, "record", interrupt)
     rc, _, err = run_cli([*RUN, "--out", out], capsys)
     assert rc == 130 and "interrupted" in err
     monkeypatch.setattr(ledger.Ledger, "record", record)
@@ -246,31 +253,6 @@ def test_interrupted_after_any_write_resumes_to_the_same_results(reference, tmp_
     assert rc == 0, err
     assert measured(out) == measured(reference)
     assert not [p for p in out.rglob(".*") if p.name != "run.json"]  # no temporary file left behind
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("at_write", [1, 3, 8])
-def test_killed_after_a_file_lands_but_before_it_is_recorded_resumes(reference, tmp_path, capsys, monkeypatch,
-                                                                     at_write):
-    """The moment between a file's rename into place and run.json's record of it: the resumed command must still
-    see the file as this run's own (run.json lists it before it lands), not refuse it as a user's."""
-    out = tmp_path / "run"
-    record = ledger.Ledger.record
-    count = {"n": 0}
-
-    def die_before_recording(self, path, *described):
-        count["n"] += 1
-        if count["n"] == at_write:
-            raise KeyboardInterrupt
-        record(self, path, *described)
-
-    monkeypatch.setattr(ledger.Ledger, "record", die_before_recording)
-    rc, _, err = run_cli([*RUN, "--out", out], capsys)
-    assert rc == 130 and "interrupted" in err
-    monkeypatch.setattr(ledger.Ledger, "record", record)
-    rc, _, err = run_cli([*RUN, "--out", out], capsys)
-    assert rc == 0, err
-    assert measured(out) == measured(reference)
 
 
 @pytest.mark.slow
