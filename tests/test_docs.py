@@ -17,11 +17,11 @@ from .test_readme import (
     PLACEHOLDER,
     ROOT,
     SHARED,
+    Workspace,
     _block,
     inline_commands,
     page_blocks,
     page_commands,
-    shared_workspace,
 )
 
 DOCS = ROOT / "docs"
@@ -44,8 +44,8 @@ def docs_pages() -> list[Path]:
 
 @pytest.fixture(scope="session")
 def doc_workspace(tmp_path_factory):
-    """The README test's workspace (one per session: the README's outputs are the docs' inputs)."""
-    return shared_workspace(tmp_path_factory)
+    """One workspace per session (per worker): the README's outputs are the docs' inputs."""
+    return Workspace(tmp_path_factory.mktemp("doc_commands"))
 
 
 @pytest.mark.slow

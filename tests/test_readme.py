@@ -239,13 +239,3 @@ def in_process_module(command: str) -> tuple[str, list[str]] | None:
             SHELL_SYNTAX.search(unquoted):
         return None
     return words[2], words[3:]
-
-
-_WORKSPACES: list[Workspace] = []
-
-
-def shared_workspace(tmp_path_factory) -> Workspace:
-    """The session's one workspace (the README's and the docs' command tests share it)."""
-    if not _WORKSPACES:
-        _WORKSPACES.append(Workspace(tmp_path_factory.mktemp("doc_commands")))
-    return _WORKSPACES[0]

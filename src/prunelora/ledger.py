@@ -125,21 +125,28 @@ class Ledger:
 
     def record(self, path: str | Path, described: dict[str, dict[str, Any]] | None = None) -> None:
         """After a successful write: the file (or every file of the folder) as it now is, in run.json
-        (`described`: what intend() measured of the same bytes before the rename)."""
+        (`described`: what intend() measured of the same bytes before the rename and already saved; run.json is
+        written again only when something differs from it, such as a replaced folder's old files)."""
         path = Path(os.path.abspath(path))
         if self._inside_scratch(path):
             return
+        described = described or {}
         prefix = self.key(path) + "/"
-        for key in [k for k in self.outputs if k.startswith(prefix)]:  # a replaced folder's old files
+        stale = [k for k in self.outputs if k.startswith(prefix) and k not in described]  # a replaced folder's
+        for key in stale:                                                                   # old files
             del self.outputs[key]
+        changed = bool(stale)
         files = list(_files_below(path)) if path.is_dir() else [path]
         for file in files:
             key = self.key(file)
-            self.outputs[key] = (described or {}).get(key) or describe_file(file)
+            if key not in described:
+                self.outputs[key] = describe_file(file)
+                changed = True
             if self._captured is not None:
                 for capture in self._captured:
                     capture.append(key)
-        self.save()
+        if changed:
+            self.save()
 
     def verify(self, keys: Iterable[str]) -> list[str]:
         """What no longer matches run.json among these outputs: '<path>: missing' and the like ([] when all match)."""
