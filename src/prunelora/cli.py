@@ -157,7 +157,7 @@ def _task_flag(parser: argparse.ArgumentParser) -> None:
 
 def build_lm_parser() -> argparse.ArgumentParser:
     """The causal-LM task's commands, their flags generated from lm.config.LMConfig's metadata."""
-    from .lm.config import LMConfig
+    from .config.causal_lm import LMConfig
 
     parser = UserErrorParser(prog="prunelora", description="Machine unlearning for causal language models.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=UserErrorParser)
@@ -177,7 +177,7 @@ def build_lm_parser() -> argparse.ArgumentParser:
 
 
 def _run_lm(argv: list[str]) -> int:
-    from .lm import command as lm
+    from . import commands_causal_lm as lm
 
     args = build_lm_parser().parse_args(argv)
     flags = config_flags(args)

@@ -327,3 +327,15 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     if masked:
         model = LogitMasked(model, masked)
     return model, meta
+
+
+def write_jsonl(rows: list[dict], path: str | os.PathLike[str]) -> None:
+    """One JSON object per line, UTF-8, written atomically (write_text: a reader never sees half a file)."""
+    lines = (json.dumps(json_ready(row), ensure_ascii=False, allow_nan=False) + "\n" for row in rows)
+    write_text(path, "".join(lines))
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> list[dict]:
+    """The rows of a JSON-lines file (blank lines skipped)."""
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]

@@ -27,12 +27,12 @@ from .driver import Experiment, select_device
 from .driver.record import FORMAT, request_of, weight_hashes
 from .errors import UserError
 from .ledger import file_hash
-from .lm.verify import FORMAT as LM_FORMAT
-from .lm.verify import verify_lm
 from .metrics.evaluate import collect_logits, metrics_from_logits
 from .metrics.standalone import standalone_verdict
 from .models.outputs import unwrap
 from .models.user_models import load_factory, load_hf
+from .verify_causal_lm import FORMAT as LM_FORMAT
+from .verify_causal_lm import verify_lm
 
 DEFAULT_TOLERANCE = 1e-3  # in each figure's own unit: measured again on another machine, floats may move
 

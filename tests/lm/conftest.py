@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from prunelora.lm.models import tiny_model
-from prunelora.lm.synthetic import BenchmarkSpec, make_people_benchmark, word_tokenizer
+from prunelora.data.text.synthetic import BenchmarkSpec, make_people_benchmark, word_tokenizer
+from prunelora.models.causal_lm.loading import tiny_model
 
 FAMILIES = ("llama", "gpt2", "qwen2", "phi")
 SIZES = {"hidden": 32, "layers": 2, "heads": 4, "intermediate": 64, "max_positions": 64}

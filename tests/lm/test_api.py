@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from prunelora.api_causal_lm import unlearn_lm
 from prunelora.errors import UserError
-from prunelora.lm import unlearn_lm
 
 from .conftest import tiny
 

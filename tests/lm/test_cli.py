@@ -57,9 +57,9 @@ def test_reproduce_writes_the_table_models_records_and_examples(benchmark_run):
 
 @pytest.mark.slow
 def test_report_html_answers_and_shows_every_method_and_config_yaml_reruns(benchmark_run):
-    from prunelora.lm.config import resolve
-    from prunelora.lm.page import closest
-    from prunelora.lm.page import main as page_main
+    from prunelora.config.causal_lm import resolve
+    from prunelora.report.causal_lm_page import closest
+    from prunelora.report.causal_lm_page import main as page_main
 
     results = json.loads((benchmark_run / "results.json").read_text())
     page = (benchmark_run / "report.html").read_text()
@@ -80,7 +80,7 @@ def test_report_html_answers_and_shows_every_method_and_config_yaml_reruns(bench
 
 
 def test_answer_names_matching_methods_first_and_says_when_none_matches():
-    from prunelora.lm.page import closest
+    from prunelora.report.causal_lm_page import closest
 
     def row(method, label, objective, verdict, fq, seed):
         return {"method": method, "label": label, "objective": objective, "verdict": verdict, "seed": seed,
@@ -101,9 +101,9 @@ def test_delivered_model_and_adapter_reload_to_the_evaluated_numbers(benchmark_r
     import transformers as T
     from peft import PeftModel
 
-    from prunelora.lm.config import LMDataConfig
-    from prunelora.lm.evaluate import measure_examples
-    from prunelora.lm.examples import read_examples
+    from prunelora.config.causal_lm import LMDataConfig
+    from prunelora.data.text.examples import read_examples
+    from prunelora.metrics.causal_lm.measure import measure_examples
 
     folder = benchmark_run / "seed0" / "models" / "npo_at_prune+lora"
     tokenizer = T.AutoTokenizer.from_pretrained(folder / "model")
@@ -293,7 +293,7 @@ def test_bf16_weights_train_measure_and_save_as_bf16(tmp_path, monkeypatch):
     import transformers
 
     from prunelora.cli import main
-    from prunelora.lm import run as lm_run
+    from prunelora.driver import causal_lm as lm_run
 
     monkeypatch.setattr(lm_run, "weight_dtype",
                         lambda precision, device: torch.bfloat16 if precision == "bf16" else torch.float32)

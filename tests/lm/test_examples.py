@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from prunelora.config.causal_lm import LMDataConfig
+from prunelora.data.text.examples import read_examples, read_request, split
+from prunelora.data.text.tokens import IGNORE, encode, prompts
 from prunelora.errors import UserError
-from prunelora.lm.config import LMDataConfig
-from prunelora.lm.examples import read_examples, read_request, split
-from prunelora.lm.tokens import IGNORE, encode, prompts
 
 CFG = LMDataConfig()
 
@@ -67,7 +67,7 @@ def test_a_request_by_ids_or_by_examples(tmp_path):
 
 
 def test_loss_is_on_the_answer_tokens_only(tokenizer, people):
-    from prunelora.lm.examples import from_rows
+    from prunelora.data.text.examples import from_rows
 
     _, examples = from_rows(people[0][:3], CFG)
     tokens = encode(tokenizer, examples, 64, torch.device("cpu"))
@@ -80,9 +80,9 @@ def test_loss_is_on_the_answer_tokens_only(tokenizer, people):
 
 
 def test_a_chat_template_wraps_the_question(people):
-    from prunelora.lm.examples import from_rows
-    from prunelora.lm.synthetic import word_tokenizer
-    from prunelora.lm.tokens import prompt_text
+    from prunelora.data.text.examples import from_rows
+    from prunelora.data.text.synthetic import word_tokenizer
+    from prunelora.data.text.tokens import prompt_text
 
     cue = {"question": "user assistant : Question Answer", "answer": "", "paraphrased_answer": "",
            "perturbed_answer": []}
@@ -95,7 +95,7 @@ def test_a_chat_template_wraps_the_question(people):
 
 
 def test_an_example_longer_than_the_context_is_refused(tokenizer, people):
-    from prunelora.lm.examples import from_rows
+    from prunelora.data.text.examples import from_rows
 
     _, examples = from_rows(people[0][:1], CFG)
     with pytest.raises(UserError, match="longer than --max-length 3"):

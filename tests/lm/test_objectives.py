@@ -6,14 +6,14 @@ import math
 import pytest
 import torch
 
-from prunelora.lm.config import LMDataConfig, LMUnlearnConfig
-from prunelora.lm.examples import from_rows
-from prunelora.lm.objectives import LM_OBJECTIVES, answer_nll, get_lm_objective, mean_nll
-from prunelora.lm.objectives.npo import npo_loss
-from prunelora.lm.objectives.rmu import _masked_mse
-from prunelora.lm.objectives.simnpo import simnpo_loss
-from prunelora.lm.surgery import operate
-from prunelora.lm.tokens import IGNORE, encode
+from prunelora.config.causal_lm import LMDataConfig, LMUnlearnConfig
+from prunelora.data.text.examples import from_rows
+from prunelora.data.text.tokens import IGNORE, encode
+from prunelora.methods.causal_lm.surgery import operate
+from prunelora.objectives.causal_lm import LM_OBJECTIVES, answer_nll, get_lm_objective, mean_nll
+from prunelora.objectives.causal_lm.npo import npo_loss
+from prunelora.objectives.causal_lm.rmu import _masked_mse
+from prunelora.objectives.causal_lm.simnpo import simnpo_loss
 from prunelora.train import OptimSettings, fit
 
 from .conftest import FAMILIES, tiny
@@ -96,8 +96,8 @@ def _batch(ids: list[list[int]], answer_from: int) -> dict[str, torch.Tensor]:
 
 
 def test_gradient_ascent_and_difference_on_hand_values():
-    from prunelora.lm.objectives.grad_diff import GradDiff, GradDiffArgs
-    from prunelora.lm.objectives.gradient_ascent import GradientAscent
+    from prunelora.objectives.causal_lm.grad_diff import GradDiff, GradDiffArgs
+    from prunelora.objectives.causal_lm.gradient_ascent import GradientAscent
 
     model = tiny("llama")
     forget, retain = _batch([[1, 2, 3, 4]], 2), _batch([[5, 6, 7, 8], [9, 10, 11, 12]], 1)
@@ -111,9 +111,9 @@ def test_gradient_ascent_and_difference_on_hand_values():
 
 
 def test_npo_compares_with_the_reference_computed_once():
-    from prunelora.lm.objectives.npo import NPO, NPOArgs
-    from prunelora.lm.tokens import TokenSet
+    from prunelora.data.text.tokens import TokenSet
     from prunelora.objectives.base import Feed
+    from prunelora.objectives.causal_lm.npo import NPO, NPOArgs
 
     model = tiny("llama")
     batch = _batch([[1, 2, 3, 4], [4, 3, 2, 1]], 2)

@@ -1,4 +1,4 @@
-"""The LM unlearning metrics (prunelora.lm.scores) on hand-computed values."""
+"""The LM unlearning metrics (prunelora.metrics.causal_lm.scores) on hand-computed values."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from prunelora.lm.scores import (
+from prunelora.metrics.causal_lm.scores import (
     MIA_SCORES,
     answer_probability,
     attack_auc,

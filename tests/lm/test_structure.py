@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from prunelora.errors import UserError
-from prunelora.lm.prune import check_reload, prune
-from prunelora.lm.structure import infer_plan
+from prunelora.methods.causal_lm.prune import check_reload, prune
+from prunelora.models.causal_lm.structure import infer_plan
 
 from .conftest import FAMILIES, tiny
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from prunelora.lm.config import LMUnlearnConfig
-from prunelora.lm.surgery import SURGERIES, operate
+from prunelora.config.causal_lm import LMUnlearnConfig
+from prunelora.methods.causal_lm.surgery import SURGERIES, operate
 
 from .conftest import FAMILIES, tiny
 

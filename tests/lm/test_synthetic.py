@@ -3,18 +3,17 @@ from __future__ import annotations
 
 import pytest
 
-from prunelora.lm.synthetic import (
+from prunelora.data.text.synthetic import (
     ATTRIBUTES,
     KINDS,
     SPECIAL_TOKENS,
     BenchmarkSpec,
     forget_people,
     make_people_benchmark,
-    read_jsonl,
     row_texts,
     word_tokenizer,
-    write_jsonl,
 )
+from prunelora.storage import read_jsonl, write_jsonl
 
 SPEC = BenchmarkSpec()
 

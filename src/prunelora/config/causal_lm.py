@@ -17,9 +17,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import fingerprint
-from ..config.parsing import build, load_yaml, merge
 from ..errors import UserError
+from . import fingerprint
+from .parsing import build, load_yaml, merge
 
 RUNS = ("reproduce", "unlearn")
 ALL = ("reproduce", "unlearn", "plan")

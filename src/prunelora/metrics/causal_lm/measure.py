@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...data.text.examples import Example
+from ...data.text.tokens import IGNORE, encode_pairs, prompts
+from ...objectives.causal_lm.base import answer_nll
 from . import scores
-from .examples import Example
-from .objectives.base import answer_nll
-from .tokens import IGNORE, encode_pairs, prompts
 
 EVAL_BATCH = 32
 

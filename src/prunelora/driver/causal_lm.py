@@ -29,22 +29,34 @@ from torch import nn
 
 from .. import ledger, run_folder, storage
 from ..config import fingerprint
-from ..driver import stage_store
-from ..driver.preflight import select_device
+from ..config.causal_lm import LMConfig, key
+from ..data.text.examples import (
+    Example,
+    LMSplits,
+    from_rows,
+    read_examples,
+    read_request,
+    request_digest,
+    split,
+    to_rows,
+)
+from ..data.text.synthetic import BenchmarkSpec, forget_people, make_people_benchmark, word_tokenizer
+from ..data.text.tokens import encode
 from ..errors import UserError
 from ..machine import facts
+from ..methods.causal_lm.names import LMMethod, expand
+from ..metrics.causal_lm import measure as evaluate
+from ..metrics.causal_lm import verdicts
+from ..models.causal_lm.loading import load_causal_lm, tiny_model, weight_dtype
+from ..report import causal_lm_page as page
+from ..report.causal_lm_table import table
+from ..runner.causal_lm import objective_args, optim_settings, train_from_scratch, unlearn_with
+from ..storage import write_jsonl
 from ..version import __version__
-from . import evaluate, page, verdicts
-from .config import LMConfig, key
-from .examples import Example, LMSplits, from_rows, read_examples, read_request, request_digest, split, to_rows
-from .methods import LMMethod, expand
-from .models import load_causal_lm, tiny_model, weight_dtype
-from .report import table
-from .synthetic import BenchmarkSpec, forget_people, make_people_benchmark, word_tokenizer, write_jsonl
-from .tokens import encode
-from .unlearn import objective_args, optim_settings, train_from_scratch, unlearn_with
-from .verify import FORMAT as RECORD_FORMAT
+from . import stage_store
+from .preflight import select_device
 
+RECORD_FORMAT = "prunelora-lm-record/1"
 IMAGE_ONLY = ("momentum", "nesterov", "augment", "flip")  # training settings AdamW on token sequences never uses
 PROMPT_CUE = {"question": "Question : Answer :", "answer": "", "paraphrased_answer": "", "perturbed_answer": []}
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..errors import UserError
-from .config import LMUnlearnConfig
+from ...config.causal_lm import LMUnlearnConfig
+from ...errors import UserError
+from ...models.causal_lm.structure import infer_plan
 from .prune import prune
-from .structure import infer_plan
 
 SURGERIES = ("none", "lora", "prune", "prune+lora")
 

@@ -9,14 +9,10 @@ and facts are invented, so nothing the model knows before finetuning can leak in
 """
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
-
-from .. import storage
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
@@ -220,15 +216,3 @@ def word_tokenizer(rows: list[dict]) -> PreTrainedTokenizerFast:
     backend.decoder = decoders.WordPiece(prefix="##", cleanup=False)  # joins tokens with spaces, no "##" in vocab
     return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>", bos_token="<s>",
                                    eos_token="</s>", clean_up_tokenization_spaces=False)
-
-
-def write_jsonl(rows: list[dict], path: str | os.PathLike[str]) -> None:
-    """One JSON object per line, UTF-8, written atomically (storage.write_text: a reader never sees half a file)."""
-    lines = (json.dumps(storage.json_ready(row), ensure_ascii=False, allow_nan=False) + "\n" for row in rows)
-    storage.write_text(path, "".join(lines))
-
-
-def read_jsonl(path: str | os.PathLike[str]) -> list[dict]:
-    """The rows of a JSON-lines file (blank lines skipped)."""
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ... import distributed
-from ...objectives.base import Feed, Objective, Progress, Recipe
-from ..tokens import IGNORE, TokenSet
+from ...data.text.tokens import IGNORE, TokenSet
+from ..base import Feed, Objective, Progress, Recipe
 
 
 @dataclass

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..structure import infer_plan
+from ...models.causal_lm.structure import infer_plan
 from .base import LMObjective, LMRecipe
 
 

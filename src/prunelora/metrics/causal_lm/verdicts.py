@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..metrics.unseen import auc_interval
+from ..unseen import auc_interval
 
 FQ_P = 0.05
 PRIVLEAK = 20.0  # percent

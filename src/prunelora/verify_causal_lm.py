@@ -14,15 +14,17 @@ from typing import Any
 
 import torch
 
-from .. import storage
-from ..driver.preflight import select_device
-from ..errors import UserError
-from . import evaluate, verdicts
-from .config import LMDataConfig
-from .examples import read_examples, request_digest
-from .models import load_causal_lm, quiet_transformers
+from . import storage
+from .config.causal_lm import LMDataConfig
+from .data.text.examples import read_examples, request_digest
+from .driver.causal_lm import RECORD_FORMAT
+from .driver.preflight import select_device
+from .errors import UserError
+from .metrics.causal_lm import measure as evaluate
+from .metrics.causal_lm import verdicts
+from .models.causal_lm.loading import load_causal_lm, quiet_transformers
 
-FORMAT = "prunelora-lm-record/1"
+FORMAT = RECORD_FORMAT
 
 
 def weight_hashes(folder: Path) -> dict[str, str]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from ..errors import UserError
+from ...errors import UserError
 
 
 def is_projection(module: nn.Module) -> bool:

@@ -22,8 +22,8 @@ from typing import TypeVar
 import torch
 from torch import nn
 
-from .. import distributed
-from .structure import decoder_blocks
+from ... import distributed
+from ...models.causal_lm.structure import decoder_blocks
 
 T = TypeVar("T")
 

@@ -14,15 +14,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import RunConfig
-from .data import ImageSet
-from .data.batches import crop_rule
-from .methods import LogitMask, Method, MethodContext, Prepared, get_method, objective_args, resolve_recipe
-from .methods.base import recipe_settings
-from .metrics.cost import MemoryMeter
-from .models import LayerPlan
-from .objectives import get_objective
-from .train import PRETRAIN_HINT, History, OptimSettings, fit
+from ..config import RunConfig
+from ..data import ImageSet
+from ..data.batches import crop_rule
+from ..methods import LogitMask, Method, MethodContext, Prepared, get_method, objective_args, resolve_recipe
+from ..methods.base import recipe_settings
+from ..metrics.cost import MemoryMeter
+from ..models import LayerPlan
+from ..objectives import get_objective
+from ..train import PRETRAIN_HINT, History, OptimSettings, fit
 
 
 @dataclass

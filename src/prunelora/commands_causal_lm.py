@@ -6,12 +6,12 @@ from typing import Any
 
 import torch
 
-from ..errors import UserError
-from .config import LMConfig, resolve
-from .models import load_causal_lm, quiet_transformers
-from .plan import describe
-from .report import table
-from .run import LMRun
+from .config.causal_lm import LMConfig, resolve
+from .driver.causal_lm import LMRun
+from .errors import UserError
+from .methods.causal_lm.plan import describe
+from .models.causal_lm.loading import load_causal_lm, quiet_transformers
+from .report.causal_lm_table import table
 
 DEFAULT_METHODS = {"unlearn": ["npo@prune+lora"]}  # reproduce: the config's lm-table
 

@@ -1,6 +1,6 @@
 """The causal-LM task from Python: a model and its tokenizer in, the same Hugging Face class out.
 
-    from prunelora.lm import unlearn_lm
+    from prunelora.api_causal_lm import unlearn_lm
     result = unlearn_lm(model, tokenizer, "train.jsonl", ["p0003-birth_city", ...], method="npo@prune+lora",
                         holdout="holdout.jsonl")
     result.model.save_pretrained("unlearned")        # a transformers model of the input's class
@@ -17,15 +17,16 @@ from typing import Any
 
 from torch import nn
 
-from ..driver.preflight import select_device
-from ..errors import UserError
-from . import evaluate, verdicts
-from .config import LMConfig, resolve
-from .examples import Example, from_rows, read_examples, split
-from .methods import method
-from .models import weight_dtype
-from .tokens import encode
-from .unlearn import unlearn_with
+from .config.causal_lm import LMConfig, resolve
+from .data.text.examples import Example, from_rows, read_examples, split
+from .data.text.tokens import encode
+from .driver.preflight import select_device
+from .errors import UserError
+from .methods.causal_lm.names import method
+from .metrics.causal_lm import measure as evaluate
+from .metrics.causal_lm import verdicts
+from .models.causal_lm.loading import weight_dtype
+from .runner.causal_lm import unlearn_with
 
 
 @dataclass
@@ -56,7 +57,7 @@ def unlearn_lm(model: nn.Module, tokenizer, data: str | Path | list[dict], forge
     """Unlearn the examples `forget` (ids) of `data` (a .jsonl path or rows) from `model` (left untouched).
 
     settings: any LMConfig field by dotted name, e.g. {"unlearn.epochs": 5, "method_args.npo.beta": 0.2}."""
-    from ..config.parsing import parse_dotted
+    from .config.parsing import parse_dotted
 
     config = resolve(None, parse_dotted([f"{k}={v}" for k, v in settings.items()]))
     chosen = method(method_name)

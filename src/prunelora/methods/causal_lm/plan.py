@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from .config import LMUnlearnConfig
-from .structure import dims, infer_plan, parameter_count
+from ...config.causal_lm import LMUnlearnConfig
+from ...models.causal_lm.structure import dims, infer_plan, parameter_count
 from .surgery import operate
 
 

@@ -14,9 +14,12 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..errors import UserError
-from .config import LMDataConfig
+from ...errors import UserError
+
+if TYPE_CHECKING:  # the field names a run reads; the data layer never imports the configuration
+    from ...config.causal_lm import LMDataConfig
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import UserError
-from .objectives import LM_OBJECTIVES, get_lm_objective
+from ...errors import UserError
+from ...objectives.causal_lm import LM_OBJECTIVES, get_lm_objective
 from .surgery import SURGERIES
 
 ALIASES = {"finetune": ("retain", "none"), "prunelora": ("retain", "prune+lora")}

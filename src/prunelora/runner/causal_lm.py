@@ -16,17 +16,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..config.causal_lm import LMConfig
 from ..config.parsing import build
+from ..data.text.tokens import IGNORE, TokenSet
 from ..machine import synchronize
+from ..methods.causal_lm import shard
+from ..methods.causal_lm.names import LMMethod
+from ..methods.causal_lm.surgery import Operated, operate
 from ..metrics.tensor_memory import TensorPeak
+from ..objectives.causal_lm import RetainFinetune, get_lm_objective, mean_nll
+from ..objectives.causal_lm.base import LMRecipe
 from ..train import OptimSettings, fit
-from . import shard
-from .config import LMConfig
-from .methods import LMMethod
-from .objectives import RetainFinetune, get_lm_objective, mean_nll
-from .objectives.base import LMRecipe
-from .surgery import Operated, operate
-from .tokens import IGNORE, TokenSet
 
 
 def objective_args(config: LMConfig, m: LMMethod) -> LMRecipe:

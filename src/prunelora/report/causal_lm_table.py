@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ..report.tables import run_warnings
+from .tables import run_warnings
 
 COLUMNS = (  # (row field, header, digits)
     ("forget_quality", "Forget quality (KS p)", 3),

@@ -17,9 +17,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .. import distributed
-from ..errors import UserError
-from .structure import LMPlan, dims, infer_plan
+from ... import distributed
+from ...errors import UserError
+from ...models.causal_lm.structure import LMPlan, dims, infer_plan
 
 
 def _rows(module: nn.Module) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """report.html of a causal-LM run: one self-contained page (no network, figures inlined) from results.json
 and the per-example exports, built from the image report's blocks (markup, figures, stylesheet).
 
-    python -m prunelora.lm.page OUT_DIR      # (re)writes OUT_DIR/report.html from its results.json
+    python -m prunelora.report.causal_lm_page OUT_DIR      # (re)writes OUT_DIR/report.html from its results.json
 
 It answers first (which method comes closest to Retrain, at what memory), then shows the table of
 results.md with every seed's verdicts and reasons, two figures (forget quality against model utility;
@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 
 from .. import storage
-from ..report.figures import figure_html
-from ..report.html import rewrite_main
-from ..report.markup import kv_table, para, plain, section, tag
-from ..report.page import warnings_html
-from ..report.plots import new_figure
-from ..report.style import CSS
-from .report import COLUMNS, cell, verdict_cell
+from .causal_lm_table import COLUMNS, cell, verdict_cell
+from .figures import figure_html
+from .html import rewrite_main
+from .markup import kv_table, para, plain, section, tag
+from .page import warnings_html
+from .plots import new_figure
+from .style import CSS
 
 MATCH = "matches Retrain"
 
@@ -260,7 +260,7 @@ def write(results: dict[str, Any], out: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return rewrite_main(argv, "prunelora.lm.page", "causal-lm", write)
+    return rewrite_main(argv, "prunelora.report.causal_lm_page", "causal-lm", write)
 
 
 if __name__ == "__main__":

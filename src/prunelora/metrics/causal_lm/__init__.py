@@ -1,0 +1,1 @@
+"""The field's language-model unlearning measures: TOFU's, MUSE's and the membership attacks'."""
