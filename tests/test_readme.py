@@ -161,9 +161,13 @@ class Workspace:
         once per session, not per block): in the workspace folder, as __main__, its output captured. What a
         block registers (the methods page adds a method and an objective) is taken out again afterwards."""
         from prunelora.methods import METHODS
+        from prunelora.methods.surgery import SURGERIES
+        from prunelora.metrics.registry import EVIDENCE
+        from prunelora.metrics.spec import METRICS
         from prunelora.objectives import OBJECTIVES
 
-        registries = [(registry, dict(registry)) for registry in (METHODS, OBJECTIVES)]
+        registries = [(registry, registry.snapshot()) for registry in (METHODS, OBJECTIVES, SURGERIES)]
+        metrics, evidence = dict(METRICS), dict(EVIDENCE)
         with self.inside() as stderr:
             try:
                 exec(compile(code, "<block>", "exec"), {"__name__": "__main__"})
@@ -175,8 +179,11 @@ class Workspace:
                 returncode = 1
             finally:
                 for registry, saved in registries:
-                    registry.clear()
-                    registry.update(saved)
+                    registry.restore(saved)
+                METRICS.clear()
+                METRICS.update(metrics)
+                EVIDENCE.clear()
+                EVIDENCE.update(evidence)
         return returncode, stderr.getvalue()
 
     def run_module_in_process(self, module: str, args: list[str]) -> tuple[int, str]:

@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -22,24 +22,25 @@ from torch import nn
 from . import storage
 from .adapters import is_adapter_folder, load_adapter, save_user_adapter
 from .config import MIA_MAX_PER_SIDE, EvidenceConfig, RunConfig, UnlearnConfig, validate
-from .data import EVAL_BATCH, ImageSet, Splits, to_float
+from .data import EVAL_BATCH, ImageSet, to_float
 from .data.user import as_imageset, check_alike
-from .errors import UserError
+from .errors import UnlearningWarning, UserError
 from .methods import METHODS, MethodContext, get_method, grid_name
 from .methods.reinflate import reinflate, strip
 from .metrics.evaluate import collect_logits, metrics_from_logits, model_evidence, set_accuracy
 from .models import LayerPlan, infer_plan, spec_of
+from .models.causal_lm.loading import is_causal_lm
 from .models.outputs import PREFIX, Classifier, input_name, logits_of, needs_wrapper, run_once, unwrap
 from .plan_report import PlanReport, describe_plan
+from .registry import CAUSAL_LM, IMAGE
 from .runner import MethodRun, Snapshot, effective_plan, method_context, reinitialized, run_method
+
+if TYPE_CHECKING:  # the causal-LM result; its module is imported when a causal LM is given
+    from .api_causal_lm import LMResult
 
 # Without until=, class-wise forgetting counts as done when the forget set's accuracy is at most this.
 FORGET_TARGET = 20.0
 RETAIN_PROBE = 1000  # retain samples measured after each epoch (a fixed, evenly spaced subset)
-
-
-class UnlearningWarning(UserWarning):
-    """The budget ended with the forget set still recognised."""
 
 
 @dataclass
@@ -137,12 +138,20 @@ def check_labels_fit(net: nn.Module, example: torch.Tensor, sets: dict[str, Imag
                             f"{width - 1}); fix the labels, or give the model an output per class")
 
 
-def plan(model: nn.Module, images: Any, methods: list[str] | None = None, mean: Sequence[float] | None = None,
-         std: Sequence[float] | None = None) -> PlanReport:
+def plan(model: nn.Module, images: Any = None, methods: list[str] | None = None, mean: Sequence[float] | None = None,
+         std: Sequence[float] | None = None, **settings: Any) -> PlanReport | str:
     """Which layers each method would prune, adapt and train on `model` (nothing runs but one forward pass).
 
-    images: a few example images (or any data `unlearn` accepts) of the size the model takes.
+    images: a few example images (or any data `unlearn` accepts) of the size the model takes. A causal LM needs
+    none: its plan (a text: blocks, projections, what each surgery removes and trains) comes from its structure;
+    settings are the causal-LM task's (e.g. {"unlearn.prune_amount": 0.5}).
     """
+    if is_causal_lm(model):
+        from .api_causal_lm import plan_causal_lm
+
+        return plan_causal_lm(model, **settings)
+    if images is None:
+        raise UserError("plan(model, images): give a few images of the size the model takes")
     data = as_imageset(images, "images") if not isinstance(images, torch.Tensor) else None
     example = to_float((data.images if data is not None else images)[:2])
     net, wrapped = as_classifier(model, example, mean, std)
@@ -165,8 +174,15 @@ def unlearn(model: nn.Module, retain: Any, forget: Any | None = None, method: st
             test: Any | None = None, until: float | None = None, mean: Sequence[float] | None = None,
             std: Sequence[float] | None = None, progress: bool = False, surgery: str | None = None,
             objective: str | None = None, method_args: dict[str, Any] | None = None, stream: bool = False,
-            flip: bool = True, **options: Any) -> UnlearnResult:
+            flip: bool = True, tokenizer: Any = None, holdout: Any = None,
+            **options: Any) -> UnlearnResult | LMResult:
     """Unlearn a copy of `model` (the input is not modified).
+
+    A Hugging Face causal LM (with `tokenizer=`) runs the causal-LM task (api_causal_lm.py): `retain` and
+    `forget` are question/answer or plain-text examples (a .jsonl path or rows), or `forget` names ids of
+    `retain`'s examples; `holdout` (examples never trained on) gives the membership evidence; method defaults
+    to "npo@prune+lora" and options are the task's settings by dotted name ({"unlearn.lora_r": 4}); the result
+    is an LMResult. Everything below is the image task's.
 
     method: a registered method (default "prunelora"; see prunelora.METHODS), or give `surgery`
     ("none", "prune", "lora", "prune+lora") and `objective` (see prunelora.OBJECTIVES: "retain",
@@ -192,6 +208,16 @@ def unlearn(model: nn.Module, retain: Any, forget: Any | None = None, method: st
     """
     if method is not None and (surgery is not None or objective is not None):
         raise UserError("give a method, or a surgery and an objective, not both")
+    if is_causal_lm(model):
+        from .api_causal_lm import unlearn_causal_lm
+
+        if forget is None:
+            raise UserError("forget: name the examples to forget (rows, a .jsonl path, or ids of retain's examples)")
+        chosen_lm = grid_name(surgery or "none", objective or "retain", CAUSAL_LM) if surgery or objective else method
+        return unlearn_causal_lm(model, retain, forget, tokenizer=tokenizer, method=chosen_lm, holdout=holdout,
+                                 epochs=epochs, seed=seed, method_args=method_args, progress=progress, **options)
+    if tokenizer is not None or holdout is not None:
+        raise UserError("tokenizer= and holdout= are for causal language models; this model is an image classifier")
     if surgery is not None or objective is not None:
         method = grid_name(surgery or "none", objective or "retain")
     method = method or "prunelora"
@@ -297,7 +323,7 @@ def result_of(run: MethodRun, snapshot: Snapshot, plan: LayerPlan, history: list
 
 def forget_aware_hint(chosen) -> str:
     """What to try next: the forget-aware methods (that train on the forget set), with this method's surgery."""
-    names = ", ".join(f"'{m.name}'" for m in METHODS.values() if m.uses_forget)
+    names = ", ".join(f"'{m.name}'" for m in METHODS.of(IMAGE).values() if m.uses_forget)
     if chosen.uses_forget:
         return f"another forget-aware method ({names})"
     hint = f"a forget-aware method (method={names.split(', ')[0]} or {', '.join(names.split(', ')[1:])})"
@@ -322,15 +348,21 @@ def _retain_probe(retain: ImageSet) -> ImageSet:
     return retain.subset(index)
 
 
-def evaluate(model: nn.Module, splits: Splits, seed: int = 0, batch_size: int = EVAL_BATCH,
+def evaluate(model: nn.Module, splits: Any, seed: int = 0, batch_size: int = EVAL_BATCH,
              mia_cap: int = MIA_MAX_PER_SIDE, mean: Sequence[float] | None = None,
              std: Sequence[float] | None = None, evidence: EvidenceConfig | None = None,
-             original: nn.Module | None = None) -> dict[str, float]:
+             original: nn.Module | None = None, tokenizer: Any = None, **settings: Any) -> dict[str, float]:
     """UA, RA, TA, forget-test accuracy, every membership attack (with its attacker's accuracy), the
     challenge's loss attack and the linear probe, in percent; relearn time too when `original` is given.
 
     evidence: the settings of the evidence (EvidenceConfig(): 5 shadow draws, balanced protocol).
+    A causal LM (with `tokenizer=`) is measured on `splits` = {"forget": ..., "retain": ..., "holdout": ...}
+    (examples: a .jsonl path or rows): answer probability, ROUGE-L, truth ratio, utility and the attacks' AUCs.
     """
+    if is_causal_lm(model):
+        from .api_causal_lm import evaluate_causal_lm
+
+        return evaluate_causal_lm(model, splits, tokenizer=tokenizer, seed=seed, **settings)
     evidence = evidence or EvidenceConfig()
     example = to_float(splits.retain_train.images[:2])
     net, _ = as_classifier(model, example, mean, std)

@@ -16,10 +16,12 @@ from .config import PRESETS, PROTOCOLS, RunConfig, merge, parse_dotted
 from .data.scenarios import SCENARIOS
 from .errors import UserError, UserErrorParser
 from .flags import add_options, given, names, options
+from .methods import GROUPS as METHOD_GROUPS
 from .methods import METHODS, grid_name
 from .metrics.mia import PROTOCOLS as MIA_PROTOCOLS
 from .models import model_names
 from .objectives import OBJECTIVES
+from .registry import CAUSAL_LM, IMAGE
 from .report import markdown_table
 from .verify import DEFAULT_TOLERANCE, verify
 
@@ -31,7 +33,8 @@ GROUPS = ("run", "data", "what to forget", "models", "methods", "pre-training", 
 def registry_choices() -> dict[str, list[str]]:
     """The names each registry holds, for the help (an unknown name is refused by the registry, with its own
     message)."""
-    return {"methods": [*METHODS, "paper", "all", "OBJECTIVE@SURGERY"], "models": model_names(),
+    return {"methods": [*METHODS.names(IMAGE), *METHOD_GROUPS, "OBJECTIVE@SURGERY"], "models": model_names(),
+            "causal_lm_methods": [*METHODS.names(CAUSAL_LM), *METHOD_GROUPS, "OBJECTIVE@SURGERY"],
             "scenarios": list(SCENARIOS), "presets": list(PRESETS), "protocols": list(PROTOCOLS),
             "mia_protocols": list(MIA_PROTOCOLS)}
 
@@ -101,7 +104,7 @@ def build_parser(config: type = RunConfig) -> argparse.ArgumentParser:
                                              "comma-separated)")
         parser.add_argument("--surgery", help="instead of --method: none | prune | lora | prune+lora (default "
                                               "none) ...")
-        parser.add_argument("--objective", help=f"... with an objective: {' | '.join(OBJECTIVES)} (default retain)")
+        parser.add_argument("--objective", help=f"... with an objective: {' | '.join(OBJECTIVES.names(IMAGE))} (default retain)")
 
     def evaluate_own(parser: argparse.ArgumentParser, groups: dict) -> None:
         _checkpoint(parser, "model")
@@ -165,7 +168,7 @@ def build_lm_parser() -> argparse.ArgumentParser:
         own = sub.add_parser(command, help=text)
         _task_flag(own)
         groups: dict = {}
-        add_options(own, command, root=LMConfig, groups=groups)
+        add_options(own, command, root=LMConfig, choices=registry_choices(), groups=groups)
         own.add_argument("--config", help="YAML file with any LMConfig fields")
         own.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                          help="any config field by dotted name, e.g. --set method_args.npo.beta=0.2")

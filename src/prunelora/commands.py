@@ -17,7 +17,7 @@ from .adapters import checkpoint_meta, load_checkpoint
 from .api import plan as plan_of
 from .config import RunConfig, fingerprint, load_yaml, merge, resolve
 from .data import class_splits, load_dataset, to_float
-from .driver import Experiment, describe_model, finish, normalise_methods, select_device
+from .driver import Experiment, ImageTask, describe_model, finish, normalise_methods, select_device
 from .errors import UserError
 from .machine import LoadProbe, set_threads
 from .methods import get_method, method_names
@@ -119,7 +119,7 @@ def run(command: str, yaml_path: str | None, flags: dict[str, Any], *, checkpoin
     config.out = config.out or _default_out(command, config, identity)
     probe = LoadProbe(set_threads(config.threads))
     started = time.perf_counter()
-    exp = Experiment(config, select_device(config.device), progress, probe=probe, warnings=warnings)
+    exp = Experiment(config, select_device(config.device), ImageTask, progress, probe=probe, warnings=warnings)
     forgot = meta.get("forget_class") if meta is not None else None
     if forgot is not None and config.data.forget_class != forgot:  # compared as indices, names resolved
         warnings.append(f"the checkpoint forgot class {forgot}, but this run's forget class is "
@@ -235,7 +235,7 @@ def _run_user_model(command: str, yaml_path: str | None, flags: dict[str, Any], 
     config.out = config.out or f"runs/{command}/{user.name}-{fingerprint(identity)[:8]}"
     probe = LoadProbe(set_threads(config.threads))
     started = time.perf_counter()
-    exp = Experiment(config, select_device(config.device), progress, probe=probe, registry_models=False,
+    exp = Experiment(config, select_device(config.device), ImageTask, progress, probe=probe, registry_models=False,
                      unlearns=command == "unlearn")
     check_user_run(exp, user, mean, std)
     run_folder.claim(config.out, command, identity, overwrite)

@@ -1,19 +1,23 @@
-"""The causal-LM task's commands (`--task causal-lm`): resolve the config, check, run or plan."""
+"""The causal-LM task's commands (`--task causal-lm`): resolve the config, check, then run its stages through
+the one stage driver (driver/stages.py with driver/causal_lm.py's task), or describe the plan."""
 from __future__ import annotations
 
+import time
 import warnings
 from typing import Any
 
 import torch
 
+from . import run_folder
 from .config.causal_lm import LMConfig, resolve
-from .driver.causal_lm import LMRun
+from .driver import Experiment, select_device
+from .driver.causal_lm import CausalLMTask
 from .errors import UserError
 from .methods.causal_lm.plan import describe
 from .models.causal_lm.loading import load_causal_lm, quiet_transformers
 from .report.causal_lm_table import table
 
-DEFAULT_METHODS = {"unlearn": ["npo@prune+lora"]}  # reproduce: the config's lm-table
+DEFAULT_METHODS = {"unlearn": ["npo@prune+lora"]}  # reproduce: the config's table
 
 
 def config_for(command: str, yaml_path: str | None, flags: dict[str, Any]) -> LMConfig:
@@ -33,9 +37,16 @@ def run(command: str, yaml_path: str | None, flags: dict[str, Any], overwrite: b
     """(results, the table as text) of reproduce or unlearn."""
     config = config_for(command, yaml_path, flags)
     quiet_transformers()
+    started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning)  # transformers' deprecations inside peft
-        results = LMRun(command, config, overwrite, progress).run()
+        exp = Experiment(config, select_device(config.device), lambda exp: CausalLMTask(exp, command), progress)
+        task = exp.task
+        run_folder.claim(exp.out, f"{command}-causal-lm", task.identity(), overwrite)
+        task.write_data()
+        subject = task.subject()
+        rows = exp.method_rows([subject], task.original, started)
+        results = task.finish(exp, rows, started)
     return results, table(results)
 
 

@@ -223,3 +223,18 @@ def matmul_flops_per_sec(device: torch.device, size: int = 2048, repeats: int = 
     return {"size": size, "dtype": "float32", "repeats": repeats, "kernel": best, "kernels": rates,
             "seconds": timed[best][1], "flops_per_matmul": timed[best][0], "flops_per_sec": rates[best],
             "threads": torch.get_num_threads()}
+
+
+def select_device(name: str) -> torch.device:
+    """The device a run computes on: "auto" takes CUDA where there is one."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device '{name}' (choose auto, cpu or cuda)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("device 'cuda' requested but CUDA is not available (use --device cpu or auto)")
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"unsupported device '{name}' (choose auto, cpu or cuda)")
+    return device

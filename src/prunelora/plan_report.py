@@ -14,6 +14,7 @@ from torch import nn
 
 from .methods import METHODS, get_method
 from .models import LayerPlan
+from .registry import IMAGE
 
 
 def _matching(model: nn.Module, pattern: str) -> list[tuple[str, int]]:
@@ -50,7 +51,7 @@ def describe_plan(model: nn.Module, plan: LayerPlan, methods: list[str] | None =
     total = sum(p.numel() for p in model.parameters())
     everything = [("all parameters", total)]
     report = PlanReport(plan, total)
-    for name in methods or list(METHODS):
+    for name in methods or METHODS.names(IMAGE):
         method = get_method(name)
         parts: dict[str, list[tuple[str, int]]] = {}
         if method.reinitializes:

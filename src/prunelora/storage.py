@@ -98,6 +98,11 @@ def write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
+def read_json(path: str | Path) -> Any:
+    """The JSON value in a file prunelora wrote (strict JSON, UTF-8)."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
 def write_json(path: str | Path, data: Any) -> None:
     """`data` as strict JSON (json_ready): what any reader parses, never a bare NaN or Infinity."""
     write_text(path, json.dumps(json_ready(data), indent=2, allow_nan=False) + "\n")

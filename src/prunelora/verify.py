@@ -1,12 +1,12 @@
 """`prunelora verify RECORD`: is the delivered model the one tested, on the data the request named?
 
-An auditor holds a record (driver/record.py) and nothing else of the run. This reads the delivered
-model and the named data from the paths the record holds (or --model / --dataset / --data-root),
-recomputes every hash (the weight files, the forgotten samples' bytes, the previous record of a
-sequence), measures the model again and compares each figure the outputs give, and the verdict, with
-the record. Exit 0 when everything matches, 1 when anything differs (each difference said), 2 for
-bad input. Evidence that needs the model's training history (the probe, relearn time from the
-original) is listed as not re-run.
+An auditor holds a record (driver/record.py) and nothing else of the run. This reads the delivered model and
+the named data from the paths the record holds (or --model / --dataset / --data-root), recomputes every hash
+(the weight files, the forgotten samples, the previous record of a sequence), measures the model again through
+its task (the image task's outputs, the causal-LM task's measures) and compares each figure, and the verdict,
+with the record. Both tasks' records have one schema and are checked by this one path. Exit 0 when everything
+matches, 1 when anything differs (each difference said), 2 for bad input. Evidence that needs the model's
+training history (the probe, relearn time from the original) is listed as not re-run.
 """
 from __future__ import annotations
 
@@ -15,26 +15,15 @@ import math
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
-
-from . import storage
-from .api import as_classifier
-from .config import RunConfig
-from .config.parsing import build
-from .data import to_float
-from .driver import Experiment, select_device
-from .driver.record import FORMAT, request_of, weight_hashes
+from .driver import remeasure
+from .driver.record import FORMAT, weight_hashes
 from .errors import UserError
 from .ledger import file_hash
-from .metrics.evaluate import collect_logits, metrics_from_logits
-from .metrics.standalone import standalone_verdict
-from .models.outputs import unwrap
-from .models.user_models import load_factory, load_hf
-from .verify_causal_lm import FORMAT as LM_FORMAT
-from .verify_causal_lm import verify_lm
+from .registry import CAUSAL_LM, IMAGE
 
 DEFAULT_TOLERANCE = 1e-3  # in each figure's own unit: measured again on another machine, floats may move
+EARLIER_FORMATS = ("prunelora-lm-record/1",)  # written by an earlier prunelora: not read (rerun the run)
+TASKS = {IMAGE: remeasure.image, CAUSAL_LM: remeasure.causal_lm}  # who measures a record's model again
 
 
 def read_record(path: Path) -> dict[str, Any]:
@@ -47,37 +36,12 @@ def read_record(path: Path) -> dict[str, Any]:
         record = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError):
         raise UserError(f"{path} is not JSON: give a record.json written by prunelora") from None
-    if not isinstance(record, dict) or record.get("format") not in (FORMAT, LM_FORMAT):
+    if isinstance(record, dict) and record.get("format") in EARLIER_FORMATS:
+        raise UserError(f"{path} was written by an earlier prunelora (format {record['format']}), whose language-"
+                        f"model records this version does not read: rerun the command to write a {FORMAT} record")
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise UserError(f"{path} is not a prunelora record (format {FORMAT}): give the record.json a run wrote")
     return record
-
-
-def load_delivered(record: dict[str, Any], path: Path) -> nn.Module:
-    """The delivered model at `path`, loaded the way its kind is loaded (model_after.kind)."""
-    kind = record["model_after"].get("kind")
-    if kind == "prunelora":
-        return storage.load_model(path)[0]
-    if kind == "hf":
-        return load_hf(str(path / "model"), progress=False).model
-    if kind == "py":
-        return load_factory(record["model_after"]["source"], str(path / "model.safetensors")).model
-    raise UserError(f"the record names a model of unknown kind {kind!r}")
-
-
-def run_config(record: dict[str, Any], dataset: str | None, data_root: str | None) -> RunConfig:
-    """The run's configuration as recorded, pointed at the data given on the command line."""
-    saved = json.loads(json.dumps(record["config"]))
-    if dataset is not None:
-        saved["data"]["dataset"] = dataset
-    if data_root is not None:
-        saved["data"]["data_root"] = data_root
-    saved["data"]["download"] = False  # verify reads what is there; it never fetches
-    saved["out"] = None
-    saved["device"] = "auto"
-    try:
-        return build(RunConfig, saved)
-    except (TypeError, KeyError) as exc:
-        raise UserError(f"the record's configuration cannot be read by this prunelora ({exc})") from None
 
 
 def _close(a: Any, b: Any, tolerance: float) -> bool:
@@ -94,6 +58,9 @@ def verify(record_file: str, model: str | None = None, dataset: str | None = Non
     path = Path(record_file)
     record = read_record(path)
     folder = path if path.is_dir() else path.parent
+    task = TASKS.get(record.get("task", IMAGE))
+    if task is None:
+        raise UserError(f"{path} names an unknown task {record.get('task')!r}")
     differences: list[str] = []
 
     def check(ok: bool, what: str, detail: str) -> None:
@@ -101,11 +68,7 @@ def verify(record_file: str, model: str | None = None, dataset: str | None = Non
         if not ok:
             differences.append(what)
 
-    if record["format"] == LM_FORMAT:  # a causal LM's record (--task causal-lm)
-        verify_lm(record, folder, model, dataset, tolerance, check)
-        return _conclude(differences, say)
     delivered = Path(model) if model else folder / record["model_after"]["path"]
-
     if not delivered.exists():
         raise UserError(f"{delivered}: the delivered model is not there (give --model PATH)")
     recorded_files = record["model_after"].get("weight_files") or {}
@@ -114,20 +77,16 @@ def verify(record_file: str, model: str | None = None, dataset: str | None = Non
     check(not changed, "model", f"{len(found)} weight file(s) of {delivered} "
           + ("have the recorded sha256" if not changed else f"differ from the record: {', '.join(changed[:3])}"))
 
-    config = run_config(record, dataset, data_root)
-    device = select_device("auto")
-    exp = Experiment(config, device, progress=False, registry_models=False, unlearns=False)
-    seed, request = int(record["seed"]), int(record["request"]["request"])
-    splits = exp.splits(seed, request)
-    now = request_of(splits, request)
+    now, measured, (verdict, _) = task(record, delivered, dataset, data_root)
     then = record["request"]
-    same_ids = now.get("ids") == then.get("ids")
+    same_ids = [str(i) for i in now.get("ids") or []] == [str(i) for i in then.get("ids") or []] \
+        if then.get("ids") is not None else True
+    same = now["forget_sha256"] == then["forget_sha256"] and same_ids
     ids_note = "" if same_ids or then.get("ids") is None else \
         f" ({len(set(map(str, then['ids'])) ^ set(map(str, now.get('ids') or [])))} id(s) differ)"
-    check(now["forget_sha256"] == then["forget_sha256"] and same_ids, "data",
-          f"{now['samples']} forgotten samples of {config.data.dataset} "
-          + ("have the recorded sha256" if now["forget_sha256"] == then["forget_sha256"] and same_ids
-             else f"differ from the recorded {then['samples']}{ids_note}"))
+    source = (record.get("data") or {}).get("train") or record["config"]["data"].get("dataset")
+    check(same, "data", f"{now['samples']} forgotten samples of {dataset or source} "
+          + ("have the recorded sha256" if same else f"differ from the recorded {then['samples']}{ids_note}"))
 
     previous = record.get("previous_record")
     if previous:
@@ -136,23 +95,15 @@ def verify(record_file: str, model: str | None = None, dataset: str | None = Non
         check(ok, "chain", f"the previous request's record {earlier} "
               + ("has the recorded sha256" if ok else "is missing or changed"))
 
-    loaded = load_delivered(record, delivered).to(device)
-    example = to_float(splits.retain_train.images[:2]).to(device)
-    kind = record["model_after"].get("kind")
-    evaluated = loaded if kind == "prunelora" else as_classifier(
-        unwrap(loaded), example, record["model_after"].get("mean"), record["model_after"].get("std"))[0]
-    with torch.inference_mode():
-        logits, labels = collect_logits(evaluated, splits, config.eval_batch_size)
-    measured = metrics_from_logits(logits, labels, seed, config.mia_max_per_side, config.evidence)
     recorded = record["evidence"]
     compared = [k for k in measured if k in recorded and recorded[k] is not None]
-    moved = [f"{k} {measured[k]} vs {recorded[k]}" for k in compared if not _close(measured[k], recorded[k], tolerance)]
+    moved = [f"{k} {measured[k]:.6g} vs {recorded[k]:.6g}" if isinstance(measured[k], float) else
+             f"{k} {measured[k]} vs {recorded[k]}" for k in compared if not _close(measured[k], recorded[k], tolerance)]
     skipped = sorted(k for k in recorded if k not in measured and recorded[k] is not None)
     check(not moved, "evidence", f"{len(compared)} figures measured again "
           + (f"agree with the record within {tolerance:g}" if not moved else f"differ: {'; '.join(moved[:4])}")
           + (f" (not re-run, they need the run's training: {', '.join(skipped[:6])}"
              f"{', ...' if len(skipped) > 6 else ''})" if skipped else ""))
-    verdict, _ = standalone_verdict({**recorded, **measured})
     then_verdict = record["verdict"]["standalone"]
     check(verdict == then_verdict, "verdict", f"{verdict!r}" + ("" if verdict == then_verdict
                                                                else f" now, {then_verdict!r} in the record"))

@@ -299,7 +299,7 @@ def test_a_missing_or_unreadable_request_file(digits_raw, tmp_path):
     (tmp_path / "bin.txt").write_bytes(b"\xff\xfe\x00\x81")
     with pytest.raises(UserError, match="cannot read request file .*bin.txt"):
         named_splits(digits_raw, tmp_path / "bin.txt")
-    with pytest.raises(UserError, match="cannot read request file"):
+    with pytest.raises(UserError, match="request file .* is a folder, not a file"):
         named_splits(digits_raw, tmp_path)
 
 
@@ -340,12 +340,12 @@ def test_runs_without_forget_keep_their_fingerprints():
 
 
 def test_the_original_is_keyed_on_the_subset_named_samples_force(digits_raw, tmp_path):
-    from prunelora.driver import Experiment
+    from prunelora.driver import Experiment, ImageTask
 
     def key(**data) -> str:
         config = resolve(preset="smoke", overrides={"models": ["resnet18"], "methods": ["finetune"],
                                                     "out": str(tmp_path / "out"), "data": data})
-        return Experiment(config, torch.device("cpu"), progress=False).original_key("resnet18", 0)
+        return Experiment(config, torch.device("cpu"), ImageTask, progress=False).original_key("resnet18", 0)
 
     assert key() == "a5afd183bec0"  # the key runs without --forget have always had
     drawn = balanced_indices(digits_raw.train_labels, 24, 0)

@@ -33,7 +33,9 @@ def test_reproduce_writes_the_table_models_records_and_examples(benchmark_run):
     results = json.loads((benchmark_run / "results.json").read_text())
     assert results["task"] == "causal-lm"
     rows = {r["method"]: r for r in results["rows"]}
-    assert list(rows) == ["retrain", "npo", "npo@prune+lora", "rmu@lora"]
+    assert list(rows) == ["original", "retrain", "npo", "npo@prune+lora", "rmu@lora"]
+    original = rows.pop("original")  # before unlearning: it knows the forget set
+    assert original["forget_prob"] > 0.5 and original["label"] == "Original" and "verdict" not in original
     for name, row in rows.items():
         assert row["forget_n"] == 4 and row["retain_n"] == 12 and row["holdout_n"] == 8
         for field in ("model_utility", "forget_rouge_l", "retain_rouge_l", "mia_min_k_auc", "sec_per_step",
@@ -45,11 +47,11 @@ def test_reproduce_writes_the_table_models_records_and_examples(benchmark_run):
     assert rows["npo@prune+lora"]["params"] < rows["npo"]["params"]  # pruned
     assert "npo" in results["method_settings"] and results["method_settings"]["npo"]["own"]["beta"] == 0.1
     table = (benchmark_run / "results.md").read_text()
-    assert "| NPO + prune+lora |" in table and "Forget quality" in table
-    record = json.loads((benchmark_run / "seed0" / "models" / "npo_at_prune+lora" / "record.json").read_text())
-    assert record["request"]["count"] == 4 and len(record["request"]["ids"]) == 4
-    assert record["weights_sha256"] and record["standalone_verdict"]
-    lines = (benchmark_run / "seed0" / "examples" / "npo.jsonl").read_text().splitlines()
+    assert "| NPO@PruneLoRA |" in table and "| Original |" in table and "Forget quality" in table
+    record = json.loads((benchmark_run / "seed0" / "models" / "llama" / "npo_at_prune+lora" / "record.json").read_text())
+    assert record["task"] == "causal-lm" and record["request"]["samples"] == 4 and len(record["request"]["ids"]) == 4
+    assert record["model_after"]["weight_files"] and record["verdict"]["standalone"]
+    lines = (benchmark_run / "seed0" / "examples" / "llama" / "npo.jsonl").read_text().splitlines()
     first = json.loads(lines[0])
     assert {"split", "id", "avg_nll", "truth_ratio", "rouge_l", "generated", "mia_min_k"} <= set(first)
     assert sum(json.loads(line)["split"] == "forget" for line in lines) == 4
@@ -105,14 +107,14 @@ def test_delivered_model_and_adapter_reload_to_the_evaluated_numbers(benchmark_r
     from prunelora.data.text.examples import read_examples
     from prunelora.metrics.causal_lm.measure import measure_examples
 
-    folder = benchmark_run / "seed0" / "models" / "npo_at_prune+lora"
+    folder = benchmark_run / "seed0" / "models" / "llama" / "npo_at_prune+lora"
     tokenizer = T.AutoTokenizer.from_pretrained(folder / "model")
     model = T.AutoModelForCausalLM.from_pretrained(folder / "model")
     adapted = PeftModel.from_pretrained(T.AutoModelForCausalLM.from_pretrained(folder / "adapter" / "base"),
                                         folder / "adapter")
     _, train = read_examples(benchmark_run / "data" / "train.jsonl", LMDataConfig())
     ids = {json.loads(line)["id"]: json.loads(line) for line in
-           (benchmark_run / "seed0" / "examples" / "npo@prune+lora.jsonl".replace("@", "_at_")).read_text().splitlines()
+           (benchmark_run / "seed0" / "examples" / "llama" / "npo_at_prune+lora.jsonl").read_text().splitlines()
            if json.loads(line)["split"] == "forget"}
     forget = [ex for ex in train if ex.id in ids]
     for net in (model, adapted):
@@ -125,7 +127,8 @@ def test_delivered_model_and_adapter_reload_to_the_evaluated_numbers(benchmark_r
 def test_rerun_reuses_every_stage_and_unlearn_takes_the_users_model(benchmark_run, tmp_path, capsys):
     from prunelora.cli import main
 
-    stages = sorted((benchmark_run / "seed0" / "stages").glob("*.json"))
+    stages = sorted((benchmark_run / "seed0" / "stages" / "llama").glob("*.json"))
+    assert len(stages) == 4
     stamps = {p: p.stat().st_mtime_ns for p in stages}
     assert main(["reproduce", "--task", "causal-lm", "--methods", "retrain,npo,npo@prune+lora,rmu@lora",
                  "--forget-ratio", "0.25", "--out", str(benchmark_run), *SMALL]) == 0
@@ -141,10 +144,11 @@ def test_rerun_reuses_every_stage_and_unlearn_takes_the_users_model(benchmark_ru
                               "--out", str(tmp_path / "mine"), "--epochs", "1", "--no-progress",
                               "--set", "data.eval_retain=4"], capsys)
     assert code == 0, err
-    assert "NPO + prune+lora" in out
-    row = json.loads((tmp_path / "mine" / "results.json").read_text())["rows"][0]
+    assert "NPO@PruneLoRA" in out
+    row = json.loads((tmp_path / "mine" / "results.json").read_text())["rows"][1]
     assert row["method"] == "npo@prune+lora" and row["forget_n"] == 2
-    assert (tmp_path / "mine" / "seed0" / "models" / "npo_at_prune+lora" / "model" / "config.json").is_file()
+    assert (tmp_path / "mine" / "seed0" / "models" / original.name / "npo_at_prune+lora" / "model" /
+            "config.json").is_file()
 
 
 def _bad(argv: list[str], capsys, tmp_path: Path, match: str) -> None:
@@ -229,7 +233,7 @@ def test_verify_checks_a_language_models_record(benchmark_run, tmp_path, capsys)
 
     from safetensors.torch import load_file, save_file
 
-    record = benchmark_run / "seed0" / "models" / "npo_at_prune+lora" / "record.json"
+    record = benchmark_run / "seed0" / "models" / "llama" / "npo_at_prune+lora" / "record.json"
     code, out, err = run_cli(["verify", str(record)], capsys)
     assert code == 0, out + err
     assert "ok: model" in out and "ok: data" in out and "ok: evidence" in out and "ok: verdict" in out
@@ -253,20 +257,20 @@ def test_a_damaged_stage_or_cached_original_is_redone_never_trusted(benchmark_ru
 
     run = tmp_path / "run"
     shutil.copytree(benchmark_run, run)
-    stages = run / "seed0" / "stages"
+    stages = run / "seed0" / "stages" / "llama"
     before = json.loads((run / "results.json").read_text())["rows"]
-    weights = run / "seed0" / "models" / "npo" / "model" / "model.safetensors"
+    weights = run / "seed0" / "models" / "llama" / "npo" / "model" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])  # truncated
-    (stages / "rmu_at_lora.json").write_text('{"fingerprint": ')  # damaged
+    (stages / "rmu@lora.json").write_text('{"fingerprint": ')  # damaged
     stamps = {p.name: p.stat().st_mtime_ns for p in stages.glob("*.json")}
     code, out, err = run_cli(["reproduce", "--task", "causal-lm", "--methods", "retrain,npo,npo@prune+lora,rmu@lora",
                               "--forget-ratio", "0.25", "--out", str(run), *SMALL], capsys)
     assert code == 0, err
     redone = {name for name, stamp in stamps.items() if (stages / name).stat().st_mtime_ns != stamp}
-    assert redone == {"npo.json", "rmu_at_lora.json"}
+    assert redone == {"npo.json", "rmu@lora.json"}
     results = json.loads((run / "results.json").read_text())
     assert any("npo.json" not in w and "model.safetensors" in w for w in results["warnings"])
-    assert any("rmu_at_lora.json is damaged" in w for w in results["warnings"])
+    assert any("rmu@lora.json is damaged" in w for w in results["warnings"])
     assert "**Warning:**" in out
     import transformers
 
@@ -309,7 +313,7 @@ def test_bf16_weights_train_measure_and_save_as_bf16(tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
     for method in ("retrain", "npo_at_prune+lora", "rmu"):
-        folder = out / "seed0" / "models" / method / "model"
+        folder = out / "seed0" / "models" / "llama" / method / "model"
         assert {t.dtype for t in load_file(folder / "model.safetensors").values()} == {torch.bfloat16}, method
         assert transformers.AutoModelForCausalLM.from_pretrained(str(folder)).config.vocab_size > 0  # reloads
 

@@ -53,8 +53,11 @@ def test_a_request_by_ids_or_by_examples(tmp_path):
     path = _jsonl(tmp_path / "d.jsonl", [{"id": f"e{i}", "question": f"Q{i}?", "answer": f"A{i}."} for i in range(4)])
     kind, train = read_examples(path, CFG)
     ids = tmp_path / "ids.txt"
-    ids.write_text("# two\ne1\ne3  # and a comment\n")
+    ids.write_text("# two\ne1\n  # a comment may be indented\n\n  e3  \n")
     assert read_request(ids, train, kind, CFG) == ["e1", "e3"]
+    ids.write_text("e1\ne3  # not a comment: part of the id\n")  # ids are verbatim: no comment after an id
+    with pytest.raises(UserError, match="1 ids match no training example .first: 'e3  # not a comment: part of the "):
+        read_request(ids, train, kind, CFG)
     # TOFU's split files: the forget examples themselves, matched by content when their ids differ
     examples = _jsonl(tmp_path / "forget.jsonl", [{"question": "Q2?", "answer": "A2."}])
     assert read_request(examples, train, kind, CFG) == ["e2"]

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from prunelora.config.causal_lm import LMUnlearnConfig
-from prunelora.methods.causal_lm.surgery import SURGERIES, operate
+from prunelora.methods.causal_lm.surgery import NAMES as SURGERIES
+from prunelora.methods.causal_lm.surgery import operate
 
 from .conftest import FAMILIES, tiny
 
@@ -15,7 +16,7 @@ from .conftest import FAMILIES, tiny
 def test_every_surgery_leaves_the_input_untouched_and_trains_its_share(family, surgery):
     model = tiny(family)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    operated = operate(model, surgery, LMUnlearnConfig(prune_amount=0.5, lora_rank=2))
+    operated = operate(model, surgery, LMUnlearnConfig(prune_amount=0.5, lora_r=2))
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     total = sum(p.numel() for p in model.parameters())
     assert 0 < operated.trainable() <= total
@@ -32,7 +33,7 @@ def test_adapter_with_its_base_reloads_to_the_same_logits(surgery, tmp_path):
     import transformers as T
     from peft import PeftModel
 
-    operated = operate(tiny("llama"), surgery, LMUnlearnConfig(prune_amount=0.5, lora_rank=2))
+    operated = operate(tiny("llama"), surgery, LMUnlearnConfig(prune_amount=0.5, lora_r=2))
     with torch.no_grad():
         for name, p in operated.model.named_parameters():
             if "lora_B" in name:
@@ -59,7 +60,7 @@ def _step_moves_every_lora_b(model) -> bool:
 def test_lora_trains_under_gradient_checkpointing():
     """open-unlearning #178: with checkpointing on and nothing before the blocks requiring grad, reentrant
     checkpointing gives the adapters no gradient. The surgery makes the input embeddings require grad."""
-    operated = operate(tiny("llama"), "lora", LMUnlearnConfig(gradient_checkpointing=True, lora_rank=2))
+    operated = operate(tiny("llama"), "lora", LMUnlearnConfig(gradient_checkpointing=True, lora_r=2))
     base = operated.model.get_base_model()
     assert getattr(base, "is_activation_checkpointing", None) or base.is_gradient_checkpointing
     # the fix: the embeddings' output requires grad (transformers 5's checkpointing layer no longer needs it; 4's

@@ -16,6 +16,7 @@ from prunelora.objectives.neggrad_plus import NegGradPlus
 from prunelora.objectives.random_labels import RandomLabels, random_labels
 from prunelora.objectives.salun import SalUn, SalUnArgs
 from prunelora.objectives.scrub import Scrub, ScrubArgs, distill_kl
+from prunelora.registry import IMAGE
 from prunelora.train import OptimSettings, fit
 
 CLASSES = 4
@@ -72,8 +73,9 @@ def run(objective, model, retain, forget, epochs=3, **settings) -> nn.Module:
 
 
 def test_registry_names_every_objective_once():
-    assert list(OBJECTIVES) == ["retain", "ga", "neggrad+", "rl", "l1-sparse", "salun", "scrub"]
-    assert [name for name, o in OBJECTIVES.items() if not o.uses_forget] == ["retain", "l1-sparse"]
+    objectives = OBJECTIVES.of(IMAGE)
+    assert list(objectives) == ["retain", "ga", "neggrad+", "rl", "l1-sparse", "salun", "scrub"]
+    assert [name for name, o in objectives.items() if not o.uses_forget] == ["retain", "l1-sparse"]
 
 
 def test_forget_aware_objective_without_forget_data_is_refused(trained):
@@ -124,7 +126,7 @@ def test_l1_weight_decays_linearly_to_zero():
 
 def test_l1_penalty_shrinks_the_weights(trained):
     model, retain, forget = trained
-    plain = run(OBJECTIVES["retain"](), copy.deepcopy(model), retain, forget, weight_decay=0.0)
+    plain = run(OBJECTIVES.get("retain", IMAGE)(), copy.deepcopy(model), retain, forget, weight_decay=0.0)
     sparse = run(L1Sparse(L1Args(gamma=5e-3)), copy.deepcopy(model), retain, forget, weight_decay=0.0)
     assert l1_norm(sparse) < l1_norm(plain)
 

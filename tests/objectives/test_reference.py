@@ -27,6 +27,7 @@ from prunelora.objectives.l1_sparse import L1Sparse
 from prunelora.objectives.neggrad_plus import NegGradArgs, NegGradPlus
 from prunelora.objectives.random_labels import RandomLabels, RLArgs
 from prunelora.objectives.scrub import Scrub, ScrubArgs
+from prunelora.registry import IMAGE
 from prunelora.runner import pretrain_settings, resolved_settings, run_method
 from prunelora.train import OptimSettings, fit
 
@@ -227,7 +228,7 @@ def test_augmentation_is_on_exactly_where_the_reference_trains_with_it(name):
 
 def test_every_method_records_whether_it_augments():
     config = resolve(preset="smoke")
-    for name in METHODS:
+    for name in METHODS.names(IMAGE):
         settings = resolved_settings(config, name, "resnet", flip=True, side=32)
         if name == "logit-mask":
             assert settings["trains"] is False

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..methods import METHODS
+from ..registry import IMAGE
 
 BENCH = ("bench",)
 PRUNE_MODES = ("mask", "remove")
@@ -11,7 +12,7 @@ PRUNE_MODES = ("mask", "remove")
 
 def paper_unlearning() -> list[str]:
     """The paper's unlearning methods (every paradigm but Retrain), from the registry: bench's default."""
-    return [m.name for m in METHODS.values() if m.paper and not m.exact]
+    return [m.name for m in METHODS.of(IMAGE).values() if m.paper and not m.exact]
 
 
 @dataclass

@@ -15,7 +15,10 @@ import copy
 import dataclasses
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from ..errors import UserError
 from . import fingerprint
@@ -106,8 +109,8 @@ class LMUnlearnConfig:
         "help": "the learning rate of the LoRA methods (adapters start at zero and need a larger step)"})
     batch_size: int = field(default=8, metadata={"help": "forget (and retain) examples per step"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (open-unlearning: 0.01)"})
-    lora_rank: int = field(default=8, metadata={"help": "LoRA rank", "flag": "--lora-rank", "commands": ALL,
-                                                "group": "unlearning"})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank", "flag": "--lora-r", "commands": ALL,
+                                             "group": "unlearning"})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha"})
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout"})
     lora_targets: str = field(default="all", metadata={
@@ -138,10 +141,9 @@ class LMConfig:
     model: LMModelConfig = field(default_factory=LMModelConfig, metadata={"group": "model"})
     pretrain: LMTrainConfig = field(default_factory=LMTrainConfig)
     unlearn: LMUnlearnConfig = field(default_factory=LMUnlearnConfig, metadata={"group": "unlearning"})
-    methods: list[str] = field(default_factory=lambda: ["lm-table"], metadata={
-        "help": "comma-separated: retrain, finetune, ga, graddiff, npo, simnpo, rmu, any OBJECTIVE@SURGERY "
-                "(surgeries: lora, prune, prune+lora), prunelora; 'lm-table' (every objective with no surgery and "
-                "with prune+lora), 'all'", "flag": "--methods", "commands": ALL, "group": "methods"})
+    methods: list[str] = field(default_factory=lambda: ["table"], metadata={
+        "help": "comma-separated", "flag": "--methods", "commands": ALL, "group": "methods",
+        "choices": "causal_lm_methods"})
     method_args: dict[str, dict[str, Any]] = field(default_factory=dict, metadata={
         "help": "per objective or method: its own values (beta, alpha, layer, ...)"})
     seeds: list[int] = field(default_factory=lambda: [0], metadata={
@@ -164,13 +166,10 @@ class LMConfig:
         return values
 
 
-# Presets over the dataclass defaults (which are the cpu preset): smoke runs the whole task in seconds.
-PRESETS: dict[str, dict[str, Any]] = {
-    "cpu": {},
-    "smoke": {"data": {"people": 8, "questions": 2, "holdout_people": 4, "eval_retain": 8, "forget_ratio": 0.25},
-              "model": {"hidden": 32, "layers": 2, "heads": 4, "intermediate": 64},
-              "pretrain": {"epochs": 200, "lr": 5e-3}, "unlearn": {"epochs": 2}},
-}
+# Presets over the dataclass defaults (which are the cpu preset): YAML files beside the image task's, each
+# starting with the command it is for.
+PRESETS: dict[str, dict[str, Any]] = {path.stem: yaml.safe_load(path.read_text()) or {}
+                                      for path in sorted((Path(__file__).parent / "presets" / "causal_lm").glob("*.yaml"))}
 
 SECTIONS: dict[str, type] = {"data": LMDataConfig, "model": LMModelConfig, "pretrain": LMTrainConfig,
                              "unlearn": LMUnlearnConfig}
@@ -211,7 +210,7 @@ def check(config: LMConfig) -> None:
         raise UserError(f"--family {config.model.family}: choose {', '.join(FAMILIES)}")
     if config.precision not in ("fp32", "bf16"):
         raise UserError(f"--precision {config.precision}: choose fp32 or bf16")
-    for name, value in (("--epochs", u.epochs), ("--lora-rank", u.lora_rank), ("--max-length", d.max_length),
+    for name, value in (("--epochs", u.epochs), ("--lora-r", u.lora_r), ("--max-length", d.max_length),
                         ("unlearn.batch_size", u.batch_size), ("pretrain.batch_size", config.pretrain.batch_size)):
         if value < 1:
             raise UserError(f"{name} {value}: give a positive number")

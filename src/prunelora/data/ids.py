@@ -6,9 +6,13 @@ folder, cat/0001.png, or as a bare file name, 0001.png, where that is unique amo
 files); the row index (0-based) of an .npz or a built-in dataset; a datasets folder's --id-column
 value, compared as a string, or its row index.
 
-A request file holds one id a line (blank lines and lines starting with # are skipped), or is a .csv
-with a header row (the column `id` where it has one, else the first). Every mistake in a request is a
-one-line UserError, raised right after the data is loaded and before anything is written.
+A request file holds one id a line, or is a .csv with a header row (the column `id` where it has one,
+else the first). The rule for a file of ids is the causal-LM task's too (data/text/examples.py): blank
+lines are skipped, a line whose first non-blank character is `#` is a comment, and every other line is
+one id, verbatim but for the whitespace around it (`cat#1.png` is the id `cat#1.png`). A request file
+must be a regular UTF-8 file without NUL bytes (a FIFO, a folder or a device is refused before it is
+opened). Every mistake in a request is a one-line UserError, with the user's ids and paths shown
+escaped (errors.shown), raised right after the data is loaded and before anything is written.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, not_utf8, regular_file, shown
 from .load import load_dataset
 from .raw import RawDataset, first_repeat
 from .splits import ImageSet, describe_class, gather
@@ -46,19 +50,28 @@ def read_request(path: str | Path) -> list[str]:
     """The ids a request file lists, in its order; a file that is missing, unreadable, empty or lists an id
     twice is a UserError."""
     file = Path(path).expanduser()
+    fix = "give a UTF-8 text file with one sample id a line, or a .csv with an id column"
+    regular_file(file, "request file", fix)  # before opening: a FIFO without a writer would block for ever
     try:
-        text = file.read_text(encoding="utf-8-sig")
+        data = file.read_bytes()
     except FileNotFoundError:
-        raise UserError(f"request file not found: {file} (give a text file with one sample id a line, or a .csv "
-                        "with an id column)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        raise UserError(f"cannot read request file {file} ({reason}): give a UTF-8 text file with one sample id "
-                        "a line, or a .csv with an id column") from None
+        raise UserError(f"request file not found: {shown(file)} (give a text file with one sample id a line, or a "
+                        ".csv with an id column)") from None
+    except OSError as exc:
+        raise UserError(f"cannot read request file {shown(file)} ({exc.strerror or type(exc).__name__}): {fix}") \
+            from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"cannot read request file {shown(file)} ({not_utf8(exc)}): {fix}") from None
+    if "\0" in text:
+        line = text.count("\n", 0, text.index("\0")) + 1
+        raise UserError(f"cannot read request file {shown(file)} (a NUL byte on line {line}: a binary file, not "
+                        f"text): {fix}")
     ids = _csv_ids(text, file) if file.suffix.lower() == ".csv" else \
         [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
     if not ids:
-        raise UserError(f"request file {file} names no sample: list the ids to forget, one a line")
+        raise UserError(f"request file {shown(file)} names no sample: list the ids to forget, one a line")
     return ids
 
 
@@ -67,7 +80,7 @@ def _csv_ids(text: str, file: Path) -> list[str]:
     try:
         rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
     except csv.Error as exc:
-        raise UserError(f"request file {file} is not a readable .csv ({exc})") from None
+        raise UserError(f"request file {shown(file)} is not a readable .csv ({shown(exc)})") from None
     if not rows:
         return []
     header = [cell.strip() for cell in rows[0]]
@@ -76,8 +89,8 @@ def _csv_ids(text: str, file: Path) -> list[str]:
     for number, row in enumerate(rows[1:], start=2):
         value = row[column].strip() if column < len(row) else ""
         if not value:
-            raise UserError(f"row {number} of {file} has no value in its '{header[column]}' column: give every "
-                            "row an id")
+            raise UserError(f"row {number} of {shown(file)} has no value in its '{shown(header[column])}' column: "
+                            "give every row an id")
         ids.append(value)
     return ids
 
@@ -87,10 +100,10 @@ def id_hint(raw: RawDataset) -> str:
     first = raw.train_ids[0] if raw.train_ids else "0"
     if raw.id_kind == "path":
         parts = first.split("/")
-        return (f"file paths below the dataset folder such as '{first}' (or '{'/'.join(parts[-2:])}', or "
-                f"'{parts[-1]}' where that file name is unique)")
+        return (f"file paths below the dataset folder such as '{shown(first)}' (or '{shown('/'.join(parts[-2:]))}', "
+                f"or '{shown(parts[-1])}' where that file name is unique)")
     if raw.id_kind == "column":
-        return f"the values of its '{raw.id_column}' column, such as '{first}'"
+        return f"the values of its '{shown(raw.id_column)}' column, such as '{shown(first)}'"
     return f"training row indices, 0 to {len(raw.train_ids) - 1}"
 
 
@@ -99,8 +112,8 @@ class IdIndex:
 
     def __init__(self, raw: RawDataset):
         if len(raw.train_ids) != len(raw.train_labels):
-            raise UserError(f"{raw.name} has {len(raw.train_labels)} training images but {len(raw.train_ids)} ids: "
-                            "give one id per training image (RawDataset.train_ids)")
+            raise UserError(f"{shown(raw.name)} has {len(raw.train_labels)} training images but {len(raw.train_ids)} "
+                            "ids: give one id per training image (RawDataset.train_ids)")
         self.raw, self.paths = raw, raw.id_kind == "path"
         self.exact = {sample: i for i, sample in enumerate(raw.train_ids)}
         self.short: dict[str, list[int]] = {}  # a path below the split folder, and a bare file name -> positions
@@ -122,8 +135,10 @@ class IdIndex:
         found = self.short.get(key, [])
         if len(found) > 1:
             a, b = (self.raw.train_ids[i] for i in found[:2])
-            raise UserError(f"id '{sample}' in {where} is the file name of {len(found)} training files ({a}, {b}"
-                            f"{', ...' if len(found) > 2 else ''}): give its path below the folder, such as {a}")
+            a, b = shown(a), shown(b)
+            raise UserError(f"id '{shown(sample)}' in {shown(where)} is the file name of {len(found)} training files "
+                            f"({a}, {b}{', ...' if len(found) > 2 else ''}): give its path below the folder, such as "
+                            f"{a}")
         return found[0] if found else None
 
     def positions(self, ids: list[str], where: str) -> np.ndarray:
@@ -131,7 +146,8 @@ class IdIndex:
         match nothing (how many, the first few, and what an id looks like here) are UserErrors."""
         twice = first_repeat(ids)
         if twice is not None:
-            raise UserError(f"{where} lists id '{twice}' twice: each sample is forgotten once (remove the repeat)")
+            raise UserError(f"{shown(where)} lists id '{shown(twice)}' twice: each sample is forgotten once (remove "
+                            "the repeat)")
         found: dict[int, str] = {}
         missing = []
         for sample in ids:
@@ -139,15 +155,15 @@ class IdIndex:
             if at is None:
                 missing.append(sample)
             elif at in found:
-                raise UserError(f"'{found[at]}' and '{sample}' in {where} both name {self.raw.train_ids[at]}: each "
-                                "sample is forgotten once (remove one)")
+                raise UserError(f"'{shown(found[at])}' and '{shown(sample)}' in {shown(where)} both name "
+                                f"{shown(self.raw.train_ids[at])}: each sample is forgotten once (remove one)")
             else:
                 found[at] = sample
         if missing:
-            shown = ", ".join(f"'{m}'" for m in missing[:SHOWN]) + (", ..." if len(missing) > SHOWN else "")
+            listed = ", ".join(f"'{shown(m)}'" for m in missing[:SHOWN]) + (", ..." if len(missing) > SHOWN else "")
             what = "id matches" if len(missing) == 1 else "ids match"
-            raise UserError(f"{len(missing)} {what} no training sample of {self.raw.name} in {where} ({shown}); "
-                            f"its ids are {id_hint(self.raw)}")
+            raise UserError(f"{len(missing)} {what} no training sample of {shown(self.raw.name)} in {shown(where)} "
+                            f"({listed}); its ids are {id_hint(self.raw)}")
         return np.array(sorted(found), dtype=np.int64)
 
 
@@ -160,8 +176,9 @@ def check_kept(raw: RawDataset, positions: np.ndarray, train_per_class: int | No
                allow_empty_class: bool, where: str) -> None:
     """Every class the request names samples of keeps a training sample (else the model cannot keep the class),
     counted in the training subset (splits.train_positions: the named samples, then the seeded draw up to
-    train_per_class, after the holdout), unless allow_empty_class."""
-    if allow_empty_class or not len(positions):
+    train_per_class, after the holdout), unless allow_empty_class; and, allowed or not, some training sample is
+    kept (an empty retain set leaves no data to train, tune or measure the kept classes on)."""
+    if not len(positions):
         return
     k = raw.num_classes
     counts = np.bincount(raw.train_labels, minlength=k)
@@ -171,6 +188,14 @@ def check_kept(raw: RawDataset, positions: np.ndarray, train_per_class: int | No
         others = others - np.minimum(others, holdout_per_class)
     if train_per_class is not None:
         others = np.minimum(others, np.maximum(train_per_class - named, 0))
+    if not others.sum():
+        why = f"it names all {len(positions)} training samples" if len(positions) == counts.sum() else \
+            f"it names {len(positions)} of the {counts.sum()} training samples and --train-per-class / " \
+            "--holdout-per-class keep none of the rest"
+        raise UserError(f"{shown(where)} leaves no training sample to keep ({why}): nothing would be left to train "
+                        "on; name fewer samples")
+    if allow_empty_class:
+        return
     emptied = [c for c in range(k) if named[c] and not others[c]]
     if not emptied:
         return
@@ -182,8 +207,9 @@ def check_kept(raw: RawDataset, positions: np.ndarray, train_per_class: int | No
         why = f"it names {named[c]} of its samples and --train-per-class {train_per_class} keeps no more"
     else:
         why = f"it names {named[c]} of its {counts[c]} training samples and --holdout-per-class holds out the rest"
-    raise UserError(f"{where} leaves {describe_class(raw.class_names, c)} no training sample to keep ({why}): the "
-                    "model could not keep that class; name fewer of its samples, or give --allow-empty-class")
+    raise UserError(f"{shown(where)} leaves {shown(describe_class(raw.class_names, c))} no training sample to keep "
+                    f"({why}): the model could not keep that class; name fewer of its samples, or give "
+                    "--allow-empty-class")
 
 
 def split_by_ids(data: RawDataset | str | Path, ids: Iterable[str | int] | str | Path, id_column: str | None = None,

@@ -2,12 +2,10 @@
 (data/files.py). It sits above both so that neither loader knows the other."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..errors import UserError
 from .files import is_data_path, load_files
 from .raw import RawDataset
-from .sources import CIFAR, DATASETS, default_data_root, load_cifar, load_digits
+from .sources import CIFAR, DATASETS, data_root_folder, load_cifar, load_digits
 
 
 def load_dataset(name: str, data_root: str | None = None, allow_download: bool = True,
@@ -27,9 +25,6 @@ def load_dataset(name: str, data_root: str | None = None, allow_download: bool =
     if name == "digits":
         return load_digits()
     if name in CIFAR:
-        root = Path(data_root) if data_root else default_data_root()
-        if data_root and not Path(data_root).is_dir():
-            raise UserError(f"data root {data_root} does not exist (point --data-root at the folder holding the dataset)")
-        return load_cifar(name, root, allow_download)
+        return load_cifar(name, data_root_folder(data_root), allow_download)
     raise UserError(f"unknown dataset '{name}' (choose from: {', '.join(DATASETS)}, or give the path of an image "
                     "folder, an .npz or a datasets folder)")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UserError, path_kind, regular_file, shown
 from ..ledger import file_hash
 from .raw import RawDataset, class_labels
 
@@ -86,19 +86,38 @@ class RestrictedUnpickler(pickle.Unpickler):
 
 def restricted_load(path: Path) -> dict:
     """Read one dataset pickle safely; a refused or broken file is the user's problem, said in one line."""
+    fix = "replace it with the official file"
+    regular_file(path, "dataset file", fix)  # before opening: a FIFO would block for ever
     if not path.is_file():
-        raise UserError(f"dataset file missing: {path} (the folder must hold the official files)")
+        raise UserError(f"dataset file missing: {shown(path)} (the folder must hold the official files)")
     try:
         with open(path, "rb") as handle:
             return RestrictedUnpickler(handle, encoding="bytes").load()
     except Exception as exc:  # noqa: BLE001 - any failure to decode a damaged file is the file's fault
-        raise UserError(f"cannot read dataset file {path}: {type(exc).__name__}: {exc} "
+        raise UserError(f"cannot read dataset file {shown(path)}: {type(exc).__name__}: {shown(exc)} "
                         "(replace it with the official file)") from None
 
 
 def default_data_root() -> Path:
     env = os.environ.get("PRUNELORA_DATA")
     return Path(env) if env else Path.home() / ".cache" / "prunelora" / "data"
+
+
+def data_root_folder(data_root: str | Path | None) -> Path:
+    """The folder --data-root names (default_data_root() without one); one that is missing, or a file rather than
+    a folder, is a UserError saying which."""
+    if not data_root:
+        return default_data_root()
+    root = Path(data_root).expanduser()
+    kind = path_kind(root)
+    if kind == "missing":
+        raise UserError(f"data root {shown(data_root)} does not exist (point --data-root at the folder holding the "
+                        "dataset)")
+    if kind != "a folder":
+        what = "a file" if kind == "file" else kind
+        raise UserError(f"data root {shown(data_root)} is {what}, not a folder (point --data-root at the folder "
+                        "holding the dataset)")
+    return root
 
 
 def md5sum(path: Path) -> str:
@@ -109,14 +128,15 @@ def extract_archive(archive: Path, spec: ArchiveSpec, root: Path) -> Path:
     """Check the archive's md5, then extract only the expected member files into root."""
     actual = md5sum(archive)
     if actual != spec.md5:
-        raise UserError(f"checksum mismatch for {archive}: md5 {actual}, expected {spec.md5} (delete it and download again)")
+        raise UserError(f"checksum mismatch for {shown(archive)}: md5 {actual}, expected {spec.md5} (delete it and "
+                        "download again)")
     wanted = {f"{spec.folder}/{n}" for n in (*spec.train_files, spec.test_file, spec.meta_file)}
     staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=root))
     try:
         with tarfile.open(archive, "r:gz") as tar:
             members = [m for m in tar.getmembers() if m.name in wanted and m.isfile()]
             if {m.name for m in members} != wanted:
-                raise UserError(f"archive {archive} lacks some of {sorted(wanted)}")
+                raise UserError(f"archive {shown(archive)} lacks some of {sorted(wanted)}")
             for member in members:
                 target = staging / member.name
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -142,7 +162,7 @@ def download(spec: ArchiveSpec, root: Path, timeout: float = 30.0) -> Path:
     except (urllib.error.URLError, OSError) as exc:
         partial.unlink(missing_ok=True)
         raise UserError(
-            f"dataset not found in {root / spec.folder} and the download from {spec.url} failed ({exc}); "
+            f"dataset not found in {shown(root / spec.folder)} and the download from {spec.url} failed ({shown(exc)}); "
             f"put the official '{spec.folder}' folder under --data-root"
         ) from None
     return extract_archive(archive, spec, root)
@@ -150,6 +170,8 @@ def download(spec: ArchiveSpec, root: Path, timeout: float = 30.0) -> Path:
 
 def _locate(name: str, root: Path, allow_download: bool) -> Path:
     spec = CIFAR[name]
+    if path_kind(root) not in ("a folder", "missing"):  # a missing default root is made by the download
+        data_root_folder(root)
     for candidate in (root / spec.folder, root):
         if (candidate / spec.test_file).is_file():
             return candidate
@@ -157,7 +179,8 @@ def _locate(name: str, root: Path, allow_download: bool) -> Path:
     if archive.is_file():
         return extract_archive(archive, spec, root)
     if not allow_download:
-        raise UserError(f"dataset {name} not found: looked for {root / spec.folder} (set --data-root to the folder holding '{spec.folder}')")
+        raise UserError(f"dataset {name} not found: looked for {shown(root / spec.folder)} (set --data-root to the "
+                        f"folder holding '{spec.folder}')")
     return download(spec, root)
 
 
@@ -166,20 +189,20 @@ def _read_split(folder: Path, files: tuple[str, ...], label_key: bytes) -> tuple
     for file in files:
         path = folder / file
         if not path.is_file():
-            raise UserError(f"dataset file missing: {path} (the folder must hold the official batch files)")
+            raise UserError(f"dataset file missing: {shown(path)} (the folder must hold the official batch files)")
         batch = restricted_load(path)
         if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
-            raise UserError(f"dataset file {path} does not hold the keys b'data' and {label_key!r}")
+            raise UserError(f"dataset file {shown(path)} does not hold the keys b'data' and {label_key!r}")
         try:
             data = np.asarray(batch[b"data"])
         except (TypeError, ValueError):  # a ragged list
             data = np.asarray(None)
         if data.dtype.kind not in "ui" or data.ndim != 2 or data.shape[1] != 3072 or \
                 (data.size and not 0 <= data.min() <= data.max() <= 255):
-            raise UserError(f"dataset file {path} holds data of shape {data.shape} and type {data.dtype}, expected "
-                            "(N, 3072) uint8 pixels (replace it with the official file)")
+            raise UserError(f"dataset file {shown(path)} holds data of shape {data.shape} and type {data.dtype}, "
+                            "expected (N, 3072) uint8 pixels (replace it with the official file)")
         images.append(data.astype(np.uint8).reshape(-1, 3, 32, 32))
-        labels.append(class_labels(batch[label_key], f"dataset file {path}", count=len(data)))
+        labels.append(class_labels(batch[label_key], f"dataset file {shown(path)}", count=len(data)))
     return np.concatenate(images), np.concatenate(labels)
 
 
@@ -190,10 +213,10 @@ def load_cifar(name: str, root: Path, allow_download: bool = True) -> RawDataset
     test_x, test_y = _read_split(folder, (spec.test_file,), spec.label_key)
     meta = restricted_load(folder / spec.meta_file)
     if not isinstance(meta, dict) or spec.names_key not in meta:
-        raise UserError(f"dataset file {folder / spec.meta_file} does not hold {spec.names_key!r}")
+        raise UserError(f"dataset file {shown(folder / spec.meta_file)} does not hold {spec.names_key!r}")
     names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta[spec.names_key]]
     for split, labels in (("train", train_y), ("test", test_y)):
-        class_labels(labels, f"{name} {split} labels in {folder}", len(names))
+        class_labels(labels, f"{name} {split} labels in {shown(folder)}", len(names))
     mean, std = CIFAR_STATS[name]
     return RawDataset(name, train_x, train_y, test_x, test_y, names, mean, std)
 

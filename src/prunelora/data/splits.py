@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, shown
 from .raw import RawDataset
 from .stream import Images, ImageSource, StreamedImages, array_source, concat, take
 
@@ -123,10 +123,10 @@ def class_index(raw: RawDataset, forget_class: int | str) -> int:
     if isinstance(forget_class, str):
         if forget_class in raw.class_names:
             return raw.class_names.index(forget_class)
-        shown = ", ".join(raw.class_names[:20]) + (", ..." if raw.num_classes > 20 else "")
-        raise UserError(f"class '{forget_class}' is not in {raw.name} (its classes: {shown})")
+        listed = ", ".join(map(shown, raw.class_names[:20])) + (", ..." if raw.num_classes > 20 else "")
+        raise UserError(f"class '{shown(forget_class)}' is not in {shown(raw.name)} (its classes: {listed})")
     if not 0 <= forget_class < raw.num_classes:
-        raise UserError(f"forget class {forget_class} is out of range: {raw.name} has classes 0 to "
+        raise UserError(f"forget class {forget_class} is out of range: {shown(raw.name)} has classes 0 to "
                         f"{raw.num_classes - 1}")
     return int(forget_class)
 
@@ -146,7 +146,8 @@ def check_classes(raw: RawDataset, forget: list[int]) -> None:
     if empty:
         why = "there is nothing to forget (add its images, or forget another class)" if empty[0] in forget else \
             "the model never learns it, so it cannot be kept (add its images, or leave the class out of the data)"
-        raise UserError(f"{describe_class(raw.class_names, empty[0])} has no training images in {raw.name}: {why}")
+        raise UserError(f"{shown(describe_class(raw.class_names, empty[0]))} has no training images in "
+                        f"{shown(raw.name)}: {why}")
 
 
 def gather(images: np.ndarray | ImageSource, index: np.ndarray, device: torch.device | str,
@@ -213,7 +214,11 @@ def gathered(raw: RawDataset, train_idx: np.ndarray, test_idx: np.ndarray, devic
 def forget_splits(raw: RawDataset, train: ImageSet, test: ImageSet, forget: np.ndarray, test_forget: np.ndarray,
                   positions: np.ndarray | None = None, **request) -> Splits:
     """Splits from boolean masks over the training set (forgotten) and the test set (of forgotten classes).
-    positions: where the training set lies in the raw one (its ids give forget_ids)."""
+    positions: where the training set lies in the raw one (its ids give forget_ids). A request that forgets every
+    training sample is a UserError: an empty retain set leaves nothing to train, tune or measure on."""
+    if len(forget) and np.all(forget):
+        raise UserError(f"the request forgets all {len(forget)} training samples of {shown(raw.name)}: nothing would "
+                        "be left to keep; forget fewer classes or samples")
     ids = [raw.train_ids[i] for i in positions[forget]] if positions is not None else []
     return Splits(
         forget_train=train.subset(forget), retain_train=train.subset(~forget),

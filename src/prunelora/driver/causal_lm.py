@@ -1,41 +1,38 @@
-"""The causal-LM task end to end: data -> original -> every method -> measures -> deliverables and records.
+"""The causal-LM task as the stage driver sees it (task.py), and its model as a stage subject.
 
-    prunelora reproduce --task causal-lm --seeds 0,1,2     # the embedded benchmark, the issue's table
+    prunelora reproduce --task causal-lm --seeds 0,1,2     # the embedded benchmark
     prunelora unlearn --task causal-lm --model hf:DIR --dataset train.jsonl --forget forget.txt
 
-Per seed: the original (the user's model, or the benchmark's small model trained from scratch until it
-has memorised the answers, cached under cache/), then each method (Retrain first: the others are compared
-with it) through the one training loop (train.fit), measured on forget, retain and holdout examples. A
-stage (seed, method) is kept in seed<s>/stages/<method>.json with its fingerprint: a rerun reuses it.
-Deliverables, per seed and method (seed<s>/models/<method>/): model/ (save_pretrained, adapters merged,
-with the tokenizer), adapter/ (LoRA methods: the PEFT adapter, and base/ the model it adapts), record.json
-(the request's ids and digest, the weights' digests, the config, the measures and verdicts), and
-seed<s>/examples/<method>.jsonl: every per-example measure. Per run: results.json, results.md (the table),
-report.html (lm/page.py) and config.yaml (`--config config.yaml` runs it again).
+Per seed: the original (the user's model, or the benchmark's small model trained from scratch until it has
+memorised the answers, cached under cache/), then each method through the one training loop, measured on
+the forget, retain and holdout examples, exactly as the image task's stages are run, reused, recorded and
+warned about (stages.py). Deliverables, per seed, model and method (seed<s>/models/<model>/<method>/):
+model/ (save_pretrained, adapters merged, with the tokenizer), adapter/ (LoRA methods: the PEFT adapter,
+and base/ the model it adapts) and record.json; seed<s>/examples/<model>/<method>.jsonl holds every
+per-example measure. The figures measured against Retrain (TOFU's forget quality, MUSE's PrivLeak) and the
+verdicts are derived when the run finishes, from those exports.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
-import json
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 import yaml
 from torch import nn
 
-from .. import ledger, run_folder, storage
+from .. import storage
 from ..config import fingerprint
 from ..config.causal_lm import LMConfig, key
 from ..data.text.examples import (
     Example,
     LMSplits,
+    forget_request,
     from_rows,
     read_examples,
-    read_request,
     request_digest,
     split,
     to_rows,
@@ -44,21 +41,26 @@ from ..data.text.synthetic import BenchmarkSpec, forget_people, make_people_benc
 from ..data.text.tokens import encode
 from ..errors import UserError
 from ..machine import facts
-from ..methods.causal_lm.names import LMMethod, expand
-from ..metrics.causal_lm import measure as evaluate
+from ..methods import Method, get_method, method_names
+from ..metrics.causal_lm import measure as measures
 from ..metrics.causal_lm import verdicts
 from ..models.causal_lm.loading import load_causal_lm, tiny_model, weight_dtype
+from ..registry import CAUSAL_LM
 from ..report import causal_lm_page as page
-from ..report.causal_lm_table import table
-from ..runner.causal_lm import objective_args, optim_settings, train_from_scratch, unlearn_with
-from ..storage import write_jsonl
-from ..version import __version__
-from . import stage_store
-from .preflight import select_device
+from ..report.causal_lm_table import table, write_csv
+from ..runner import MethodRun, Snapshot
+from ..runner.causal_lm import train_from_scratch, unlearn_with
+from ..storage import read_jsonl, write_jsonl
+from ..train import History
+from .record import portable_paths, weights_digest
+from .subject import Delivery, Outcome, StagePlace
 
-RECORD_FORMAT = "prunelora-lm-record/1"
+if TYPE_CHECKING:
+    from .stages import Experiment
+
 IMAGE_ONLY = ("momentum", "nesterov", "augment", "flip")  # training settings AdamW on token sequences never uses
 PROMPT_CUE = {"question": "Question : Answer :", "answer": "", "paraphrased_answer": "", "perturbed_answer": []}
+EVIDENCE_VERSION = 1  # raised when the measures change: finished stages are measured again
 
 
 def dataset_examples(config: LMConfig) -> tuple[str, list[Example], list[Example], list[dict]]:
@@ -76,250 +78,394 @@ def dataset_examples(config: LMConfig) -> tuple[str, list[Example], list[Example
     return kind, examples, held, []
 
 
-def request_ids(config: LMConfig, kind: str, train: list[Example], seed: int) -> tuple[list[str], str]:
-    """The forget ids of a seed and how the request was given."""
+def request_ids(config: LMConfig, kind: str, train: list[Example], seed: int,
+                warnings: list[str]) -> tuple[list[str], str]:
+    """The forget ids of a seed and how the request was given; what a reader must know (copies of the named
+    examples forgotten with them) goes into `warnings`, once."""
     d = config.data
     if d.forget:
-        return read_request(d.forget, train, kind, d), Path(d.forget).name
+        ids, notes = forget_request(d.forget, train, kind, d)
+        warnings.extend(n for n in notes if n not in warnings)
+        return ids, Path(d.forget).name
     if d.dataset == "people":
         rows = [{"id": ex.id, "person": ex.id.split("-")[0]} for ex in train]
         return forget_people(rows, d.forget_ratio, seed), f"{d.forget_ratio:.0%} of the people, drawn per seed"
     raise UserError("--forget FILE: name what to forget (a file of ids, one a line, or a .jsonl of examples)")
 
 
-def eval_retain(splits: LMSplits, count: int, seed: int) -> list[Example]:
-    if len(splits.retain) <= count:
-        return list(splits.retain)
-    chosen = np.sort(np.random.default_rng(seed).choice(len(splits.retain), count, replace=False))
-    return [splits.retain[i] for i in chosen]
+def file_stem(method: str) -> str:
+    """A method's name as a file or folder name ("npo@prune+lora" -> "npo_at_prune+lora")."""
+    return method.replace("@", "_at_")
 
 
-def state_digest(model: nn.Module) -> str:
-    """sha256 of a model's state (names and values): the record's proof of which model was unlearned."""
-    h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())  # any dtype
-    return h.hexdigest()
+class CausalLMTask:
+    """Causal LMs on question/answer or plain-text examples (see the module docstring)."""
 
+    name = CAUSAL_LM
+    sequential = False
+    request_count = 1
 
-class LMRun:
-    """One command's run of the causal-LM task (see the module docstring)."""
-
-    def __init__(self, command: str, config: LMConfig, overwrite: bool = False, progress: bool = True) -> None:
-        self.command, self.config, self.progress = command, config, progress
-        self.device = select_device(config.device)
-        self.dtype = weight_dtype(config.precision, self.device)
-        self.out = Path(config.out)
-        self.methods = expand(config.methods)
-        for m in self.methods:  # every objective's own values, checked before anything is written
-            if m.objective is not None:
-                objective_args(config, m)
+    def __init__(self, exp: Experiment, command: str) -> None:
+        self.exp, self.command = exp, command
+        config: LMConfig = exp.config
+        self.config = config
+        self.dtype = weight_dtype(config.precision, exp.device)
+        config.methods = method_names(list(config.methods), task=CAUSAL_LM)
+        if not config.methods:
+            raise UserError("--methods names no method")
+        for name in config.methods:  # every objective's own values, checked before anything is written
+            get_method(name, CAUSAL_LM).check(config.method_args)
         self.user = config.model.model
-        self.kind, self.train, self.holdout, rows = dataset_examples(config)
+        self.kind, self.train, self.holdout, self.rows = dataset_examples(config)
         if self.user:
             self.base_model, self.tokenizer = load_causal_lm(self.user, torch.device("cpu"))
         else:
-            texts = rows or to_rows(self.train + self.holdout, config.data, self.kind)
+            texts = self.rows or to_rows(self.train + self.holdout, config.data, self.kind)
             self.tokenizer = word_tokenizer(texts + [PROMPT_CUE])
         for start in range(0, len(self.train + self.holdout), 256):  # every example fits, before anything runs
             encode(self.tokenizer, (self.train + self.holdout)[start:start + 256], config.data.max_length,
                    torch.device("cpu"))
-        self.requests = {seed: request_ids(config, self.kind, self.train, seed) for seed in config.seeds}
-        self.rows = rows
-        self.warnings: list[str] = []  # what a reader must know (a damaged stage run again): results, table, page
-        self.before = ""  # the sha256 of the seed's original, once measured
+        self.requests = {seed: request_ids(config, self.kind, self.train, seed, exp.warnings) for seed in config.seeds}
+        self._splits: dict[int, LMSplits] = {}
         # what the files hold, not only their names: another dataset or model under the same path is another run,
         # and a cached original or finished stage of the old one is never reused for it
         self.sources = {"data_sha256": request_digest(self.train + self.holdout)}
         if self.user:
             self.sources["model_sha256"] = storage.file_digest(self.user[len("hf:"):])
-        run_folder.claim(self.out, f"{command}-causal-lm", {"task": "causal-lm", **config.identity(), **self.sources},
-                         overwrite)
 
-    # -- data, models ------------------------------------------------------------------------
-    def splits_for(self, seed: int) -> LMSplits:
-        ids, request = self.requests[seed]
-        return split(self.kind, self.train, ids, self.holdout, request)
+    # -- data and names ------------------------------------------------------------------------
+    def identity(self) -> dict[str, Any]:
+        """What the run's folder is claimed for: the configuration and what its files hold."""
+        return {"task": CAUSAL_LM, **self.config.identity(), **self.sources}
 
-    def original(self, seed: int, splits: LMSplits) -> tuple[nn.Module, Any, dict[str, Any]]:
-        """(model, tokenizer, meta): the user's model, or the embedded one trained (or reused from cache/)."""
-        if self.user:
-            return copy.deepcopy(self.base_model).to(self.device, self.dtype), self.tokenizer, {"source": self.user}
-        tokenizer = self.tokenizer
-        m, d = self.config.model, self.config.data
-        data = {k: v for k, v in dataclasses.asdict(d).items() if k not in ("forget", "forget_ratio", "eval_retain")}
-        ident = fingerprint("original", data, dataclasses.asdict(m), dataclasses.asdict(self.config.pretrain), seed,
-                            self.sources)
-        folder = self.out / "cache" / f"original-{ident[:16]}"
-        stamp = folder / "prunelora.json"
-        if stamp.is_file() and stage_store.intact_folder(f"seed {seed} original", folder, self.warnings):
-            import transformers as T
+    def method(self, name: str) -> Method:
+        return get_method(name, CAUSAL_LM)
 
-            model = T.AutoModelForCausalLM.from_pretrained(str(folder)).to(self.device, self.dtype)
-            return model, tokenizer, json.loads(stamp.read_text())
-        model = self.fresh(seed, tokenizer)
-        data = encode(tokenizer, splits.train, d.max_length, self.device)
-        meta = train_from_scratch(model, data, self.config, seed, f"original seed {seed}", self.progress)
-        meta = {"source": f"embedded {m.family}", **meta}
-        if meta["memorised"] < self.config.pretrain.memorised:
-            raise UserError(f"the embedded original memorised {meta['memorised']:.1%} of the answers after "
-                            f"{meta['epochs']} epochs (< {self.config.pretrain.memorised:.0%}): raise "
-                            "--set pretrain.epochs=... or pretrain.lr")
-        with storage.atomic_dir(folder) as tmp:
-            model.save_pretrained(str(tmp))
-            tokenizer.save_pretrained(str(tmp))
-            storage.write_json(tmp / "prunelora.json", meta)
-        return model, tokenizer, meta
+    def splits(self, seed: int, request: int = 1) -> LMSplits:
+        if seed not in self._splits:
+            ids, request_desc = self.requests[seed]
+            self._splits[seed] = split(self.kind, self.train, ids, self.holdout, request_desc)
+        return self._splits[seed]
 
-    def fresh(self, seed: int, tokenizer) -> nn.Module:
-        """The initialisation the original started from (the embedded model), or the user's architecture
-        initialised with the seed (Retrain of a user's model)."""
-        if self.user:
-            import transformers as T
+    def forget_size(self, seed: int, request: int) -> int:
+        return len(self.splits(seed).forget)
 
-            torch.manual_seed(seed)
-            return T.AutoModelForCausalLM.from_config(self.base_model.config).to(self.device, self.dtype)
-        m = self.config.model
-        return tiny_model(m.family, len(tokenizer), seed, tokenizer, hidden=m.hidden, layers=m.layers,
-                          heads=m.heads, intermediate=m.intermediate,
-                          max_positions=max(64, self.config.data.max_length)).to(self.device, self.dtype)
+    def sets(self, seed: int) -> dict[str, list[Example]]:
+        """What a model is measured on: the forget set, a seeded draw of the retain set, the holdout."""
+        splits = self.splits(seed)
+        return {"forget": splits.forget, "retain": measures.retain_sample(splits.retain, self.config.data.eval_retain, seed),
+                "holdout": splits.holdout}
 
-    # -- methods -----------------------------------------------------------------------------
-    def run_method(self, m: LMMethod, original: nn.Module, tokenizer, splits: LMSplits, seed: int):
-        """(model to measure, the Operated or None, cost) of one method on this seed's splits."""
-        d = self.config.data
-        retain = encode(tokenizer, splits.retain, d.max_length, self.device)
-        forget = encode(tokenizer, splits.forget, d.max_length, self.device)
-        return unlearn_with(m, original, retain, forget, self.config, seed, self.progress,
-                            fresh=lambda: self.fresh(seed, tokenizer))
+    def subject(self) -> LMSubject:
+        name = Path(self.user[len("hf:"):]).name if self.user else self.config.model.family
+        return LMSubject(name or "model", self)
 
-    # -- one stage ---------------------------------------------------------------------------
-    def stage(self, m: LMMethod, seed: int, original: nn.Module, tokenizer, splits: LMSplits,
-              sets: dict[str, list[Example]], retrain: dict[str, Any] | None) -> dict[str, Any]:
-        stage_file = self.out / f"seed{seed}" / "stages" / f"{m.name.replace('@', '_at_')}.json"
-        folder = self.out / f"seed{seed}" / "models" / m.name.replace("@", "_at_")
-        stage_key = key(self.config, m.name, seed, splits.request, request_digest(splits.forget),
-                        self.config.method_args.get(m.name), self.config.method_args.get(m.objective or ""),
-                        self.sources)
-        kept = stage_store.finished(stage_file, stage_key, f"seed {seed} {m.name}", self.out, self.warnings)
-        if kept is not None and isinstance(kept.get("row"), dict) and isinstance(kept.get("measured"), dict):
-            return kept
-        model, operated, cost = self.run_method(m, original, tokenizer, splits, seed)
-        measured = evaluate.measure(model, tokenizer, sets, self.config.data.max_length, self.device)
-        row = self.row(m, seed, splits, measured, cost, retrain)
-        examples = [{"split": name, **{k: v[i] for k, v in values.items()}}
-                    for name, values in measured["per_split"].items() for i in range(len(values["id"]))]
-        with ledger.capture() as outputs:
-            self.deliver(folder, m, seed, model, operated, tokenizer, splits, row)
-            write_jsonl(examples, self.out / f"seed{seed}" / "examples" / f"{m.name.replace('@', '_at_')}.jsonl")
-        stage_store.write(stage_file, stage_key, outputs, row=row, measured=measured)
-        return {"row": row, "measured": measured}
+    def export_path(self, subject: LMSubject | str, method: str, epochs: int | None, seed: int,
+                    request: int = 1) -> Path:
+        name = subject if isinstance(subject, str) else subject.name
+        return self.exp.out / f"seed{seed}" / "examples" / name / f"{file_stem(method)}.jsonl"
 
-    def row(self, m: LMMethod, seed: int, splits: LMSplits, measured: dict[str, Any], cost: dict[str, Any],
-            retrain: dict[str, Any] | None) -> dict[str, Any]:
-        row: dict[str, Any] = {"method": m.name, "label": m.label, "objective": m.objective or "retrain",
-                               "surgery": m.surgery, "seed": seed, "request": splits.request,
-                               "forget_n": len(splits.forget), "retain_n": len(splits.retain),
-                               "holdout_n": len(splits.holdout), **measured["summary"], **cost}
-        if retrain is not None and m.objective is not None:
-            row.update(evaluate.compare(measured, retrain["measured"]))
-            row["verdict"], row["verdict_reasons"] = verdicts.with_retrain(row, retrain["row"])
-        elif m.objective is None:
-            row["forget_quality"] = 1.0 if "forget_truth_ratio" in row else None
-            row["privleak"] = 0.0 if "mia_min_k_auc" in row else None
-            row = {k: v for k, v in row.items() if v is not None}
-        row["standalone_verdict"], row["standalone_reasons"] = verdicts.without_retrain(
-            row, len(splits.forget), len(splits.holdout))
-        return row
-
-    def deliver(self, folder: Path, m: LMMethod, seed: int, model: nn.Module, operated, tokenizer,
-                splits: LMSplits, row: dict[str, Any]) -> None:
-        with storage.atomic_dir(folder) as tmp:
-            plain = operated.merged() if operated is not None else model
-            plain.save_pretrained(str(tmp / "model"))
-            tokenizer.save_pretrained(str(tmp / "model"))
-            if operated is not None and operated.adapted:
-                operated.model.save_pretrained(str(tmp / "adapter"))
-                copy.deepcopy(operated.model).unload().save_pretrained(str(tmp / "adapter" / "base"))
-                tokenizer.save_pretrained(str(tmp / "adapter" / "base"))
-            weights = {str(p.relative_to(tmp)): storage.file_digest(p) for p in sorted(tmp.rglob("*.safetensors"))}
-            storage.write_json(tmp / "record.json", {
-                "format": RECORD_FORMAT, "task": "causal-lm", "method": m.name, "seed": seed,
-                "request": {"desc": splits.request, "ids": [ex.id for ex in splits.forget],
-                            "count": len(splits.forget), "sha256": request_digest(splits.forget)},
-                "model_before_sha256": self.before, "weights_sha256": weights,
-                "config": dataclasses.asdict(self.config),
-                "data": {"train": str(self.train_path().resolve()),
-                         "holdout": str(self.holdout_path().resolve()) if self.holdout_path() else None},
-                "measures": {k: v for k, v in row.items() if not isinstance(v, (dict, list))},
-                "verdict": row.get("verdict"), "standalone_verdict": row["standalone_verdict"],
-                "standalone_reasons": row["standalone_reasons"], "thresholds": verdicts.THRESHOLDS,
-                "load": "transformers.AutoModelForCausalLM.from_pretrained('model')" + (
-                    "; peft.PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained('adapter/base'), "
-                    "'adapter')" if operated is not None and operated.adapted else ""),
-                "versions": {"prunelora": __version__, "torch": torch.__version__}, "machine": facts(self.device)})
+    def write_data(self) -> None:
+        """The embedded benchmark as files a user can rerun `unlearn --task causal-lm` on (data/)."""
+        if not self.rows:
+            return
+        trained = {e.id for e in self.train}
+        write_jsonl([r for r in self.rows if r["id"] in trained], self.exp.out / "data" / "train.jsonl")
+        write_jsonl(to_rows(self.holdout, self.config.data, self.kind), self.exp.out / "data" / "holdout.jsonl")
 
     def train_path(self) -> Path:
         """The training data as a file (the embedded benchmark's: written under data/)."""
-        return self.out / "data" / "train.jsonl" if self.rows else Path(self.config.data.dataset)
+        return self.exp.out / "data" / "train.jsonl" if self.rows else Path(self.config.data.dataset)
 
     def holdout_path(self) -> Path | None:
         if self.config.data.holdout:
             return Path(self.config.data.holdout)
-        return self.out / "data" / "holdout.jsonl" if self.rows and self.holdout else None
+        return self.exp.out / "data" / "holdout.jsonl" if self.rows and self.holdout else None
 
-    def deliver_original(self, seed: int, model: nn.Module, tokenizer, meta: dict[str, Any]) -> None:
-        folder = self.out / f"seed{seed}" / "models" / "original"
+    # -- models ----------------------------------------------------------------------------------
+    def fresh(self, seed: int) -> nn.Module:
+        """The initialisation the original started from (the embedded model), or the user's architecture
+        initialised with the seed (Retrain of a user's model)."""
+        device = self.exp.device
+        if self.user:
+            import transformers as T
+
+            torch.manual_seed(seed)
+            return T.AutoModelForCausalLM.from_config(self.base_model.config).to(device, self.dtype)
+        m = self.config.model
+        return tiny_model(m.family, len(self.tokenizer), seed, self.tokenizer, hidden=m.hidden, layers=m.layers,
+                          heads=m.heads, intermediate=m.intermediate,
+                          max_positions=max(64, self.config.data.max_length)).to(device, self.dtype)
+
+    def original(self, subject: LMSubject, seed: int) -> tuple[nn.Module, dict[str, Any]]:
+        """(model, meta): the user's model, or the embedded one trained (or reused from cache/); meta["key"] is
+        its fingerprint (the first stage's start), meta["training"] what training it cost."""
+        exp, device = self.exp, self.exp.device
+        if self.user:
+            model = copy.deepcopy(self.base_model).to(device, self.dtype)
+            return model, {"key": fingerprint("user model", self.sources), "source": self.user,
+                           "training": {"sec_per_epoch": None, "total_sec": 0.0, "peak_memory_mb": None}}
+        m, d = self.config.model, self.config.data
+        data = {k: v for k, v in dataclasses.asdict(d).items() if k not in ("forget", "forget_ratio", "eval_retain")}
+        ident = fingerprint("original", data, dataclasses.asdict(m), dataclasses.asdict(self.config.pretrain), seed,
+                            self.sources)
+        folder = exp.out / "cache" / f"original-{ident[:16]}"
         stamp = folder / "prunelora.json"
-        if stamp.is_file() and stage_store.intact_folder(f"seed {seed} original's copy", folder, self.warnings) \
-                and json.loads(stamp.read_text()) == meta:
+        if stamp.is_file() and exp.verified(f"seed {seed} original", [stamp]) and \
+                _intact(exp, f"seed {seed} original", folder):
+            import transformers as T
+
+            meta = storage.read_json(stamp)
+            model = T.AutoModelForCausalLM.from_pretrained(str(folder)).to(device, self.dtype)
+            exp.reused_stages += 1
+            exp.reused_sec += float(meta["training"]["total_sec"])
+            return model, {**meta, "key": ident}
+        model = self.fresh(seed)
+        data = encode(self.tokenizer, self.splits(seed).train, d.max_length, device)
+        reached = train_from_scratch(model, data, self.config, seed, f"original seed {seed}", exp.progress)
+        exp.training_sec += reached["seconds"]
+        if reached["memorised"] < self.config.pretrain.memorised:
+            raise UserError(f"the embedded original memorised {reached['memorised']:.1%} of the answers after "
+                            f"{reached['epochs']} epochs (< {self.config.pretrain.memorised:.0%}): raise "
+                            "--set pretrain.epochs=... or pretrain.lr")
+        meta = {"source": f"embedded {m.family}", "memorised": reached["memorised"], "epochs": reached["epochs"],
+                "training": {"sec_per_epoch": reached["seconds"] / max(1, reached["epochs"]),
+                             "total_sec": reached["seconds"], "peak_memory_mb": None}}
+        with storage.atomic_dir(folder) as tmp:
+            model.save_pretrained(str(tmp))
+            self.tokenizer.save_pretrained(str(tmp))
+            storage.write_json(tmp / "prunelora.json", meta)
+        return model, {**meta, "key": ident}
+
+    def deliver_original(self, subject: LMSubject, seed: int, model: nn.Module, meta: dict[str, Any]) -> None:
+        """The trained original as a user would hold it (seed<s>/models/<model>/original/model): the starting
+        point of `unlearn --task causal-lm`."""
+        folder = self.exp.seed_dir(seed) / "models" / subject.name / "original"
+        stamp = folder / "prunelora.json"
+        kept = {k: v for k, v in meta.items() if k != "key"}
+        if stamp.is_file() and _intact(self.exp, f"seed {seed} original's copy", folder) \
+                and storage.read_json(stamp) == kept:
             return
         with storage.atomic_dir(folder) as tmp:
             model.save_pretrained(str(tmp / "model"))
-            tokenizer.save_pretrained(str(tmp / "model"))
-            storage.write_json(tmp / "prunelora.json", meta)
+            self.tokenizer.save_pretrained(str(tmp / "model"))
+            storage.write_json(tmp / "prunelora.json", kept)
 
-    # -- the whole run -----------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
-        rows, originals = [], []
-        if self.rows:  # the embedded benchmark, as files a user can rerun `unlearn --task causal-lm` on
-            d = self.config.data
-            trained = {e.id for e in self.train}
-            write_jsonl([r for r in self.rows if r["id"] in trained], self.out / "data" / "train.jsonl")
-            write_jsonl(to_rows(self.holdout, d, self.kind), self.out / "data" / "holdout.jsonl")
-        for seed in self.config.seeds:
-            splits = self.splits_for(seed)
-            original, tokenizer, meta = self.original(seed, splits)
-            if not self.user:  # the trained original as a user would hold it: the starting point of `unlearn`
-                self.deliver_original(seed, original, tokenizer, meta)
-            sets = {"forget": splits.forget, "retain": eval_retain(splits, self.config.data.eval_retain, seed),
-                    "holdout": splits.holdout}
-            measured = evaluate.measure(original, tokenizer, sets, self.config.data.max_length, self.device)
-            self.before = state_digest(original)
-            originals.append({"seed": seed, "meta": meta, "sha256": self.before, **measured["summary"]})
-            retrain = None
-            for m in self.methods:
-                result = self.stage(m, seed, original, tokenizer, splits, sets, retrain)
-                if m.objective is None:
-                    retrain = result
-                rows.append(result["row"])
-        results = {"task": "causal-lm", "command": self.command, "out": str(self.out), "rows": rows,
-                   "originals": originals, "config": dataclasses.asdict(self.config),
-                   "method_settings": {m.name: self.method_settings(m) for m in self.methods},
-                   "thresholds": verdicts.THRESHOLDS, "machine": facts(self.device), "warnings": self.warnings}
-        storage.write_json(self.out / "results.json", results)
-        storage.write_text(self.out / "results.md", table(results) + "\n")
-        storage.write_text(self.out / "config.yaml", yaml.safe_dump(dataclasses.asdict(self.config), sort_keys=False))
-        page.write(results, self.out)
+    # -- stages ----------------------------------------------------------------------------------
+    def stage_key(self, subject: LMSubject, method: str, seed: int, start_key: str, request: int) -> str:
+        splits, chosen = self.splits(seed), self.method(method)
+        return key(self.config, method, seed, splits.request, request_digest(splits.forget),
+                   self.config.method_args.get(method), self.config.method_args.get(chosen.objective), self.sources,
+                   start_key)
+
+    def evidence_key(self) -> str:
+        return fingerprint("causal-lm evidence", EVIDENCE_VERSION, self.config.data.eval_retain)
+
+    def measure(self, subject: LMSubject, model: nn.Module, seed: int, request: int, method: str,
+                epochs: int | None) -> dict[str, Any]:
+        """Every summary figure of one model; its per-example measures exported (export_path)."""
+        d = self.config.data
+        measured = measures.measure(model, self.tokenizer, self.sets(seed), d.max_length, self.exp.device)
+        examples = [{"split": name, **{k: v[i] for k, v in values.items()}}
+                    for name, values in measured["per_split"].items() for i in range(len(values["id"]))]
+        write_jsonl(examples, self.export_path(subject, method, epochs, seed))
+        return dict(measured["summary"])
+
+    def verdict(self, metrics: dict[str, Any], seed: int, request: int) -> tuple[str, list[str], dict[str, Any]]:
+        """The verdict a record states without Retrain (forget vs holdout), its reasons and thresholds."""
+        splits = self.splits(seed)
+        verdict, reasons = verdicts.without_retrain(metrics, len(splits.forget), len(splits.holdout))
+        return verdict, reasons, dict(verdicts.THRESHOLDS)
+
+    def _fields(self, method: Method, seed: int) -> dict[str, Any]:
+        splits = self.splits(seed)
+        return {"label": method.label, "objective": "retrain" if method.exact else method.objective,
+                "surgery": method.surgery, "seed": seed, "request": splits.request, "forget_n": len(splits.forget),
+                "retain_n": len(splits.retain), "holdout_n": len(splits.holdout)}
+
+    def row(self, subject: LMSubject, outcome: Outcome, index: int, metrics: dict[str, Any], seed: int,
+            request: int, fields: dict[str, Any]) -> dict[str, Any]:
+        run = outcome.run
+        cost = outcome.notes[index]["cost"] if outcome.notes else {}
+        method = self.method(run.method)
+        return {"model": subject.name, "method": run.method, "epochs": run.snapshots[index].epochs,
+                **self._fields(method, seed), **metrics, **cost, **fields,
+                "examples_file": str(self.export_path(subject, run.method, None, seed).relative_to(self.exp.out))}
+
+    def record_facts(self, seed: int, request: int, start: nn.Module) -> dict[str, Any]:
+        splits = self.splits(seed)
+        digest = request_digest(splits.forget)
+        return {"request": {"scenario": "named", "request": 1, "classes": None, "desc": splits.request,
+                            "ids": [ex.id for ex in splits.forget], "samples": len(splits.forget),
+                            "forget_sha256": digest, "all_forgotten_sha256": digest},
+                "model_before": {"weights_sha256": weights_digest(start)},
+                "config": portable_paths(dataclasses.asdict(self.config), ("dataset", "holdout", "forget")),
+                "data": {"train": str(self.train_path().resolve()),
+                         "holdout": str(self.holdout_path().resolve()) if self.holdout_path() else None},
+                "environment": facts(self.exp.device)}
+
+    def original_rows(self, subject: LMSubject, seed: int, model: nn.Module, meta: dict[str, Any],
+                      request: int = 1) -> list[dict[str, Any]]:
+        """The original's row: what it knows of the forget set before anything is unlearned."""
+        if not self.user:
+            self.deliver_original(subject, seed, model, meta)
+        metrics = self.measure(subject, model, seed, 1, "original", None)
+        training = meta.get("training") or {}
+        row = {"model": subject.name, "method": "original", "epochs": None, "label": "Original",
+               "objective": "original", "surgery": "none", "seed": seed, "request": self.splits(seed).request,
+               "forget_n": len(self.splits(seed).forget), "retain_n": len(self.splits(seed).retain),
+               "holdout_n": len(self.splits(seed).holdout), **metrics,
+               "seconds": training.get("total_sec"), "params": sum(p.numel() for p in model.parameters()),
+               "source": meta.get("source"), "model_before_sha256": weights_digest(model),
+               "examples_file": str(self.export_path(subject, "original", None, seed).relative_to(self.exp.out))}
+        if "memorised" in meta:
+            row["memorised"] = meta["memorised"]
+        return [row]
+
+    def reevaluate(self, exp: Experiment, subject: LMSubject, rows: list[dict], seed: int,
+                   request: int) -> list[dict]:
+        """A finished stage's rows measured again from its saved model (the measures changed): never retrained."""
+        out = []
+        for row in rows:
+            path = subject.deliverable(exp.place(seed, subject.name, request), row["method"], row["epochs"], True)
+            model = exp.load_deliverable(subject, path)
+            metrics = self.measure(subject, model, seed, request, row["method"], row["epochs"])
+            out.append({**{k: v for k, v in row.items() if k not in metrics}, **metrics})
+        return out
+
+    # -- results ---------------------------------------------------------------------------------
+    def finish(self, exp: Experiment, rows: list[dict], started: float, partial: bool = False) -> dict[str, Any]:
+        """Against Retrain (forget quality, PrivLeak, its verdict) and without it, per seed; then results.json,
+        results.md, config.yaml and report.html."""
+        rows = [dict(r) for r in rows]
+        for seed in sorted({r["seed"] for r in rows}):
+            mine = [r for r in rows if r["seed"] == seed]
+            retrain = next((r for r in mine if r["method"] == "retrain"), None)
+            splits = self.splits(seed)
+            for row in mine:
+                if row["method"] == "original":
+                    pass  # before unlearning: no comparison with Retrain, the verdict without it only
+                elif retrain is not None and row is not retrain:
+                    row.update(self.compare(row, retrain))
+                    row["verdict"], row["verdict_reasons"] = verdicts.with_retrain(row, retrain)
+                elif row is retrain:
+                    if "forget_truth_ratio" in row:
+                        row["forget_quality"] = 1.0
+                    if "mia_min_k_auc" in row:
+                        row["privleak"] = 0.0
+                row["standalone_verdict"], row["standalone_reasons"] = verdicts.without_retrain(
+                    row, len(splits.forget), len(splits.holdout))
+        results = {"task": CAUSAL_LM, "command": self.command, "out": str(exp.out), "rows": rows,
+                   "config": dataclasses.asdict(self.config),
+                   "method_settings": {m: self.method_settings(m) for m in self.config.methods},
+                   "thresholds": verdicts.THRESHOLDS, "machine": facts(exp.device), "warnings": list(exp.warnings),
+                   "wall_sec": time.perf_counter() - started + exp.reused_sec,
+                   "reused": {"stages": exp.reused_stages, "sec": exp.reused_sec}}
+        storage.write_json(exp.out / "results.json", results)
+        storage.write_text(exp.out / "results.md", table(results) + "\n")
+        write_csv(results, exp.out)
+        storage.write_text(exp.out / "config.yaml", yaml.safe_dump(dataclasses.asdict(self.config), sort_keys=False))
+        page.write(results, exp.out)
         return results
 
-    def method_settings(self, m: LMMethod) -> dict[str, Any]:
-        if m.objective is None:
+    def compare(self, row: dict[str, Any], retrain: dict[str, Any]) -> dict[str, float]:
+        """Forget quality (from both models' exported truth ratios) and PrivLeak (from both Min-K % AUCs)."""
+        out: dict[str, float] = {}
+        mine, theirs = self._forget_ratios(row), self._forget_ratios(retrain)
+        if mine and theirs:
+            out["forget_quality"] = measures.scores.forget_quality(mine, theirs)
+        if "mia_min_k_auc" in row and "mia_min_k_auc" in retrain:
+            out["privleak"] = measures.scores.priv_leak(row["mia_min_k_auc"], retrain["mia_min_k_auc"])
+        return out
+
+    def _forget_ratios(self, row: dict[str, Any]) -> list[float]:
+        path = self.exp.out / row["examples_file"]
+        if not path.is_file():
+            return []
+        return [e["truth_ratio"] for e in read_jsonl(path) if e.get("split") == "forget" and "truth_ratio" in e]
+
+    def method_settings(self, name: str) -> dict[str, Any]:
+        method = self.method(name)
+        if method.exact:
             return {"recipe": dataclasses.asdict(self.config.pretrain), "from": "the original's initialisation"}
-        args = objective_args(self.config, m)
-        optim = {k: v for k, v in dataclasses.asdict(optim_settings(self.config, m)).items() if k not in IMAGE_ONLY}
-        own = {k: v for k, v in (dataclasses.asdict(args) if args else {}).items()
-               if k not in IMAGE_ONLY and v is not None}
-        return {"objective": m.objective, "surgery": m.surgery, **optim, "epochs": self.config.unlearn.epochs,
-                "own": own, "surgery_settings": dataclasses.asdict(self.config.unlearn)}
+        objective = method.objective_for(None, self.config.method_args)
+        from ..methods.causal_lm.surgery import LMContext
+
+        ctx = LMContext(self.config.unlearn, self.config.pretrain, self.config.method_args)
+        optim = {k: v for k, v in dataclasses.asdict(ctx.optim_settings(objective.args, method)).items()
+                 if k not in IMAGE_ONLY}
+        own = {k: v for k, v in objective.own_settings().items() if k not in IMAGE_ONLY and v is not None}
+        return {"objective": method.objective, "surgery": method.surgery, **optim,
+                "epochs": self.config.unlearn.epochs, "own": own,
+                "surgery_settings": dataclasses.asdict(self.config.unlearn)}
+
+
+def _intact(exp: Experiment, what: str, folder: Path) -> bool:
+    from . import stage_store
+
+    return stage_store.intact_folder(what, folder, exp.warnings)
+
+
+@dataclasses.dataclass
+class LMSubject:
+    """The causal LM of a run (the embedded benchmark's or the user's) as the driver's subject."""
+
+    name: str
+    task: CausalLMTask
+    family: str = ""
+
+    def fresh(self, splits: LMSplits, start: nn.Module) -> nn.Module:
+        return self.task.fresh(self.task.config.seeds[0])
+
+    def run(self, method: str, start: nn.Module, splits: LMSplits, seed: int, desc: str) -> Outcome:
+        """The method on `start` (left untouched), as one budget: the configured unlearning epochs."""
+        task, config = self.task, self.task.config
+        device = task.exp.device
+        retain = encode(task.tokenizer, splits.retain, config.data.max_length, device)
+        forget = encode(task.tokenizer, splits.forget, config.data.max_length, device)
+        chosen = task.method(method)
+        run = unlearn_with(chosen, start, retain, forget, config, seed, task.exp.progress,
+                           fresh=lambda: task.fresh(seed))
+        delivered = run.delivered()
+        cost = run.cost
+        epochs = None if chosen.exact else config.unlearn.epochs
+        seconds = float(cost["seconds"])
+        kind = "cuda_max_allocated" if device.type == "cuda" else "cpu_tensor_peak"
+        snapshot = Snapshot(epochs, delivered, seconds / max(1, epochs or 1), seconds, cost["peak_memory_mb"], kind)
+        history = History(epoch_seconds=[seconds])
+        info = {k: v for k, v in cost.items() if isinstance(v, (int, float, str, bool))}
+        method_run = MethodRun(method, [snapshot], int(cost["trainable_params"]), int(cost["params"]), run.prepared,
+                               history, 0.0, cost["peak_memory_mb"] or 0.0, kind, info)
+        return Outcome(method_run, notes=[{"cost": cost}])
+
+    def evaluated(self, model: nn.Module) -> nn.Module:
+        return model
+
+    def final(self, outcome: Outcome) -> nn.Module:
+        return outcome.run.snapshots[-1].model
+
+    def deliverable(self, place: StagePlace, method: str, epochs: int | None, last: bool) -> Path:
+        return place.models / file_stem(method)
+
+    def save(self, path: Path, delivery: Delivery) -> dict[str, Any]:
+        """model/ (adapters merged, with the tokenizer) and, for LoRA methods, adapter/ with the base it adapts."""
+        prepared, tokenizer = delivery.run.prepared, self.task.tokenizer
+        with storage.atomic_dir(path) as tmp:
+            delivery.snapshot.model.save_pretrained(str(tmp / "model"))
+            tokenizer.save_pretrained(str(tmp / "model"))
+            if prepared.save_adapters is not None:
+                prepared.save_adapters(tmp / "adapter")
+                prepared.adapter_base().save_pretrained(str(tmp / "adapter" / "base"))
+                tokenizer.save_pretrained(str(tmp / "adapter" / "base"))
+        return {"model_dir": str(path.relative_to(delivery.out))}
+
+    def load(self, path: Path) -> nn.Module:
+        import transformers as T
+
+        return T.AutoModelForCausalLM.from_pretrained(str(path / "model")).to(self.task.exp.device, self.task.dtype)
+
+    def loader(self) -> dict[str, Any]:
+        return {"kind": "hf-causal-lm",
+                "load": "transformers.AutoModelForCausalLM.from_pretrained('model'); adapters: "
+                        "peft.PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained('adapter/base'), "
+                        "'adapter')"}

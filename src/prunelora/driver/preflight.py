@@ -7,31 +7,16 @@ from __future__ import annotations
 
 import dataclasses
 
-import torch
 from torch import nn
 
 from ..config import RunConfig
 from ..data import RawDataset, class_index
 from ..errors import UserError
+from ..machine import select_device as select_device  # re-exported: the driver's commands import it here
 from ..methods import get_method, method_names
 from ..methods.pruning import matching_modules, removal_blocker
 from ..models import LayerPlan, build_model, get_spec
 from ..runner import effective_plan
-
-
-def select_device(name: str) -> torch.device:
-    """The device a run computes on: "auto" takes CUDA where there is one."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown device '{name}' (choose auto, cpu or cuda)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("device 'cuda' requested but CUDA is not available (use --device cpu or auto)")
-    if device.type not in ("cpu", "cuda"):
-        raise UserError(f"unsupported device '{name}' (choose auto, cpu or cuda)")
-    return device
 
 
 def normalise_methods(config: RunConfig, needed: bool = True) -> None:

@@ -4,16 +4,25 @@ An auditor who receives a model later must be able to check that it is the model
 on the data the request named. So beside every delivered model the driver writes a record
 (`record.json` in a delivered folder, `<model>.record.json` beside a delivered file) holding the
 request (its ids or classes and a content hash of the forgotten samples' bytes), the model before
-(a hash of its weights) and after (hashes of the delivered weight files), the method and the fully
-resolved configuration, versions and machine, the evidence with its Retrain-free verdict, the cost,
-and in a sequence the hash of the previous request's record (a chain). `prunelora verify` (verify.py)
-recomputes every hash and the evidence from the paths the record holds.
+(a hash of its weights) and after (the sha256 of every file of the delivered model), the method and the
+fully resolved configuration, versions and machine, the evidence with its Retrain-free verdict, the cost,
+and in a sequence the hash of the previous request's record (a chain). Its `digest` is the sha256 of the
+canonical JSON of everything else (canonical()), and with a signing key its `signature` is an Ed25519
+signature of the same bytes with the digest (signing.py). SCHEMA says, field by field, what a record holds
+and how `prunelora verify` (verify.py) checks it: re-derived from the model, the data and the code, or covered
+by the digest only. docs/records.md is the reader's version.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import math
 import os
+import re
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +30,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import storage
+from .. import signing, storage
 from ..config import RunConfig, to_dict
+from ..config.parsing import build
 from ..data import ImageSet, Splits
+from ..errors import UserError, shown
 from ..ledger import file_hash
 from ..machine import facts
-from ..metrics.standalone import standalone_verdict, thresholds
+from ..registry import CAUSAL_LM, IMAGE
 
-FORMAT = "prunelora-record/1"
+FORMAT = "prunelora-record/2"
+EARLIER_FORMATS = ("prunelora-record/1", "prunelora-lm-record/1")  # not read: rerun to write a /2 one
 HASH_BATCH = 1024
 
 
@@ -39,21 +51,27 @@ def record_path(deliverable: Path) -> Path:
 
 
 def weight_files(deliverable: Path) -> list[Path]:
-    """The files that hold a deliverable's weights: the file itself, or a folder's model/ or model.safetensors."""
-    if deliverable.is_file():
-        return [deliverable]
-    for inner in (deliverable / "model", deliverable / "model.safetensors"):
-        if inner.is_dir():
-            return sorted(p for p in inner.rglob("*") if p.is_file())
-        if inner.is_file():
-            return [inner]
-    return []
+    """Every file of a deliverable: the file itself, or every file below a delivered folder but its record
+    (model/, adapter/, prunelora.json, ...: a generation_config.json changes what the model says as much as a
+    weight does). Links are listed as themselves, never followed into another folder."""
+    if not deliverable.is_dir():
+        return [deliverable] if deliverable.is_file() else []
+    found = []
+    for top, dirs, files in os.walk(deliverable, followlinks=False):
+        for name in sorted(files + [d for d in dirs if os.path.islink(os.path.join(top, d))]):
+            path = Path(top) / name
+            if path != deliverable / "record.json":
+                found.append(path)
+    return sorted(found)
 
 
 def weight_hashes(deliverable: Path) -> dict[str, str]:
-    """sha256 of every weight file, by its path relative to the deliverable's folder."""
+    """sha256 of every file of a deliverable: a delivered folder's by their paths inside it, a delivered file's
+    under its own name (verify compares a file by its content alone: a copy under another name is the same
+    model). A link to a folder, or a broken one, is 'link': no hash a record holds (the driver writes none)."""
     base = deliverable.parent if deliverable.is_file() else deliverable
-    return {str(f.relative_to(base)): file_hash(f) for f in weight_files(deliverable)}
+    return {f.relative_to(base).as_posix(): (file_hash(f) if f.is_file() else "link")
+            for f in weight_files(deliverable)}
 
 
 def weights_digest(model: nn.Module) -> str:
@@ -100,18 +118,25 @@ def evidence_of(metrics: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def portable_config(config: RunConfig) -> dict[str, Any]:
-    """The resolved configuration, with the data's and the request files' paths made absolute (verify runs
-    from anywhere)."""
-    saved = to_dict(config)
+def portable_paths(saved: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    """A configuration (as a dict) with the data section's path fields made absolute where they name something
+    that exists (verify runs from anywhere); a list of paths is made absolute path by path."""
     data = saved["data"]
-    if data.get("dataset") and Path(data["dataset"]).exists():
-        data["dataset"] = str(Path(data["dataset"]).resolve())
-    if data.get("data_root"):
-        data["data_root"] = str(Path(data["data_root"]).expanduser().resolve())
-    if data.get("forget"):
-        data["forget"] = [str(Path(p).resolve()) for p in data["forget"]]
+    for name in fields:
+        value = data.get(name)
+        if isinstance(value, list):
+            data[name] = [str(Path(p).expanduser().resolve()) for p in value]
+        elif isinstance(value, str) and value and Path(value).expanduser().exists():
+            data[name] = str(Path(value).expanduser().resolve())
     return saved
+
+
+def portable_config(config: RunConfig) -> dict[str, Any]:
+    """The resolved image configuration, with the data's and the request files' paths made absolute."""
+    saved = to_dict(config)
+    if saved["data"].get("data_root"):
+        saved["data"]["data_root"] = str(Path(saved["data"]["data_root"]).expanduser().resolve())
+    return portable_paths(saved, ("dataset", "forget"))
 
 
 def stage_facts(config: RunConfig, device: torch.device, splits: Splits, request: int,
@@ -122,23 +147,313 @@ def stage_facts(config: RunConfig, device: torch.device, splits: Splits, request
             "config": portable_config(config), "environment": facts(device)}
 
 
-def write_record(deliverable: Path, shared: dict[str, Any], *, model: str, loader: dict[str, Any], method: str,
-                 epochs: int | None, seed: int, metrics: dict[str, Any], cost: dict[str, Any],
-                 previous: Path | None) -> Path:
-    """Write the deliverable's record (atomically) beside it and return its path. shared: stage_facts."""
+def write_record(deliverable: Path, shared: dict[str, Any], *, task: str, model: str, loader: dict[str, Any],
+                 method: str, epochs: int | None, seed: int, metrics: dict[str, Any], cost: dict[str, Any],
+                 previous: Path | None, verdict: tuple[str, list[str], dict[str, Any]],
+                 sign_key: Path | None = None) -> Path:
+    """Write the deliverable's record (atomically) beside it and return its path. shared: the task's
+    record_facts; verdict: the task's verdict without Retrain, its reasons and thresholds; sign_key: an Ed25519
+    private key (PEM) that signs the record (signing.py), None: unsigned."""
     path = record_path(deliverable)
-    verdict, reasons = standalone_verdict(metrics)
+    verdict, reasons, limits = verdict
     record = {
-        "format": FORMAT, "model": model, "method": method, "epochs": epochs, "seed": seed,
+        "format": FORMAT, "task": task, "model": model, "method": method, "epochs": epochs, "seed": seed,
         "request": shared["request"], "model_before": shared["model_before"],
         "model_after": {"path": os.path.relpath(deliverable, path.parent), **loader,
                         "weight_files": weight_hashes(deliverable)},
         "config": shared["config"], "environment": shared["environment"],
         "evidence": evidence_of(metrics),
-        "verdict": {"standalone": verdict, "reasons": reasons, "thresholds": thresholds()},
+        "verdict": {"standalone": verdict, "reasons": reasons, "thresholds": limits},
         "cost": cost,
         "previous_record": ({"path": os.path.relpath(previous, path.parent), "sha256": file_hash(previous)}
                             if previous is not None and previous.is_file() else None),
     }
+    record.update({k: v for k, v in shared.items() if k not in record})  # a task's own facts (its data files)
+    record = sealed(storage.json_ready(record), sign_key)
     storage.write_json(path, record)
     return path
+
+
+# -- the digest and the signature ----------------------------------------------------------------------------
+UNSEALED = ("digest", "signature")  # what the digest does not cover (the signature covers the digest too)
+
+
+def canonical(record: dict[str, Any], leave_out: tuple[str, ...] = UNSEALED) -> bytes:
+    """The bytes a digest and a signature are computed over: the record without `leave_out`, as JSON with sorted
+    keys, no whitespace, ASCII only (other characters as \\uXXXX), no NaN (Python's json.dumps(sort_keys=True,
+    separators=(",", ":"), ensure_ascii=True, allow_nan=False))."""
+    kept = {k: v for k, v in record.items() if k not in leave_out}
+    return json.dumps(kept, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode("ascii")
+
+
+def digest_of(record: dict[str, Any]) -> str:
+    """sha256 (hex) of the canonical JSON of every field but `digest` and `signature`."""
+    return hashlib.sha256(canonical(record)).hexdigest()
+
+
+def signed_bytes(record: dict[str, Any]) -> bytes:
+    """What a signature signs: the canonical JSON of every field but `signature` (the digest included)."""
+    return canonical(record, ("signature",))
+
+
+def sealed(record: dict[str, Any], sign_key: Path | None = None) -> dict[str, Any]:
+    """`record` with its digest, and signed with the private key at `sign_key` (None: unsigned)."""
+    record = {k: v for k, v in record.items() if k not in UNSEALED}
+    record["digest"] = digest_of(record)
+    if sign_key is not None:
+        record["signature"] = signing.sign(signed_bytes(record), signing.load_private_key(sign_key))
+    return record
+
+
+# -- the schema ----------------------------------------------------------------------------------------------
+DERIVED = "re-derived"  # verify computes it again (from the model, the data, the code or the config) and compares
+DIGESTED = "digested"  # covered by the digest (and the signature) only: no one can compute it again
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A leaf's type: what a message calls it, and its test."""
+
+    name: str
+    test: Callable[[Any], bool]
+
+
+STR = Kind("a string", lambda v: isinstance(v, str))
+INT = Kind("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool))
+COUNT = Kind("a whole number >= 0", lambda v: INT.test(v) and v >= 0)
+POSITIVE = Kind("a whole number >= 1", lambda v: INT.test(v) and v >= 1)
+NUMBER = Kind("a finite number", _finite)
+SHA256 = Kind("a sha256 (64 lowercase hex digits)", lambda v: isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v)
+              is not None)
+FIGURE = Kind("a finite number, true, false or null", lambda v: v is None or isinstance(v, bool) or _finite(v))
+FACT = Kind("a string, a number, true, false or null", lambda v: v is None or isinstance(v, (str, bool)) or _finite(v))
+PLACE = Kind("'.' or a file name (no folder)", lambda v: isinstance(v, str) and v != "" and "/" not in v and "\\" not in v
+             and v not in ("..",) and "\0" not in v)
+
+
+def nullable(kind: Kind) -> Kind:
+    return Kind(f"{kind.name} or null", lambda v: v is None or kind.test(v))
+
+
+def list_of(kind: Kind) -> Kind:
+    return Kind(f"a list, each {kind.name}", lambda v: isinstance(v, list) and all(kind.test(x) for x in v))
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a record: its type (a Kind, a Section, a MapOf, a Section or null, or the configuration), how
+    verify checks it, and whether it may be absent (the signature)."""
+
+    kind: Any
+    how: str
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class Section:
+    """A JSON object with exactly these fields (none missing but the optional ones, none unknown)."""
+
+    fields: dict[str, Field]
+    null: bool = False  # the section may be null instead
+
+
+@dataclass(frozen=True)
+class MapOf:
+    """A JSON object whose keys are free (names of figures, of files, of facts) and whose values are of `kind`."""
+
+    kind: Kind
+    key: Kind = STR
+
+
+CONFIG = "config"  # the configuration: checked by building the task's configuration from it (config_problem)
+PREVIOUS = Kind("a relative path to a record.json", lambda v: isinstance(v, str) and v.endswith("record.json")
+                and not os.path.isabs(v) and "\0" not in v)
+
+LOADERS: dict[str, dict[str, Field]] = {  # model_after's fields by model_after.kind (the subjects' loader())
+    "prunelora": {},
+    "hf": {"source": Field(STR, DIGESTED), "mean": Field(nullable(list_of(NUMBER)), DIGESTED),
+           "std": Field(nullable(list_of(NUMBER)), DIGESTED)},
+    "py": {"source": Field(STR, DIGESTED), "mean": Field(nullable(list_of(NUMBER)), DIGESTED),
+           "std": Field(nullable(list_of(NUMBER)), DIGESTED)},
+    "hf-causal-lm": {"load": Field(STR, DIGESTED)},
+}
+SIGNATURE = Section({"algorithm": Field(STR, DERIVED), "public_key": Field(STR, DERIVED),
+                     "fingerprint": Field(SHA256, DERIVED), "value": Field(STR, DERIVED)})
+
+
+def schema(task: str, loader: str) -> Section:
+    """Every field of a `task` record whose model_after.kind is `loader`, and how verify checks each."""
+    request = {"scenario": Field(STR, DERIVED), "request": Field(POSITIVE, DERIVED),
+               "classes": Field(nullable(list_of(INT)), DERIVED), "ids": Field(nullable(list_of(STR)), DERIVED),
+               "samples": Field(COUNT, DERIVED), "forget_sha256": Field(SHA256, DERIVED),
+               "all_forgotten_sha256": Field(SHA256, DERIVED)}
+    if task == CAUSAL_LM:
+        request["desc"] = Field(STR, DERIVED)
+    fields = {
+        "format": Field(STR, DERIVED), "task": Field(STR, DERIVED), "model": Field(STR, DERIVED),
+        "method": Field(STR, DERIVED), "epochs": Field(nullable(POSITIVE), DERIVED), "seed": Field(INT, DERIVED),
+        "request": Field(Section(request), DERIVED),
+        "model_before": Field(Section({"weights_sha256": Field(SHA256, DIGESTED)}), DIGESTED),
+        "model_after": Field(Section({"path": Field(PLACE, DERIVED), "kind": Field(STR, DERIVED),
+                                      **LOADERS.get(loader, {}),
+                                      "weight_files": Field(MapOf(SHA256), DERIVED)}), DERIVED),
+        "config": Field(CONFIG, DIGESTED),
+        "environment": Field(MapOf(FACT), DIGESTED),
+        "evidence": Field(MapOf(FIGURE), DERIVED),
+        "verdict": Field(Section({"standalone": Field(STR, DERIVED), "reasons": Field(list_of(STR), DERIVED),
+                                  "thresholds": Field(Kind("a string or an object of facts", _thresholds), DERIVED)}),
+                         DERIVED),
+        "cost": Field(Section({"sec_per_epoch": Field(nullable(NUMBER), DIGESTED),
+                               "total_sec": Field(nullable(NUMBER), DIGESTED),
+                               "peak_memory_mb": Field(nullable(NUMBER), DIGESTED),
+                               "trainable_params": Field(nullable(COUNT), DIGESTED)}), DIGESTED),
+        "previous_record": Field(Section({"path": Field(PREVIOUS, DERIVED), "sha256": Field(SHA256, DERIVED)}, null=True),
+                                 DERIVED),
+    }
+    if task == CAUSAL_LM:
+        fields["data"] = Field(Section({"train": Field(STR, DERIVED), "holdout": Field(nullable(STR), DERIVED)}),
+                               DERIVED)
+    fields["digest"] = Field(SHA256, DERIVED)
+    fields["signature"] = Field(SIGNATURE, DERIVED, optional=True)
+    return Section(fields)
+
+
+def _thresholds(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, dict) and all(FACT.test(v) for v in value.values()))
+
+
+def malformed(record: Any) -> str | None:
+    """The first thing that makes `record` no record of this format (a field missing, unknown, or of the wrong
+    type, the configuration included), as '<field>: <what is wrong>'; None when it has this schema."""
+    if not isinstance(record, dict):
+        return f"the record must be a JSON object, got {_brief(record)}"
+    for name in ("task", "model_after"):  # what the rest of the schema depends on
+        if name not in record:
+            return f"{name}: missing"
+    if record["task"] not in (IMAGE, CAUSAL_LM):
+        return f"task: must be {IMAGE!r} or {CAUSAL_LM!r}, got {_brief(record['task'])}"
+    after = record["model_after"]
+    if not isinstance(after, dict):
+        return f"model_after: must be an object, got {_brief(after)}"
+    if after.get("kind") not in LOADERS:
+        return f"model_after.kind: must be one of {', '.join(map(repr, LOADERS))}, got {_brief(after.get('kind'))}"
+    return _problem(record, schema(record["task"], after["kind"]), "", record["task"])
+
+
+def _problem(value: Any, kind: Any, where: str, task: str) -> str | None:
+    if isinstance(kind, Section):
+        if value is None and kind.null:
+            return None
+        if not isinstance(value, dict):
+            return f"{where}: must be an object{' or null' if kind.null else ''}, got {_brief(value)}"
+        unknown = sorted(set(value) - set(kind.fields))
+        if unknown:
+            return f"{_at(where, unknown[0])}: unknown field (this prunelora writes no such field)"
+        for name, field in kind.fields.items():
+            if name not in value:
+                if field.optional:
+                    continue
+                return f"{_at(where, name)}: missing"
+            problem = _problem(value[name], field.kind, _at(where, name), task)
+            if problem:
+                return problem
+        return None
+    if isinstance(kind, MapOf):
+        if not isinstance(value, dict):
+            return f"{where}: must be an object, got {_brief(value)}"
+        for key, item in value.items():
+            if not kind.kind.test(item):
+                return f"{where}.{key}: must be {kind.kind.name}, got {_brief(item)}"
+        return None
+    if kind == CONFIG:
+        return config_problem(value, task)
+    if not kind.test(value):
+        return f"{where}: must be {kind.name}, got {_brief(value)}"
+    return None
+
+
+def _at(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
+def _brief(value: Any) -> str:
+    text = json.dumps(value, allow_nan=True, default=str) if not isinstance(value, str) else repr(value)
+    return shown(text if len(text) <= 40 else text[:37] + "...")
+
+
+def config_problem(saved: Any, task: str) -> str | None:
+    """None when `saved` is a configuration of `task` exactly as this prunelora writes one: it builds (no key
+    unknown or missing, every value of its field's type) and building it changes nothing."""
+    from ..config.causal_lm import LMConfig
+
+    if not isinstance(saved, dict):
+        return f"config: must be an object, got {_brief(saved)}"
+    root = LMConfig if task == CAUSAL_LM else RunConfig
+    missing = _missing_keys(root, saved, "config")
+    if missing:
+        return f"{missing}: missing"
+    try:
+        built = build(root, json.loads(json.dumps(saved)))
+    except UserError as exc:
+        return str(exc).removeprefix("config: ")
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        return f"config: not a configuration this prunelora reads ({type(exc).__name__})"
+    return _first_difference(saved, storage.json_ready(dataclasses.asdict(built)), "config")
+
+
+def _missing_keys(root: type, saved: dict[str, Any], where: str) -> str | None:
+    """The first field of the dataclass `root` (or of its nested dataclasses) that `saved` lacks."""
+    hints = typing.get_type_hints(root)
+    for field in dataclasses.fields(root):
+        if field.name not in saved:
+            return f"{where}.{field.name}"
+        if dataclasses.is_dataclass(hints[field.name]) and isinstance(saved[field.name], dict):
+            inner = _missing_keys(hints[field.name], saved[field.name], f"{where}.{field.name}")
+            if inner:
+                return inner
+    return None
+
+
+def _first_difference(saved: Any, again: Any, where: str) -> str | None:
+    """Where a configuration differs from itself built again (a value of another JSON type counts)."""
+    if isinstance(saved, dict) and isinstance(again, dict):
+        for key in sorted(set(saved) | set(again)):
+            if key not in saved or key not in again:
+                return f"{where}.{key}: {'missing' if key not in saved else 'unknown field'}"
+            found = _first_difference(saved[key], again[key], f"{where}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(saved, list) and isinstance(again, list) and len(saved) == len(again):
+        for i, (a, b) in enumerate(zip(saved, again)):
+            found = _first_difference(a, b, f"{where}[{i}]")
+            if found:
+                return found
+        return None
+    if type(saved) is not type(again) or saved != again:
+        return f"{where}: must be {_brief(again)} as this prunelora reads it, got {_brief(saved)}"
+    return None
+
+
+def how_checked(record: dict[str, Any]) -> dict[str, str]:
+    """Every field of a record (by its dotted path, a figure or file by its key) and how verify checks it
+    (DERIVED or DIGESTED): what the tamper tests and docs/records.md walk."""
+    out: dict[str, str] = {}
+
+    def walk(value: Any, kind: Any, how: str, where: str) -> None:
+        if isinstance(kind, Section) and isinstance(value, dict):
+            for name, field in kind.fields.items():
+                if name in value:
+                    walk(value[name], field.kind, field.how, _at(where, name))
+        elif isinstance(kind, MapOf) and isinstance(value, dict):
+            for key in value:
+                out[f"{where}.{key}"] = how
+        else:
+            out[where] = how
+
+    walk(record, schema(record["task"], record["model_after"]["kind"]), DERIVED, "")
+    return out

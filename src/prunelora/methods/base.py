@@ -38,6 +38,10 @@ class MethodContext:
     method_args: dict[str, dict[str, Any]] = field(default_factory=dict)  # per method or objective name
     flip: bool = True  # whether augmentation may mirror the images (the dataset's; digits: no)
 
+    def optim_settings(self, args: Recipe, method: Any) -> OptimSettings:
+        """A method's optimiser settings: its objective's recipe over unlearn.* (the paper's Adam 1e-3)."""
+        return recipe_settings(args, self.unlearn, self.flip)
+
     @property
     def example_input(self) -> torch.Tensor:
         """Two images as the model takes them, for torch-pruning's dependency graph."""

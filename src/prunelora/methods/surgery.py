@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
-from ..errors import UserError
+from ..registry import IMAGE, Registry
 from .base import MethodContext, Prepared, working_copy
 from .lora import attach_lora, merged_copy, unloaded_copy
 from .pruning import ChannelMasks, bind_lora_masks, l2_channel_masks, recalibrate_batchnorm, remove_channels
@@ -98,25 +99,37 @@ def reinitialized(original: nn.Module, ctx: MethodContext) -> Prepared:
 
 @dataclass(frozen=True)
 class Surgery:
+    """What a surgery is: its name, its label in grid points, what it does to the model and what then trains.
+
+    `apply(original, ctx)` returns a Prepared model; ctx is the task's context (the image task's MethodContext,
+    the causal-LM task's LMContext)."""
+
     name: str
     label: str  # in grid-point labels: "SalUn@PruneLoRA"
-    apply: Callable[[nn.Module, MethodContext], Prepared]
-    prunes: bool = False  # structured pruning of plan.prune_layers
-    adapts: bool = False  # LoRA on plan.lora_layers (+ plan.train_modules trained in full)
+    apply: Callable[[nn.Module, Any], Prepared]
+    prunes: bool = False  # structured pruning (image: plan.prune_layers; causal LM: MLP neurons or heads)
+    adapts: bool = False  # LoRA adapters (image: plan.lora_layers, + plan.train_modules trained in full)
     trains_all: bool = False  # every parameter trains
     reinitializes: bool = False  # starts from a fresh model
 
 
-SURGERIES: dict[str, Surgery] = {s.name: s for s in (
+SURGERIES: Registry[Surgery] = Registry("surgery")
+
+
+def register_surgery(surgery: Surgery, *, task: str = IMAGE) -> Surgery:
+    """Register a surgery for `task` (one line; the grid OBJECTIVE@SURGERY then offers it)."""
+    return SURGERIES.register(surgery, task=task)
+
+
+def get_surgery(name: str, task: str = IMAGE) -> Surgery:
+    return SURGERIES.get(name, task)
+
+
+for _surgery in (
     Surgery("none", "FT", untouched, trains_all=True),
     Surgery("prune", "Prune", pruned, prunes=True, trains_all=True),
     Surgery("lora", "LoRA", adapted, adapts=True),
     Surgery("prune+lora", "PruneLoRA", pruned_adapted, prunes=True, adapts=True),
     Surgery("reinit", "Retrain", reinitialized, trains_all=True, reinitializes=True),
-)}
-
-
-def get_surgery(name: str) -> Surgery:
-    if name not in SURGERIES:
-        raise UserError(f"unknown surgery '{name}' (choose from: {', '.join(SURGERIES)})")
-    return SURGERIES[name]
+):
+    register_surgery(_surgery, task=IMAGE)

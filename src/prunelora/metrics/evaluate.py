@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 from torch import nn
@@ -11,6 +12,7 @@ from torch import nn
 from .. import distributed
 from ..config import EvidenceConfig
 from ..data import EVAL_BATCH, Splits
+from ..registry import IMAGE
 from .blas import one_blas_thread
 from .entry import Evidence, EvidenceInputs
 from .finite import require_finite_logits
@@ -54,7 +56,7 @@ def metrics_from_logits(logits: dict[str, np.ndarray], labels: dict[str, np.ndar
     """
     require_finite_logits(logits)  # no NaN reaches an accuracy, an attack or a verdict
     inputs = EvidenceInputs(logits, labels, seed, evidence or EvidenceConfig(), mia_cap)
-    return run_evidence([e for e in EVIDENCE.values() if not e.model_level], inputs, timings)
+    return run_evidence([e for e in EVIDENCE.values() if e.task == IMAGE and not e.model_level], inputs, timings)
 
 
 def model_evidence(model: nn.Module, splits: Splits, seed: int, evidence: EvidenceConfig,
@@ -65,10 +67,10 @@ def model_evidence(model: nn.Module, splits: Splits, seed: int, evidence: Eviden
     given), relearn time (given the original model), and any registered entry that needs the model."""
     inputs = EvidenceInputs({}, {}, seed, evidence, model=model, splits=splits, original=original,
                             batch_size=batch_size, features=features)
-    return run_evidence([e for e in EVIDENCE.values() if e.model_level], inputs, timings)
+    return run_evidence([e for e in EVIDENCE.values() if e.task == IMAGE and e.model_level], inputs, timings)
 
 
-def run_evidence(entries: list[Evidence], inputs: EvidenceInputs,
+def run_evidence(entries: list[Evidence], inputs: Any,
                  timings: dict[str, float] | None = None) -> dict[str, float]:
     """Each enabled entry's metrics, in order, its wall seconds added to timings[entry.timing]."""
     out: dict[str, float] = {}

@@ -5,6 +5,7 @@ zero) is refused where its outputs enter the metrics, with the split named, inst
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -13,6 +14,22 @@ from ..errors import UserError
 
 HINT = ("check the input normalisation (--mean/--std: no zero std) and the model's weights (a model trained "
         "with too high a learning rate diverges: lower --lr)")
+
+def finite(*values: object) -> bool:
+    """Whether every value is a real number (not a flag), neither NaN nor infinite: what a table averages and a
+    verdict reads; None, a word or NaN is "not measured"."""
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+
+
+def mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    """The mean and the sample standard deviation (ddof=1, 0 for one value) of the finite values: the spread
+    between seeds, on every table of both tasks (with a handful of seeds the population std would understate
+    it); (None, None) when no value is finite."""
+    kept = [float(v) for v in values if finite(v)]
+    if not kept:
+        return None, None
+    return float(np.mean(kept)), float(np.std(kept, ddof=1)) if len(kept) > 1 else 0.0
+
 
 LOGIT_FLOOR = 1000.0  # below a row's top logit: exp(-1000) is 0 in float64, so probabilities are unchanged
 

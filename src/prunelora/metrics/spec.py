@@ -1,9 +1,11 @@
-"""Every metric a results row carries, declared once: label, unit, what is best, format, where it goes.
+"""Every metric a results row carries, on either task, declared once: label, unit, what is best, format, where.
 
-Rows, the gap to Retrain, the verdicts, results.md / results.csv, report.html and the adapters' model
-cards all read this registry, so a metric's label or floor is changed here and nowhere else. Evidence
-beyond the paper's four metrics registers its own specs (metrics/evidence.py: `register`); they are
-appended, so a new metric shows up after the built-in ones in every table.
+Rows, the gap to Retrain, the verdicts, results.md / results.csv, report.html, the adapters' model cards
+and `verify` read this registry, so a metric's label or floor is changed here and nowhere else. Each spec
+names the tasks whose rows carry it (the image task's here, the causal-LM task's in metrics/causal_lm/
+specs.py; cost columns on both). Evidence beyond the paper's four metrics registers its own specs
+(metrics/registry.py: `register`); they are appended, so a new metric shows up after the built-in ones in
+every table.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 
 # The membership attacks' sample cap is a setting (RunConfig.mia_max_per_side): its default, declared there.
 from ..config.schema import MIA_MAX_PER_SIDE as MIA_MAX_PER_SIDE
+from ..registry import CAUSAL_LM, IMAGE
 
 # What is best in a column: closest to Retrain (exact unlearning), lowest, highest, or nothing (shown only).
 CLOSEST, LOWER, HIGHER = "closest to retrain", "lower", "higher"
@@ -47,6 +50,7 @@ class MetricSpec:
     detail: str | None = None  # row key shown in brackets after the value (a verdict's count per seed)
     note: str | None = None  # row key whose text explains the cell (report.html's title)
     text: bool = False  # a word, not a number
+    tasks: tuple[str, ...] = (IMAGE,)  # the tasks whose rows carry it
 
     @property
     def card_label(self) -> str:
@@ -77,9 +81,10 @@ def spec_of(key: str) -> MetricSpec:
     return METRICS[key]
 
 
-def specs(section: str | None = None, **flags) -> list[MetricSpec]:
-    """The registered specs of a section (all when None), in registry order, whose fields equal `flags`."""
-    return [s for s in METRICS.values() if (section is None or s.section == section)
+def specs(section: str | None = None, task: str = IMAGE, **flags) -> list[MetricSpec]:
+    """The registered specs of `task` in a section (all when None), in registry order, whose fields equal
+    `flags`."""
+    return [s for s in METRICS.values() if task in s.tasks and (section is None or s.section == section)
             and all(getattr(s, k) == v for k, v in flags.items())]
 
 
@@ -128,8 +133,9 @@ register_metric(
     MetricSpec("total_sec", "Total (s)", unit="s", best=LOWER, section=COST, digits=1, adaptive=True),
     MetricSpec("cost_vs_retrain", "Cost vs retrain", unit="", best=LOWER, section=COST, against_retrain=True),
     MetricSpec("peak_memory_mb", "Peak mem (MB)", unit="MB", best=LOWER, section=COST, digits=0,
-               chart="Peak memory (MB)"),
-    MetricSpec("trainable_params", "Trainable", unit="", best=None, section=COST, digits=0, integer=True),
+               chart="Peak memory (MB)", tasks=(IMAGE, CAUSAL_LM)),
+    MetricSpec("trainable_params", "Trainable", unit="", best=None, section=COST, digits=0, integer=True,
+               tasks=(IMAGE, CAUSAL_LM)),
     # The evidence beyond the outputs, at each method's longest budget.
     MetricSpec("verdict", "Verdict", unit="", best=None, section=EVIDENCE, text=True, detail="verdict_by_seed",
                note="verdict_reasons"),

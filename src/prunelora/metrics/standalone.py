@@ -30,6 +30,8 @@ from __future__ import annotations
 import math
 from collections import Counter
 
+from .finite import finite
+
 MIN_SAMPLES = 30
 ACC_MARGIN = 2.0  # points: smaller accuracy differences are what two samples of one distribution show
 AUC_MARGIN = 2.0  # points above / below 50
@@ -54,14 +56,11 @@ def thresholds() -> str:
             f"recognised above {CLASS_RECOGNISED:g} % accuracy, head response below {HEAD_FLOOR:g} % is a mask")
 
 
-def _finite(*values) -> bool:
-    return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
-
 
 def _challenge_interval(row: dict) -> tuple[float, float] | None:
     """The challenge attack's accuracy with a binomial 95 % interval over the samples it scored."""
     acc, n = row.get("challenge_mia_acc"), row.get("challenge_mia_n")
-    if not _finite(acc, n) or n <= 0:
+    if not finite(acc, n) or n <= 0:
         return None
     half = 196.0 * math.sqrt(max(acc / 100 * (1 - acc / 100), 0.0) / n)
     return acc - half, acc + half
@@ -72,7 +71,7 @@ def sample_verdict(row: dict) -> tuple[str, list[str]]:
     gap, low, high = row.get("unseen_acc_gap"), row.get("unseen_acc_gap_low"), row.get("unseen_acc_gap_high")
     auc, auc_low, auc_high = row.get("unseen_auc"), row.get("unseen_auc_low"), row.get("unseen_auc_high")
     n_forget = round(row.get("forget_n") or 0)
-    if not _finite(gap, low, high, auc, auc_low, auc_high):
+    if not finite(gap, low, high, auc, auc_low, auc_high):
         return NOT_MEASURED, ["no held-out data of the forget set's classes: accuracy gap and loss attack "
                               "cannot be computed"]
     said = [f"forget - unseen accuracy {gap:+.1f} points [{low:+.1f}, {high:+.1f}]",
@@ -100,23 +99,23 @@ def class_verdict(row: dict) -> tuple[str, list[str]]:
     """The verdict of a class request's row, and the figures behind it."""
     train, train_low = row.get("class_forget_acc"), row.get("class_forget_acc_low")
     test, test_low = row.get("class_test_acc"), row.get("class_test_acc_low")
-    if not _finite(train, train_low):
+    if not finite(train, train_low):
         return NOT_MEASURED, ["the forgotten classes' accuracy was not measured"]
     said = [f"forgotten classes' accuracy {train:.1f} % on train [from {train_low:.1f}]"]
-    if _finite(test, test_low):
+    if finite(test, test_low):
         said.append(f"{test:.1f} % on test [from {test_low:.1f}]")
     head = row.get("head_response")
-    if _finite(head):
+    if finite(head):
         said.append(f"head response {head:.1f} %")
     for key, label in (("probe_forget_acc", "probe on forgotten"), ("probe_acc", "probe on others' test"),
                        ("relearn_steps", "relearn steps")):
-        if _finite(row.get(key)):
+        if finite(row.get(key)):
             said.append(f"{label} {row[key]:.1f}")
     if (row.get("forget_n") or MIN_SAMPLES) < MIN_SAMPLES:
         return TOO_FEW, said
-    if train_low > CLASS_RECOGNISED or (_finite(test_low) and test_low > CLASS_RECOGNISED):
+    if train_low > CLASS_RECOGNISED or (finite(test_low) and test_low > CLASS_RECOGNISED):
         return STILL_RECOGNISED, said
-    if _finite(head) and head < HEAD_FLOOR:
+    if finite(head) and head < HEAD_FLOOR:
         return HIDDEN_IN_HEAD, said
     return NO_LONGER_PREDICTED, said
 

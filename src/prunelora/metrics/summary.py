@@ -1,11 +1,11 @@
 """Rows -> evidence: the gap to the exact baseline (as in SalUn) and mean ± std over seeds."""
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 
 import numpy as np
 
+from .finite import finite
 from .spec import FORGET, UTILITY, gap_keys, spec_of, verdict_specs
 
 
@@ -30,7 +30,7 @@ def tug_of_war(row: dict, ref: dict) -> float | None:
     one of them was not measured (NaN) on either row.
     """
     keys = [s.key for s in verdict_specs(FORGET, UTILITY)]  # UA, RA, TA
-    if not all(_finite(row.get(k)) and _finite(ref.get(k)) for k in keys):
+    if not all(finite(row.get(k)) and finite(ref.get(k)) for k in keys):
         return None
     return float(np.prod([1.0 - abs(row[k] - ref[k]) / 100.0 for k in keys]))
 
@@ -51,7 +51,7 @@ def add_retrain_gap(rows: list[dict]) -> list[dict]:
             continue
         row["tow"] = tug_of_war(row, ref)
         row["avg_gap_metrics"] = gap_metrics(row, ref)
-        missing = [k for k in row["avg_gap_metrics"] if not (_finite(row.get(k)) and _finite(ref.get(k)))]
+        missing = [k for k in row["avg_gap_metrics"] if not (finite(row.get(k)) and finite(ref.get(k)))]
         if missing:
             row["avg_gap"], row["avg_gap_unmeasured"] = None, missing
         else:
@@ -63,9 +63,6 @@ def add_retrain_gap(rows: list[dict]) -> list[dict]:
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
-
-def _finite(value) -> bool:
-    return _is_number(value) and math.isfinite(value)
 
 
 def aggregate_seeds(rows: list[dict]) -> list[dict]:

@@ -24,11 +24,11 @@ probe, relearn time, U-LiRA, the head response, a conclusive MIA) is NaN or None
 """
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 
 import numpy as np
 
+from .finite import finite
 from .spec import FORGET, HIDES, HIDES_ABOVE, MEMBERSHIP, UTILITY, MetricSpec, floors, verdict_specs
 
 VERDICTS = ("matches Retrain", "hides", "does not forget", "over-forgets", "damages utility", "inconclusive",
@@ -37,9 +37,6 @@ VERDICTS = ("matches Retrain", "hides", "does not forget", "over-forgets", "dama
 FLOORS = floors()
 SPREAD_FACTOR = 2.0
 
-
-def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def required() -> list[str]:
@@ -51,7 +48,7 @@ def tolerances(retrain_rows: list[dict]) -> dict[str, float]:
     """Per metric: max(2 x Retrain's sample std over seeds, the floor)."""
     out = {}
     for key, floor in floors().items():
-        values = [r[key] for r in retrain_rows if _finite(r.get(key))]
+        values = [r[key] for r in retrain_rows if finite(r.get(key))]
         spread = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
         out[key] = max(SPREAD_FACTOR * spread, floor)
     return out
@@ -68,7 +65,7 @@ def verdict(row: dict, ref: dict, tol: dict[str, float]) -> tuple[str, list[str]
     utility"), so that a model that hides the data is never reported as merely less accurate.
     """
     def gap(key: str) -> float | None:
-        return row[key] - ref[key] if _finite(row.get(key)) and _finite(ref.get(key)) else None
+        return row[key] - ref[key] if finite(row.get(key)) and finite(ref.get(key)) else None
 
     def said(spec: MetricSpec, unit: str = "") -> str:
         key = spec.key
@@ -93,7 +90,7 @@ def unmeasured(row: dict, ref: dict, keys) -> list[str]:
     """A reason per metric among `keys` that is missing or not finite on the row or on Retrain."""
     out = []
     for key in keys:
-        sides = [side for side, r in (("this row", row), ("Retrain", ref)) if not _finite(r.get(key))]
+        sides = [side for side, r in (("this row", row), ("Retrain", ref)) if not finite(r.get(key))]
         if sides:
             out.append(f"{key} not measured on {' and '.join(sides)}")
     return out

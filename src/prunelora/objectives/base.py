@@ -132,6 +132,7 @@ class Objective:
 
     name: str = ""
     label: str = ""
+    reference: str = ""  # the code it follows (repository, file, commit), shown in the docs' tables
     uses_forget: bool = False  # True: the forget set must be given
     Args: type[Recipe] = Recipe
     # True: a schedule over the run's length (l1-sparse's decaying weight), so each evaluation budget is a run

@@ -27,6 +27,7 @@ class GAArgs(PaperSGD):
 class GradientAscent(Objective):
     name = "ga"
     label = "GA"
+    reference = "OPTML-Group/Unlearn-Sparse unlearn/GA.py (80ba55d3)"
     uses_forget = True
     Args = GAArgs
 

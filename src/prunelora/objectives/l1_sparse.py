@@ -41,6 +41,7 @@ class L1Args(PaperSGD):
 class L1Sparse(Objective):
     name = "l1-sparse"
     label = "l1-sparse"
+    reference = "OPTML-Group/Unlearn-Sparse unlearn/FT.py FT_l1 (80ba55d3)"
     Args = L1Args
     schedule_spans_budget = True
 

@@ -46,6 +46,7 @@ class NegGradArgs(Recipe):
 class NegGradPlus(Objective):
     name = "neggrad+"
     label = "NegGrad+"
+    reference = "meghdadk/SCRUB thirdparty/repdistiller/helper/loops.py train_negrad (98ffb119)"
     uses_forget = True
     Args = NegGradArgs
 

@@ -57,6 +57,7 @@ def random_labels(size: int, classes: int, generator: torch.Generator) -> torch.
 class RandomLabels(Objective):
     name = "rl"
     label = "RL"
+    reference = "OPTML-Group/Unlearn-Saliency Classification/unlearn/RL.py (95766237)"
     uses_forget = True
     Args = RLArgs
 

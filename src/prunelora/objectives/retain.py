@@ -11,6 +11,7 @@ from .base import Feed, Forward, Objective, Progress, cross_entropy_steps
 class RetainLoss(Objective):
     name = "retain"
     label = "retain CE"
+    reference = "the paper's paradigms (Mittal, AAAI 2025): cross-entropy on the retain set"
 
     def steps(self, forward: Forward, feed: Feed, progress: Progress) -> Iterator[tuple[torch.Tensor, int]]:
         return cross_entropy_steps(forward, feed, "retain")

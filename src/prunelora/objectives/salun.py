@@ -66,6 +66,7 @@ def saliency_masks(model: nn.Module, feed: Feed, share: float) -> dict[nn.Parame
 class SalUn(RandomLabels):
     name = "salun"
     label = "SalUn"
+    reference = "OPTML-Group/Unlearn-Saliency Classification/generate_mask.py (b874ee94) and unlearn/RL.py"
     Args = SalUnArgs
 
     def start(self, model: nn.Module, feed: Feed) -> None:

@@ -66,6 +66,7 @@ def outputs_of(model: nn.Module, data: ImageSet, batch_size: int = EVAL_BATCH) -
 class Scrub(Objective):
     name = "scrub"
     label = "SCRUB"
+    reference = "meghdadk/SCRUB thirdparty/repdistiller/helper/loops.py train_distill (98ffb119)"
     uses_forget = True
     Args = ScrubArgs
 

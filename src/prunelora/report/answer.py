@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+from ..metrics.finite import finite
 from ..metrics.standalone import INDISTINGUISHABLE, NO_LONGER_PREDICTED
 from .basics import display_rows, method_label, requests_of_rows
 
@@ -23,16 +24,13 @@ PASSING_STANDALONE = (INDISTINGUISHABLE, NO_LONGER_PREDICTED)
 UTILITY_DROP = 2.0  # points of test accuracy below the original's that still count as keeping utility
 
 
-def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
 
 def _passes(row: dict, original: dict | None, with_retrain: bool) -> bool:
     if with_retrain:
         return row.get("verdict") == "matches Retrain"
     if row.get("standalone_verdict") not in PASSING_STANDALONE:
         return False
-    if original is None or not (_finite(row.get("ta")) and _finite(original.get("ta"))):
+    if original is None or not (finite(row.get("ta")) and finite(original.get("ta"))):
         return False
     return row["ta"] >= original["ta"] - UTILITY_DROP
 
@@ -57,10 +55,10 @@ def answers(rows: list[dict]) -> list[str]:
             out.append(f"{model}: none of these passed on {basis}; do not ship any of them as unlearned "
                        "(see the verdicts below for what each still shows).")
             continue
-        best = min(candidates, key=lambda r: (r.get("total_sec") if _finite(r.get("total_sec")) else math.inf))
+        best = min(candidates, key=lambda r: (r.get("total_sec") if finite(r.get("total_sec")) else math.inf))
         verdict = best.get("verdict") if with_retrain else best.get("standalone_verdict")
-        cost = f"{best['total_sec']:.1f} s" if _finite(best.get("total_sec")) else "cost not measured"
-        memory = f", peak memory {best['peak_memory_mb']:.0f} MB" if _finite(best.get("peak_memory_mb")) else ""
+        cost = f"{best['total_sec']:.1f} s" if finite(best.get("total_sec")) else "cost not measured"
+        memory = f", peak memory {best['peak_memory_mb']:.0f} MB" if finite(best.get("peak_memory_mb")) else ""
         others = len(candidates) - 1
         out.append(f"{model}: ship {method_label(best['method'])}{_budget(best)}: {verdict} ({basis}), "
                    f"the cheapest that passed ({cost}{memory})"

@@ -8,6 +8,7 @@ from typing import Any
 from ..errors import UserError
 from ..methods import METHODS, get_method
 from ..metrics.attacks import ATTACKS, attack_keys
+from ..registry import IMAGE
 
 INCONCLUSIVE = "inconclusive"
 
@@ -22,14 +23,10 @@ def fmt(value: Any, digits: int = 2, std: Any = None) -> str:
     return text
 
 
-def finite(value: Any) -> bool:
-    """A real number (not a flag), neither NaN nor infinite."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
 
 def method_rank(method: str) -> int:
     """The original first, then registered methods in registry order; anything else after them (stably)."""
-    order = ["original", *METHODS]
+    order = ["original", *METHODS.names(IMAGE)]
     return order.index(method) if method in order else len(order)
 
 

@@ -11,7 +11,6 @@ tests), the originals, each method's settings, and the configuration and machine
 from __future__ import annotations
 
 import json
-import math
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from .. import storage
-from .causal_lm_table import COLUMNS, cell, verdict_cell
+from ..metrics.finite import finite
+from .causal_lm_table import cell, columns, verdict_cell
 from .figures import figure_html
 from .html import rewrite_main
 from .markup import kv_table, para, plain, section, tag
@@ -30,12 +30,9 @@ from .style import CSS
 MATCH = "matches Retrain"
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
 
 def _mean(rows: list[dict[str, Any]], field: str) -> float | None:
-    values = [r[field] for r in rows if _finite(r.get(field))]
+    values = [r[field] for r in rows if finite(r.get(field))]
     return float(np.mean(values)) if values else None
 
 
@@ -55,11 +52,11 @@ def groups(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
 def closest(results: dict[str, Any]) -> list[str]:
     """The answer, in sentences: which unlearning methods came closest to Retrain and at what memory."""
     by_method = groups(results)
-    candidates = {m: rows for m, rows in by_method.items() if rows[0].get("objective") != "retrain"}
+    candidates = {m: rows for m, rows in by_method.items() if rows[0].get("objective") not in ("retrain", "original")}
     if not candidates:
         return ["Only Retrain ran: there is nothing to compare with it."]
     n = len(next(iter(candidates.values())))
-    if not any(_finite(r.get("forget_quality")) for rows in candidates.values() for r in rows):
+    if not any(finite(r.get("forget_quality")) for rows in candidates.values() for r in rows):
         return ["No Retrain row or no truth ratios: forget quality was not measured; the verdicts without "
                 "Retrain below rest on the Min-K % attack alone."]
 
@@ -81,7 +78,7 @@ def closest(results: dict[str, Any]) -> list[str]:
         f"{rows[0]['label']} {_shown(rows, 'forget_quality', 3)} (utility {_shown(rows, 'model_utility', 3)}, "
         f"tensor peak {_shown(rows, 'peak_memory_mb', 1, ' MB')})" for m, rows in top) + ".")
     retrain = [rows for rows in by_method.values() if rows[0].get("objective") == "retrain"]
-    if retrain and _finite(_mean(retrain[0], "mia_min_k_auc")):
+    if retrain and finite(_mean(retrain[0], "mia_min_k_auc")):
         lines.append(f"Retrain's Min-K % AUC (forget vs holdout) is {_mean(retrain[0], 'mia_min_k_auc'):.3f}: an "
                      "unlearned model should be near it, neither above (still recognised) nor far below "
                      "(over-forgets, itself a signal to an attacker).")
@@ -89,11 +86,12 @@ def closest(results: dict[str, Any]) -> list[str]:
 
 
 def table_html(results: dict[str, Any]) -> str:
-    head = ["Method", *(h for _, h, _ in COLUMNS), "Verdict (vs Retrain)", "Verdict (no Retrain)"]
+    shown = columns()
+    head = ["Method", *(s.label for s in shown), "Verdict (vs Retrain)", "Verdict (no Retrain)"]
     body = []
     for rows in groups(results).values():
         cells = [tag("th", escape(rows[0]["label"]), scope="row")]
-        cells += [tag("td", escape(cell([r.get(f) for r in rows], d)), class_="num") for f, _, d in COLUMNS]
+        cells += [tag("td", escape(cell([r.get(s.key) for r in rows], s.digits)), class_="num") for s in shown]
         cells += [tag("td", escape(verdict_cell(rows, f))) for f in ("verdict", "standalone_verdict")]
         body.append(tag("tr", "".join(cells)))
     return tag("div", tag("table", tag("tr", "".join(tag("th", escape(h)) for h in head)) + "".join(body)),
@@ -133,9 +131,10 @@ def tradeoff_figure(results: dict[str, Any]):
     return fig
 
 
-def read_examples(out: Path, seed: int, method: str) -> list[dict[str, Any]]:
-    path = out / f"seed{seed}" / "examples" / f"{method.replace('@', '_at_')}.jsonl"
-    if not path.is_file():
+def read_examples(out: Path, row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-example measures a row's model was summarised from (its examples_file), or [] when gone."""
+    path = out / str(row.get("examples_file") or "")
+    if not row.get("examples_file") or not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
@@ -145,9 +144,10 @@ def truth_ratio_figure(results: dict[str, Any], out: Path, seed: int):
     None when the exports hold no truth ratios."""
     by_method = groups(results)
     ratios = {}
-    for method in by_method:
-        values = [e["truth_ratio"] for e in read_examples(out, seed, method)
-                  if e.get("split") == "forget" and _finite(e.get("truth_ratio"))]
+    for method, rows in by_method.items():
+        row = next((r for r in rows if r.get("seed") == seed), rows[0])
+        values = [e["truth_ratio"] for e in read_examples(out, row)
+                  if e.get("split") == "forget" and finite(e.get("truth_ratio"))]
         if values:
             ratios[method] = np.array(values)
     retrain = next((m for m, rows in by_method.items() if rows[0].get("objective") == "retrain"), None)
@@ -172,15 +172,15 @@ def truth_ratio_figure(results: dict[str, Any], out: Path, seed: int):
 
 
 def originals_html(results: dict[str, Any]) -> str:
-    rows = results.get("originals", [])
+    rows = [r for r in results.get("rows", []) if r.get("method") == "original"]
     if not rows:
         return ""
     keys = ["seed", "forget_prob", "retain_prob", "holdout_prob", "forget_rouge_l", "retain_rouge_l",
             "model_utility", "mia_min_k_auc"]
     head = "".join(tag("th", escape(k)) for k in [*keys, "source", "sha256"])
     body = "".join(tag("tr", "".join(tag("td", escape(plain(r.get(k))), class_="num") for k in keys)
-                       + tag("td", escape(plain((r.get("meta") or {}).get("source"))))
-                       + tag("td", escape(str(r.get("sha256", ""))[:16]))) for r in rows)
+                       + tag("td", escape(plain(r.get("source"))))
+                       + tag("td", escape(str(r.get("model_before_sha256", ""))[:16]))) for r in rows)
     return tag("div", tag("table", tag("tr", head) + body), class_="scroll")
 
 
@@ -214,8 +214,8 @@ def render(results: dict[str, Any], out: Path) -> str:
     title = f"prunelora report: causal LM, {data.get('dataset', '?')}, {first.get('request', 'no request')}"
     intro = (f"Forget {plain(first.get('forget_n'))} examples, retain {plain(first.get('retain_n'))}, holdout "
              f"{plain(first.get('holdout_n'))}; seeds {', '.join(map(str, seeds)) or '-'}; command "
-             f"{results.get('command', '-')}. Files: seed<s>/models/<method>/ (model/, adapter/, record.json), "
-             "seed<s>/examples/<method>.jsonl (every per-example measure), results.json, results.md.")
+             f"{results.get('command', '-')}. Files: seed<s>/models/<model>/<method>/ (model/, adapter/, record.json), "
+             "seed<s>/examples/<model>/<method>.jsonl (every per-example measure), results.json, results.md.")
     parts = [tag("h1", escape(title)), para(intro), warnings_html(results)]
     if rows:
         parts.append(section("Answer", *[para(line) for line in closest(results)]))
@@ -223,7 +223,7 @@ def render(results: dict[str, Any], out: Path) -> str:
                                              "note"), table_html(results)))
         parts.append(section("Verdicts per seed", verdicts_html(results)))
         figures = []
-        if any(_finite(r.get("forget_quality")) and _finite(r.get("model_utility")) for r in rows):
+        if any(finite(r.get("forget_quality")) and finite(r.get("model_utility")) for r in rows):
             figures.append(figure_html(tradeoff_figure(results), "forget quality against model utility",
                                        "Each method (mean over seeds): model utility (x) against TOFU's forget "
                                        "quality (y, log; the dashed line is p = 0.05). Top right is best; Retrain "

@@ -1,35 +1,36 @@
-"""The causal-LM table: one row per method, mean +- std over seeds, in results.md and on stdout."""
+"""The causal-LM table: one row per method, mean ± std over seeds, in results.md and on stdout; results.csv.
+
+The columns are the metric registry's (metrics/spec.py, metrics/causal_lm/specs.py): the causal-LM task's
+main figures, then its cost columns, each with its label and decimals.
+"""
 from __future__ import annotations
 
-import math
+import csv
+import io
+from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from .. import storage
+from ..metrics.causal_lm import specs as _causal_lm_specs  # noqa: F401 - registers the task's specs
+from ..metrics.finite import finite, mean_std
+from ..metrics.spec import COST, FIGURE1, MetricSpec, specs
+from ..registry import CAUSAL_LM
 from .tables import run_warnings
 
-COLUMNS = (  # (row field, header, digits)
-    ("forget_quality", "Forget quality (KS p)", 3),
-    ("model_utility", "Model utility", 3),
-    ("forget_rouge_l", "ROUGE-L forget", 3),
-    ("retain_rouge_l", "ROUGE-L retain", 3),
-    ("forget_prob", "P(answer) forget", 3),
-    ("mia_min_k_auc", "MIA AUC (Min-K %)", 3),
-    ("privleak", "PrivLeak %", 1),
-    ("sec_per_step", "s / step", 4),
-    ("peak_memory_mb", "Tensor peak MB", 1),
-    ("trainable_params", "Trainable params", 0),
-)
+
+def columns() -> list[MetricSpec]:
+    """The table's figures: the task's main figures, then its cost columns, in registry order."""
+    return [*specs(FIGURE1, task=CAUSAL_LM), *specs(COST, task=CAUSAL_LM)]
 
 
 def cell(values: list[float], digits: int) -> str:
-    values = [v for v in values if v is not None and math.isfinite(v)]
-    if not values:
+    """Mean ± sample std over the seeds that measured it (metrics.finite.mean_std); "-" when none did."""
+    mean, std = mean_std(values)
+    if mean is None:
         return "-"
-    mean = float(np.mean(values))
-    if len(values) == 1:
+    if sum(finite(v) for v in values) == 1:
         return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {float(np.std(values)):.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def verdict_cell(rows: list[dict[str, Any]], field: str) -> str:
@@ -46,11 +47,12 @@ def table(results: dict[str, Any]) -> str:
     rows = results["rows"]
     order = list(dict.fromkeys(r["method"] for r in rows))
     seeds = sorted({r["seed"] for r in rows})
-    header = ["Method", *(h for _, h, _ in COLUMNS), "Verdict (vs Retrain)", "Verdict (no Retrain)"]
+    shown = columns()
+    header = ["Method", *(s.label for s in shown), "Verdict (vs Retrain)", "Verdict (no Retrain)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name in order:
         group = [r for r in rows if r["method"] == name]
-        cells = [group[0]["label"]] + [cell([r.get(f) for r in group], d) for f, _, d in COLUMNS]
+        cells = [group[0]["label"]] + [cell([r.get(s.key) for r in group], s.digits) for s in shown]
         cells += [verdict_cell(group, "verdict"), verdict_cell(group, "standalone_verdict")]
         lines.append("| " + " | ".join(cells) + " |")
     first = rows[0] if rows else {}
@@ -59,3 +61,19 @@ def table(results: dict[str, Any]) -> str:
              "(mean ± std).")
     lines += [f"\n**Warning:** {w}" for w in run_warnings(results)]
     return intro + "\n\n" + "\n".join(lines)
+
+
+def write_csv(results: dict[str, Any], out: Path) -> Path:
+    """results.csv: one line per row (every seed and method), the registry's columns first, then the rest."""
+    rows = results["rows"]
+    first = ["model", "method", "label", "seed", *(s.key for s in columns())]
+    rest = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in first]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=first + rest, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()
+                         if not isinstance(v, (dict, list))})
+    path = Path(out) / "results.csv"
+    storage.write_text(path, buffer.getvalue())
+    return path

@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 from matplotlib import colormaps
 
+from ..metrics.finite import finite
 from ..metrics.spec import FIGURE1, specs
-from .basics import finite, longest, method_label, method_rank, methods_of, models_of
+from .basics import longest, method_label, method_rank, methods_of, models_of
 from .markup import tag
 from .plots import new_figure
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..metrics.finite import finite
 from ..metrics.spec import CLOSEST, COST, EVIDENCE, FIGURE1, HIGHER, MetricSpec, specs
-from .basics import finite, fmt, inconclusive, longest, mark_inconclusive, method_rank
+from .basics import fmt, inconclusive, longest, mark_inconclusive, method_rank
 
 
 @dataclass(frozen=True)

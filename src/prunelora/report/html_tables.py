@@ -6,11 +6,11 @@ from html import escape
 from typing import Any
 
 from ..metrics.attacks import attacks_in
+from ..metrics.finite import finite
 from ..metrics.spec import FIGURE1, METRICS, MetricSpec
 from .basics import (
     INCONCLUSIVE,
     budgets_of,
-    finite,
     fmt,
     inconclusive,
     longest,

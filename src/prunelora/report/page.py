@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from ..metrics.attacks import attacks_in
+from ..metrics.finite import finite
 from .answer import answers
-from .basics import display_rows, finite, method_label, methods_of, models_of, request_heading, requests_of_rows
+from .basics import display_rows, method_label, methods_of, models_of, request_heading, requests_of_rows
 from .figures import figure_block, figure_data_uri, figure_html, gap_cost_figure, metric_bars_figure, png_data_uri
 from .html_tables import attack_table, evidence_html, results_table, table_notes
 from .markup import kv_table, para, plain, section, tag

@@ -9,12 +9,12 @@ from typing import Any
 from .. import storage
 from ..config import RunConfig, build, to_yaml
 from ..metrics.attacks import attacks_in
+from ..metrics.finite import finite
 from ..metrics.spec import gap_keys, joined, spec_of
 from .answer import answer_markdown
 from .basics import (
     budgets_of,
     display_rows,
-    finite,
     fmt,
     inconclusive,
     longest,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...errors import UserError
+from ...errors import UserError, shown
 from ..ids import IdIndex, check_kept, named_samples
 from ..sources import RawDataset
 from .base import Request, RequestFields, Scenario, check_ratio
@@ -52,8 +52,8 @@ def named_requests(raw: RawDataset, data: RequestFields) -> list[Request]:
         named = named_samples(index, source)
         twice = next((p for p in named.positions if p in owner), None)
         if twice is not None:
-            raise UserError(f"{owner[twice]} and {source} both name {raw.train_ids[twice]}: each sample is forgotten "
-                            "once (remove it from one of them)")
+            raise UserError(f"{shown(owner[twice])} and {shown(source)} both name {shown(raw.train_ids[twice])}: each "
+                            "sample is forgotten once (remove it from one of them)")
         owner.update(dict.fromkeys(named.positions, source))
         requests.append(Request(k, None, None, named))
     where = data.forget[0] if len(requests) == 1 else "the request files together"

@@ -3,9 +3,19 @@
 Two forms, told apart by the first line's fields: question/answer pairs (TOFU's format: `question`,
 `answer`, optionally `paraphrased_answer` and `perturbed_answer`, a string or a list) or plain text
 (`text`). The field names are settings (data.question_field, ...). An example's id is its `id` field,
-else its line number from 0. The request (--forget) is a file of ids, one a line (# comments), or a
-.jsonl of the forget examples themselves (matched by id, else by their question and answer, or text).
-Every mistake is one UserError naming the file, the line and the fix; nothing is read twice.
+else its line number from 0. The request (--forget) is a file of ids or a .jsonl of the forget examples
+themselves (matched by id, else by their question and answer, or text).
+
+A file of ids is read line by line, the same rule as the image task's (data/ids.py): blank lines are
+skipped, a line whose first non-blank character is `#` is a comment, and every other line is one id,
+verbatim but for the whitespace around it (`doc#1` is the id `doc#1`; there are no comments after an
+id). An id that itself starts with `#` cannot be named this way: name its example in a .jsonl request.
+
+Forgetting an example forgets its content: every training example whose question and answer (or text)
+equal a forgotten one's is forgotten too, and the run is told which (forget_request's notes), since a copy
+left in the retain set would teach it back. Files must be regular UTF-8 files (a FIFO, a folder or a
+device is refused before it is opened). Every mistake is one UserError naming the file, the line and the
+fix, with the user's strings shown escaped (errors.shown); nothing is read twice.
 """
 from __future__ import annotations
 
@@ -16,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ...errors import UserError
+from ...errors import UserError, not_utf8, regular_file, shown
 
 if TYPE_CHECKING:  # the field names a run reads; the data layer never imports the configuration
     from ...config.causal_lm import LMDataConfig
@@ -52,23 +62,46 @@ class LMSplits:
         return self.retain + self.forget
 
 
-def _lines(path: Path) -> list[tuple[int, dict]]:
-    if not path.is_file():
-        raise UserError(f"{path}: no such file (give a .jsonl of question/answer pairs or of plain text)")
+JSONL_FIX = "give a UTF-8 .jsonl of question/answer pairs or of plain text, one JSON object a line"
+IDS_FIX = "give a UTF-8 text file of ids, one a line, or a .jsonl of examples"
+
+
+def _text_of(path: Path, what: str, fix: str) -> str:
+    """The file's text: a regular file (checked before it is opened: a FIFO would block for ever), in UTF-8 (a
+    byte-order mark dropped), without NUL bytes (a binary file); anything else is a one-line UserError."""
+    regular_file(path, what, fix)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{what} {shown(path)}: no such file ({fix})") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {what} {shown(path)} ({exc.strerror or type(exc).__name__}): {fix}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"cannot read {what} {shown(path)} ({not_utf8(exc)}): {fix}") from None
+    if "\0" in text:
+        line = text.count("\n", 0, text.index("\0")) + 1
+        raise UserError(f"cannot read {what} {shown(path)} (a NUL byte on line {line}: a binary file, not text): {fix}")
+    return text
+
+
+def _lines(path: Path, what: str = "data file") -> list[tuple[int, dict]]:
     rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path} line {number} is not JSON ({exc.msg}): give one JSON object a line") from None
-            if not isinstance(row, dict):
-                raise UserError(f"{path} line {number} is not a JSON object: give one object a line")
-            rows.append((number, row))
+    text = _text_of(path, what, JSONL_FIX).replace("\r\n", "\n").replace("\r", "\n")
+    for number, line in enumerate(text.split("\n"), 1):  # not splitlines: a JSON string may hold U+2028
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{shown(path)} line {number} is not JSON ({exc.msg}): give one JSON object a line") \
+                from None
+        if not isinstance(row, dict):
+            raise UserError(f"{shown(path)} line {number} is not a JSON object: give one object a line")
+        rows.append((number, row))
     if not rows:
-        raise UserError(f"{path} holds no example: give one JSON object a line")
+        raise UserError(f"{shown(path)} holds no example: give one JSON object a line")
     return rows
 
 
@@ -78,16 +111,17 @@ def data_kind(path: Path, first: dict, cfg: LMDataConfig) -> str:
         return "qa"
     if cfg.text_field in first:
         return "text"
-    raise UserError(f"{path} line 1 has neither '{cfg.question_field}' and '{cfg.answer_field}' nor "
-                    f"'{cfg.text_field}' (its fields: {', '.join(sorted(first)) or 'none'}); name yours with "
+    fields = ", ".join(shown(f) for f in sorted(first)) or "none"
+    raise UserError(f"{shown(path)} line 1 has neither '{shown(cfg.question_field)}' and '{shown(cfg.answer_field)}' "
+                    f"nor '{shown(cfg.text_field)}' (its fields: {fields}); name yours with "
                     "--set data.question_field=... data.answer_field=... or data.text_field=...")
 
 
 def _text(path: Path, number: int, row: dict, name: str) -> str:
     value = row.get(name)
     if not isinstance(value, str) or not value.strip():
-        raise UserError(f"{path} line {number}: '{name}' is missing or not a non-empty string (every example needs "
-                        "it, as the first has it)")
+        raise UserError(f"{shown(path)} line {number}: '{shown(name)}' is missing or not a non-empty string (every "
+                        "example needs it, as the first has it)")
     return value
 
 
@@ -99,26 +133,30 @@ def _example(path: Path, number: int, index: int, row: dict, kind: str, cfg: LMD
     if isinstance(perturbed, str):
         perturbed = (perturbed,)
     if not all(isinstance(p, str) for p in perturbed):
-        raise UserError(f"{path} line {number}: 'perturbed_answer' must be a string or a list of strings")
+        raise UserError(f"{shown(path)} line {number}: 'perturbed_answer' must be a string or a list of strings")
     paraphrased = row.get("paraphrased_answer")
     if paraphrased is not None and not isinstance(paraphrased, str):
-        raise UserError(f"{path} line {number}: 'paraphrased_answer' must be a string")
+        raise UserError(f"{shown(path)} line {number}: 'paraphrased_answer' must be a string")
     return Example(str(ident), _text(path, number, row, cfg.question_field), _text(path, number, row, cfg.answer_field),
                    paraphrased, tuple(perturbed))
 
 
-def read_examples(path: str | Path, cfg: LMDataConfig, kind: str | None = None) -> tuple[str, list[Example]]:
-    """(kind, examples) of a .jsonl; ids must be unique; `kind` given: the file must be of that form."""
+def read_examples(path: str | Path, cfg: LMDataConfig, kind: str | None = None,
+                  what: str = "data file") -> tuple[str, list[Example]]:
+    """(kind, examples) of a .jsonl; ids must be unique; `kind` given: the file must be of that form.
+    what: what the file is, for errors about the file itself ('data file', '--forget')."""
     path = Path(path)
-    rows = _lines(path)
+    rows = _lines(path, what)
     found = data_kind(path, rows[0][1], cfg)
     if kind is not None and found != kind:
-        raise UserError(f"{path} holds {found} examples but the dataset holds {kind} examples: give both in one form")
+        raise UserError(f"{shown(path)} holds {found} examples but the dataset holds {kind} examples: give both in "
+                        "one form")
     examples = [_example(path, number, i, row, found, cfg) for i, (number, row) in enumerate(rows)]
     seen: set[str] = set()
     for ex in examples:
         if ex.id in seen:
-            raise UserError(f"{path}: the id '{ex.id}' appears twice (ids name examples: make them unique)")
+            raise UserError(f"{shown(path)}: the id '{shown(ex.id)}' appears twice (ids name examples: make them "
+                            "unique)")
         seen.add(ex.id)
     return found, examples
 
@@ -131,45 +169,97 @@ def from_rows(rows: list[dict], cfg: LMDataConfig, where: str = "the data") -> t
 
 
 def read_request(path: str | Path, train: list[Example], kind: str, cfg: LMDataConfig) -> list[str]:
-    """The ids of the training examples a request names (a file of ids, or a .jsonl of the examples)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"--forget {path}: no such file (give a file of ids, one a line, or a .jsonl of examples)")
+    """The ids of the training examples a request forgets (forget_request's ids, without its notes)."""
+    return forget_request(path, train, kind, cfg)[0]
+
+
+def listed_ids(path: Path) -> list[str]:
+    """The ids a file of ids lists, in its order: blank lines and comment lines (first non-blank character `#`)
+    skipped, every other line one id, verbatim but for the whitespace around it (data/ids.py's rule)."""
+    ids = (line.strip() for line in _text_of(path, "--forget", IDS_FIX).splitlines())
+    return [i for i in ids if i and not i.startswith("#")]
+
+
+def _named(path: Path, train: list[Example], kind: str, cfg: LMDataConfig) -> list[str]:
+    """The training ids a request names itself, in its order: a file of ids as listed; a .jsonl's examples each
+    matched by id (when the training example of that id has its content), else by content."""
     by_id = {ex.id: ex for ex in train}
     if path.suffix == ".jsonl":
-        _, named = read_examples(path, cfg, kind)
-        by_content = {ex.content(): ex.id for ex in train}
-        ids = [ex.id if ex.id in by_id and by_id[ex.id].content() == ex.content() else by_content.get(ex.content(), "")
+        _, named = read_examples(path, cfg, kind, what="--forget")
+        first: dict[tuple[str, str], str] = {}
+        for ex in train:
+            first.setdefault(ex.content(), ex.id)
+        ids = [ex.id if ex.id in by_id and by_id[ex.id].content() == ex.content() else first.get(ex.content(), "")
                for ex in named]
         missing = [ex.id for ex, i in zip(named, ids) if not i]
-        what = "examples (matched by id, else by their question and answer)"
+        what = "examples (matched by id, else by their " + ("text)" if kind == "text" else "question and answer)")
     else:
-        text = path.read_text(encoding="utf-8")
-        ids = [line.split("#", 1)[0].strip() for line in text.splitlines()]
-        ids = [i for i in ids if i]
+        ids = listed_ids(path)
         missing = [i for i in ids if i not in by_id]
         what = "ids"
     if not ids:
-        raise UserError(f"--forget {path} names nothing: give one id a line (or one example a line in a .jsonl)")
+        raise UserError(f"--forget {shown(path)} names nothing: give one id a line (or one example a line in a "
+                        ".jsonl)")
     if missing:
-        raise UserError(f"--forget {path}: {len(missing)} {what} match no training example (first: "
-                        f"{', '.join(missing[:3])}); an id here looks like '{train[0].id}'")
-    twice = sorted({i for i in ids if ids.count(i) > 1})
-    if twice:
-        raise UserError(f"--forget {path} names '{twice[0]}' more than once: list each example once")
-    if len(ids) == len(train):
-        raise UserError(f"--forget {path} names every training example: nothing would be left to keep")
+        first_few = ", ".join(f"'{shown(m)}'" for m in missing[:3])
+        raise UserError(f"--forget {shown(path)}: {len(missing)} {what} match no training example (first: "
+                        f"{first_few}); an id here looks like '{shown(train[0].id)}'")
+    seen: set[str] = set()
+    for i in ids:  # a set, not ids.count per id: a million ids take a second, not hours
+        if i in seen:
+            raise UserError(f"--forget {shown(path)} names '{shown(i)}' more than once: list each example once")
+        seen.add(i)
     return ids
+
+
+def forget_request(path: str | Path, train: list[Example], kind: str,
+                   cfg: LMDataConfig) -> tuple[list[str], list[str]]:
+    """(ids, notes): the training examples a request forgets (a file of ids, or a .jsonl of the examples), every
+    copy of their content included (with_copies), and the sentences for the run's warnings that say which copies
+    were added. A request that leaves nothing to keep is a UserError."""
+    path = Path(path)
+    return with_copies(train, _named(path, train, kind, cfg), kind, f"--forget {shown(path)}")
+
+
+def with_copies(train: list[Example], named: list[str], kind: str, where: str) -> tuple[list[str], list[str]]:
+    """(ids, notes): `named` (training ids), then every other training example whose question and answer (or text)
+    equal a named one's, in dataset order; notes: one sentence naming the copies added, where there are any.
+
+    Forgetting an example forgets its content: a copy left in the retain set would teach the model back what it is
+    asked to forget. where: what named them, for messages ('--forget r.txt'). Forgetting every training example is
+    a UserError."""
+    by_id = {ex.id: ex for ex in train}
+    origin: dict[tuple[str, str], str] = {}  # content -> the named id it is forgotten as
+    for i in named:
+        origin.setdefault(by_id[i].content(), i)
+    chosen = set(named)
+    copies = [(ex.id, origin[ex.content()]) for ex in train if ex.id not in chosen and ex.content() in origin]
+    what = "text" if kind == "text" else "question and answer"
+    if len(chosen) + len(copies) >= len(train):
+        also = f" ({len(copies)} of them as copies of the {what} of examples it names)" if copies else ""
+        raise UserError(f"{where} names every training example{also}: nothing would be left to keep")
+    if not copies:
+        return list(named), []
+    listed = ", ".join(f"'{shown(c)}' (a copy of '{shown(o)}')" for c, o in copies[:3])
+    many = len(copies) > 1
+    note = (f"{where}: {len(copies)} training example{'s' if many else ''} the request does not name "
+            f"{'hold' if many else 'holds'} the {what} of one it names and {'are' if many else 'is'} forgotten too: "
+            f"{listed}{', ...' if len(copies) > 3 else ''} (a copy left to keep would teach it back)")
+    return list(named) + [c for c, _ in copies], [note]
 
 
 def split(kind: str, train: list[Example], forget_ids: list[str], holdout: list[Example],
           request: str) -> LMSplits:
-    """Retain and forget in the dataset's order; a holdout example may not be a training example."""
+    """Retain and forget in the dataset's order; a holdout example may not be a training example, and something
+    must be left to keep (an empty retain set leaves nothing to train, tune or measure on)."""
     chosen = set(forget_ids)
+    if train and all(ex.id in chosen for ex in train):
+        raise UserError(f"{shown(request) or 'the request'} forgets every training example: nothing would be left to "
+                        "keep")
     trained = {ex.content() for ex in train}
     clash = [ex.id for ex in holdout if ex.content() in trained]
     if clash:
-        raise UserError(f"--holdout: example '{clash[0]}' is also a training example: holdout examples must be "
+        raise UserError(f"--holdout: example '{shown(clash[0])}' is also a training example: holdout examples must be "
                         "ones never trained on")
     return LMSplits(kind, [ex for ex in train if ex.id not in chosen], [ex for ex in train if ex.id in chosen],
                     holdout, request)

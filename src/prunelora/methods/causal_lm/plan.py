@@ -21,9 +21,9 @@ def describe(model: nn.Module, settings: LMUnlearnConfig) -> str:
              f"{first.contract.rsplit('.', 1)[-1]}", *[f"  note: {n}" for n in plan.notes], ""]
     targets = plan.targets(settings.lora_targets)
     modules = dict(model.named_modules())
-    adapter = sum(settings.lora_rank * sum(dims(modules[t])) for t in targets)
+    adapter = sum(settings.lora_r * sum(dims(modules[t])) for t in targets)
     lines.append(f"none        trains all {total:,} parameters")
-    lines.append(f"lora        rank {settings.lora_rank} on {len(targets)} projections "
+    lines.append(f"lora        rank {settings.lora_r} on {len(targets)} projections "
                  f"({', '.join(plan.suffixes(settings.lora_targets))}): trains {adapter:,} parameters "
                  f"({adapter / total:.2%}), the {parameter_count(model, targets):,} they adapt frozen")
     try:

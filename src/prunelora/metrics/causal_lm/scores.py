@@ -4,21 +4,23 @@ Nothing here runs a model: the caller computes per-token log-probabilities and a
 functions turn them into the numbers papers report, so each definition can be checked by hand.
 
 Sources: TOFU (Maini et al. 2024, github.com/locuslab/tofu) for ROUGE-L, probability, truth ratio, forget
-quality and model utility; open-unlearning (github.com/locuslab/open-unlearning) for the membership attacks as
-the field runs them; MUSE (Shi et al. 2024) for PrivLeak; Min-K% Prob (Shi et al. 2024); Min-K%++ (Zhang et
-al. 2024); the zlib ratio (Carlini et al. 2021).
+quality and model utility; open-unlearning (github.com/locuslab/open-unlearning, commit
+d3d7cf9e6b3c125d16687d4232680d8d83548f1a) for ROUGE-L and the membership attacks as the field runs them; MUSE
+(github.com/swj0419/muse_bench, commit fcd6651da8bcf34744fb9a1cc69bb856ab3eb277) for PrivLeak; Min-K% Prob
+(Shi et al. 2024); Min-K%++ (Zhang et al. 2024); the zlib ratio (Carlini et al. 2021).
 """
 from __future__ import annotations
 
+import functools
 import math
-import re
 import zlib
-from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.stats import ks_2samp
 from sklearn.metrics import roc_auc_score
+
+from ...errors import UserError
 
 MIA_SCORES: dict[str, str] = {
     "loss": "negative average token NLL of the text (Yeom et al. 2018's loss attack)",
@@ -28,41 +30,34 @@ MIA_SCORES: dict[str, str] = {
                        "distribution (Min-K%++, Zhang et al. 2024)",
 }
 
-_NON_ALNUM = re.compile(r"[^a-z0-9]+")
-_SIGMA_FLOOR = 1e-6
+_VARIANCE_FLOOR = 1e-6  # open-unlearning's min_k_plus_plus.py clamps the variance, not the std, at 1e-6
 
 
 # --- generation and probability (TOFU) -------------------------------------------------------------------------------
 
 
-def _rouge_tokens(text: str) -> list[str]:
-    """rouge_score's default tokenizer without stemming: lowercase, non-[a-z0-9] to spaces, split."""
-    return _NON_ALNUM.sub(" ", text.lower()).split()
-
-
-def _lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
-    """Longest common subsequence length by the O(len(a) * len(b)) DP, one row at a time."""
-    if not a or not b:
-        return 0
-    prev = [0] * (len(b) + 1)
-    for x in a:
-        cur = [0] * (len(b) + 1)
-        for j, y in enumerate(b, start=1):
-            cur[j] = prev[j - 1] + 1 if x == y else max(prev[j], cur[j - 1])
-        prev = cur
-    return prev[-1]
+@functools.cache
+def _rouge_scorer():
+    """rouge_score's RougeScorer(["rougeL"], use_stemmer=True), built once (its Porter stemmer is slow to build)."""
+    try:
+        from rouge_score import rouge_scorer
+    except ImportError:
+        raise UserError("ROUGE-L needs the rouge-score package: pip install 'rouge-score>=0.1.2,<0.2' "
+                        "(or pip install 'prunelora[hf]')") from None
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
 
 
 def rouge_l_recall(prediction: str, reference: str) -> float:
     """ROUGE-L recall: the share of the reference's tokens the prediction reproduces in order.
 
-    TOFU reports rouge_score's rougeL recall (no stemming), so a generation that states the answer among other
-    words still scores 1; 0.0 when the reference has no tokens.
+    Exactly TOFU's and open-unlearning's score: rouge_score's RougeScorer(["rougeL"], use_stemmer=True)
+    .score(reference, prediction).recall (locuslab/tofu evaluate_util.py eval_rouge_recall, commit bdc209e;
+    open-unlearning src/evals/metrics/utils.py eval_text_similarity, commit d3d7cf9). Its tokenizer lowercases,
+    turns every non-[a-z0-9] character into a space and Porter-stems the words longer than 3 characters, so
+    "worked as engineers" reproduces 3 of the 4 tokens of "works as an engineer" (work, as, engin); recall is
+    the longest common subsequence over the reference's token count, 0.0 when either side has no token.
     """
-    ref = _rouge_tokens(reference)
-    if not ref:
-        return 0.0
-    return _lcs_length(_rouge_tokens(prediction), ref) / len(ref)
+    return float(_rouge_scorer().score(reference, prediction)["rougeL"].recall)
 
 
 def answer_probability(avg_nll: ArrayLike) -> np.ndarray:
@@ -150,12 +145,15 @@ def loss_score(avg_nll: ArrayLike) -> np.ndarray:
     return -np.asarray(avg_nll, dtype=np.float64)
 
 
-def zlib_score(total_nll: ArrayLike, texts: list[str]) -> np.ndarray:
-    """-(NLL / zlib entropy), zlib entropy = len(zlib.compress(text.encode("utf-8"))) (Carlini et al. 2021).
+def zlib_score(avg_nll: ArrayLike, texts: list[str]) -> np.ndarray:
+    """-(average token NLL / zlib entropy), zlib entropy = len(zlib.compress(text.encode("utf-8"))) (Carlini et
+    al. 2021), as open-unlearning's ZLIBAttack (src/evals/metrics/mia/zlib.py, commit d3d7cf9: avg_loss over every
+    answer token, the end-of-sequence token included, over the compressed length of the answer tokens decoded
+    with skip_special_tokens=True; the sign flipped so that higher means member).
 
     Dividing by the compressed length discounts text that is low-loss only because it is repetitive or generic.
     """
-    nll = np.asarray(total_nll, dtype=np.float64).ravel()
+    nll = np.asarray(avg_nll, dtype=np.float64).ravel()
     if nll.size != len(texts):
         raise ValueError(f"zlib_score: {nll.size} NLLs but {len(texts)} texts")
     entropy = np.array([len(zlib.compress(t.encode("utf-8"))) for t in texts], dtype=np.float64)
@@ -163,8 +161,12 @@ def zlib_score(total_nll: ArrayLike, texts: list[str]) -> np.ndarray:
 
 
 def _lowest_k_mean(values: np.ndarray, k: float) -> float:
-    """Mean of the lowest ceil(k * T) values (at least one); the epsilon keeps 0.28 * 25 (7.000000000000001) at 7."""
-    n = max(1, math.ceil(k * values.size - 1e-9))
+    """Mean of the lowest max(1, int(T * k)) of the T values, 0.0 when there are none (open-unlearning's MinKProbAttack:
+    num_k = max(1, int(len(lp) * k)), and a score of 0 for an example with no token; int() truncates, so 0.3 of 5
+    tokens is 1 token, and T * k is taken in floating point as the reference does)."""
+    if values.size == 0:
+        return 0.0
+    n = max(1, int(values.size * k))
     return float(np.mean(np.sort(values)[:n]))
 
 
@@ -173,30 +175,30 @@ def _check_k(k: float) -> None:
         raise ValueError(f"k must be in (0, 1], got {k}")
 
 
-def _token_array(x: ArrayLike, what: str, i: int) -> np.ndarray:
-    a = np.asarray(x, dtype=np.float64).ravel()
-    if a.size == 0:
-        raise ValueError(f"{what}[{i}] has no tokens")
-    return a
-
-
 def min_k_score(token_logprobs: list[np.ndarray], k: float = 0.4) -> np.ndarray:
-    """Min-K% Prob (Shi et al. 2024): mean of the lowest ceil(k * T) token log-probs per example.
+    """Min-K% Prob (Shi et al. 2024): mean of the lowest max(1, int(T * k)) token log-probs per example.
 
-    Unseen text tends to contain a few very unlikely tokens; seen text rarely does. open-unlearning's default
-    is k = 0.4.
+    As open-unlearning's MinKProbAttack (src/evals/metrics/mia/min_k.py, commit d3d7cf9; k = 0.4 in its
+    tofu_metrics and muse_metrics configs, MUSE's Min-40%), with the sign flipped (higher = member): the caller
+    passes the answer tokens with the end-of-sequence token dropped (tokenwise_logprobs in
+    src/evals/metrics/utils.py: "-1 to ignore eos prediction"), so T counts the tokens after the drop. An
+    example with no token left scores 0.0, as the reference's. Unseen text tends to contain a few very unlikely
+    tokens; seen text rarely does.
     """
     _check_k(k)
-    return np.array([_lowest_k_mean(_token_array(lp, "token_logprobs", i), k)
-                     for i, lp in enumerate(token_logprobs)], dtype=np.float64)
+    return np.array([_lowest_k_mean(np.asarray(lp, dtype=np.float64).ravel(), k) for lp in token_logprobs],
+                    dtype=np.float64)
 
 
 def min_k_plus_plus_score(token_logprobs: list[np.ndarray], token_mu: list[np.ndarray],
                           token_sigma: list[np.ndarray], k: float = 0.4) -> np.ndarray:
-    """Min-K%++ (Zhang et al. 2024): Min-K% over z = (log p - mu) / sigma, sigma clipped below at 1e-6.
+    """Min-K%++ (Zhang et al. 2024): Min-K% over z = (log p - mu) / sqrt(max(sigma^2, 1e-6)).
 
     mu and sigma are the mean and std of log p over the vocabulary under the model's own next-token distribution
-    at each position: standardising asks whether the token is a local mode, which training makes it.
+    at each position: standardising asks whether the token is a local mode, which training makes it. As
+    open-unlearning's MinKPlusPlusAttack (src/evals/metrics/mia/min_k_plus_plus.py, commit d3d7cf9), which clamps
+    the variance at 1e-6 before the square root (the std at 1e-3), on the same tokens as min_k_score (the
+    end-of-sequence token dropped), with the sign flipped (higher = member).
     """
     _check_k(k)
     if not len(token_logprobs) == len(token_mu) == len(token_sigma):
@@ -204,12 +206,12 @@ def min_k_plus_plus_score(token_logprobs: list[np.ndarray], token_mu: list[np.nd
                          f"arrays, {len(token_sigma)} sigma arrays")
     out = []
     for i, (lp, mu, sigma) in enumerate(zip(token_logprobs, token_mu, token_sigma)):
-        lp_a = _token_array(lp, "token_logprobs", i)
+        lp_a = np.asarray(lp, dtype=np.float64).ravel()
         mu_a = np.asarray(mu, dtype=np.float64).ravel()
         sigma_a = np.asarray(sigma, dtype=np.float64).ravel()
         if mu_a.shape != lp_a.shape or sigma_a.shape != lp_a.shape:
             raise ValueError(f"example {i}: {lp_a.size} log-probs, {mu_a.size} mu, {sigma_a.size} sigma")
-        z = (lp_a - mu_a) / np.maximum(sigma_a, _SIGMA_FLOOR)
+        z = (lp_a - mu_a) / np.sqrt(np.maximum(sigma_a * sigma_a, _VARIANCE_FLOOR))
         out.append(_lowest_k_mean(z, k))
     return np.array(out, dtype=np.float64)
 
@@ -227,11 +229,21 @@ def attack_auc(member_scores: ArrayLike, nonmember_scores: ArrayLike) -> float:
 
 
 def priv_leak(unlearned_auc: float, retrain_auc: float) -> float:
-    """MUSE's PrivLeak in percent: (AUC_unlearned - AUC_retrain) / AUC_retrain * 100.
+    """MUSE's PrivLeak in percent, from prunelora's AUCs (forget set = members, the positive class; see attack_auc).
 
-    0 = leaks like Retrain; positive = forget set still looks like members (under-unlearned); negative = looks
-    less like members than Retrain would (over-unlearned, itself a tell).
+    MUSE (swj0419/muse_bench eval.py and metrics/privleak.py, commit fcd6651; open-unlearning
+    src/evals/metrics/privacy.py privleak, commit d3d7cf9) orients its AUC the other way: forget = non-members,
+    holdout = members, so its AUC is 1 - ours, and PrivLeak = (AUC'_unlearned - AUC'_retrain) / AUC'_retrain x 100
+    with AUC' = 1 - AUC. In prunelora's orientation:
+
+        PrivLeak = (AUC_retrain - AUC_unlearned) / (1 - AUC_retrain) x 100.
+
+    0 = leaks like Retrain. Negative = the forget set still looks more like members than it does to Retrain
+    (under-unlearning: a Finetune-like model, AUC 0.97 against Retrain's 0.50, gives -94). Positive = it looks
+    less like members than to Retrain (over-unlearning, itself a tell). Undefined (ValueError) when Retrain's
+    AUC is 1 (MUSE's denominator 0; open-unlearning adds 1e-10 and reports about -1e12).
     """
-    if retrain_auc <= 0:
-        raise ValueError(f"priv_leak: retrain_auc must be > 0, got {retrain_auc}")
-    return (unlearned_auc - retrain_auc) / retrain_auc * 100.0
+    if not 0.0 <= retrain_auc < 1.0:
+        raise ValueError(f"priv_leak: retrain_auc must be in [0, 1), got {retrain_auc} (at 1 MUSE's PrivLeak "
+                         "divides by zero)")
+    return (retrain_auc - unlearned_auc) / (1.0 - retrain_auc) * 100.0

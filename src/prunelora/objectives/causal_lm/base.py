@@ -4,8 +4,16 @@ An LM objective is an objectives.Objective, so train.fit() runs it like any imag
 optimiser, schedule, divergence checks and torchrun's gradient averaging are fit's). An epoch is one pass
 over its anchor set (the forget set for the forgetting objectives, as open-unlearning's ForgetRetainDataset
 iterates; the retain set for retain finetuning); a second set is cycled beside it, one batch per step.
-A batch's loss is the mean over its examples of each example's own loss, so that under torchrun the
-ranks' shards average to exactly the global batch's gradient.
+
+Two reductions, each as open-unlearning (commit d3d7cf9e6b3c125d16687d4232680d8d83548f1a) reduces the term:
+an NLL that is descended or ascended (retain finetuning, GA, GradDiff, the retain terms of NPO and SimNPO) is
+token-weighted, the summed NLL of the batch's answer tokens over their count (`model(**inputs).loss` in
+src/trainer/unlearn/grad_ascent.py, grad_diff.py; token_nll here); a loss defined per example (NPO's and
+SimNPO's forget terms, RMU's activation distances) is the mean over the batch's examples. Under torchrun each
+rank holds a shard of the global batch and train.fit scales the rank's loss by its share of the anchor batch's
+rows before averaging gradients: a per-example mean over the anchor batch then gives the global batch's
+gradient by itself, and global_mean gives every other term (a token mean; a per-example mean over the retain
+batch) the single process's gradient too.
 """
 from __future__ import annotations
 
@@ -55,9 +63,41 @@ def answer_nll(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.
 
 
 def mean_nll(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The batch's loss for descent: the mean over examples of each one's mean answer-token NLL."""
+    """The mean over examples of each one's mean answer-token NLL (a per-example measure; the objectives' NLL
+    terms are token-weighted: token_nll)."""
     total, counts = answer_nll(model, batch)
     return (total / counts.clamp(min=1)).mean()
+
+
+def global_mean(total: torch.Tensor, count: torch.Tensor | int, anchor_rows: int) -> torch.Tensor:
+    """total / count over the global batch, as this rank's term of a loss that train.fit weights by the anchor
+    batch's share of rows.
+
+    In one process: total / count. Under torchrun, rank r holds total_r over count_r items (tokens, or examples
+    of the retain batch) and s_r of the anchor batch's S rows; fit multiplies its loss by w_r = s_r * W / S
+    (distributed.shard_weight) and averages the ranks' gradients (divides by W). Returning
+    total_r * W / (w_r * sum_r count_r) makes that average sum_r total_r / sum_r count_r: the global batch's
+    value, whether the ranks hold disjoint shards or (a batch smaller than the ranks) each the whole batch.
+    """
+    count = torch.as_tensor(count, dtype=torch.float64)
+    if not distributed.active():
+        return total / count.clamp(min=1).to(total.dtype)
+    global_count = max(1.0, distributed.total(float(count)))
+    undo = distributed.world_size() / distributed.shard_weight(anchor_rows)
+    return total * (undo / global_count)
+
+
+def token_nll(model: nn.Module, batch: dict[str, torch.Tensor], anchor_rows: int) -> torch.Tensor:
+    """The batch's NLL for descent or ascent, token-weighted as open-unlearning's `model(**inputs).loss`: the
+    summed NLL of all its answer tokens over their count (of the global batch under torchrun: global_mean;
+    anchor_rows = this rank's rows of the step's anchor batch, by which fit weights the loss)."""
+    total, counts = answer_nll(model, batch)
+    return global_mean(total.sum(), counts.sum(), anchor_rows)
+
+
+def rows(batch: dict[str, torch.Tensor]) -> int:
+    """How many examples a batch holds (the anchor batch's: the samples fit weights the step's loss by)."""
+    return len(batch["input_ids"])
 
 
 class LMObjective(Objective):

@@ -1,9 +1,16 @@
 """Negative preference optimisation (Zhang et al. 2024, "Negative Preference Optimization: From Catastrophic
-Collapse to Effective Unlearning"): the forget answers as dispreferred responses against the model before
-unlearning, L = -(2/beta) E[log sigmoid(-beta (log pi(y|x) - log pi_ref(y|x)))], plus a retain NLL term as
-open-unlearning's NPO (configs/trainer/NPO.yaml: beta 0.1, alpha 1, gamma 1; alpha 0 gives the paper's pure
-NPO). log pi is the answer's summed token log-probability; the reference's is computed once, before the first
-step, from the original model in eval mode."""
+Collapse to Effective Unlearning"), as open-unlearning's NPO (src/trainer/unlearn/npo.py, compute_dpo_loss in
+src/trainer/utils.py and configs/trainer/NPO.yaml, commit d3d7cf9e6b3c125d16687d4232680d8d83548f1a: beta 0.1,
+alpha 1, gamma 1, retain_loss_type NLL): the forget answers as dispreferred responses against the model before
+unlearning,
+
+    L = gamma * -(2/beta) mean_i log sigmoid(-beta (log pi(y_i|x_i) - log pi_ref(y_i|x_i))) + alpha * NLL(retain),
+
+log pi the answer's summed token log-probability (compute_batch_nll), the forget term a mean over examples
+(its definition), the retain NLL averaged over the retain batch's answer tokens (token-weighted,
+base.token_nll). alpha 0 gives the paper's pure NPO. The reference's log pi_ref is computed once, before the
+first step, from the original model in eval mode (open-unlearning runs its frozen copy in eval mode at each
+step: the same numbers)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -11,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .base import LMObjective, LMRecipe, answer_nll, mean_nll
+from .base import LMObjective, LMRecipe, answer_nll, rows, token_nll
 
 
 @dataclass
@@ -29,6 +36,7 @@ def npo_loss(logp: torch.Tensor, ref_logp: torch.Tensor, beta: float) -> torch.T
 class NPO(LMObjective):
     name = "npo"
     label = "NPO"
+    reference = "locuslab/open-unlearning src/trainer/unlearn/npo.py (d3d7cf9)"
     Args = NPOArgs
 
     def start(self, model, feed):
@@ -48,4 +56,4 @@ class NPO(LMObjective):
     def loss(self, batch, retain):
         total, _ = answer_nll(self.model, batch)
         out = self.args.gamma * npo_loss(-total, self.reference[batch["index"]], self.args.beta)
-        return out + self.args.alpha * mean_nll(self.model, retain) if self.args.alpha else out
+        return out + self.args.alpha * token_nll(self.model, retain, rows(batch)) if self.args.alpha else out

@@ -1,7 +1,12 @@
 """SimNPO (Fan et al. 2024, "Simplicity Prevails: Rethinking Negative Preference Optimization for LLM
-Unlearning"): NPO without a reference model, on the length-normalised log-likelihood,
-L = -(2/beta) E[log sigmoid(beta (NLL(y|x)/|y| - delta))], plus a retain NLL term; as open-unlearning's
-SimNPO (configs/trainer/SimNPO.yaml: beta 4.5, delta 0, gamma 0.125, alpha 1)."""
+Unlearning"): NPO without a reference model, on the length-normalised log-likelihood, as open-unlearning's
+SimNPO (src/trainer/unlearn/simnpo.py and configs/trainer/SimNPO.yaml, commit
+d3d7cf9e6b3c125d16687d4232680d8d83548f1a: beta 4.5, delta 0, gamma 0.125, alpha 1, retain_loss_type NLL):
+
+    L = gamma * -(2/beta) mean_i log sigmoid(beta (NLL(y_i|x_i)/|y_i| - delta)) + alpha * NLL(retain),
+
+the forget term a mean over examples of each answer's summed NLL over its token count (its definition), the
+retain NLL averaged over the retain batch's answer tokens (token-weighted, base.token_nll)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -9,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .base import LMObjective, LMRecipe, answer_nll, mean_nll
+from .base import LMObjective, LMRecipe, answer_nll, rows, token_nll
 
 
 @dataclass
@@ -27,9 +32,10 @@ def simnpo_loss(avg_nll: torch.Tensor, beta: float, delta: float) -> torch.Tenso
 class SimNPO(LMObjective):
     name = "simnpo"
     label = "SimNPO"
+    reference = "locuslab/open-unlearning src/trainer/unlearn/simnpo.py (d3d7cf9)"
     Args = SimNPOArgs
 
     def loss(self, batch, retain):
         total, counts = answer_nll(self.model, batch)
         out = self.args.gamma * simnpo_loss(total / counts.clamp(min=1), self.args.beta, self.args.delta)
-        return out + self.args.alpha * mean_nll(self.model, retain) if self.args.alpha else out
+        return out + self.args.alpha * token_nll(self.model, retain, rows(batch)) if self.args.alpha else out
