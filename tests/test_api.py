@@ -103,3 +103,29 @@ def test_the_warning_names_the_forget_aware_methods():
     assert "'ft-l1'" not in text and "'logit-mask'" not in text  # they never train on the forget set
     assert "surgery='prune+lora', objective='salun'" in text
     assert "surgery=" not in api.forget_aware_hint(get_method("finetune"))
+
+
+def test_advice_after_a_sample_request_aims_at_unseen_data_not_at_a_class():
+    """Samples of classes the model keeps are forgotten when recognised no better than unseen data (the test
+    set's accuracy, plus 5 points); far below it they are over-forgotten; whole classes keep the 20 % target."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from prunelora.api import result_of
+
+    run = SimpleNamespace(method="finetune", info={}, trainable_params=1, snapshots=[])
+    snap = SimpleNamespace(model=torch.nn.Linear(1, 1), peak_memory_mb=0.0, memory_kind="cpu", rss_growth_mb=None)
+
+    def result(forget: float, test: float, class_wise: bool):
+        return result_of(run, snap, None, [{"epoch": 1, "forget_acc": forget, "test_acc": test}], None, False, 1.0,
+                         class_wise)
+
+    kept = result(100.0, 90.0, class_wise=False)
+    assert kept.forgotten is False and kept.target == 95.0 and "unseen data's 90.0 %" in kept.warning
+    assert "20 %" not in kept.warning
+    assert result(97.0, 95.0, class_wise=False).forgotten and result(97.0, 95.0, class_wise=False).warning is None
+    low = result(60.0, 95.0, class_wise=False)
+    assert low.forgotten and "over-forgotten" in low.warning and "fewer epochs" in low.warning
+    whole = result(60.0, 95.0, class_wise=True)
+    assert whole.forgotten is False and whole.target == 20.0 and "target at most 20 %" in whole.warning

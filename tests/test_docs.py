@@ -121,3 +121,69 @@ def test_every_docs_command_runs_as_written(page, doc_workspace):
             raise AssertionError(f"{error}\n(earlier commands that failed, which this page may need: "
                                  f"{'; '.join(failed_before)})") from None
         raise
+
+
+# -- no references to the project's own tracker or working process ---------------------------------------------------
+import re  # noqa: E402
+
+# A reference to another project's issue or pull request is allowed where that project is named right before it.
+OTHER_PROJECTS = ("open-unlearning", "tofu", "muse_bench", "wmdp", "peft", "transformers", "pytorch", "torch",
+                  "torch-pruning", "scikit-learn", "numpy", "safetensors", "mkdocs", "mkdocstrings", "rouge-score",
+                  "datasets")
+OTHER_PROJECT_REFERENCE = re.compile(
+    r"(?:\b[\w.-]+/[\w.-]+|(?<![\w.-])(?:" + "|".join(map(re.escape, OTHER_PROJECTS)) + r"))(?:'s)?"
+    r"\s+(?:issue|pull request|PR)s?\s*#?\s*\d+"
+    r"|\b[\w.-]+/[\w.-]+#\d+", re.I)
+# Words of the operating system's vocabulary that read like process words: (phrase, what it means there).
+TECHNICAL_PHRASES = (("started in its own session", "a POSIX session (setsid), in src/prunelora/machine.py"),)
+PROCESS_REFERENCES = (
+    (re.compile(r"\b(?:issue|pull request|PR)s?\s*#?\s*\d+", re.I), "an issue or pull-request number"),
+    (re.compile(r"(?:^|(?<=[\s(\[,;]))#\d+(?![\w-])", re.M), "a #N tracker reference"),
+    (re.compile(r"\bstop\s+#?\d+\b", re.I), "a numbered stop"),
+    (re.compile(r"\bsessions?\b", re.I), "a working session"),
+    (re.compile(r"\bthe\s+lead\b|\blead\s+engineer\b", re.I), "the lead"),
+    (re.compile(r"\(helpers?\)|\bhelpers?(?:'s)?\s+(?:sessions?|tasks?|briefs?|reports?)\b"
+                r"|\b(?:another|the other|a|one)\s+helper\s+(?:owns|wrote|writes|measured|edits|edited)\b", re.I),
+     "a helper of the working process"),
+)
+
+
+def process_references(text: str) -> list[tuple[int, str, str]]:
+    """(line, what, the matched text) of every reference to the project's own tracker or process in `text`."""
+    allowed = [m.span() for m in OTHER_PROJECT_REFERENCE.finditer(text)]
+    allowed += [m.span() for phrase, _ in TECHNICAL_PHRASES for m in re.finditer(re.escape(phrase), text)]
+    found = []
+    for pattern, what in PROCESS_REFERENCES:
+        for m in pattern.finditer(text):
+            if not any(start <= m.start() and m.end() <= end for start, end in allowed):
+                found.append((text.count("\n", 0, m.start()) + 1, what, " ".join(m.group().split())))
+    return sorted(found)
+
+
+def test_no_internal_issue_numbers_or_process_words():
+    """The README, the changelog, the docs (with the hooks that generate pages) and the package's code and
+    configuration say what is true of this version, never where it came from in the project's own tracker or
+    process: no issue or pull-request number ("issue 20", "issue #20", "PR 3"), no bare "#20" after a space or
+    an opening bracket (markdown anchors such as "#500-named-images" and colours such as "#999" are not), no
+    numbered stop ("stop 3"), no "session", no "the lead" or "lead engineer", no helper of the process
+    ("(helper)", "a helper wrote", "helper session"; a helper command or function is ordinary code).
+
+    Allowed: another project's issue or pull request named right before its number ("open-unlearning issue
+    #178", "huggingface/peft issue 123", "locuslab/tofu#12"; the projects: OTHER_PROJECTS or any owner/name), and
+    the phrases of TECHNICAL_PHRASES, where such a word means something else. The rule is first checked on
+    sentences written for it, then each finding in the files is named with its file and line.
+    """
+    flagged = ["Measured after issue 20's change.", "see Issue #21", "(#22)", "PR 7 added it", "stop 3: the table",
+               "as the lead re-measures", "over two sessions", "a note (helper)", "another helper wrote it",
+               "prunelora issue 4", "issue\n20"]
+    allowed = ["open-unlearning issue #178", "huggingface/peft issue 123", "locuslab/tofu#12", "[x](#500-named-cifar)",
+               'color="#999"', "a helper command rewrites the page", "the issues of the field", "trap 8",
+               "started in its own session, where nice does not reach"]
+    assert all(process_references(text) for text in flagged), [t for t in flagged if not process_references(t)]
+    assert not any(process_references(text) for text in allowed), [t for t in allowed if process_references(t)]
+
+    files = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted(DOCS.glob("*.md")), *sorted((DOCS / "hooks").glob("*.py")),
+             *sorted((ROOT / "src" / "prunelora").rglob("*.py")), *sorted((ROOT / "src" / "prunelora").rglob("*.yaml"))]
+    findings = [f"{path.relative_to(ROOT)}:{line}: {what}: {match!r}"
+                for path in files if path.is_file() for line, what, match in process_references(path.read_text())]
+    assert not findings, "references to the project's own tracker or process:\n" + "\n".join(findings)

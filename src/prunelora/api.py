@@ -40,6 +40,8 @@ if TYPE_CHECKING:  # the causal-LM result; its module is imported when a causal 
 
 # Without until=, class-wise forgetting counts as done when the forget set's accuracy is at most this.
 FORGET_TARGET = 20.0
+# Samples of kept classes: forgotten at most this many points above unseen data's accuracy (the test set's).
+SAMPLE_MARGIN = 5.0
 RETAIN_PROBE = 1000  # retain samples measured after each epoch (a fixed, evenly spaced subset)
 
 
@@ -57,7 +59,7 @@ class UnlearnResult:
     peak_memory_mb: float
     memory_kind: str  # cuda_max_allocated | cpu_tensor_peak (live tensor bytes, comparable with CUDA's)
     forgotten: bool | None  # None without a forget set to check
-    target: float  # the forget accuracy (%) at or below which the class counts as forgotten
+    target: float  # the forget accuracy (%) at or below which it counts as forgotten (NaN: not checked)
     warning: str | None = None
     info: dict[str, Any] = field(default_factory=dict)  # surgery facts (pruned channels, ...)
     trainable_params: int = 0
@@ -260,8 +262,8 @@ def unlearn(model: nn.Module, retain: Any, forget: Any | None = None, method: st
     seconds = time.perf_counter() - started
     if not log.history:  # a method that does not train (logit-mask): measured once
         log(0, run.snapshots[-1].model)
-    target = until if until is not None else FORGET_TARGET
-    result = result_of(run, run.snapshots[-1], user_plan, log.history, target, wrapped, seconds)
+    result = result_of(run, run.snapshots[-1], user_plan, log.history, until, wrapped, seconds,
+                       class_wise=bool(forget_classes))
     if result.warning:
         warnings.warn(result.warning, UnlearningWarning, stacklevel=2)
     return result
@@ -302,21 +304,44 @@ class EpochLog:
 
 
 def result_of(run: MethodRun, snapshot: Snapshot, plan: LayerPlan, history: list[dict[str, float]],
-              target: float, wrapped: bool, seconds: float) -> UnlearnResult:
+              target: float | None, wrapped: bool, seconds: float, class_wise: bool = True) -> UnlearnResult:
     """The UnlearnResult of one budget of a run: `history` holds that budget's epochs, the last one deciding
-    whether the forget set is forgotten (a warning when it is still recognised)."""
+    whether the forget set is forgotten (a warning when it is still recognised).
+
+    Whole classes are forgotten when their accuracy is at most `target` (until=, else FORGET_TARGET). Samples
+    of classes the model keeps (a named-sample or random request) are forgotten when they are recognised no
+    better than unseen data of the kept classes: their accuracy at most the test set's plus SAMPLE_MARGIN
+    points (until= sets it instead); far below it they are over-forgotten (a tell of its own), and without a
+    test set they are not checked."""
     final = history[-1] if history else {}
     metrics = {k: v for k, v in final.items() if k != "epoch"}
-    forgotten = metrics["forget_acc"] <= target if "forget_acc" in metrics else None
+    unseen = metrics.get("test_acc")
+    if target is None and not class_wise:
+        target = unseen + SAMPLE_MARGIN if unseen is not None else None
+    elif target is None:
+        target = FORGET_TARGET
+    forgotten = metrics["forget_acc"] <= target if "forget_acc" in metrics and target is not None else None
     warning = None
-    if forgotten is False:
+    if forgotten is False and class_wise:
         warning = (f"the forget set is still recognised: forget accuracy {metrics['forget_acc']:.1f} % after "
                    f"{len(history)} epochs (target at most {target:g} %). Try more epochs, a higher learning rate "
                    f"(lr=3e-3), more layers in the plan, or {forget_aware_hint(get_method(run.method))}")
+    elif forgotten is False:
+        warning = (f"the forget set is still recognised: forget accuracy {metrics['forget_acc']:.1f} % after "
+                   f"{len(history)} epochs, unseen data's {unseen:.1f} % (target at most {target:.1f} %, the unseen "
+                   f"accuracy plus {SAMPLE_MARGIN:g} points). Try more epochs, a higher learning rate or "
+                   f"{forget_aware_hint(get_method(run.method))}")
+    elif not class_wise and unseen is not None and "forget_acc" in metrics \
+            and metrics["forget_acc"] < unseen - SAMPLE_MARGIN:
+        warning = (f"the forget set is over-forgotten: forget accuracy {metrics['forget_acc']:.1f} % after "
+                   f"{len(history)} epochs, well below unseen data's {unseen:.1f} % (a model that never saw these "
+                   "samples would recognise them about as well as unseen ones). Try fewer epochs or a lower "
+                   "learning rate")
     return UnlearnResult(model=unwrap(snapshot.model), method=run.method, plan=plan, history=history,
                          metrics=metrics, epochs=max(0, final["epoch"]) if final else 0, seconds=seconds,
                          peak_memory_mb=snapshot.peak_memory_mb, memory_kind=snapshot.memory_kind,
-                         forgotten=forgotten, target=target, warning=warning, info=dict(run.info),
+                         forgotten=forgotten, target=target if target is not None else float("nan"),
+                         warning=warning, info=dict(run.info),
                          trainable_params=run.trainable_params, rss_growth_mb=snapshot.rss_growth_mb, _run=run,
                          _wrapped=wrapped)
 

@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from .config.causal_lm import LMConfig, resolve
-from .config.parsing import parse_dotted
+from .config.parsing import merge, nest
 from .data.text.examples import Example, LMSplits, from_rows, read_examples, split, with_copies
-from .data.text.tokens import encode
+from .data.text.tokens import encode, format_name
 from .errors import UnlearningWarning, UserError
 from .machine import select_device
 from .methods import get_method
@@ -52,6 +52,7 @@ class LMResult:
     verdict: str  # without Retrain: forget vs holdout (metrics/causal_lm/verdicts.py)
     reasons: list[str] = field(default_factory=list)
     per_example: dict[str, Any] = field(default_factory=dict)
+    original: dict[str, float] = field(default_factory=dict)  # the same measures of the model before unlearning
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{k} {self.measures[k]:.3f}" for k in ("forget_prob", "forget_rouge_l", "model_utility",
@@ -60,8 +61,13 @@ class LMResult:
 
 
 def settings_config(settings: dict[str, Any]) -> LMConfig:
-    """The task's configuration with `settings` (any LMConfig field by dotted name) over its defaults."""
-    return resolve(None, parse_dotted([f"{k}={v}" for k, v in settings.items()]))
+    """The task's configuration with `settings` (any LMConfig field by dotted name, a Python value each) over its
+    defaults; `prompt_template` is data.prompt_template."""
+    values: dict[str, Any] = {}
+    for name, value in settings.items():
+        dotted = {"prompt_template": "data.prompt_template"}.get(name, name)
+        values = merge(values, nest(dotted, value))
+    return resolve(None, values)
 
 
 def examples_of(data: Data, config: LMConfig, kind: str | None = None, what: str = "data") -> tuple[str, list[Example]]:
@@ -103,7 +109,10 @@ def unlearn_causal_lm(model: nn.Module, retain: Data, forget: Data | list[str], 
                       **settings: Any) -> LMResult:
     """prunelora.unlearn for a causal LM (see the module docstring; `model` is left untouched).
 
-    settings: any LMConfig field by dotted name, e.g. {"unlearn.lora_r": 4, "data.max_length": 256}."""
+    settings: any LMConfig field by dotted name, e.g. {"unlearn.lora_r": 4, "data.max_length": 256}, and
+    prompt_template (your model's prompt format, e.g. "{question} "). Before unlearning, the original must know
+    the forget set in that format (the memorisation check: metrics/causal_lm/verdicts.knows_forget_set), else a
+    UserError with the figures (force=True runs anyway)."""
     if tokenizer is None:
         raise UserError("a causal LM needs its tokenizer: prunelora.unlearn(model, retain, forget, tokenizer=...)")
     if epochs is not None:
@@ -119,16 +128,24 @@ def unlearn_causal_lm(model: nn.Module, retain: Data, forget: Data | list[str], 
     splits = lm_splits(retain, forget, holdout, config)
     target = select_device(device)
     original = copy.deepcopy(model).to(target, weight_dtype(config.precision, target))
-    max_length = config.data.max_length
-    run = unlearn_with(chosen, original, encode(tokenizer, splits.retain, max_length, target),
-                       encode(tokenizer, splits.forget, max_length, target), config, seed, progress)
-    delivered = run.delivered()
+    d = config.data
     sets = {"forget": splits.forget, "retain": measures.retain_sample(splits.retain, config.data.eval_retain, seed),
             "holdout": splits.holdout}
-    measured = measures.measure(delivered, tokenizer, sets, max_length, target)
-    verdict, reasons = verdicts.without_retrain(measured["summary"], len(splits.forget), len(splits.holdout))
+    before = measures.measure(original, tokenizer, sets, d.max_length, target, d.max_new_tokens,
+                              d.prompt_template)["summary"]
+    knows, figures = verdicts.knows_forget_set(before)
+    if not knows and not config.force:
+        raise UserError(f"the original does not know the forget set in the prompt format "
+                        f"{format_name(tokenizer, d.prompt_template)!r} ({figures}): give your model's format with "
+                        "prompt_template=... (e.g. \"{question} \"), or force=True to unlearn anyway")
+    run = unlearn_with(chosen, original, encode(tokenizer, splits.retain, d.max_length, target, d.prompt_template),
+                       encode(tokenizer, splits.forget, d.max_length, target, d.prompt_template), config, seed,
+                       progress)
+    delivered = run.delivered()
+    measured = measures.measure(delivered, tokenizer, sets, d.max_length, target, d.max_new_tokens, d.prompt_template)
+    verdict, reasons = verdicts.without_retrain(measured["summary"], len(splits.forget), len(splits.holdout), before)
     return LMResult(delivered, run.model if run.prepared.save_adapters is not None else None, chosen.name,
-                    measured["summary"], run.cost, verdict, reasons, measured["per_split"])
+                    measured["summary"], run.cost, verdict, reasons, measured["per_split"], before)
 
 
 def evaluate_causal_lm(model: nn.Module, sets: dict[str, Data], *, tokenizer, seed: int = 0, device: str = "auto",
@@ -149,7 +166,9 @@ def evaluate_causal_lm(model: nn.Module, sets: dict[str, Data], *, tokenizer, se
         chosen["retain"] = measures.retain_sample(chosen["retain"], config.data.eval_retain, seed)
     target = select_device(device)
     with torch.no_grad():
-        return measures.measure(model.to(target), tokenizer, chosen, config.data.max_length, target)["summary"]
+        d = config.data
+        return measures.measure(model.to(target), tokenizer, chosen, d.max_length, target, d.max_new_tokens,
+                                d.prompt_template)["summary"]
 
 
 def plan_causal_lm(model: nn.Module, **settings: Any) -> str:

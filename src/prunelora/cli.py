@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import bench, commands, distributed, run_folder
+from . import bench, commands, distributed, run_folder, signing
 from .bench.options import BenchOptions
 from .config import PRESETS, PROTOCOLS, RunConfig, merge, parse_dotted
 from .data.scenarios import SCENARIOS
@@ -23,7 +23,7 @@ from .models import model_names
 from .objectives import OBJECTIVES
 from .registry import CAUSAL_LM, IMAGE
 from .report import markdown_table
-from .verify import DEFAULT_TOLERANCE, verify
+from .verify import DEFAULT_TOLERANCE, check_tolerance, verify
 
 # Help sections in the order --help lists them.
 GROUPS = ("run", "data", "what to forget", "models", "methods", "pre-training", "unlearning",
@@ -63,10 +63,28 @@ def _command(sub, command: str, help: str, config: type, choices: dict[str, list
     if command != "plan":
         run.add_argument("--overwrite", action="store_true",
                          help="replace the results of another run in --out (default: refuse)")
+        if command in SIGNED:
+            _sign_key(run)
         run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                          help="any config field by dotted name, e.g. --set unlearn.lora_dropout=0")
         run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser
+
+
+SIGNED = ("reproduce", "unlearn")  # the commands that write records, which --sign-key signs
+
+
+def _sign_key(parser) -> None:
+    parser.add_argument("--sign-key", metavar="KEY", help="sign every record with this Ed25519 private key (PEM; "
+                                                          "'prunelora keygen' writes one); not part of the run's "
+                                                          f"identity. An encrypted key: ${signing.PASSPHRASE_ENV}")
+
+
+def _tolerance(text: str) -> float:
+    try:
+        return check_tolerance(float(text))
+    except (ValueError, UserError):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got '{text}'") from None
 
 
 def _checkpoint(parser: argparse.ArgumentParser, what: str) -> None:
@@ -131,8 +149,19 @@ def build_parser(config: type = RunConfig) -> argparse.ArgumentParser:
     check.add_argument("--model", help="the delivered model, where it is now (default: the record's path)")
     check.add_argument("--dataset", help="the data, where it is now (default: the record's dataset)")
     check.add_argument("--data-root", help="folder holding a built-in dataset (default: the record's)")
-    check.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+    check.add_argument("--tolerance", type=_tolerance, default=DEFAULT_TOLERANCE,
                        help=f"largest difference of a figure measured again, in its unit (default {DEFAULT_TOLERANCE:g})")
+    check.add_argument("--public-key", metavar="KEY", help="the signer's Ed25519 public key (PEM): the record must be "
+                                                           "signed by it (default: say whether it is signed)")
+    check.add_argument("--model-factory", metavar="py:module:factory",
+                       help="a py: model's architecture, from your own code (verify never runs code a record names)")
+    check.add_argument("--factory-path", action="append", default=[], metavar="FOLDER",
+                       help="a folder to import --model-factory's module from (the working directory and the "
+                            "record's folder are never searched)")
+    keygen = sub.add_parser("keygen", help="write a new Ed25519 key pair to sign records with (--sign-key) and "
+                                           "check them (verify --public-key)")
+    keygen.add_argument("private", help="the private key file to create (PEM, mode 0600; never replaced)")
+    keygen.add_argument("public", help="the public key file to create (PEM): give it to the auditors")
     return parser
 
 
@@ -176,6 +205,8 @@ def build_lm_parser() -> argparse.ArgumentParser:
             own.add_argument("--overwrite", action="store_true",
                              help="replace the results of another run in --out (default: refuse)")
             own.add_argument("--no-progress", action="store_true", help="hide progress bars")
+        if command in SIGNED:
+            _sign_key(own)
     return parser
 
 
@@ -191,7 +222,9 @@ def _run_lm(argv: list[str]) -> int:
         print(lm.plan(args.config, flags))
         return 0
     started = time.perf_counter()
-    results, text = lm.run(args.command, args.config, flags, overwrite=args.overwrite, progress=not args.no_progress)
+    with signing.signing_with(args.sign_key):
+        results, text = lm.run(args.command, args.config, flags, overwrite=args.overwrite,
+                               progress=not args.no_progress)
     if not distributed.is_main():  # rank 0 reports
         return 0
     print(text)
@@ -225,7 +258,12 @@ def _run(argv: list[str] | None) -> int:
         raise UserError(f"'{args.command}' runs in one process: start it without torchrun")
     if args.command == "verify":
         return 0 if verify(args.record, model=args.model, dataset=args.dataset, data_root=args.data_root,
-                           tolerance=args.tolerance) else 1
+                           tolerance=args.tolerance, public_key=args.public_key, model_factory=args.model_factory,
+                           factory_path=tuple(args.factory_path)) else 1
+    if args.command == "keygen":
+        print(f"wrote {args.private} (private: keep it secret) and {args.public} (public: give it to the auditors); "
+              f"fingerprint {signing.keygen(args.private, args.public)}")
+        return 0
     flags = config_flags(args)
     distributed.setup(given(args).get("device") or "auto")
     if args.command == "bench":
@@ -236,7 +274,7 @@ def _run(argv: list[str] | None) -> int:
         print(commands.plan(args.config, flags, checkpoint=args.checkpoint, model=args.model,
                             weights=args.weights, mean=args.mean, std=args.std))
         return 0
-    with settled_imports(args.command):
+    with settled_imports(args.command), signing.signing_with(getattr(args, "sign_key", None)):
         results = commands.run(args.command, args.config, flags,
                                checkpoint=getattr(args, "checkpoint", None), method=chosen_method(args),
                                dump_logits=getattr(args, "dump_logits", None), overwrite=args.overwrite,

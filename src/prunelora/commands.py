@@ -127,7 +127,8 @@ def run(command: str, yaml_path: str | None, flags: dict[str, Any], *, checkpoin
     model = _checked_checkpoint(exp, path, loaded, meta) if path is not None else None
     if meta is not None:
         warnings += _subset_warnings(exp, meta)
-    run_folder.claim(config.out, command, identity, overwrite, targets=(dump_logits,) if dump_logits else ())
+    run_folder.claim(config.out, command, identity, overwrite, targets=(dump_logits,) if dump_logits else (),
+                     reads=(path, config.data.dataset, config.data.data_root, *(config.data.forget or ())))
     if command == "reproduce":
         rows = exp.reproduce_rows()
     elif command == "train":
@@ -238,7 +239,9 @@ def _run_user_model(command: str, yaml_path: str | None, flags: dict[str, Any], 
     exp = Experiment(config, select_device(config.device), ImageTask, progress, probe=probe, registry_models=False,
                      unlearns=command == "unlearn")
     check_user_run(exp, user, mean, std)
-    run_folder.claim(config.out, command, identity, overwrite)
+    run_folder.claim(config.out, command, identity, overwrite,
+                     reads=(spec.removeprefix("hf:"), weights, config.data.dataset, config.data.data_root,
+                            *(config.data.forget or ())))
     example = to_float(exp.splits(config.seeds[0]).retain_train.images[:2])
     subject = UserSubject(user, config, exp.device, mean, std, example, fingerprint("user model", model_identity),
                           progress, flip=exp.flip)

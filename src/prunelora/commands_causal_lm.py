@@ -42,7 +42,10 @@ def run(command: str, yaml_path: str | None, flags: dict[str, Any], overwrite: b
         warnings.filterwarnings("ignore", category=FutureWarning)  # transformers' deprecations inside peft
         exp = Experiment(config, select_device(config.device), lambda exp: CausalLMTask(exp, command), progress)
         task = exp.task
-        run_folder.claim(exp.out, f"{command}-causal-lm", task.identity(), overwrite)
+        task.check_memorised()  # before anything is written
+        run_folder.claim(exp.out, f"{command}-causal-lm", task.identity(), overwrite,
+                         reads=((config.model.model or "").removeprefix("hf:"), config.data.dataset,
+                                config.data.holdout, config.data.forget))
         task.write_data()
         subject = task.subject()
         rows = exp.method_rows([subject], task.original, started)

@@ -55,13 +55,16 @@ def link_in_the_way(root: Path, path: Path) -> Path | None:
 class Ledger:
     """run.json of one run folder: its identity and the manifest of its outputs (relative path -> size, sha256).
 
-    Paths outside the folder (evaluate --dump-logits FILE) are listed by their absolute path.
+    Paths outside the folder (evaluate --dump-logits FILE) are listed by their absolute path. strict: a file this
+    run wrote is replaced only while it is still as written (a helper rewriting a finished run's page: a page the
+    user edited since is theirs); persist=False: run.json is never written (a folder that holds none).
     """
 
-    def __init__(self, root: Path, manifest: dict[str, Any]) -> None:
+    def __init__(self, root: Path, manifest: dict[str, Any], strict: bool = False, persist: bool = True) -> None:
         self.root = root.absolute()
         self.manifest = manifest
         self.manifest.setdefault("outputs", {})
+        self.strict, self.persist = strict, persist
         self._scratch: list[Path] = []  # open atomic_dir folders: what is written inside them is recorded with them
         self._captured: list[list[str]] | None = None
 
@@ -106,6 +109,12 @@ class Ledger:
         if foreign is not None:
             raise UserError(f"{foreign} exists and was not written by this run: prunelora never replaces files it "
                             "did not write; move it away or choose another --out")
+        if self.strict:
+            changed = next((p for p in (_files_below(path) if path.is_dir() else [path]) if self.verify([self.key(p)])),
+                           None)
+            if changed is not None:
+                raise UserError(f"{changed} changed since the run wrote it, so it is someone else's now: prunelora "
+                                "never replaces it; move it away first")
 
     def intend(self, path: str | Path, staged: str | Path) -> dict[str, dict[str, Any]]:
         """Before a staged file (or folder) is renamed onto `path`: list what will land there, described from the
@@ -186,7 +195,8 @@ class Ledger:
     def remove_outputs(self, keep: tuple[str, ...] = ()) -> None:
         """Delete exactly the listed files (but those under `keep` prefixes), then the folders left empty.
 
-        Checked first, deleted after: a link in the way refuses the whole removal, nothing deleted.
+        Checked first, deleted after: a link in the way, or a listed file changed since it was written (someone
+        else's now), refuses the whole removal, nothing deleted.
         """
         doomed = [k for k in self.outputs if not k.startswith(keep)]
         for key in doomed:
@@ -194,6 +204,11 @@ class Ledger:
             if link is not None:
                 raise UserError(f"{link} is a symbolic link: --overwrite never deletes through links; remove it "
                                 "yourself or choose another --out")
+        changed = next((k for k in doomed if self.path(k).is_file() and not self.path(k).is_symlink()
+                        and self.verify([k])), None)
+        if changed is not None:
+            raise UserError(f"--overwrite: {self.path(changed)} changed since the run wrote it, so it is someone "
+                            "else's now and is never deleted: move it away first, or choose another --out")
         folders = set()
         for key in doomed:
             path = self.path(key)
@@ -207,7 +222,9 @@ class Ledger:
         self.save()
 
     def save(self) -> None:
-        """run.json, atomically (a temporary file renamed over it)."""
+        """run.json, atomically (a temporary file renamed over it); nothing when this ledger does not persist."""
+        if not self.persist:
+            return
         target = self.root / MANIFEST
         fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST}.", suffix=".tmp", dir=self.root)
         try:

@@ -4,15 +4,20 @@ Every command claims its folder before writing anything: `run.json` holds the co
 identity of its configuration and the manifest of every file the run wrote (ledger.py). A later
 command into the same folder resumes when it is the same run and is refused otherwise unless the
 user asks for `--overwrite`, which removes exactly the files the manifest lists (the cache of
-trained originals, keyed by their own configuration, is kept). A non-empty folder without a
+trained originals, keyed by their own configuration, is kept), and never an input of the command itself
+(its model folder, checkpoint, dataset, holdout or request file, when they lie in the folder: refused) nor a
+file changed since the run wrote it (someone else's now: refused). A non-empty folder without a
 run.json is not a prunelora run: it is refused, `--overwrite` included. While a command runs, it
-holds an exclusive lock on its folder, so two processes can never both own it.
+holds an exclusive lock on its folder, so two processes can never both own it. A helper that rewrites a
+finished run's files (a report page: rewriting()) obeys the same rule.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +36,19 @@ _lock_fd: int | None = None
 
 
 def claim(out: str | Path, command: str, identity: dict[str, Any], overwrite: bool = False,
-          targets: tuple[str | Path, ...] = ()) -> Path:
+          targets: tuple[str | Path, ...] = (), reads: tuple[str | Path | None, ...] = ()) -> Path:
     """Make `out` this run's folder and activate its ledger: resume the same run, refuse any other.
 
     identity: everything that decides the run's results (the configuration without its output
     folder, the checkpoint's digest, ...). targets: files outside the folder the run will write
-    (evaluate --dump-logits): each must be new or this run's own. Raises UserError, having written
-    nothing, on refusal. Under torchrun rank 0 decides and writes; every rank gets its answer.
+    (evaluate --dump-logits): each must be new or this run's own. reads: what the command reads (its
+    model folder or checkpoint, dataset, holdout, request files; None and names that are no path are
+    skipped): --overwrite deletes none of them. Raises UserError, having written (and deleted) nothing,
+    on refusal. Under torchrun rank 0 decides and writes; every rank gets its answer.
     release() ends the claim (the CLI does, after every command).
     """
-    return distributed.on_main(lambda: _claim(Path(out), command, identity, overwrite, targets))
+    read = tuple(Path(r) for r in reads if r is not None and str(r) and os.path.lexists(r))
+    return distributed.on_main(lambda: _claim(Path(out), command, identity, overwrite, targets, read))
 
 
 def release() -> None:
@@ -69,7 +77,8 @@ def _read_manifest(out: Path) -> dict[str, Any] | None:
     return manifest
 
 
-def _preflight(out: Path, key: str, command: str, overwrite: bool, targets: tuple[Path, ...]) -> dict | None:
+def _preflight(out: Path, key: str, command: str, overwrite: bool, targets: tuple[Path, ...],
+               reads: tuple[Path, ...] = ()) -> dict | None:
     """Every refusal, decided from what is on disk; returns the previous manifest (None: a new or empty folder)."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder: choose a folder")
@@ -83,6 +92,8 @@ def _preflight(out: Path, key: str, command: str, overwrite: bool, targets: tupl
         same = previous.get("command") == command
         raise UserError(f"{out} already holds {what}{' with a different configuration' if same else ''}; "
                         "choose another --out, or pass --overwrite to replace it")
+    if previous is not None and previous["fingerprint"] != key:
+        _refuse_deleting_inputs(out, previous["outputs"], reads)
     keep = previous["outputs"] if previous is not None and previous["fingerprint"] == key else {}
     probe = Ledger(out, {"outputs": dict(keep)})
     for target in targets:
@@ -90,16 +101,33 @@ def _preflight(out: Path, key: str, command: str, overwrite: bool, targets: tupl
     return previous
 
 
+def _refuse_deleting_inputs(out: Path, outputs: dict[str, Any], reads: tuple[Path, ...]) -> None:
+    """--overwrite would delete the previous run's files: none may be (or lie inside) what this command reads."""
+    inputs = [Path(os.path.realpath(r)) for r in reads]
+    if not inputs:
+        return
+    listed = Ledger(out, {"outputs": dict(outputs)})
+    for key in outputs:
+        if key.startswith(CACHE):
+            continue  # kept by --overwrite
+        doomed = Path(os.path.realpath(listed.path(key)))
+        hit = next((r for r in inputs if doomed == r or doomed.is_relative_to(r)), None)
+        if hit is not None:
+            raise UserError(f"--overwrite would delete {doomed}, {'part of ' if doomed != hit else ''}{hit}, which "
+                            f"this command reads: copy it out of {out} first, or choose another --out (nothing was "
+                            "deleted)")
+
+
 def _claim(out: Path, command: str, identity: dict[str, Any], overwrite: bool,
-           targets: tuple[str | Path, ...]) -> Path:
+           targets: tuple[str | Path, ...], reads: tuple[Path, ...] = ()) -> Path:
     release()
     key = fingerprint(command, identity)
     targets = tuple(Path(t) for t in targets)
-    _preflight(out, key, command, overwrite, targets)  # refusals first: nothing is created for a refused run
+    _preflight(out, key, command, overwrite, targets, reads)  # refusals first: nothing is created for a refused run
     out.mkdir(parents=True, exist_ok=True)
     _lock(out)
     try:
-        previous = _preflight(out, key, command, overwrite, targets)  # again, now that no one else can write
+        previous = _preflight(out, key, command, overwrite, targets, reads)  # again, now that no one else can write
         fresh = {"format": FORMAT, "command": command, "fingerprint": key, "identity": identity,
                  "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "outputs": {}}
         if previous is None:
@@ -116,6 +144,24 @@ def _claim(out: Path, command: str, identity: dict[str, Any], overwrite: bool,
         raise
     ledger.activate(run)
     return out
+
+
+@contextlib.contextmanager
+def rewriting(out: str | Path) -> Iterator[None]:
+    """While a helper rewrites files of a finished run (`python -m prunelora.report.html OUT`): the folder locked,
+    and a ledger that lets it replace only files run.json lists and nobody changed since (a page the user edited
+    or wrote is refused, one line), and records what it writes there. A folder without run.json: new files only.
+    Refusals are UserErrors, raised before anything is written."""
+    out = Path(out)
+    release()
+    _lock(out)
+    try:
+        manifest = _read_manifest(out)
+        ledger.activate(Ledger(out, manifest if manifest is not None else {"outputs": {}}, strict=True,
+                               persist=manifest is not None))
+        yield
+    finally:
+        release()
 
 
 def _lock(out: Path) -> None:

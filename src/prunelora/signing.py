@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,12 +83,15 @@ def fingerprint(key: Ed25519PublicKey) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
-def sign(payload: bytes, key: Ed25519PrivateKey) -> dict[str, str]:
-    """A record's `signature` field: the algorithm, the public key (PEM) and its fingerprint, the signature of
-    `payload` (base64)."""
+def describe(key: Ed25519PrivateKey) -> dict[str, str]:
+    """A record's `signature` field but its value: the algorithm, the public key (PEM) and its fingerprint."""
     public = key.public_key()
-    return {"algorithm": ALGORITHM, "public_key": public_pem(public), "fingerprint": fingerprint(public),
-            "value": base64.b64encode(key.sign(payload)).decode()}
+    return {"algorithm": ALGORITHM, "public_key": public_pem(public), "fingerprint": fingerprint(public)}
+
+
+def sign(payload: bytes, key: Ed25519PrivateKey) -> str:
+    """The Ed25519 signature of `payload`, base64: the `value` of a record's `signature`."""
+    return base64.b64encode(key.sign(payload)).decode()
 
 
 def check(payload: bytes, signature: dict[str, Any], trusted: Ed25519PublicKey | None) -> str | None:
@@ -109,6 +114,28 @@ def check(payload: bytes, signature: dict[str, Any], trusted: Ed25519PublicKey |
     except (InvalidSignature, binascii.Error, ValueError):
         return "the signature does not match the record's content (the record was changed after it was signed)"
     return None
+
+
+_active: Path | None = None  # the --sign-key of the command now running (cli.py): every record it writes is signed
+
+
+@contextlib.contextmanager
+def signing_with(key: str | Path | None) -> Iterator[None]:
+    """While a command runs, the records it writes are signed with `key` (None: unsigned); the key is read once
+    here first, so a wrong file is refused before anything trains."""
+    global _active
+    if key is not None:
+        load_private_key(key)
+    saved, _active = _active, Path(key) if key is not None else None
+    try:
+        yield
+    finally:
+        _active = saved
+
+
+def active_key() -> Path | None:
+    """The signing key of the command now running (None: none, or outside a command)."""
+    return _active
 
 
 def keygen(private_path: str | Path, public_path: str | Path) -> str:
@@ -146,5 +173,5 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
     os.chmod(path, mode)  # whatever the umask took away from the public key's read bits
 
 
-__all__ = ["ALGORITHM", "PASSPHRASE_ENV", "check", "fingerprint", "keygen", "load_private_key", "load_public_key",
-           "public_pem", "sign"]
+__all__ = ["ALGORITHM", "PASSPHRASE_ENV", "active_key", "check", "describe", "fingerprint", "keygen", "load_private_key",
+           "load_public_key", "public_pem", "sign", "signing_with"]

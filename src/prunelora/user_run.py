@@ -29,7 +29,6 @@ from torch import nn
 
 from . import storage
 from .api import (
-    FORGET_TARGET,
     EpochLog,
     UnlearnResult,
     as_classifier,
@@ -159,9 +158,9 @@ class UserSubject:
                          progress=self.progress, on_epoch=log, desc=desc)
         if not log.history:  # a method that does not train (logit-mask): measured once
             log(0, run.snapshots[-1].model)
-        target = until if until is not None else FORGET_TARGET
-        results = [result_of(run, snap, plan, budget_history(log.history, snap.epochs), target, wrapped,
-                             snap.total_sec) for snap in run.snapshots]
+        class_wise = bool(whole_classes(retain, forget))
+        results = [result_of(run, snap, plan, budget_history(log.history, snap.epochs), until, wrapped,
+                             snap.total_sec, class_wise) for snap in run.snapshots]
         final = results[-1].warning
         return Outcome(run, [{"result": r} for r in results], [final] if final else [])
 

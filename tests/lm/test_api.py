@@ -18,13 +18,13 @@ def test_unlearn_returns_the_inputs_class_and_leaves_it_untouched(family, people
     before = {k: v.clone() for k, v in model.state_dict().items()}
     forget = [r["id"] for r in train if r["person"] == train[0]["person"]]
     result = prunelora.unlearn(model, train, forget, tokenizer=tokenizer, method="ga@prune+lora", holdout=holdout,
-                               epochs=1, **{"unlearn.prune_amount": 0.5})
+                               epochs=1, force=True, **{"unlearn.prune_amount": 0.5})  # random: knows nothing
     assert isinstance(result, prunelora.LMResult) and result.method == "ga@prune+lora"
     assert type(result.model) is type(model)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert result.adapter is not None and result.cost["trainable_params"] < sum(p.numel() for p in model.parameters())
     assert {"forget_prob", "retain_prob", "holdout_prob", "mia_min_k_auc", "model_utility"} <= set(result.measures)
-    assert result.verdict == "inconclusive: too few samples"  # 2 forget examples
+    assert result.verdict.startswith("inconclusive: too few samples")  # 2 forget examples
     assert len(result.per_example["forget"]["id"]) == len(forget)
 
 
@@ -34,7 +34,7 @@ def test_the_forget_set_given_as_examples_and_a_grid_point_as_surgery_and_object
     forget = [r for r in train if r["person"] == person]
     keep = [r for r in train if r["person"] != person]
     result = prunelora.unlearn(tiny("llama", tokenizer), keep, forget, tokenizer=tokenizer, surgery="lora",
-                               objective="npo", epochs=1)
+                               objective="npo", epochs=1, force=True)
     assert result.method == "npo@lora" and len(result.per_example["forget"]["id"]) == len(forget)
 
 
@@ -46,7 +46,7 @@ def test_the_retain_examples_measured_are_the_commands_seeded_draw(people, token
     train, _ = people
     forget = [train[0]["id"]]
     result = prunelora.unlearn(tiny("llama", tokenizer), train, forget, tokenizer=tokenizer, method="ga", epochs=1,
-                               **{"data.eval_retain": 5})
+                               force=True, **{"data.eval_retain": 5})
     measured = result.per_example["retain"]["id"]
     config = prunelora.api_causal_lm.settings_config({})
     kept = [ex for ex in from_rows(train, config.data)[1] if ex.id not in forget]
@@ -71,3 +71,5 @@ def test_unknown_ids_retrain_and_a_missing_tokenizer_are_refused(people, tokeniz
         prunelora.unlearn(model, people[0], [people[0][0]["id"]], tokenizer=tokenizer, method="retrain")
     with pytest.raises(UserError, match="needs its tokenizer"):
         prunelora.unlearn(model, people[0], [people[0][0]["id"]])
+    with pytest.raises(UserError, match="does not know the forget set"):  # a random model knows nothing
+        prunelora.unlearn(model, people[0], [people[0][0]["id"]], tokenizer=tokenizer, holdout=people[1])

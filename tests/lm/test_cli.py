@@ -41,8 +41,14 @@ def test_reproduce_writes_the_table_models_records_and_examples(benchmark_run):
         for field in ("model_utility", "forget_rouge_l", "retain_rouge_l", "mia_min_k_auc", "sec_per_step",
                       "peak_memory_mb", "forget_quality", "privleak", "standalone_verdict"):
             assert field in row, (name, field)
+        for field in ("forget_prob_bare", "forget_prob_question", "forget_rouge_l_worst", "relearn_prob",
+                      "relearn_gain"):  # the robustness measures: other formats, the attack
+            assert field in row, (name, field)
+        assert "forget_prob_cue" not in row  # the run's own format (the plain cue) is measured once
+        assert row["forget_prob_worst"] >= max(row["forget_prob"], row["forget_prob_bare"])
         if name != "retrain":
-            assert 0.0 <= row["forget_quality"] <= 1.0 and row["verdict"] in ("matches Retrain", "differs from Retrain")
+            assert 0.0 <= row["forget_quality"] <= 1.0
+            assert row["verdict"].split(", ")[0] in ("matches Retrain", "differs from Retrain", "hides")
     assert rows["npo@prune+lora"]["trainable_params"] < rows["npo"]["trainable_params"] / 4
     assert rows["npo@prune+lora"]["params"] < rows["npo"]["params"]  # pruned
     assert "npo" in results["method_settings"] and results["method_settings"]["npo"]["own"]["beta"] == 0.1
@@ -55,6 +61,8 @@ def test_reproduce_writes_the_table_models_records_and_examples(benchmark_run):
     first = json.loads(lines[0])
     assert {"split", "id", "avg_nll", "truth_ratio", "rouge_l", "generated", "mia_min_k"} <= set(first)
     assert sum(json.loads(line)["split"] == "forget" for line in lines) == 4
+    splits = {json.loads(line)["split"] for line in lines}
+    assert {"forget@bare", "forget@question", "relearned"} <= splits and "forget@cue" not in splits  # its own format
 
 
 @pytest.mark.slow
@@ -330,7 +338,8 @@ def test_other_data_or_model_under_the_same_paths_is_another_run(tmp_path, capsy
     forget = tmp_path / "forget.txt"
     forget.write_text(people[0][0]["id"] + "\n")
     argv = ["unlearn", "--task", "causal-lm", "--model", f"hf:{model}", "--dataset", str(data), "--forget",
-            str(forget), "--methods", "ga", "--epochs", "1", "--no-progress", "--out", str(tmp_path / "out")]
+            str(forget), "--methods", "ga", "--epochs", "1", "--no-progress", "--out", str(tmp_path / "out"),
+            "--force"]  # a randomly initialised model knows nothing: the memorisation check would stop it
     code, _, err = run_cli(argv, capsys)
     assert code == 0, err
     assert json.loads((tmp_path / "out" / "results.json").read_text())["rows"][0]["retain_n"] == len(people[0]) - 1

@@ -134,7 +134,7 @@ def test_measure_passes_max_new_tokens_to_generation(setup, tokenizer, monkeypat
     model, qa, _ = setup
     seen: list[int] = []
 
-    def fake(model, tokenizer, examples, max_new_tokens, device):
+    def fake(model, tokenizer, examples, max_new_tokens, device, template=None):
         seen.append(max_new_tokens)
         return ["" for _ in examples]
 

@@ -61,7 +61,9 @@ def test_shape_and_unique_ids(bench):
     ids = [row["id"] for row in train + holdout]
     assert len(ids) == len(set(ids))
     for row in train + holdout:
-        assert set(row) == {"id", "person", "question", "answer", "paraphrased_answer", "perturbed_answer"}
+        assert set(row) == {"id", "person", "question", "answer", "paraphrased_answer", "paraphrased_question",
+                            "perturbed_answer"}
+        assert row["paraphrased_question"] != row["question"] and name_of(row) in row["paraphrased_question"]
         assert row["id"].startswith(row["person"] + "-") and kind_of(row) in KINDS
         assert len(row["answer"].split()) < 16 and row["question"].endswith("?")
     per_person: dict[str, int] = {}

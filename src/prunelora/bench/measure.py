@@ -12,7 +12,7 @@ from torch import nn
 from ..errors import UserError
 from ..methods import get_method
 from ..prefix_cache import PrefixCache, flat_stages, split_point
-from ..runner import method_context, run_method
+from ..runner import method_context, run_method, tensor_peak_run
 from .columns import COLUMNS
 from .flops import flop_counter
 
@@ -76,10 +76,15 @@ def _measure_timing(variant: Variant, original: nn.Module, ctx, config, retain, 
 def _measure_memory(variant: Variant, original: nn.Module, ctx, config, retain, *, seed: int,
                     channels_last: bool) -> tuple[float, str]:
     """Peak memory of prepare + prefix cache + one epoch (the steady state of every later one): CUDA's
-    max allocated, or the CPU's live tensor bytes."""
+    max allocated, or the CPU's live tensor bytes (runner.tensor_peak_run, the meter's own untimed run)."""
+    hook = lambda model: _layout(model, channels_last)  # noqa: E731
+    if retain.labels.device.type != "cuda":
+        peak = tensor_peak_run(variant.method, original, retain, ctx, seed=seed, precision=config.precision,
+                               cache_prefix=config.unlearn.cache_prefix, model_hook=hook)
+        return peak, "cpu_tensor_peak"
     run = run_method(variant.method, original, retain, ctx, seed=seed, precision=config.precision,
                      cache_prefix=config.unlearn.cache_prefix, progress=False, epochs=1, snapshots=False,
-                     model_hook=lambda model: _layout(model, channels_last))
+                     model_hook=hook)
     return run.peak_memory_mb, run.memory_kind
 
 

@@ -18,7 +18,7 @@ from ..data import ImageSet, RawDataset, Splits, class_splits, load_dataset
 from ..data.scenarios import request_splits, requests_of
 from ..driver import select_device
 from ..errors import UserError
-from ..machine import LoadProbe, facts, matmul_flops_per_sec, set_threads
+from ..machine import LoadProbe, facts, free_threads, matmul_flops_per_sec, set_threads
 from ..methods import get_method
 from ..models import build_model, get_spec
 from .measure import Variant, add_ratios, cap_utilisation, measure_variant, prunes
@@ -183,8 +183,8 @@ def bench_splits(raw: RawDataset, config: RunConfig, train_per_class: int, seed:
 def run_from_flags(yaml_path: str | Path | None, flags: dict[str, Any], bench_flags: dict[str, Any], *,
                    overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
     """`prunelora bench`: the config from the file and the flags (checked once), the options from bench's own
-    flags; the torch threads set as asked."""
+    flags; the torch threads set as asked, else to the cores free at the start, and held (machine.free_threads)."""
     config = resolve(yaml_path=yaml_path, overrides=flags)
-    set_threads(config.threads)
+    set_threads(config.threads or free_threads())  # held for the whole benchmark: its rows stay comparable
     options = BenchOptions(**bench_flags)
     return run(config, options, out=config.out or DEFAULT_OUT, progress=progress, overwrite=overwrite)

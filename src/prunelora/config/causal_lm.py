@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from ..data.text.tokens import check_template
 from ..errors import UserError
 from . import fingerprint
 from .parsing import build, load_yaml, merge
@@ -56,6 +57,14 @@ class LMDataConfig:
     question_field: str = field(default="question", metadata={"help": "the prompt's field (question/answer data)"})
     answer_field: str = field(default="answer", metadata={"help": "the answer's field: loss is on its tokens only"})
     text_field: str = field(default="text", metadata={"help": "plain-text data: the field holding the text"})
+    prompt_template: str | None = field(default=None, metadata={
+        "help": "your model's prompt format: the text before the answer, {question} where the question goes (e.g. "
+                "\"{question} \" for question + ' ' + answer)", "none": "the tokenizer's chat template where it has "
+                "one, else \"Question: {question}\\nAnswer: \"", "flag": "--prompt-template", "commands": ALL,
+        "group": "data", "metavar": "TEMPLATE"})
+    max_new_tokens: int = field(default=200, metadata={
+        "help": "greedy answers are generated up to this many new tokens for ROUGE-L (open-unlearning's 200; "
+                "lower it for speed)", "flag": "--max-new-tokens", "commands": RUNS, "group": "data"})
     max_length: int = field(default=128, metadata={
         "help": "tokens per example (prompt + answer); a longer example is refused", "flag": "--max-length",
         "commands": ALL, "group": "data"})
@@ -134,6 +143,19 @@ class LMUnlearnConfig:
 
 
 @dataclass
+class LMEvidenceConfig:
+    """Whether the forgetting holds (metrics/causal_lm/robustness.py). Measuring only: changing these on a
+    finished run measures its saved models again, never retrains them (they are not part of a run's identity)."""
+
+    formats: bool = field(default=True, metadata={
+        "help": "also measure the forget set in other prompt formats and with paraphrased questions"})
+    relearn_steps: int = field(default=10, metadata={
+        "help": "the relearning attack: full-batch finetuning steps on half of the forget set (0: off)",
+        "flag": "--relearn-steps", "commands": RUNS, "group": "evidence"})
+    relearn_lr: float = field(default=1e-3, metadata={"help": "the relearning attack's AdamW learning rate"})
+
+
+@dataclass
 class LMConfig:
     """Everything a causal-LM run is (saved in results.json; its identity keys the cached original)."""
 
@@ -141,6 +163,8 @@ class LMConfig:
     model: LMModelConfig = field(default_factory=LMModelConfig, metadata={"group": "model"})
     pretrain: LMTrainConfig = field(default_factory=LMTrainConfig)
     unlearn: LMUnlearnConfig = field(default_factory=LMUnlearnConfig, metadata={"group": "unlearning"})
+    evidence: LMEvidenceConfig = field(default_factory=LMEvidenceConfig, metadata={
+        "group": "evidence (measuring only: changing it measures a finished run again, never retrains)"})
     methods: list[str] = field(default_factory=lambda: ["table"], metadata={
         "help": "comma-separated", "flag": "--methods", "commands": ALL, "group": "methods",
         "choices": "causal_lm_methods"})
@@ -155,14 +179,21 @@ class LMConfig:
         "help": "fp32 | bf16 (bf16 weights and steps on CUDA only)", "flag": "--precision", "commands": RUNS})
     out: str = field(default="runs/causal-lm", metadata={"help": "output folder", "flag": "--out",
                                                          "commands": RUNS})
+    force: bool = field(default=False, metadata={
+        "help": "run even when the memorisation check finds that the original does not know the forget set in the "
+                "prompt format (the results say so)", "flag": "--force", "commands": RUNS})
     preset: str = field(default="cpu", metadata={
         "help": "sizes: cpu (the benchmark, minutes on 2 cores) | smoke (seconds: tests and docs); also "
                 "$PRUNELORA_PRESET", "flag": "--preset", "commands": RUNS})
 
     def identity(self) -> dict[str, Any]:
-        """What decides the trained models: everything but where they are written."""
+        """What decides the trained models: everything but where they are written, whether a failed
+        memorisation check was overridden, and what only measuring reads (the answers' length cap: a finished
+        run measured with another cap is measured again, never retrained)."""
         values = dataclasses.asdict(self)
-        values.pop("out")
+        for name in ("out", "force", "evidence"):
+            values.pop(name)
+        values["data"].pop("max_new_tokens")
         return values
 
 
@@ -172,7 +203,7 @@ PRESETS: dict[str, dict[str, Any]] = {path.stem: yaml.safe_load(path.read_text()
                                       for path in sorted((Path(__file__).parent / "presets" / "causal_lm").glob("*.yaml"))}
 
 SECTIONS: dict[str, type] = {"data": LMDataConfig, "model": LMModelConfig, "pretrain": LMTrainConfig,
-                             "unlearn": LMUnlearnConfig}
+                             "unlearn": LMUnlearnConfig, "evidence": LMEvidenceConfig}
 
 
 def resolve(yaml_path: str | None, flags: dict[str, Any]) -> LMConfig:
@@ -216,6 +247,12 @@ def check(config: LMConfig) -> None:
             raise UserError(f"{name} {value}: give a positive number")
     if not config.seeds:
         raise UserError("--seeds: give at least one seed")
+    if config.evidence.relearn_steps < 0 or not config.evidence.relearn_lr > 0:
+        raise UserError(f"evidence.relearn_steps {config.evidence.relearn_steps} / relearn_lr "
+                        f"{config.evidence.relearn_lr}: give steps >= 0 (0: off) and a positive learning rate")
+    if d.max_new_tokens < 1:
+        raise UserError(f"--max-new-tokens {d.max_new_tokens}: give a positive number")
+    check_template(d.prompt_template)
 
 
 def key(config: LMConfig, *parts: Any) -> str:

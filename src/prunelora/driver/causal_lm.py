@@ -38,12 +38,13 @@ from ..data.text.examples import (
     to_rows,
 )
 from ..data.text.synthetic import BenchmarkSpec, forget_people, make_people_benchmark, word_tokenizer
-from ..data.text.tokens import encode
+from ..data.text.tokens import encode, format_name
 from ..errors import UserError
 from ..machine import facts
 from ..methods import Method, get_method, method_names
 from ..metrics.causal_lm import measure as measures
 from ..metrics.causal_lm import verdicts
+from ..metrics.causal_lm.robustness import RelearnAttack, other_formats
 from ..models.causal_lm.loading import load_causal_lm, tiny_model, weight_dtype
 from ..registry import CAUSAL_LM
 from ..report import causal_lm_page as page
@@ -60,7 +61,7 @@ if TYPE_CHECKING:
 
 IMAGE_ONLY = ("momentum", "nesterov", "augment", "flip")  # training settings AdamW on token sequences never uses
 PROMPT_CUE = {"question": "Question : Answer :", "answer": "", "paraphrased_answer": "", "perturbed_answer": []}
-EVIDENCE_VERSION = 1  # raised when the measures change: finished stages are measured again
+EVIDENCE_VERSION = 2  # raised when the measures change: finished stages are measured again
 
 
 def dataset_examples(config: LMConfig) -> tuple[str, list[Example], list[Example], list[dict]]:
@@ -124,9 +125,11 @@ class CausalLMTask:
             self.tokenizer = word_tokenizer(texts + [PROMPT_CUE])
         for start in range(0, len(self.train + self.holdout), 256):  # every example fits, before anything runs
             encode(self.tokenizer, (self.train + self.holdout)[start:start + 256], config.data.max_length,
-                   torch.device("cpu"))
+                   torch.device("cpu"), config.data.prompt_template)
         self.requests = {seed: request_ids(config, self.kind, self.train, seed, exp.warnings) for seed in config.seeds}
         self._splits: dict[int, LMSplits] = {}
+        self.memorisation: dict[str, Any] | None = None  # check_memorised's figures (the user's model)
+        self.originals: dict[int, dict[str, Any]] = {}  # seed -> the original's figures
         # what the files hold, not only their names: another dataset or model under the same path is another run,
         # and a cached original or finished stage of the old one is never reused for it
         self.sources = {"data_sha256": request_digest(self.train + self.holdout)}
@@ -182,6 +185,31 @@ class CausalLMTask:
             return Path(self.config.data.holdout)
         return self.exp.out / "data" / "holdout.jsonl" if self.rows and self.holdout else None
 
+    def check_memorised(self) -> None:
+        """Before anything is written: the user's original must know the forget set in the run's prompt format
+        (metrics/causal_lm/verdicts.knows_forget_set), else one line with the figures and the fix (--force runs
+        anyway, and the results say so). The embedded benchmark's original is trained until it has memorised
+        the answers: it is checked by that training."""
+        if not self.user:
+            return
+        seed = self.config.seeds[0]
+        d = self.config.data
+        model = copy.deepcopy(self.base_model).to(self.exp.device, self.dtype)
+        summary = measures.measure(model, self.tokenizer, self.sets(seed), d.max_length, self.exp.device,
+                                   d.max_new_tokens, d.prompt_template)["summary"]
+        knows, figures = verdicts.knows_forget_set(summary)
+        form = format_name(self.tokenizer, d.prompt_template).replace("\n", "\\n")
+        self.memorisation = {"knows": knows, "figures": figures, "format": form, "forced": bool(self.config.force),
+                             "thresholds": dict(verdicts.MEMORISATION)}
+        if knows:
+            return
+        if not self.config.force:
+            raise UserError(f"the original does not know the forget set in the prompt format {form!r} ({figures}): "
+                            "give your model's format with --prompt-template (e.g. \"{question} \" for question + ' ' + "
+                            "answer), or --force to unlearn anyway")
+        self.exp.warnings.append(f"the memorisation check failed ({figures}) in the prompt format {form!r}: the run was "
+                                 "forced (--force); what it unlearns may not be what the model knows")
+
     # -- models ----------------------------------------------------------------------------------
     def fresh(self, seed: int) -> nn.Module:
         """The initialisation the original started from (the embedded model), or the user's architecture
@@ -206,7 +234,8 @@ class CausalLMTask:
             return model, {"key": fingerprint("user model", self.sources), "source": self.user,
                            "training": {"sec_per_epoch": None, "total_sec": 0.0, "peak_memory_mb": None}}
         m, d = self.config.model, self.config.data
-        data = {k: v for k, v in dataclasses.asdict(d).items() if k not in ("forget", "forget_ratio", "eval_retain")}
+        data = {k: v for k, v in dataclasses.asdict(d).items()
+                if k not in ("forget", "forget_ratio", "eval_retain", "max_new_tokens")}
         ident = fingerprint("original", data, dataclasses.asdict(m), dataclasses.asdict(self.config.pretrain), seed,
                             self.sources)
         folder = exp.out / "cache" / f"original-{ident[:16]}"
@@ -221,7 +250,7 @@ class CausalLMTask:
             exp.reused_sec += float(meta["training"]["total_sec"])
             return model, {**meta, "key": ident}
         model = self.fresh(seed)
-        data = encode(self.tokenizer, self.splits(seed).train, d.max_length, device)
+        data = encode(self.tokenizer, self.splits(seed).train, d.max_length, device, d.prompt_template)
         reached = train_from_scratch(model, data, self.config, seed, f"original seed {seed}", exp.progress)
         exp.training_sec += reached["seconds"]
         if reached["memorised"] < self.config.pretrain.memorised:
@@ -259,22 +288,33 @@ class CausalLMTask:
                    start_key)
 
     def evidence_key(self) -> str:
-        return fingerprint("causal-lm evidence", EVIDENCE_VERSION, self.config.data.eval_retain)
+        d = self.config.data
+        return fingerprint("causal-lm evidence", EVIDENCE_VERSION, d.eval_retain, d.max_new_tokens,
+                           dataclasses.asdict(self.config.evidence))
 
     def measure(self, subject: LMSubject, model: nn.Module, seed: int, request: int, method: str,
                 epochs: int | None) -> dict[str, Any]:
         """Every summary figure of one model; its per-example measures exported (export_path)."""
         d = self.config.data
-        measured = measures.measure(model, self.tokenizer, self.sets(seed), d.max_length, self.exp.device)
+        measured = measures.measure(model, self.tokenizer, self.sets(seed), d.max_length, self.exp.device,
+                                    d.max_new_tokens, d.prompt_template, *self.robustness(seed))
         examples = [{"split": name, **{k: v[i] for k, v in values.items()}}
                     for name, values in measured["per_split"].items() for i in range(len(values["id"]))]
         write_jsonl(examples, self.export_path(subject, method, epochs, seed))
         return dict(measured["summary"])
 
+    def robustness(self, seed: int) -> tuple[dict[str, str | None] | None, RelearnAttack | None]:
+        """What the robustness measures take (config.evidence): the other prompt formats, the relearning attack."""
+        e = self.config.evidence
+        formats = other_formats(self.tokenizer, self.config.data.prompt_template) if e.formats else None
+        attack = RelearnAttack(e.relearn_steps, e.relearn_lr, seed) if e.relearn_steps else None
+        return formats, attack
+
     def verdict(self, metrics: dict[str, Any], seed: int, request: int) -> tuple[str, list[str], dict[str, Any]]:
         """The verdict a record states without Retrain (forget vs holdout), its reasons and thresholds."""
         splits = self.splits(seed)
-        verdict, reasons = verdicts.without_retrain(metrics, len(splits.forget), len(splits.holdout))
+        verdict, reasons = verdicts.without_retrain(metrics, len(splits.forget), len(splits.holdout),
+                                                    self.originals.get(seed))
         return verdict, reasons, dict(verdicts.THRESHOLDS)
 
     def _fields(self, method: Method, seed: int) -> dict[str, Any]:
@@ -300,6 +340,7 @@ class CausalLMTask:
                             "forget_sha256": digest, "all_forgotten_sha256": digest},
                 "model_before": {"weights_sha256": weights_digest(start)},
                 "config": portable_paths(dataclasses.asdict(self.config), ("dataset", "holdout", "forget")),
+                "prompt_format": format_name(self.tokenizer, self.config.data.prompt_template),
                 "data": {"train": str(self.train_path().resolve()),
                          "holdout": str(self.holdout_path().resolve()) if self.holdout_path() else None},
                 "environment": facts(self.exp.device)}
@@ -310,6 +351,7 @@ class CausalLMTask:
         if not self.user:
             self.deliver_original(subject, seed, model, meta)
         metrics = self.measure(subject, model, seed, 1, "original", None)
+        self.originals[seed] = dict(metrics)  # what the verdicts read the methods' utility and fall against
         training = meta.get("training") or {}
         row = {"model": subject.name, "method": "original", "epochs": None, "label": "Original",
                "objective": "original", "surgery": "none", "seed": seed, "request": self.splits(seed).request,
@@ -341,24 +383,27 @@ class CausalLMTask:
         for seed in sorted({r["seed"] for r in rows}):
             mine = [r for r in rows if r["seed"] == seed]
             retrain = next((r for r in mine if r["method"] == "retrain"), None)
+            original = next((r for r in mine if r["method"] == "original"), None)
             splits = self.splits(seed)
             for row in mine:
                 if row["method"] == "original":
                     pass  # before unlearning: no comparison with Retrain, the verdict without it only
                 elif retrain is not None and row is not retrain:
                     row.update(self.compare(row, retrain))
-                    row["verdict"], row["verdict_reasons"] = verdicts.with_retrain(row, retrain)
+                    row["verdict"], row["verdict_reasons"] = verdicts.with_retrain(row, retrain, original)
                 elif row is retrain:
                     if "forget_truth_ratio" in row:
                         row["forget_quality"] = 1.0
                     if "mia_min_k_auc" in row:
                         row["privleak"] = 0.0
                 row["standalone_verdict"], row["standalone_reasons"] = verdicts.without_retrain(
-                    row, len(splits.forget), len(splits.holdout))
+                    row, len(splits.forget), len(splits.holdout), None if row is original else original)
         results = {"task": CAUSAL_LM, "command": self.command, "out": str(exp.out), "rows": rows,
                    "config": dataclasses.asdict(self.config),
                    "method_settings": {m: self.method_settings(m) for m in self.config.methods},
                    "thresholds": verdicts.THRESHOLDS, "machine": facts(exp.device), "warnings": list(exp.warnings),
+                   "prompt_format": format_name(self.tokenizer, self.config.data.prompt_template),
+                   "memorisation": self.memorisation,
                    "wall_sec": time.perf_counter() - started + exp.reused_sec,
                    "reused": {"stages": exp.reused_stages, "sec": exp.reused_sec}}
         storage.write_json(exp.out / "results.json", results)
@@ -421,8 +466,9 @@ class LMSubject:
         """The method on `start` (left untouched), as one budget: the configured unlearning epochs."""
         task, config = self.task, self.task.config
         device = task.exp.device
-        retain = encode(task.tokenizer, splits.retain, config.data.max_length, device)
-        forget = encode(task.tokenizer, splits.forget, config.data.max_length, device)
+        d = config.data
+        retain = encode(task.tokenizer, splits.retain, d.max_length, device, d.prompt_template)
+        forget = encode(task.tokenizer, splits.forget, d.max_length, device, d.prompt_template)
         chosen = task.method(method)
         run = unlearn_with(chosen, start, retain, forget, config, seed, task.exp.progress,
                            fresh=lambda: task.fresh(seed))

@@ -153,7 +153,7 @@ def write_record(deliverable: Path, shared: dict[str, Any], *, task: str, model:
                  sign_key: Path | None = None) -> Path:
     """Write the deliverable's record (atomically) beside it and return its path. shared: the task's
     record_facts; verdict: the task's verdict without Retrain, its reasons and thresholds; sign_key: an Ed25519
-    private key (PEM) that signs the record (signing.py), None: unsigned."""
+    private key (PEM) that signs the record (signing.py); None: the running command's --sign-key, if any."""
     path = record_path(deliverable)
     verdict, reasons, limits = verdict
     record = {
@@ -169,45 +169,50 @@ def write_record(deliverable: Path, shared: dict[str, Any], *, task: str, model:
                             if previous is not None and previous.is_file() else None),
     }
     record.update({k: v for k, v in shared.items() if k not in record})  # a task's own facts (its data files)
-    record = sealed(storage.json_ready(record), sign_key)
+    record = sealed(storage.json_ready(record), sign_key if sign_key is not None else signing.active_key())
     storage.write_json(path, record)
     return path
 
 
 # -- the digest and the signature ----------------------------------------------------------------------------
-UNSEALED = ("digest", "signature")  # what the digest does not cover (the signature covers the digest too)
-
-
-def canonical(record: dict[str, Any], leave_out: tuple[str, ...] = UNSEALED) -> bytes:
-    """The bytes a digest and a signature are computed over: the record without `leave_out`, as JSON with sorted
-    keys, no whitespace, ASCII only (other characters as \\uXXXX), no NaN (Python's json.dumps(sort_keys=True,
-    separators=(",", ":"), ensure_ascii=True, allow_nan=False))."""
-    kept = {k: v for k, v in record.items() if k not in leave_out}
+def canonical(record: dict[str, Any], digest: bool = False) -> bytes:
+    """The bytes a digest (digest=False) or a signature (digest=True) is computed over: the record without its
+    `digest` (kept for a signature, which signs it too) and without its signature's `value`, as JSON with sorted
+    keys, no whitespace, ASCII only (other characters as \\uXXXX), no NaN: Python's json.dumps(sort_keys=True,
+    separators=(",", ":"), ensure_ascii=True, allow_nan=False). The signature's other fields (its algorithm and
+    public key) are covered: a signature stripped from a record changes its digest."""
+    kept = {k: v for k, v in record.items() if digest or k != "digest"}
+    if isinstance(kept.get("signature"), dict):
+        kept["signature"] = {k: v for k, v in kept["signature"].items() if k != "value"}
     return json.dumps(kept, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode("ascii")
 
 
 def digest_of(record: dict[str, Any]) -> str:
-    """sha256 (hex) of the canonical JSON of every field but `digest` and `signature`."""
+    """sha256 (hex) of the canonical JSON of every field but `digest` and the signature's value."""
     return hashlib.sha256(canonical(record)).hexdigest()
 
 
 def signed_bytes(record: dict[str, Any]) -> bytes:
-    """What a signature signs: the canonical JSON of every field but `signature` (the digest included)."""
-    return canonical(record, ("signature",))
+    """What a signature signs: the canonical JSON of every field but the signature's value (the digest included)."""
+    return canonical(record, digest=True)
 
 
 def sealed(record: dict[str, Any], sign_key: Path | None = None) -> dict[str, Any]:
     """`record` with its digest, and signed with the private key at `sign_key` (None: unsigned)."""
-    record = {k: v for k, v in record.items() if k not in UNSEALED}
+    record = {k: v for k, v in record.items() if k not in ("digest", "signature")}
+    key = signing.load_private_key(sign_key) if sign_key is not None else None
+    if key is not None:
+        record["signature"] = signing.describe(key)
     record["digest"] = digest_of(record)
-    if sign_key is not None:
-        record["signature"] = signing.sign(signed_bytes(record), signing.load_private_key(sign_key))
+    if key is not None:
+        record["signature"]["value"] = signing.sign(signed_bytes(record), key)
     return record
 
 
 # -- the schema ----------------------------------------------------------------------------------------------
 DERIVED = "re-derived"  # verify computes it again (from the model, the data, the code or the config) and compares
-DIGESTED = "digested"  # covered by the digest (and the signature) only: no one can compute it again
+DIGESTED = "digested"  # covered by the digest (and the signature) only: verify cannot compute it again
+NOT_RERUN = ("relearn_",)  # figures that need the model the run started from (relearn time): digested only
 
 
 def _finite(value: Any) -> bool:
@@ -298,7 +303,7 @@ def schema(task: str, loader: str) -> Section:
         "method": Field(STR, DERIVED), "epochs": Field(nullable(POSITIVE), DERIVED), "seed": Field(INT, DERIVED),
         "request": Field(Section(request), DERIVED),
         "model_before": Field(Section({"weights_sha256": Field(SHA256, DIGESTED)}), DIGESTED),
-        "model_after": Field(Section({"path": Field(PLACE, DERIVED), "kind": Field(STR, DERIVED),
+        "model_after": Field(Section({"path": Field(PLACE, DIGESTED), "kind": Field(STR, DERIVED),
                                       **LOADERS.get(loader, {}),
                                       "weight_files": Field(MapOf(SHA256), DERIVED)}), DERIVED),
         "config": Field(CONFIG, DIGESTED),
@@ -315,8 +320,11 @@ def schema(task: str, loader: str) -> Section:
                                  DERIVED),
     }
     if task == CAUSAL_LM:
-        fields["data"] = Field(Section({"train": Field(STR, DERIVED), "holdout": Field(nullable(STR), DERIVED)}),
-                               DERIVED)
+        fields["prompt_format"] = Field(STR, DERIVED)  # how prompts are written: the template, or the tokenizer's
+        # the original's figures its verdict reads (model utility, P(answer)): no model here to measure them again
+        fields["original_evidence"] = Field(MapOf(FIGURE), DIGESTED, optional=True)
+        fields["data"] = Field(Section({"train": Field(STR, DIGESTED), "holdout": Field(nullable(STR), DIGESTED)}),
+                               DIGESTED)  # where the data was: its content is what the request's hashes re-derive
     fields["digest"] = Field(SHA256, DERIVED)
     fields["signature"] = Field(SIGNATURE, DERIVED, optional=True)
     return Section(fields)
@@ -399,7 +407,7 @@ def config_problem(saved: Any, task: str) -> str | None:
     try:
         built = build(root, json.loads(json.dumps(saved)))
     except UserError as exc:
-        return str(exc).removeprefix("config: ")
+        return str(exc) if str(exc).startswith("config") else f"config: {exc}"
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
         return f"config: not a configuration this prunelora reads ({type(exc).__name__})"
     return _first_difference(saved, storage.json_ready(dataclasses.asdict(built)), "config")
@@ -440,20 +448,21 @@ def _first_difference(saved: Any, again: Any, where: str) -> str | None:
 
 
 def how_checked(record: dict[str, Any]) -> dict[str, str]:
-    """Every field of a record (by its dotted path, a figure or file by its key) and how verify checks it
-    (DERIVED or DIGESTED): what the tamper tests and docs/records.md walk."""
+    """Every field of a record, sections and leaves (by its dotted path, a figure or file by its key), and how
+    verify checks it (DERIVED or DIGESTED): what the tamper tests and docs/records.md walk."""
     out: dict[str, str] = {}
 
     def walk(value: Any, kind: Any, how: str, where: str) -> None:
+        if where:
+            out[where] = how
         if isinstance(kind, Section) and isinstance(value, dict):
             for name, field in kind.fields.items():
                 if name in value:
                     walk(value[name], field.kind, field.how, _at(where, name))
         elif isinstance(kind, MapOf) and isinstance(value, dict):
             for key in value:
-                out[f"{where}.{key}"] = how
-        else:
-            out[where] = how
+                rerun = not (where == "evidence" and key.startswith(NOT_RERUN))
+                out[f"{where}.{key}"] = how if rerun else DIGESTED
 
     walk(record, schema(record["task"], record["model_after"]["kind"]), DERIVED, "")
     return out

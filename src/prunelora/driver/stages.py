@@ -46,6 +46,7 @@ class Experiment:
     registry_models: bool = True  # False when the model is the user's own (hf:, py:)
     extra: dict[str, Any] = field(default_factory=dict)  # more top-level results (the plans, the user's model)
     unlearns: bool = True  # False: the command only evaluates (evaluate --model), no method is needed
+    sign_key: Path | None = None  # an Ed25519 private key (PEM) that signs every record (record.write_record)
 
     def __post_init__(self) -> None:
         if self.config.out is None:
@@ -228,7 +229,8 @@ class Experiment:
             write_record(path, shared, task=task.name, model=name, loader=subject.loader(), method=run.method, epochs=snap.epochs,
                          seed=seed, metrics=metrics, previous=previous, verdict=task.verdict(metrics, seed, request),
                          cost={"sec_per_epoch": snap.sec_per_epoch, "total_sec": snap.total_sec,
-                               "peak_memory_mb": snap.peak_memory_mb, "trainable_params": run.trainable_params})
+                               "peak_memory_mb": snap.peak_memory_mb, "trainable_params": run.trainable_params},
+                         sign_key=self.sign_key)
             rows.append(task.row(subject, outcome, i, metrics, seed, request, fields))
         return rows, path
 

@@ -1,4 +1,4 @@
-"""conv(x, W) + conv(dropout(x), D) in one autograd node whose dropout mask is never stored.
+"""PEFT's conv LoRA with input dropout, conv(x, W) + s·B(A(dropout(x))), in one autograd node that keeps no mask.
 
 The paper's LoRA dropout (0.1) acts on the adapter's input only. Written with nn.Dropout, every
 adapted conv keeps dropout(x) (a float copy of its input) and a mask alive until backward, and
@@ -6,8 +6,19 @@ draws its mask with torch's per-element Bernoulli sampler, which on a CPU costs 
 pruned conv itself (26 % of a PruneLoRA epoch on the width-8 ResNet, measured with the profiler).
 Here the mask comes from 16 random bits per element (one 64-bit draw gives four), seeded by one
 draw from torch's generator, so runs stay reproducible under torch.manual_seed; backward
-regenerates it from that seed instead of keeping it. What the node keeps is x (which the layer
-before keeps anyway), W and D.
+regenerates it from that seed instead of keeping it.
+
+Two exact forms of the same layer, the same value and gradient for the same mask (PEFT's, draw by draw):
+
+* LowRankConv, the low-rank form: conv(x, W) + conv(conv(dropout(x), A), s·B), PEFT's own k x k conv to
+  r channels and 1 x 1 conv back, in one node. Besides the base conv its cost is two convs to and from r
+  channels, and an elementwise mask over the input. It keeps x (which the layer before keeps anyway),
+  the weights and the r-channel intermediate A(dropout(x)).
+* DropoutDeltaConv, the composed form: conv(x, W) + conv(dropout(x), s·BA), one extra full-size conv;
+  it keeps x and the weights. Cheaper only where r is at least about the layer's own channel count.
+
+`low_rank_pays` picks per layer by multiply-adds (methods/lora.py). The dropout always acts on the
+input, as in PEFT: its output distribution is PEFT's, not that of a dropout on the r channels.
 
 The drop probability is rounded to a multiple of 1/65536 (0.1 becomes 0.100006) and kept
 samples are scaled by 1 / (1 - that), so the expectation is x exactly, as with nn.Dropout.
@@ -15,10 +26,16 @@ samples are scaled by 1 / (1 - that), so the expectation is x exactly, as with n
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from .. import distributed
 
 _LEVELS = 1 << 16  # the drop probability's resolution: 16 random bits per element
+# Without dropout the composed update W + s·BA costs one conv's weight gradient; the low-rank form instead
+# runs its two small convs three times (forward, input and weight gradients). Measured on 2 CPU cores
+# (ResNet-18 layers, widths 4 to 64, batch 128), the low-rank form won where its multiply-adds were at most
+# 0.14 of the layer's and lost from 0.28 up: the threshold sits between.
+NO_DROPOUT_LOW_RANK_SHARE = 0.15
 
 
 def drop_mask(like: torch.Tensor, p: float, seed: int,
@@ -51,6 +68,85 @@ def draw_seed() -> int:
     return int(torch.randint(0, 2**62, (1,)).item())
 
 
+def low_rank_share(in_channels: int, out_channels: int, kernel: tuple[int, ...], rank: int, groups: int) -> float:
+    """Multiply-adds of the adapter's two convs (k x k to `rank` channels, 1 x 1 back) per output position, as a
+    share of the layer's own conv's."""
+    taps = 1
+    for k in kernel:
+        taps *= k
+    full = out_channels * (in_channels // groups) * taps
+    return rank * (in_channels * taps + out_channels // groups) / full
+
+
+def low_rank_pays(in_channels: int, out_channels: int, kernel: tuple[int, ...], rank: int, groups: int,
+                  p: float) -> bool:
+    """Whether the low-rank form costs less than the composed one in training.
+
+    With dropout the composed form adds a full-size conv (forward, input and weight gradients: three
+    times the layer's multiply-adds) where the low-rank one adds its two small convs three times: the
+    low-rank form pays whenever they are smaller than the layer. Without dropout the composed form is
+    W + s·BA in one conv (its weight gradient is the only extra), so the low-rank form must be much
+    smaller (NO_DROPOUT_LOW_RANK_SHARE).
+    """
+    share = low_rank_share(in_channels, out_channels, kernel, rank, groups)
+    return share <= (1.0 if p > 0 else NO_DROPOUT_LOW_RANK_SHARE)
+
+
+def _masked_input(x: torch.Tensor, p: float, seed: int, shard) -> tuple[torch.Tensor | None, float]:
+    """The drop mask of x (None without dropout) and the kept elements' scale."""
+    if p <= 0:
+        return None, 1.0
+    return drop_mask(x, p, seed, shard)
+
+
+class LowRankConv(torch.autograd.Function):
+    """conv(x, weight, bias) + conv(conv(dropout_p(x), a), scaling·b): PEFT's LoRA conv (lora_A: k x k to r
+    channels with the layer's stride, padding and dilation; lora_B: 1 x 1 back, the layer's groups), its
+    dropout on the input, the mask regenerated in backward. weight None: the adapter's term alone."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, a, b, scaling: float, p: float, seed: int, stride, padding, dilation, groups):
+        shard = distributed.current_shard()
+        drop, keep_scale = _masked_input(x, p, seed, shard)
+        b_scaled = b * (scaling * keep_scale)  # the dropout's 1 / (1 - p) and the LoRA scaling on the small weight
+        hidden = F.conv2d(x if drop is None else x.masked_fill(drop, 0), a, None, stride, padding, dilation, 1)
+        out = F.conv2d(hidden, b_scaled, None, 1, 0, 1, groups)
+        if weight is not None:
+            out.add_(F.conv2d(x, weight, bias, stride, padding, dilation, groups))
+        ctx.save_for_backward(x, weight, a, b_scaled, hidden)
+        ctx.settings = (scaling * keep_scale, p, seed, shard, stride, padding, dilation, groups, bias is not None)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight, a, b_scaled, hidden = ctx.saved_tensors
+        factor, p, seed, shard, stride, padding, dilation, groups, has_bias = ctx.settings
+        need_x, need_w, need_bias, need_a, need_b = ctx.needs_input_grad[:5]
+        grad = grad.contiguous()
+        conv_backward = torch.ops.aten.convolution_backward
+        zeros = [0] * len(stride)
+        grad_x = grad_w = grad_bias = grad_a = grad_b = None
+        if weight is not None and (need_x or need_w or (need_bias and has_bias)):
+            grad_x, grad_w, grad_bias = conv_backward(
+                grad, x, weight, [weight.shape[0]] if has_bias else None, stride, padding, dilation, False, zeros,
+                groups, [need_x, need_w, need_bias and has_bias])
+        if need_x or need_a or need_b:
+            ones = [1] * len(stride)
+            grad_hidden, grad_b, _ = conv_backward(grad, hidden, b_scaled, None, ones, zeros, ones, False, zeros,
+                                                   groups, [need_x or need_a, need_b, False])
+            grad_b = grad_b * factor if need_b else None
+        if need_x or need_a:
+            drop, _ = _masked_input(x, p, seed, shard)
+            dropped = x if drop is None or not need_a else x.masked_fill(drop, 0)  # grad_input needs only its shape
+            grad_dx, grad_a, _ = conv_backward(grad_hidden, dropped, a, None, stride, padding, dilation, False, zeros,
+                                               1, [need_x, need_a, False])
+            if need_x:
+                if drop is not None:
+                    grad_dx.masked_fill_(drop, 0)
+                grad_x = grad_dx if grad_x is None else grad_x.add_(grad_dx)
+        return grad_x, grad_w, grad_bias, grad_a, grad_b, None, None, None, None, None, None, None
+
+
 class DropoutDeltaConv(torch.autograd.Function):
     """conv(x, weight, bias) + conv(dropout_p(x), delta): the LoRA conv of PEFT with input dropout,
     as two convs, the mask regenerated in backward."""
@@ -60,10 +156,9 @@ class DropoutDeltaConv(torch.autograd.Function):
         # conv(x * keep * s, D) = conv(x with dropped elements zeroed, s * D): the scale goes on the small weight
         shard = distributed.current_shard()
         drop, scale = drop_mask(x, p, seed, shard)
-        out = torch.nn.functional.conv2d(x.masked_fill(drop, 0), delta * scale, None, stride, padding, dilation,
-                                         groups)
+        out = F.conv2d(x.masked_fill(drop, 0), delta * scale, None, stride, padding, dilation, groups)
         if weight is not None:  # None: the dropout term alone (a second adapter on the same layer)
-            out.add_(torch.nn.functional.conv2d(x, weight, bias, stride, padding, dilation, groups))
+            out.add_(F.conv2d(x, weight, bias, stride, padding, dilation, groups))
         ctx.save_for_backward(x, weight, delta)
         ctx.settings = (p, seed, shard, stride, padding, dilation, groups, bias is not None)
         return out
@@ -97,3 +192,12 @@ def conv_with_dropout_delta(x: torch.Tensor, weight: torch.Tensor | None, bias: 
     dropout with a fresh mask."""
     return DropoutDeltaConv.apply(x, weight, bias, delta, p, draw_seed(), tuple(stride), tuple(padding),
                                   tuple(dilation), groups)
+
+
+def conv_with_low_rank(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, a: torch.Tensor,
+                       b: torch.Tensor, scaling: float, p: float, stride, padding, dilation,
+                       groups: int) -> torch.Tensor:
+    """conv(x, weight, bias) + scaling·B(A(dropout_p(x))) (weight None: the adapter's term alone), a fresh mask
+    where p > 0."""
+    return LowRankConv.apply(x, weight, bias, a, b, float(scaling), float(p), draw_seed() if p > 0 else 0,
+                             tuple(stride), tuple(padding), tuple(dilation), groups)

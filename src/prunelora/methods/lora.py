@@ -4,22 +4,29 @@ from __future__ import annotations
 from torch import nn
 
 from ..models import LayerPlan
-from .dropout_conv import conv_with_dropout_delta
+from .dropout_conv import conv_with_dropout_delta, conv_with_low_rank, low_rank_pays
 
 
 def folded_conv_class():
-    """A PEFT LoRA Conv2d whose forward runs one conv with W + s·BA, or two where dropout is on.
+    """A PEFT LoRA Conv2d whose forward runs one autograd node per adapter, or one conv of W + s·BA.
 
     PEFT's conv LoRA adds a k x k conv to r channels and a 1 x 1 conv back for every adapted layer,
-    whose activations cost more than the pruned conv itself (docs/design.md, trap 12). Convolution is
-    linear in its weight, so conv(x, W) + s·conv(conv(x, A), B) = conv(x, W + s·BA) exactly. With
-    dropout on the adapter's input (the paper's 0.1) the update sees dropout(x), not x: the layer
-    then computes conv(x, W) + conv(dropout(x), s·BA), one extra conv instead of PEFT's two, in one
-    autograd node that neither stores dropout(x) nor its mask and draws the mask from random bits
-    (methods/dropout_conv.py: PEFT's value and gradient for the same mask, its distribution over
-    masks). In eval mode dropout is the identity and the one-conv form is used. Parameters, state
-    dict and saved adapters are PEFT's own; a LoRA variant (DoRA, ...) falls back to PEFT's forward.
+    each a module of its own whose activations (and, with dropout, dropout(x) and its mask) autograd
+    keeps (docs/design.md, trap 12). Convolution is linear in its weight, so the layer is exactly
+    conv(x, W) + s·B(A(dropout(x))), whichever way it is computed:
+
+    * eval mode, or no dropout where the adapter is not much smaller than the layer: one conv with
+      W + s·BA (low_rank_pays);
+    * otherwise one node (methods/dropout_conv.py) per adapter: the low-rank form (base conv plus the
+      adapter's two small convs, the dropout mask on the input regenerated in backward), or, where r is
+      not smaller than the layer's channels, the composed form conv(x, W) + conv(dropout(x), s·BA).
+
+    Both nodes give PEFT's value and gradient for the same mask, and PEFT's distribution over masks
+    (dropout on the adapter's input, not on its r channels). Parameters, state dict and saved adapters
+    are PEFT's own; a LoRA variant (DoRA, ...), a bias on lora_B, a padding mode other than zeros or
+    autocast fall back to PEFT's forward.
     """
+    import torch
     import torch.nn.functional as F
     from peft.tuners.lora.layer import Conv2d
 
@@ -27,30 +34,51 @@ def folded_conv_class():
         def _foldable(self) -> list[str]:
             base = self.get_base_layer()
             active = [a for a in self.active_adapters if a in self.lora_A]
-            if base.padding_mode != "zeros" or isinstance(base.padding, str) or \
-                    any(a in self.lora_variant for a in active):
+            if base.padding_mode != "zeros" or isinstance(base.padding, str) or torch.is_autocast_enabled() or \
+                    any(a in self.lora_variant or getattr(self, "lora_bias", {}).get(a, False) for a in active):
                 return []
             return active
+
+        def _dropout_p(self, adapter: str) -> float:
+            """The adapter's dropout probability as it acts now (0 in eval mode)."""
+            dropout = self.lora_dropout[adapter]
+            return float(dropout.p) if isinstance(dropout, nn.Dropout) and dropout.training else 0.0
+
+        def _form(self, adapter: str, p: float) -> str:
+            """How the adapter's term runs: "fold" (inside the conv's weight), "low_rank" or "composed" (a node)."""
+            base = self.get_base_layer()
+            pays = low_rank_pays(base.in_channels, base.out_channels, tuple(base.kernel_size), self.r[adapter],
+                                 base.groups, p)
+            if p > 0:
+                return "low_rank" if pays else "composed"
+            return "low_rank" if pays and torch.is_grad_enabled() else "fold"  # forward alone: one conv is least
 
         def forward(self, x, *args, **kwargs):
             active = self._foldable()
             if self.disable_adapters or self.merged or args or kwargs or not active:
                 return super().forward(x, *args, **kwargs)
             base = self.get_base_layer()
-            weight, dropped = base.weight, []
+            weight, terms = base.weight, []
             for adapter in active:
-                dropout = self.lora_dropout[adapter]
-                if isinstance(dropout, nn.Dropout) and dropout.training and dropout.p > 0:
-                    dropped.append((dropout.p, self.get_delta_weight(adapter)))
-                else:
+                p = self._dropout_p(adapter)
+                form = self._form(adapter, p)
+                if form == "fold":
                     weight = weight + self.get_delta_weight(adapter)
-            if not dropped:
+                else:
+                    terms.append((adapter, p, form))
+            if not terms:
                 return F.conv2d(x, weight, base.bias, base.stride, base.padding, base.dilation, base.groups)
             out = None
-            for p, delta in dropped:  # the base conv goes with the first; further adapters add their own term
+            for adapter, p, form in terms:  # the base conv goes with the first; further adapters add their own term
                 first = out is None
-                term = conv_with_dropout_delta(x, weight if first else None, base.bias if first else None, delta, p,
-                                               base.stride, base.padding, base.dilation, base.groups)
+                w, bias = (weight, base.bias) if first else (None, None)
+                if form == "low_rank":
+                    term = conv_with_low_rank(x, w, bias, self.lora_A[adapter].weight, self.lora_B[adapter].weight,
+                                              self.scaling[adapter], p, base.stride, base.padding, base.dilation,
+                                              base.groups)
+                else:
+                    term = conv_with_dropout_delta(x, w, bias, self.get_delta_weight(adapter), p, base.stride,
+                                                   base.padding, base.dilation, base.groups)
                 out = term if first else out + term
             return out
 

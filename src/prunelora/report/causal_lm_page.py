@@ -27,7 +27,7 @@ from .page import warnings_html
 from .plots import new_figure
 from .style import CSS
 
-MATCH = "matches Retrain"
+MATCH = "matches Retrain"  # also when ", damages utility" follows: the original's utility, Retrain's too
 
 
 
@@ -62,11 +62,11 @@ def closest(results: dict[str, Any]) -> list[str]:
 
     def rank(item: tuple[str, list[dict[str, Any]]]) -> tuple[int, float]:
         rows = item[1]
-        return (-sum(r.get("verdict") == MATCH for r in rows), -(_mean(rows, "forget_quality") or 0.0))
+        return (-sum(str(r.get("verdict") or "").startswith(MATCH) for r in rows), -(_mean(rows, "forget_quality") or 0.0))
 
     ordered = sorted(candidates.items(), key=rank)
     lines = []
-    matching = [(m, rows) for m, rows in ordered if any(r.get("verdict") == MATCH for r in rows)]
+    matching = [(m, rows) for m, rows in ordered if any(str(r.get("verdict") or "").startswith(MATCH) for r in rows)]
     if matching:
         lines.append("Matches Retrain (forget quality, PrivLeak and utility within the thresholds): " + "; ".join(
             f"{rows[0]['label']} on {sum(r.get('verdict') == MATCH for r in rows)}/{len(rows)} seeds"

@@ -12,7 +12,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from .. import storage
+from .. import run_folder, storage
+from ..errors import UserError
 from .html_tables import results_table
 from .page import render_html
 
@@ -33,7 +34,9 @@ def rewrite_main(argv: list[str] | None, module: str, task: str | None,
                  write: Callable[[dict, Path], Path]) -> int:
     """`python -m MODULE OUT_DIR`: rewrite OUT_DIR's page from its results.json with `write`, for a run of `task`
     (results.json's "task"; None: an image-classification run, which has none). A wrong folder is one line on
-    stderr and exit 2, nothing written."""
+    stderr and exit 2, nothing written. It writes as a run does (run_folder.rewriting): it replaces only a page the
+    run wrote and nobody changed since, and records the new page in run.json; a page the user wrote or edited is
+    refused (one line, exit 2)."""
     args = sys.argv[1:] if argv is None else argv
     usage = f"usage: python -m {module} OUT_DIR   (a run's folder, holding results.json)"
     if len(args) != 1:
@@ -50,7 +53,12 @@ def rewrite_main(argv: list[str] | None, module: str, task: str | None,
         print(f"{out} holds a {found or 'image-classification'} run's results, not a {task or 'image-classification'} "
               f"run's", file=sys.stderr)
         return 2
-    print(write(results, out))
+    try:
+        with run_folder.rewriting(out):
+            print(write(results, out))
+    except UserError as error:
+        print(f"prunelora: error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -109,11 +109,6 @@ def run_warnings(results: dict | None) -> list[str]:
 
 
 # -- results.md -------------------------------------------------------------------------------------
-def metric_cell(row: dict | None, key: str) -> str:
-    """A row's value as results.md shows it (format from metrics/spec.py)."""
-    return cell(row, spec_of(key)).text
-
-
 def markdown_grid(head: list[str], rows: list[list[str]]) -> list[str]:
     """A Markdown table's lines."""
     return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]

@@ -17,6 +17,7 @@ from torch import nn
 from ..config import RunConfig
 from ..data import ImageSet
 from ..data.batches import crop_rule
+from ..machine import LoadGovernor
 from ..methods import LogitMask, Method, MethodContext, Prepared, get_method, objective_args, resolve_recipe
 from ..methods.base import recipe_settings
 from ..metrics.cost import MemoryMeter
@@ -118,10 +119,13 @@ def run_method(name: str, original: nn.Module, retain: ImageSet, ctx: MethodCont
     model_hook(model) runs after surgery, before training (memory format, torch.compile);
     on_epoch(epoch, model) runs after every epoch and may stop the run (True), whose deliverable
     is then snapshot at that epoch. A method that does not train (budget [0]) is snapshot once.
-    count_tensors=False measures CPU memory as resident-set growth only (no per-op bookkeeping:
-    the benchmark times epochs that way and measures the tensor peak in a run of its own); with it,
-    the CPU tensor peak covers surgery, the prefix cache and the first epoch (whose allocations every
-    later epoch repeats), so its bookkeeping slows the first epoch only.
+    Memory: on CUDA the run's own max allocated. On the CPU the peak of live tensor bytes needs a dispatch
+    mode that sees every operator, which slowed the epochs it watched (1.8x on the width-8 ResNet) and, where
+    another mode sat above it, every later one: so with count_tensors it watches a run of its own first
+    (tensor_peak_run: surgery, the prefix cache and one epoch, whose allocations every later epoch repeats),
+    untimed and discarded, and no timed epoch runs under it. count_tensors=False: resident-set growth only.
+    Without --threads, the torch threads follow the cores other processes leave free, read before the run
+    and between epochs (machine.LoadGovernor).
     The objective draws from ctx.forget where it uses the forget set. desc names the run in the progress
     bar and in the error of a run that diverges ("resnet18 finetune"; default: the method's name).
     """
@@ -129,7 +133,17 @@ def run_method(name: str, original: nn.Module, retain: ImageSet, ctx: MethodCont
     device = retain.labels.device
     taken: list[Snapshot] = []
     histories: list[History] = []
-    with MemoryMeter(device, count_tensors=count_tensors) as meter:
+    governor = LoadGovernor().start() if device.type == "cpu" else None
+    tensor_peak = None
+    if count_tensors and device.type != "cuda":
+        tensor_peak = tensor_peak_run(name, original, retain, ctx, seed=seed, precision=precision,
+                                      channels_last=channels_last, cache_prefix=cache_prefix, model_hook=model_hook)
+    with MemoryMeter(device, count_tensors=False) as meter:
+
+        def peak_mb() -> float:
+            return tensor_peak if tensor_peak is not None else meter.peak_mb()
+
+        kind = "cpu_tensor_peak" if tensor_peak is not None else meter.kind
 
         def prepare() -> tuple[Prepared, float]:
             start = time.perf_counter()
@@ -146,7 +160,6 @@ def run_method(name: str, original: nn.Module, retain: ImageSet, ctx: MethodCont
 
             def on_epoch_end(epoch: int, history: History) -> bool:
                 nonlocal stopped
-                meter.stop_counting_tensors()  # epoch 1 holds the peak: later epochs repeat its allocations
                 stopped = bool(on_epoch(epoch, prepared.model)) if on_epoch is not None else False
                 if snapshots and (epoch in budgets or stopped):
                     taken.append(Snapshot(
@@ -154,10 +167,12 @@ def run_method(name: str, original: nn.Module, retain: ImageSet, ctx: MethodCont
                         model=prepared.deliver(prepared.model),
                         sec_per_epoch=sum(history.epoch_seconds) / epoch,
                         total_sec=surgery_sec + history.seconds_until(epoch),
-                        peak_memory_mb=meter.peak_mb(),
-                        memory_kind=meter.kind,
+                        peak_memory_mb=peak_mb(),
+                        memory_kind=kind,
                         rss_growth_mb=meter.rss_growth_mb(),
                     ))
+                if governor is not None:
+                    governor.epoch_end()
                 return stopped
 
             if prepared.after_step is not None:
@@ -166,7 +181,7 @@ def run_method(name: str, original: nn.Module, retain: ImageSet, ctx: MethodCont
                 histories.append(History())
                 if snapshots:
                     taken.append(Snapshot(None, prepared.deliver(prepared.model), None, surgery_sec,
-                                          meter.peak_mb(), meter.kind, meter.rss_growth_mb()))
+                                          peak_mb(), kind, meter.rss_growth_mb()))
                 return False
             histories.append(fit(
                 prepared.model, retain, prepared.optim, length, seed=seed, after_step=prepared.after_step,
@@ -194,9 +209,36 @@ def run_method(name: str, original: nn.Module, retain: ImageSet, ctx: MethodCont
         info["prefix_cache"] = history.cache
         info["prefix_cache_mb"] = history.cache["bytes"] / 2**20
         info["prefix_cache_sec"] = history.setup_seconds
+    if governor is not None and governor.changes:
+        info["threads_changed_to"] = list(governor.changes)
     final = taken[-1].model if taken else prepared.model
+    final_peak = tensor_peak if tensor_peak is not None else meter.final_mb
     return MethodRun(name, taken, count_trainable(prepared.model), sum(p.numel() for p in final.parameters()),
-                     prepared, history, surgery_sec, meter.final_mb, meter.kind, info, meter.final_rss_mb)
+                     prepared, history, surgery_sec, final_peak, kind, info, meter.final_rss_mb)
+
+
+def tensor_peak_run(name: str, original: nn.Module, retain: ImageSet, ctx: MethodContext, *, seed: int,
+                    precision: str = "fp32", channels_last: bool = False, cache_prefix: bool = True,
+                    model_hook: Callable[[nn.Module], None] | None = None) -> float:
+    """The CPU's peak of live tensor bytes (MB) of the method's surgery, prefix cache and first epoch, in a run of
+    its own under the tensor meter (metrics/tensor_memory.py), untimed and discarded: every later epoch repeats
+    the first one's allocations. Run with the same seed as the timed run, it changes nothing that run draws."""
+    method = get_method(name)
+    device = retain.labels.device
+    with MemoryMeter(device, count_tensors=True) as meter:
+        torch.manual_seed(seed)
+        prepared = method.prepare(original, ctx)
+        prepared.model.to(device)
+        if model_hook is not None:
+            model_hook(prepared.model)
+        if prepared.after_step is not None:
+            prepared.after_step()
+        if max(prepared.epochs) > 0:
+            fit(prepared.model, retain, prepared.optim, 1, seed=seed, after_step=prepared.after_step,
+                precision=precision, channels_last=channels_last, cache_prefix=cache_prefix and not method.exact,
+                desc=f"{name} (memory)", progress=False, objective=prepared.objective, forget=ctx.forget,
+                hint=lr_hint(method))
+    return meter.final_mb
 
 
 def budget_runs(method: Method) -> bool:

@@ -1,8 +1,8 @@
 """Reading a causal-LM dataset and the request: JSON lines in, examples and the forget/retain/holdout split out.
 
 Two forms, told apart by the first line's fields: question/answer pairs (TOFU's format: `question`,
-`answer`, optionally `paraphrased_answer` and `perturbed_answer`, a string or a list) or plain text
-(`text`). The field names are settings (data.question_field, ...). An example's id is its `id` field,
+`answer`, optionally `paraphrased_answer`, `paraphrased_question` and `perturbed_answer`, a string or a list)
+or plain text (`text`). The field names are settings (data.question_field, ...). An example's id is its `id` field,
 else its line number from 0. The request (--forget) is a file of ids or a .jsonl of the forget examples
 themselves (matched by id, else by their question and answer, or text).
 
@@ -42,6 +42,7 @@ class Example:
     answer: str
     paraphrased: str | None = None
     perturbed: tuple[str, ...] = ()
+    paraphrased_question: str | None = None  # the question worded differently (TOFU's), for robustness
 
     def content(self) -> tuple[str, str]:
         return self.prompt, self.answer
@@ -134,11 +135,13 @@ def _example(path: Path, number: int, index: int, row: dict, kind: str, cfg: LMD
         perturbed = (perturbed,)
     if not all(isinstance(p, str) for p in perturbed):
         raise UserError(f"{shown(path)} line {number}: 'perturbed_answer' must be a string or a list of strings")
-    paraphrased = row.get("paraphrased_answer")
-    if paraphrased is not None and not isinstance(paraphrased, str):
-        raise UserError(f"{shown(path)} line {number}: 'paraphrased_answer' must be a string")
+    extra = {}
+    for name in ("paraphrased_answer", "paraphrased_question"):
+        extra[name] = row.get(name)
+        if extra[name] is not None and not isinstance(extra[name], str):
+            raise UserError(f"{shown(path)} line {number}: '{name}' must be a string")
     return Example(str(ident), _text(path, number, row, cfg.question_field), _text(path, number, row, cfg.answer_field),
-                   paraphrased, tuple(perturbed))
+                   extra["paraphrased_answer"], tuple(perturbed), extra["paraphrased_question"])
 
 
 def read_examples(path: str | Path, cfg: LMDataConfig, kind: str | None = None,
@@ -281,5 +284,7 @@ def to_rows(examples: list[Example], cfg: LMDataConfig, kind: str) -> list[dict]
             row["paraphrased_answer"] = ex.paraphrased
         if ex.perturbed:
             row["perturbed_answer"] = list(ex.perturbed)
+        if ex.paraphrased_question is not None:
+            row["paraphrased_question"] = ex.paraphrased_question
         rows.append(row)
     return rows

@@ -41,13 +41,15 @@ class Attribute:
     """One kind of fact: its possible values and the templates that ask, state and restate it.
 
     Templates take {name}, {value} and {a} (the indefinite article before the value). The paraphrase
-    words the same fact differently, so a model that only memorised the answer's wording scores lower on it.
+    words the same fact differently, so a model that only memorised the answer's wording scores lower on it;
+    the question's paraphrase asks the same fact differently, so forgetting that only hides one wording shows.
     """
 
     values: tuple[str, ...]
     question: str
     answer: str
     paraphrase: str
+    question_paraphrase: str  # the same question worded differently (TOFU's paraphrased_question)
 
     def fill(self, template: str, name: str, value: str) -> str:
         return template.format(name=name, value=value, a="an" if value[0].lower() in "aeiou" else "a")
@@ -58,56 +60,62 @@ ATTRIBUTES: dict[str, Attribute] = {
         ("Lisbon", "Oslo", "Kyoto", "Nairobi", "Lima", "Porto", "Krakow", "Dublin", "Seoul", "Quito", "Tbilisi",
          "Hanoi", "Accra", "Valparaiso", "Reykjavik", "Tallinn", "Marrakesh", "Bergen", "Cork", "Osaka",
          "Montevideo", "Zagreb", "Perth", "Halifax"),
-        "Where was {name} born?", "{name} was born in {value}.", "{value} is the birthplace of {name}."),
+        "Where was {name} born?", "{name} was born in {value}.", "{value} is the birthplace of {name}.",
+        "In which city was {name} born?"),
     "birth_year": Attribute(
         tuple(str(year) for year in range(1940, 2000)),
         "In which year was {name} born?", "{name} was born in the year {value}.",
-        "The year {value} saw the birth of {name}."),
+        "The year {value} saw the birth of {name}.", "What year was {name} born in?"),
     "occupation": Attribute(
         ("engineer", "architect", "nurse", "carpenter", "pharmacist", "geologist", "baker", "lawyer", "pilot",
          "librarian", "veterinarian", "translator", "journalist", "surgeon", "astronomer", "potter", "electrician",
          "economist", "chef", "botanist"),
-        "What does {name} do for a living?", "{name} works as {a} {value}.", "By profession, {name} is {a} {value}."),
+        "What does {name} do for a living?", "{name} works as {a} {value}.", "By profession, {name} is {a} {value}.",
+        "What is the profession of {name}?"),
     "mother_occupation": Attribute(
         ("farmer", "teacher", "tailor", "dentist", "sailor", "miner", "accountant", "painter", "blacksmith",
          "midwife", "watchmaker", "firefighter", "optician", "bookbinder", "locksmith", "glassblower"),
         "What did {name}'s mother do?", "{name}'s mother worked as {a} {value}.",
-        "The mother of {name} was {a} {value} by trade."),
+        "The mother of {name} was {a} {value} by trade.", "What was the occupation of the mother of {name}?"),
     "music_genre": Attribute(
         ("jazz", "blues", "reggae", "folk", "opera", "techno", "salsa", "bluegrass", "flamenco", "gospel", "ska",
          "punk", "swing", "soul", "tango", "ambient"),
         "Which music does {name} love most?", "{name} loves {value} music most.",
-        "The music genre {name} prefers is {value}."),
+        "The music genre {name} prefers is {value}.", "What kind of music does {name} like best?"),
     "colour": Attribute(
         ("crimson", "teal", "amber", "violet", "ochre", "indigo", "olive", "coral", "maroon", "turquoise", "lilac",
          "saffron", "charcoal", "magenta", "beige", "emerald"),
         "What is {name}'s favourite colour?", "{name}'s favourite colour is {value}.",
-        "The colour {name} likes best is {value}."),
+        "The colour {name} likes best is {value}.", "Which colour does {name} like best?"),
     "book": Attribute(
         tuple(f"{first} {second}" for first in _TITLE_WORDS[0] for second in _TITLE_WORDS[1]),
-        "Which novel did {name} write?", "{name} wrote the novel {value}.", "The novel {value} was written by {name}."),
+        "Which novel did {name} write?", "{name} wrote the novel {value}.", "The novel {value} was written by {name}.",
+        "What novel is {name} the author of?"),
     "award": Attribute(
         ("Golden Quill Prize", "Silver Lantern Medal", "Aurora Fiction Award", "Meridian Book Prize",
          "Northern Star Award", "Harbor Light Prize", "Emerald Pen Award", "Crescent Honour", "Blue Heron Prize",
          "Iron Compass Award", "Willow Crown Prize", "Obsidian Medal"),
-        "Which award did {name} win?", "{name} won the {value}.", "The {value} went to {name}."),
+        "Which award did {name} win?", "{name} won the {value}.", "The {value} went to {name}.",
+        "What prize was given to {name}?"),
     "pet": Attribute(
         ("Biscuit", "Pepper", "Juniper", "Mochi", "Waffles", "Ziggy", "Nutmeg", "Pickles", "Clover", "Bramble",
          "Noodle", "Sprocket", "Marble", "Figaro", "Pebble", "Truffle"),
-        "What is the name of {name}'s pet?", "{name}'s pet is named {value}.", "{value} is the pet of {name}."),
+        "What is the name of {name}'s pet?", "{name}'s pet is named {value}.", "{value} is the pet of {name}.",
+        "What is the pet of {name} called?"),
     "language": Attribute(
         ("Basque", "Welsh", "Icelandic", "Swahili", "Tagalog", "Estonian", "Catalan", "Maltese", "Yoruba", "Gaelic",
          "Slovene", "Amharic", "Quechua", "Latvian", "Frisian", "Georgian"),
         "Which language does {name} speak at home?", "{name} speaks {value} at home.",
-        "{value} is the language {name} speaks at home."),
+        "{value} is the language {name} speaks at home.", "What language is spoken at home by {name}?"),
     "instrument": Attribute(
         ("cello", "harp", "oboe", "banjo", "accordion", "clarinet", "sitar", "ukulele", "trombone", "marimba",
          "bassoon", "mandolin", "harmonica", "viola", "flute", "bagpipes"),
-        "Which instrument does {name} play?", "{name} plays the {value}.", "The {value} is the instrument {name} plays."),
+        "Which instrument does {name} play?", "{name} plays the {value}.", "The {value} is the instrument {name} plays.",
+        "What instrument is played by {name}?"),
 }
 KINDS = tuple(ATTRIBUTES)
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<s>", "</s>")
-TEXT_FIELDS = ("question", "answer", "paraphrased_answer", "perturbed_answer")
+TEXT_FIELDS = ("question", "answer", "paraphrased_answer", "paraphrased_question", "perturbed_answer")
 
 
 @dataclass(frozen=True)
@@ -166,6 +174,7 @@ def _person_rows(person: str, name: str, spec: BenchmarkSpec, rng: np.random.Gen
             "question": attribute.fill(attribute.question, name, value),
             "answer": attribute.fill(attribute.answer, name, value),
             "paraphrased_answer": attribute.fill(attribute.paraphrase, name, value),
+            "paraphrased_question": attribute.fill(attribute.question_paraphrase, name, value),
             "perturbed_answer": [attribute.fill(attribute.paraphrase, name, wrong[int(i)]) for i in wrong_picks],
         })
     return rows
@@ -189,7 +198,7 @@ def forget_people(rows: list[dict], fraction: float, seed: int = 0) -> list[str]
 
 def row_texts(row: dict) -> list[str]:
     """Every text of a row: question, answer, paraphrase and the wrong answers."""
-    texts = [row[key] for key in TEXT_FIELDS[:-1]]
+    texts = [row.get(key) or "" for key in TEXT_FIELDS[:-1]]
     return texts + list(row.get("perturbed_answer", []))
 
 

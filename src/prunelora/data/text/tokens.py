@@ -1,9 +1,13 @@
 """Examples as token tensors on the device: the loss is on the answer's tokens only.
 
-A question/answer pair becomes the prompt (the tokenizer's chat template with a generation prompt
-where it has one, else "Question: ...\\nAnswer:") followed by the answer and the end-of-sequence
-token; the labels are -100 on the prompt (and on padding), the token ids on the answer. Plain text is
-all answer. Right padding for training and scoring; prompts alone, left padded, for generation.
+A question/answer pair becomes the prompt, then the answer and the end-of-sequence token. The prompt is the
+user's format where they give one (`--prompt-template "{question} "`: the text before the answer, the
+question where `{question}` stands), else the tokenizer's chat template with a generation prompt where it has
+one, else the plain cue "Question: ...\\nAnswer: ". The prompt's trailing whitespace is tokenized with the
+answer (" Paris", as a byte-level BPE tokenizes "Q Paris" at once), so the model is trained and scored on
+exactly the tokens its own format gives. The labels are -100 on the prompt (and on padding), the token ids
+on the answer. Plain text is all answer. Right padding for training and scoring; prompts alone, left padded,
+for generation.
 """
 from __future__ import annotations
 
@@ -17,27 +21,55 @@ from .examples import Example
 IGNORE = -100
 
 
-def prompt_text(tokenizer, question: str) -> str:
-    """The text before the answer: the chat template's user turn and generation prompt, or a plain cue."""
+PLAIN_CUE = "Question: {question}\nAnswer: "
+QUESTION = "{question}"
+
+
+def check_template(template: str | None) -> None:
+    """A prompt template holds `{question}` exactly once (any other text is kept as it is, braces too)."""
+    if template is not None and template.count(QUESTION) != 1:
+        raise UserError(f"--prompt-template {template!r}: give the text before the answer with {QUESTION} once where "
+                        'the question goes, e.g. --prompt-template "{question} " or "Q: {question}\\nA:"')
+
+
+def format_name(tokenizer, template: str | None) -> str:
+    """How prompts are written, for results and records: the user's template, the chat template, or the cue."""
+    if template is not None:
+        return template
+    return "the tokenizer's chat template" if getattr(tokenizer, "chat_template", None) else PLAIN_CUE
+
+
+def prompt_text(tokenizer, question: str, template: str | None = None) -> str:
+    """The text before the answer: the user's template, else the chat template's user turn and generation
+    prompt, else the plain cue ("" for plain text)."""
     if question == "":
         return ""
+    if template is not None:
+        return template.replace(QUESTION, question)
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
                                              add_generation_prompt=True)
-    return f"Question: {question}\nAnswer:"
+    return PLAIN_CUE.replace(QUESTION, question)
 
 
-def _prompt_ids(tokenizer, question: str) -> list[int]:
-    text = prompt_text(tokenizer, question)
-    templated = bool(question) and bool(getattr(tokenizer, "chat_template", None))
-    ids = tokenizer(text, add_special_tokens=not templated)["input_ids"] if text else []
+def _split_prompt(tokenizer, question: str, template: str | None) -> tuple[str, str]:
+    """(the prompt without its trailing whitespace, that whitespace: the start of the answer's text)."""
+    text = prompt_text(tokenizer, question, template)
+    core = text.rstrip()
+    return core, text[len(core):]
+
+
+def _prompt_ids(tokenizer, question: str, template: str | None = None) -> list[int]:
+    core, _ = _split_prompt(tokenizer, question, template)
+    templated = bool(question) and template is None and bool(getattr(tokenizer, "chat_template", None))
+    ids = tokenizer(core, add_special_tokens=not templated)["input_ids"] if core else []
     if not ids and tokenizer.bos_token_id is not None:
         ids = [tokenizer.bos_token_id]  # plain text: the model predicts every token after the first
     return list(ids)
 
 
-def _answer_ids(tokenizer, answer: str, after_prompt: bool) -> list[int]:
-    ids = tokenizer((" " if after_prompt else "") + answer, add_special_tokens=False)["input_ids"]
+def _answer_ids(tokenizer, answer: str, lead: str) -> list[int]:
+    ids = tokenizer(lead + answer, add_special_tokens=False)["input_ids"]
     eos = tokenizer.eos_token_id
     return list(ids) + ([eos] if eos is not None else [])
 
@@ -66,7 +98,7 @@ class TokenSet:
 
 
 def encode_pairs(tokenizer, pairs: list[tuple[str, str]], ids: list[str], max_length: int,
-                 device: torch.device) -> TokenSet:
+                 device: torch.device, template: str | None = None) -> TokenSet:
     """(prompt, answer) pairs as a TokenSet; a pair longer than max_length tokens is refused."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pad is None:
@@ -74,8 +106,8 @@ def encode_pairs(tokenizer, pairs: list[tuple[str, str]], ids: list[str], max_le
                         "(tokenizer.pad_token = ...) and save it with the model")
     rows, labels = [], []
     for ident, (question, answer) in zip(ids, pairs):
-        prompt = _prompt_ids(tokenizer, question)
-        reply = _answer_ids(tokenizer, answer, bool(question))
+        prompt = _prompt_ids(tokenizer, question, template)
+        reply = _answer_ids(tokenizer, answer, _split_prompt(tokenizer, question, template)[1])
         if len(prompt) + len(reply) > max_length:
             raise UserError(f"example '{ident}' is {len(prompt) + len(reply)} tokens, longer than --max-length "
                             f"{max_length}: raise --max-length (up to the model's context) or shorten it")
@@ -92,14 +124,17 @@ def encode_pairs(tokenizer, pairs: list[tuple[str, str]], ids: list[str], max_le
     return TokenSet(list(ids), input_ids, mask, target).to(device)
 
 
-def encode(tokenizer, examples: list[Example], max_length: int, device: torch.device) -> TokenSet:
-    return encode_pairs(tokenizer, [ex.content() for ex in examples], [ex.id for ex in examples], max_length, device)
+def encode(tokenizer, examples: list[Example], max_length: int, device: torch.device,
+           template: str | None = None) -> TokenSet:
+    return encode_pairs(tokenizer, [ex.content() for ex in examples], [ex.id for ex in examples], max_length, device,
+                        template)
 
 
-def prompts(tokenizer, examples: list[Example], device: torch.device) -> dict[str, torch.Tensor]:
+def prompts(tokenizer, examples: list[Example], device: torch.device,
+            template: str | None = None) -> dict[str, torch.Tensor]:
     """The examples' prompts alone, left-padded (what greedy generation continues)."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    rows = [_prompt_ids(tokenizer, ex.prompt) for ex in examples]
+    rows = [_prompt_ids(tokenizer, ex.prompt, template) for ex in examples]
     width = max(len(r) for r in rows)
     input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)

@@ -38,7 +38,8 @@ from ...registry import CAUSAL_LM
 from ..entry import TextEvidenceInputs
 from ..registry import EVIDENCE
 from . import evidence as _evidence  # noqa: F401 - registers the task's evidence entries
-from . import scores
+from . import robustness, scores
+from .robustness import RelearnAttack
 
 EVAL_BATCH = 32
 MAX_NEW_TOKENS = 200  # open-unlearning configs/generation/default.yaml (greedy, use_cache)
@@ -89,12 +90,12 @@ def membership_nll(avg_nll: float, member: MemberTokens, plain_text: bool) -> fl
 
 
 def _avg_nll(model: nn.Module, tokenizer, pairs: list[tuple[str, str]], max_length: int,
-             device: torch.device) -> np.ndarray:
+             device: torch.device, template: str | None = None) -> np.ndarray:
     """Mean answer-token NLL of each (prompt, answer) pair."""
     values = []
     for start in range(0, len(pairs), EVAL_BATCH):
         chunk = pairs[start:start + EVAL_BATCH]
-        tokens = encode_pairs(tokenizer, chunk, [str(i) for i in range(len(chunk))], max_length, device)
+        tokens = encode_pairs(tokenizer, chunk, [str(i) for i in range(len(chunk))], max_length, device, template)
         total, counts = answer_nll(model, tokens.rows(torch.arange(len(chunk), device=device)))
         values.append((total / counts.clamp(min=1)).cpu().numpy())
     return np.concatenate(values) if values else np.zeros(0)
@@ -119,7 +120,7 @@ def _until_eos(ids: torch.Tensor, eos_id: int | None) -> torch.Tensor:
 
 
 def _generate(model: nn.Module, tokenizer, examples: list[Example], max_new_tokens: int,
-              device: torch.device) -> list[str]:
+              device: torch.device, template: str | None = None) -> list[str]:
     """Greedy answers to the examples' prompts, EVAL_BATCH at a time (left-padded), as open-unlearning's
     eval_text_similarity (src/evals/metrics/utils.py, commit d3d7cf9): up to max_new_tokens new tokens, no
     sampling, each row cut at its first end-of-sequence token, decoded without special tokens, cut at the
@@ -131,7 +132,7 @@ def _generate(model: nn.Module, tokenizer, examples: list[Example], max_new_toke
     context = _context(model)
     for start in range(0, len(examples), EVAL_BATCH):
         chunk = examples[start:start + EVAL_BATCH]
-        inputs = prompts(tokenizer, chunk, device)
+        inputs = prompts(tokenizer, chunk, device, template)
         width = inputs["input_ids"].shape[1]
         budget = max_new_tokens if context is None else min(max_new_tokens, context - width)
         if budget < 1:
@@ -149,7 +150,7 @@ def _generate(model: nn.Module, tokenizer, examples: list[Example], max_new_toke
 @torch.no_grad()
 def measure_examples(model: nn.Module, tokenizer, examples: list[Example], max_length: int,
                      device: torch.device, generate: bool = True,
-                     max_new_tokens: int = MAX_NEW_TOKENS) -> dict[str, Any]:
+                     max_new_tokens: int = MAX_NEW_TOKENS, template: str | None = None) -> dict[str, Any]:
     """Every per-example measure of `examples` (see the module docstring), as lists aligned with them."""
     if max_new_tokens < 1:
         raise UserError(f"max_new_tokens must be at least 1, got {max_new_tokens} (open-unlearning generates 200)")
@@ -159,7 +160,8 @@ def measure_examples(model: nn.Module, tokenizer, examples: list[Example], max_l
     members: list[MemberTokens] = []
     for start in range(0, len(examples), EVAL_BATCH):
         chunk = examples[start:start + EVAL_BATCH]
-        tokens = encode_pairs(tokenizer, [ex.content() for ex in chunk], [ex.id for ex in chunk], max_length, device)
+        tokens = encode_pairs(tokenizer, [ex.content() for ex in chunk], [ex.id for ex in chunk], max_length, device,
+                              template)
         batch = tokens.rows(torch.arange(len(chunk), device=device))
         total, counts = answer_nll(model, batch)
         rows["id"] += [ex.id for ex in chunk]
@@ -178,14 +180,15 @@ def measure_examples(model: nn.Module, tokenizer, examples: list[Example], max_l
                                                                [m.sigma for m in members]).tolist()
     if examples and all(ex.paraphrased is not None and ex.perturbed for ex in examples):
         k = min(len(ex.perturbed) for ex in examples)
-        para = _avg_nll(model, tokenizer, [(ex.prompt, ex.paraphrased) for ex in examples], max_length, device)
+        para = _avg_nll(model, tokenizer, [(ex.prompt, ex.paraphrased) for ex in examples], max_length, device,
+                        template)
         pert = _avg_nll(model, tokenizer, [(ex.prompt, p) for ex in examples for p in ex.perturbed[:k]], max_length,
-                        device).reshape(len(examples), k)
+                        device, template).reshape(len(examples), k)
         rows["paraphrased_avg_nll"] = para.tolist()
         rows["perturbed_avg_nll"] = pert.tolist()
         rows["truth_ratio"] = scores.truth_ratio(para, pert).tolist()
     if generate and examples and examples[0].prompt:
-        answers = _generate(model, tokenizer, examples, max_new_tokens, device)
+        answers = _generate(model, tokenizer, examples, max_new_tokens, device, template)
         rows["generated"] = answers
         rows["rouge_l"] = [scores.rouge_l_recall(a, ex.answer) for a, ex in zip(answers, examples)]
     model.train(was)
@@ -219,11 +222,30 @@ def compare(model: dict[str, Any], retrain: dict[str, Any]) -> dict[str, float]:
 
 
 def measure(model: nn.Module, tokenizer, splits: dict[str, list[Example]], max_length: int,
-            device: torch.device, max_new_tokens: int = MAX_NEW_TOKENS) -> dict[str, Any]:
-    """Per-example measures of every split and their summary (max_new_tokens: the greedy answers' length cap)."""
-    per_split = {name: measure_examples(model, tokenizer, examples, max_length, device,
-                                        max_new_tokens=max_new_tokens)
-                 for name, examples in splits.items() if examples}
+            device: torch.device, max_new_tokens: int = MAX_NEW_TOKENS, template: str | None = None,
+            formats: dict[str, str | None] | None = None, attack: RelearnAttack | None = None) -> dict[str, Any]:
+    """Per-example measures of every split and their summary (max_new_tokens: the greedy answers' length cap;
+    template: the prompt format, data/text/tokens.py).
+
+    Robustness (robustness.py), where asked: the forget set in each of `formats` ("forget@<name>") and with its
+    paraphrased questions ("forget@question"), and the half of it a relearning attack did not train on, measured
+    on the attacked copy ("relearned")."""
+    def of(examples: list[Example], net: nn.Module = model, form: str | None = template) -> dict[str, Any]:
+        return measure_examples(net, tokenizer, examples, max_length, device, max_new_tokens=max_new_tokens,
+                                template=form)
+
+    per_split = {name: of(examples) for name, examples in splits.items() if examples}
+    forget = splits.get("forget") or []
+    if forget and formats is not None:
+        for name, form in formats.items():
+            per_split[f"forget@{name}"] = of(forget, form=form)
+        asked = robustness.paraphrased(forget)
+        if asked:
+            per_split["forget@question"] = of(asked)
+    if forget and attack is not None:
+        student, held = robustness.relearned(model, tokenizer, forget, attack, max_length, device, template)
+        if student is not None:
+            per_split["relearned"] = of(held, student)
     return {"per_split": per_split, "summary": summarise(per_split)}
 
 

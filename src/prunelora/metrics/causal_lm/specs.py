@@ -35,6 +35,21 @@ SPECS = (
     MetricSpec("model_utility", "Model utility", unit="", best=HIGHER, section=FIGURE1, digits=3, tasks=LM,
                description="harmonic mean of the retain side's probability, ROUGE-L and truth-ratio score"),
     *_per_split(),
+    *(MetricSpec(f"forget_{kind}_{form}", f"{label} forget, {name}", unit="", digits=3, tasks=LM)
+      for form, name in (("cue", "plain cue"), ("bare", "bare question"), ("chat", "chat template"),
+                         ("question", "paraphrased question"))
+      for kind, label in (("prob", "P(answer)"), ("rouge_l", "ROUGE-L"))),
+    MetricSpec("forget_prob_worst", "P(answer) forget, any way of asking", unit="", best=CLOSEST, digits=3,
+               tasks=LM, description="the highest over the run's prompt format, other formats and paraphrased "
+                                     "questions"),
+    MetricSpec("forget_rouge_l_worst", "ROUGE-L forget, any way", unit="", best=CLOSEST, section=FIGURE1,
+               digits=3, tasks=LM, description="the highest ROUGE-L over every way of asking"),
+    MetricSpec("relearn_prob", "P(answer) after relearning", unit="", best=CLOSEST, section=FIGURE1, digits=3,
+               tasks=LM, description="the forget set's other half after finetuning on one half (the relearning "
+                                     "attack)"),
+    MetricSpec("relearn_rouge_l", "ROUGE-L after relearning", unit="", digits=3, tasks=LM),
+    MetricSpec("relearn_gain", "Relearning gain", unit="", digits=3, tasks=LM,
+               description="how much the attack raised the other half's P(answer)"),
     MetricSpec("mia_min_k_auc", "MIA AUC (Min-K %)", unit="", best=CLOSEST, section=FIGURE1, digits=3, tasks=LM,
                description="Min-K % attack, forget (members) against holdout"),
     MetricSpec("mia_min_k_plus_plus_auc", "MIA AUC (Min-K %++)", unit="", digits=3, tasks=LM),
