@@ -55,7 +55,7 @@ class LMResult:
     original: dict[str, float] = field(default_factory=dict)  # the same measures of the model before unlearning
 
     def __repr__(self) -> str:
-        shown = ", ".join(f"{k} {self.measures[k]:.3f}" for k in ("forget_prob", "forget_rouge_l", "model_utility",
+        shown = ", ".join(f"{k} {self.measures[k]:.3f}" for k in ("forget_prob", "forget_rouge_l", "model_utility", "retain_utility",
                                                                    "mia_min_k_auc") if k in self.measures)
         return f"LMResult({self.method}: {shown}; {self.verdict})"
 

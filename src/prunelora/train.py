@@ -10,6 +10,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import torch
@@ -32,6 +33,32 @@ RELEARN_HINT = "lower the relearning rate (--set evidence.relearn_lr=...)"
 
 class Diverged(UserError):
     """Training reached a non-finite loss or non-finite weights: the stage stops instead of evaluating NaN."""
+
+
+@dataclass
+class SampleCap:
+    """A budget of training samples shared by every fit() inside `capped(...)` (a search trial's share)."""
+
+    limit: int
+    used: int = 0
+
+
+class BudgetReached(Exception):
+    """The next step would train past the SampleCap: training stops before it (nothing beyond the cap is spent)."""
+
+
+_CAP: ContextVar[SampleCap | None] = ContextVar("prunelora_sample_cap", default=None)
+
+
+@contextlib.contextmanager
+def capped(limit: int):
+    """Every fit() inside the block trains on at most `limit` samples in all; past it BudgetReached is raised."""
+    cap = SampleCap(int(limit))
+    token = _CAP.set(cap)
+    try:
+        yield cap
+    finally:
+        _CAP.reset(token)
 
 
 def all_finite(tensors: list[torch.Tensor]) -> bool:
@@ -75,6 +102,7 @@ class History:
     epoch_loss: list[float] = field(default_factory=list)
     setup_seconds: float = 0.0  # e.g. computing the cached prefix once
     cache: dict = field(default_factory=dict)
+    samples: int = 0  # rows of every optimiser step: the cost of training in a unit no machine's load changes
 
     def seconds_until(self, epoch: int) -> float:
         return self.setup_seconds + sum(self.epoch_seconds[:epoch])
@@ -183,6 +211,13 @@ def fit(model: nn.Module, data: ImageSet, settings: OptimSettings, epochs: int, 
             seen = 0
             epoch_factor = objective.lr_factor(epoch)  # the objective's own per-epoch decay (SCRUB's), else 1
             for loss_value, samples in objective.steps(forward, feed, Progress(epoch, epochs)):
+                cap = _CAP.get()
+                if cap is not None:
+                    if cap.used + samples > cap.limit:
+                        bar.close()
+                        raise BudgetReached(f"{desc}: the sample budget of {cap.limit} is spent")
+                    cap.used += samples
+                history.samples += samples
                 optimizer.zero_grad(set_to_none=True)
                 weight = distributed.shard_weight(samples) if distributed.active() else 1.0
                 (loss_value * weight if weight != 1.0 else loss_value).backward()

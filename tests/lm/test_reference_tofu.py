@@ -105,9 +105,11 @@ def test_the_evidence_entry_writes_model_utility_only_with_both_utility_sets():
 
 def test_registered_after_the_retain_side_so_tofu_s_figure_is_the_row_s():
     names = list(EVIDENCE)
-    assert names.index("tofu_model_utility") > names.index("model_utility")
+    assert names.index("tofu_model_utility") > names.index("retain_utility")
     summary = summarise({"retain": RETAIN, REAL_AUTHORS: AUTHORS, WORLD_FACTS: FACTS})
     assert summary["model_utility"] == pytest.approx(tofu.model_utility(_by_hand()))
+    assert "retain_utility" in summary  # the retain side's own figure, under its own name
+    assert "model_utility" not in summarise({"retain": RETAIN})  # TOFU's name only for TOFU's figure
 
 
 def _mean_nll(model, tokenizer, prompt: str, answer: str) -> float:

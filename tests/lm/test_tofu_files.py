@@ -181,3 +181,35 @@ def test_the_dataset_flag_and_the_ratio():
     assert [split_for_ratio(r) for r in (0.01, 0.05, 0.1)] == ["forget01", "forget05", "forget10"]
     with pytest.raises(UserError, match="0.01, 0.05 or 0.1, not 0.2"):
         split_for_ratio(0.2)
+
+
+@pytest.mark.slow
+def test_unlearn_on_tofus_files_gives_tofus_model_utility_and_records_its_split(tmp_path, capsys):
+    """`unlearn --task causal-lm --dataset tofu:DIR`: the split from --forget-ratio, TOFU's evaluation sets
+    measured (the nine-value model utility beside the retain utility), --forget refused in one line."""
+    from prunelora.data.text.synthetic import word_tokenizer
+    from prunelora.models.causal_lm.loading import tiny_model
+    from tests.helpers import run_cli
+
+    folder = tofu_folder(tmp_path / "tofu")
+    texts = [json.loads(line) for f in sorted(folder.glob("*.json")) for line in f.read_text().splitlines()]
+    texts = [{"question": t["question"], "answer": t["answer"], "paraphrased_answer": t.get("paraphrased_answer", ""),
+              "paraphrased_question": t.get("paraphrased_question", ""),
+              "perturbed_answer": t.get("perturbed_answer", [])} for t in texts]
+    tokenizer = word_tokenizer(texts + [{"question": "Question : Answer :", "answer": ""}])
+    model = tmp_path / "model"
+    tiny_model("llama", len(tokenizer), 0, tokenizer, hidden=32, layers=2, heads=4, intermediate=64,
+               max_positions=64).save_pretrained(model)
+    tokenizer.save_pretrained(model)
+    argv = ["unlearn", "--task", "causal-lm", "--model", f"hf:{model}", "--dataset", f"tofu:{folder}", "--methods",
+            "ga", "--epochs", "1", "--max-new-tokens", "8", "--force", "--no-progress", "--out", str(tmp_path / "out")]
+    code, _, err = run_cli(argv, capsys)
+    assert code == 0, err
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    ga = next(r for r in results["rows"] if r["method"] == "ga")
+    assert ga["forget_n"] == 2 and ga["request"] == "TOFU forget10"
+    assert 0.0 <= ga["model_utility"] <= 1.0 and "retain_utility" in ga
+    assert {"real_authors_prob_normalised", "world_facts_prob_normalised"} <= set(ga)
+    code, _, err = run_cli([*argv[:-2], "--forget", str(folder / "forget10.json"), "--out", str(tmp_path / "x")],
+                           capsys)
+    assert code == 2 and "--forget-ratio" in err and not (tmp_path / "x").exists()

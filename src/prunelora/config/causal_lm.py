@@ -111,7 +111,7 @@ class LMUnlearnConfig:
 
     epochs: int = field(default=10, metadata={
         "help": "passes over the forget set (retain finetune: over the retain set)", "flag": "--epochs",
-        "commands": RUNS, "group": "unlearning"})
+        "commands": RUNS, "group": "unlearning", "search": ("int", 1, 20)})
     lr: float = field(default=1e-4, metadata={"help": "AdamW learning rate, constant", "flag": "--lr",
                                              "commands": RUNS, "group": "unlearning"})
     lora_lr: float = field(default=1e-3, metadata={

@@ -128,7 +128,8 @@ class UnlearnConfig:
     """The unlearning phase shared by finetune, prune-finetune, lora and prunelora (paper: Adam 1e-3)."""
 
     epochs: list[int] = field(default_factory=lambda: [5, 10], metadata={
-        "help": "unlearning budgets evaluated in one run", "flag": "--epochs", "commands": UNLEARNING})
+        "help": "unlearning budgets evaluated in one run", "flag": "--epochs", "commands": UNLEARNING,
+        "search": ("int", 1, 20)})
     optimizer: str = field(default="adam", metadata={"help": "sgd | adam | adamw"})
     lr: float = field(default=1e-3, metadata={
         "help": "learning rate of the retain-only methods; forget-aware methods take their paper's, set with "

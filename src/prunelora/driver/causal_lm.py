@@ -38,6 +38,7 @@ from ..data.text.examples import (
     to_rows,
 )
 from ..data.text.synthetic import BenchmarkSpec, forget_people, make_people_benchmark, word_tokenizer
+from ..data.text.tofu import TofuData, is_tofu, read_tofu, split_for_ratio
 from ..data.text.tokens import encode, format_name
 from ..errors import UserError
 from ..machine import facts
@@ -64,9 +65,26 @@ PROMPT_CUE = {"question": "Question : Answer :", "answer": "", "paraphrased_answ
 EVIDENCE_VERSION = 2  # raised when the measures change: finished stages are measured again
 
 
+def read_tofu_split(config: LMConfig) -> TofuData | None:
+    """TOFU's files (--dataset tofu:DIR) with the forget split --forget-ratio names, or None for other data."""
+    d = config.data
+    if not is_tofu(d.dataset):
+        return None
+    if d.forget:
+        raise UserError("--dataset tofu:DIR forgets one of TOFU's own splits: choose it with --forget-ratio 0.01, "
+                        "0.05 or 0.1 (forget01, forget05, forget10) and leave out --forget")
+    if d.holdout:
+        raise UserError("--dataset tofu:DIR reads its holdout from TOFU's files (holdout01/05/10): leave out "
+                        "--holdout")
+    return read_tofu(d.dataset, split_for_ratio(d.forget_ratio))
+
+
 def dataset_examples(config: LMConfig) -> tuple[str, list[Example], list[Example], list[dict]]:
     """(kind, train, holdout, the embedded benchmark's rows or []) of the configured data, read once."""
     d = config.data
+    tofu = read_tofu_split(config)
+    if tofu is not None:
+        return "qa", tofu.train, tofu.holdout, []
     if d.dataset == "people":
         train, holdout = make_people_benchmark(BenchmarkSpec(d.people, d.questions, d.holdout_people, d.perturbed, 0))
         kind, examples = from_rows(train, d, "people")
@@ -84,6 +102,9 @@ def request_ids(config: LMConfig, kind: str, train: list[Example], seed: int,
     """The forget ids of a seed and how the request was given; what a reader must know (copies of the named
     examples forgotten with them) goes into `warnings`, once."""
     d = config.data
+    if is_tofu(d.dataset):
+        tofu = read_tofu_split(config)
+        return [ex.id for ex in tofu.forget], tofu.request
     if d.forget:
         ids, notes = forget_request(d.forget, train, kind, d)
         warnings.extend(n for n in notes if n not in warnings)
@@ -117,22 +138,24 @@ class CausalLMTask:
         for name in config.methods:  # every objective's own values, checked before anything is written
             get_method(name, CAUSAL_LM).check(config.method_args)
         self.user = config.model.model
+        self.tofu = read_tofu_split(config)  # TOFU's own files: its evaluation sets, as TOFU measures them
         self.kind, self.train, self.holdout, self.rows = dataset_examples(config)
         if self.user:
             self.base_model, self.tokenizer = load_causal_lm(self.user, torch.device("cpu"))
         else:
             texts = self.rows or to_rows(self.train + self.holdout, config.data, self.kind)
             self.tokenizer = word_tokenizer(texts + [PROMPT_CUE])
-        for start in range(0, len(self.train + self.holdout), 256):  # every example fits, before anything runs
-            encode(self.tokenizer, (self.train + self.holdout)[start:start + 256], config.data.max_length,
-                   torch.device("cpu"), config.data.prompt_template)
+        every = self.train + self.holdout + self.evaluated_only()
+        for start in range(0, len(every), 256):  # every example fits, before anything runs
+            encode(self.tokenizer, every[start:start + 256], config.data.max_length, torch.device("cpu"),
+                   config.data.prompt_template)
         self.requests = {seed: request_ids(config, self.kind, self.train, seed, exp.warnings) for seed in config.seeds}
         self._splits: dict[int, LMSplits] = {}
         self.memorisation: dict[str, Any] | None = None  # check_memorised's figures (the user's model)
         self.originals: dict[int, dict[str, Any]] = {}  # seed -> the original's figures
         # what the files hold, not only their names: another dataset or model under the same path is another run,
         # and a cached original or finished stage of the old one is never reused for it
-        self.sources = {"data_sha256": request_digest(self.train + self.holdout)}
+        self.sources = {"data_sha256": request_digest(self.train + self.holdout + self.evaluated_only())}
         if self.user:
             self.sources["model_sha256"] = storage.file_digest(self.user[len("hf:"):])
 
@@ -153,8 +176,20 @@ class CausalLMTask:
     def forget_size(self, seed: int, request: int) -> int:
         return len(self.splits(seed).forget)
 
+    def evaluated_only(self) -> list[Example]:
+        """Examples measured but never trained on or forgotten: TOFU's retain_perturbed rows that are no retain
+        example, its real-author and world-fact sets ([] for other data)."""
+        if self.tofu is None:
+            return []
+        trained = {ex.id for ex in self.tofu.train}
+        sets = self.tofu.eval_sets()
+        return [ex for name in ("retain", "real_authors", "world_facts") for ex in sets[name] if ex.id not in trained]
+
     def sets(self, seed: int) -> dict[str, list[Example]]:
-        """What a model is measured on: the forget set, a seeded draw of the retain set, the holdout."""
+        """What a model is measured on: the forget set, a seeded draw of the retain set, the holdout; on TOFU's
+        files, the sets TOFU measures (retain_perturbed, the real authors and world facts too)."""
+        if self.tofu is not None:
+            return self.tofu.eval_sets()
         splits = self.splits(seed)
         return {"forget": splits.forget, "retain": measures.retain_sample(splits.retain, self.config.data.eval_retain, seed),
                 "holdout": splits.holdout}
@@ -176,8 +211,10 @@ class CausalLMTask:
         write_jsonl([r for r in self.rows if r["id"] in trained], self.exp.out / "data" / "train.jsonl")
         write_jsonl(to_rows(self.holdout, self.config.data, self.kind), self.exp.out / "data" / "holdout.jsonl")
 
-    def train_path(self) -> Path:
-        """The training data as a file (the embedded benchmark's: written under data/)."""
+    def train_path(self) -> Path | str:
+        """The training data as a file (the embedded benchmark's: written under data/; TOFU's: its folder)."""
+        if self.tofu is not None:
+            return "tofu:" + str(Path(self.config.data.dataset.removeprefix("tofu:")).resolve())
         return self.exp.out / "data" / "train.jsonl" if self.rows else Path(self.config.data.dataset)
 
     def holdout_path(self) -> Path | None:
@@ -341,7 +378,7 @@ class CausalLMTask:
                 "model_before": {"weights_sha256": weights_digest(start)},
                 "config": portable_paths(dataclasses.asdict(self.config), ("dataset", "holdout", "forget")),
                 "prompt_format": format_name(self.tokenizer, self.config.data.prompt_template),
-                "data": {"train": str(self.train_path().resolve()),
+                "data": {"train": str(self.train_path() if self.tofu is not None else self.train_path().resolve()),
                          "holdout": str(self.holdout_path().resolve()) if self.holdout_path() else None},
                 "environment": facts(self.exp.device)}
 

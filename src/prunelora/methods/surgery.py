@@ -111,9 +111,12 @@ class Surgery:
     adapts: bool = False  # LoRA adapters (image: plan.lora_layers, + plan.train_modules trained in full)
     trains_all: bool = False  # every parameter trains
     reinitializes: bool = False  # starts from a fresh model
+    space: tuple[tuple[str, tuple], ...] = ()  # unlearn.* settings `prunelora search` may try, as Objective.space
 
 
 SURGERIES: Registry[Surgery] = Registry("surgery")
+PRUNE_SPACE = (("prune_amount", ("float", 0.2, 0.8)), ("prune_score", ("choice", "l2", "saliency")))
+LORA_SPACE = (("lora_r", ("choice", 4, 8, 16, 32)),)
 
 
 def register_surgery(surgery: Surgery, *, task: str = IMAGE) -> Surgery:
@@ -127,9 +130,9 @@ def get_surgery(name: str, task: str = IMAGE) -> Surgery:
 
 for _surgery in (
     Surgery("none", "FT", untouched, trains_all=True),
-    Surgery("prune", "Prune", pruned, prunes=True, trains_all=True),
-    Surgery("lora", "LoRA", adapted, adapts=True),
-    Surgery("prune+lora", "PruneLoRA", pruned_adapted, prunes=True, adapts=True),
+    Surgery("prune", "Prune", pruned, prunes=True, trains_all=True, space=PRUNE_SPACE),
+    Surgery("lora", "LoRA", adapted, adapts=True, space=LORA_SPACE),
+    Surgery("prune+lora", "PruneLoRA", pruned_adapted, prunes=True, adapts=True, space=PRUNE_SPACE + LORA_SPACE),
     Surgery("reinit", "Retrain", reinitialized, trains_all=True, reinitializes=True),
 ):
     register_surgery(_surgery, task=IMAGE)

@@ -133,6 +133,9 @@ class Objective:
     name: str = ""
     label: str = ""
     reference: str = ""  # the code it follows (repository, file, commit), shown in the docs' tables
+    # The settings `prunelora search` may try, by Args field: ("log" | "float" | "int", low, high) or
+    # ("choice", option, ...). Declared here, beside the defaults; the search code holds no range.
+    space: dict[str, tuple] = {}
     uses_forget: bool = False  # True: the forget set must be given
     Args: type[Recipe] = Recipe
     # True: a schedule over the run's length (l1-sparse's decaying weight), so each evaluation budget is a run

@@ -28,6 +28,7 @@ class GradientAscent(Objective):
     name = "ga"
     label = "GA"
     reference = "OPTML-Group/Unlearn-Sparse unlearn/GA.py (80ba55d3)"
+    space = {"lr": ("log", 1e-5, 1e-2)}  # what `prunelora search` may set (its Args fields)
     uses_forget = True
     Args = GAArgs
 

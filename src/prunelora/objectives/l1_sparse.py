@@ -42,6 +42,7 @@ class L1Sparse(Objective):
     name = "l1-sparse"
     label = "l1-sparse"
     reference = "OPTML-Group/Unlearn-Sparse unlearn/FT.py FT_l1 (80ba55d3)"
+    space = {"lr": ("log", 1e-3, 1e-1), "gamma": ("log", 1e-6, 1e-3)}  # what `prunelora search` may set (its Args fields)
     Args = L1Args
     schedule_spans_budget = True
 

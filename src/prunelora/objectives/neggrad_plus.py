@@ -47,6 +47,7 @@ class NegGradPlus(Objective):
     name = "neggrad+"
     label = "NegGrad+"
     reference = "meghdadk/SCRUB thirdparty/repdistiller/helper/loops.py train_negrad (98ffb119)"
+    space = {"lr": ("log", 1e-4, 1e-1), "alpha": ("float", 0.9, 0.9999)}  # what `prunelora search` may set (its Args fields)
     uses_forget = True
     Args = NegGradArgs
 

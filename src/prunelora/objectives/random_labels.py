@@ -58,6 +58,7 @@ class RandomLabels(Objective):
     name = "rl"
     label = "RL"
     reference = "OPTML-Group/Unlearn-Saliency Classification/unlearn/RL.py (95766237)"
+    space = {"lr": ("log", 1e-3, 1e-1)}  # what `prunelora search` may set (its Args fields)
     uses_forget = True
     Args = RLArgs
 

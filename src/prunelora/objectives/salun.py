@@ -67,6 +67,7 @@ class SalUn(RandomLabels):
     name = "salun"
     label = "SalUn"
     reference = "OPTML-Group/Unlearn-Saliency Classification/generate_mask.py (b874ee94) and unlearn/RL.py"
+    space = {"lr": ("log", 1e-3, 1e-1), "share": ("float", 0.1, 0.9)}  # what `prunelora search` may set (its Args fields)
     Args = SalUnArgs
 
     def start(self, model: nn.Module, feed: Feed) -> None:

@@ -67,6 +67,7 @@ class Scrub(Objective):
     name = "scrub"
     label = "SCRUB"
     reference = "meghdadk/SCRUB thirdparty/repdistiller/helper/loops.py train_distill (98ffb119)"
+    space = {"lr": ("log", 1e-4, 1e-2), "max_steps": ("int", 1, 5), "alpha": ("log", 1e-4, 1e-1)}  # what `prunelora search` may set (its Args fields)
     uses_forget = True
     Args = ScrubArgs
 

@@ -41,6 +41,11 @@ def _shown(rows: list[dict[str, Any]], field: str, digits: int, unit: str = "") 
     return "not measured" if value is None else f"{value:.{digits}f}{unit}"
 
 
+def utility_key(rows: list[dict[str, Any]]) -> str:
+    """TOFU's model utility where the run measured it (tofu:DIR data), else the retain utility."""
+    return "model_utility" if any(finite(r.get("model_utility")) for r in rows) else "retain_utility"
+
+
 def groups(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """The rows by method, in the run's order."""
     out: dict[str, list[dict[str, Any]]] = {}
@@ -75,7 +80,7 @@ def closest(results: dict[str, Any]) -> list[str]:
         lines.append(f"No method matches Retrain on any of the {n} seed{'s' if n != 1 else ''}.")
     top = ordered[:3]
     lines.append("Closest by forget quality (mean over seeds): " + "; ".join(
-        f"{rows[0]['label']} {_shown(rows, 'forget_quality', 3)} (utility {_shown(rows, 'model_utility', 3)}, "
+        f"{rows[0]['label']} {_shown(rows, 'forget_quality', 3)} (utility {_shown(rows, utility_key(rows), 3)}, "
         f"tensor peak {_shown(rows, 'peak_memory_mb', 1, ' MB')})" for m, rows in top) + ".")
     retrain = [rows for rows in by_method.values() if rows[0].get("objective") == "retrain"]
     if retrain and finite(_mean(retrain[0], "mia_min_k_auc")):
@@ -118,7 +123,7 @@ def tradeoff_figure(results: dict[str, Any]):
     fig = new_figure(6.5, 4.2)
     ax = fig.subplots()
     for rows in groups(results).values():
-        fq, mu = _mean(rows, "forget_quality"), _mean(rows, "model_utility")
+        fq, mu = _mean(rows, "forget_quality"), _mean(rows, utility_key(rows))
         if fq is None or mu is None:
             continue
         shown = max(fq, 1e-12)
@@ -176,7 +181,7 @@ def originals_html(results: dict[str, Any]) -> str:
     if not rows:
         return ""
     keys = ["seed", "forget_prob", "retain_prob", "holdout_prob", "forget_rouge_l", "retain_rouge_l",
-            "model_utility", "mia_min_k_auc"]
+            utility_key(rows), "mia_min_k_auc"]
     head = "".join(tag("th", escape(k)) for k in [*keys, "source", "sha256"])
     body = "".join(tag("tr", "".join(tag("td", escape(plain(r.get(k))), class_="num") for k in keys)
                        + tag("td", escape(plain(r.get("source"))))
@@ -223,7 +228,7 @@ def render(results: dict[str, Any], out: Path) -> str:
                                              "note"), table_html(results)))
         parts.append(section("Verdicts per seed", verdicts_html(results)))
         figures = []
-        if any(finite(r.get("forget_quality")) and finite(r.get("model_utility")) for r in rows):
+        if any(finite(r.get("forget_quality")) and finite(r.get(utility_key(rows))) for r in rows):
             figures.append(figure_html(tradeoff_figure(results), "forget quality against model utility",
                                        "Each method (mean over seeds): model utility (x) against TOFU's forget "
                                        "quality (y, log; the dashed line is p = 0.05). Top right is best; Retrain "

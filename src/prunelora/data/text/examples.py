@@ -67,7 +67,7 @@ JSONL_FIX = "give a UTF-8 .jsonl of question/answer pairs or of plain text, one 
 IDS_FIX = "give a UTF-8 text file of ids, one a line, or a .jsonl of examples"
 
 
-def _text_of(path: Path, what: str, fix: str) -> str:
+def text_of(path: Path, what: str, fix: str) -> str:
     """The file's text: a regular file (checked before it is opened: a FIFO would block for ever), in UTF-8 (a
     byte-order mark dropped), without NUL bytes (a binary file); anything else is a one-line UserError."""
     regular_file(path, what, fix)
@@ -89,7 +89,7 @@ def _text_of(path: Path, what: str, fix: str) -> str:
 
 def _lines(path: Path, what: str = "data file") -> list[tuple[int, dict]]:
     rows = []
-    text = _text_of(path, what, JSONL_FIX).replace("\r\n", "\n").replace("\r", "\n")
+    text = text_of(path, what, JSONL_FIX).replace("\r\n", "\n").replace("\r", "\n")
     for number, line in enumerate(text.split("\n"), 1):  # not splitlines: a JSON string may hold U+2028
         if not line.strip():
             continue
@@ -179,7 +179,7 @@ def read_request(path: str | Path, train: list[Example], kind: str, cfg: LMDataC
 def listed_ids(path: Path) -> list[str]:
     """The ids a file of ids lists, in its order: blank lines and comment lines (first non-blank character `#`)
     skipped, every other line one id, verbatim but for the whitespace around it (data/ids.py's rule)."""
-    ids = (line.strip() for line in _text_of(path, "--forget", IDS_FIX).splitlines())
+    ids = (line.strip() for line in text_of(path, "--forget", IDS_FIX).splitlines())
     return [i for i in ids if i and not i.startswith("#")]
 
 

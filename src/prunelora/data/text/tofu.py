@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import UserError, path_kind, shown
-from .examples import Example, LMSplits, _text_of
+from .examples import Example, LMSplits, text_of
 
 PREFIX = "tofu:"
 RETAIN_OF = {"forget01": "retain99", "forget05": "retain95", "forget10": "retain90"}  # data_module.py
@@ -54,7 +54,7 @@ FIX = f"give TOFU's files as released ({SOURCE})"
 class TofuData:
     """One TOFU forget split: what is trained on and forgotten, and what TOFU measures a model on.
 
-    forget and retain are the training examples (retain first, then forget: TOFU's full.json order); the
+    forget and retain are the training examples (train: retain first, then forget); the
     forget examples carry their paraphrased and perturbed answers, and so do the retain examples that
     retain_perturbed holds. retain_eval is the retain side TOFU measures (retain_perturbed, in its order);
     real_authors and world_facts are its two utility sets, whose "paraphrased" answer is the answer itself."""
@@ -138,13 +138,13 @@ def _check_folder(folder: Path, split: str) -> None:
 
 def _rows(path: Path) -> list[tuple[str, dict]]:
     """(where, row) of every row of a TOFU file: JSON lines as distributed ("line 3"), or a JSON array ("row 3")."""
-    text = _text_of(path, "TOFU file", FIX).replace("\r\n", "\n").replace("\r", "\n")
+    text = text_of(path, "TOFU file", FIX).replace("\r\n", "\n").replace("\r", "\n")
     if text.lstrip().startswith("["):
         try:
             rows = json.loads(text)
         except json.JSONDecodeError as exc:
             raise UserError(f"{shown(path)} is not JSON ({exc.msg} on line {exc.lineno}): {FIX}") from None
-        numbered = [(f"row {i}", row) for i, row in enumerate(rows if isinstance(rows, list) else [], 1)]
+        numbered = [(f"row {i}", row) for i, row in enumerate(rows, 1)]  # text starting "[" parses to a list
     else:
         numbered = []
         for number, line in enumerate(text.split("\n"), 1):  # not splitlines: a JSON string may hold U+2028

@@ -159,11 +159,16 @@ def fresh(original: nn.Module, ctx: LMContext) -> Prepared:
                                         warmup_epochs=min(5.0, p.epochs / 10)))
 
 
+PRUNE_SPACE = (("prune_amount", ("float", 0.1, 0.6)), ("prune_score", ("choice", "magnitude", "saliency")),
+               ("prune_targets", ("choice", "mlp", "mlp+heads")))
+LORA_SPACE = (("lora_r", ("choice", 4, 8, 16, 32)), ("lora_targets", ("choice", "all", "attention", "mlp")))
+
 for _surgery_entry in (
     Surgery("none", "FT", _surgery("none"), trains_all=True),
-    Surgery("prune", "Prune", _surgery("prune"), prunes=True, trains_all=True),
-    Surgery("lora", "LoRA", _surgery("lora"), adapts=True),
-    Surgery("prune+lora", "PruneLoRA", _surgery("prune+lora"), prunes=True, adapts=True),
+    Surgery("prune", "Prune", _surgery("prune"), prunes=True, trains_all=True, space=PRUNE_SPACE),
+    Surgery("lora", "LoRA", _surgery("lora"), adapts=True, space=LORA_SPACE),
+    Surgery("prune+lora", "PruneLoRA", _surgery("prune+lora"), prunes=True, adapts=True,
+            space=PRUNE_SPACE + LORA_SPACE),
     Surgery("reinit", "Retrain", fresh, trains_all=True, reinitializes=True),
 ):
     register_surgery(_surgery_entry, task=CAUSAL_LM)

@@ -61,10 +61,11 @@ def truth_ratio(inputs: TextEvidenceInputs) -> dict[str, Any]:
 
 
 def utility(inputs: TextEvidenceInputs) -> dict[str, Any]:
-    """The harmonic mean of the retain side's probability, ROUGE-L and truth-ratio score (those measured)."""
+    """The harmonic mean of the retain side's probability, ROUGE-L and truth-ratio score (those measured): the
+    retain utility. TOFU's model utility adds the real-author and world-fact sets (tofu.py), where given."""
     values = {k: inputs.so_far[f"retain_{k}"] for k in ("prob", "rouge_l", "truth_ratio")
               if f"retain_{k}" in inputs.so_far}
-    return {"model_utility": scores.model_utility(values)} if values else {}
+    return {"retain_utility": scores.model_utility(values)} if values else {}
 
 
 def robust(inputs: TextEvidenceInputs) -> dict[str, Any]:
@@ -119,7 +120,7 @@ ENTRIES = (
     Evidence("rouge_l", rouge, _specs(*(f"{s}_rouge_l" for s in PER_SPLIT)), task=CAUSAL_LM, one_blas_thread=False),
     Evidence("truth_ratio", truth_ratio, _specs(*(f"{s}_truth_ratio" for s in PER_SPLIT)), task=CAUSAL_LM,
              one_blas_thread=False),
-    Evidence("model_utility", utility, _specs("model_utility"), task=CAUSAL_LM, one_blas_thread=False),
+    Evidence("retain_utility", utility, _specs("retain_utility"), task=CAUSAL_LM, one_blas_thread=False),
     Evidence("robustness", robust, _specs(*(f"forget_{k}_{f}" for f in FORMATS for k in ("prob", "rouge_l")),
                                           "forget_prob_worst", "forget_rouge_l_worst", "relearn_prob",
                                           "relearn_rouge_l", "relearn_gain"), task=CAUSAL_LM, one_blas_thread=False),
@@ -129,3 +130,5 @@ ENTRIES = (
 
 for _entry in ENTRIES:  # the order of a row's keys
     register(_entry)
+
+from . import tofu as _tofu  # noqa: E402,F401 - TOFU's nine-value model utility, registered after these

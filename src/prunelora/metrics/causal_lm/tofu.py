@@ -40,9 +40,8 @@ from scipy.stats import hmean
 from ...data.text.tofu import REAL_AUTHORS, WORLD_FACTS
 from ...registry import CAUSAL_LM
 from ..entry import Evidence, TextEvidenceInputs
-from ..registry import register
+from ..registry import register  # evidence.py imports this module after registering its own entries
 from ..spec import ROW, MetricSpec
-from . import evidence as _evidence  # noqa: F401 - the retain-side entries first: this one's model_utility wins
 from . import scores
 from .specs import SPECS
 

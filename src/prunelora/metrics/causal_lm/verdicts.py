@@ -35,12 +35,20 @@ THRESHOLDS = {"forget_quality_p": FQ_P, "privleak_pct": PRIVLEAK, "utility_share
               "auc_band_pts": AUC_BAND, "min_samples": MIN_SAMPLES, "hides_gap": HIDES_GAP}
 
 
+def utility(row: dict[str, Any]) -> tuple[str, float | None]:
+    """(its name, the value) of a row's utility: TOFU's model utility where measured, else the retain utility."""
+    if row.get("model_utility") is not None:
+        return "model utility", row["model_utility"]
+    return "retain utility", row.get("retain_utility")
+
+
 def utility_reason(row: dict[str, Any], original: dict[str, Any] | None) -> str | None:
-    """Why the row damages utility (less than UTILITY_SHARE of the original's model utility), or None."""
-    mu, ref = row.get("model_utility"), (original or {}).get("model_utility")
+    """Why the row damages utility (less than UTILITY_SHARE of the original's utility), or None."""
+    name, mu = utility(row)
+    ref = utility(original or {})[1]
     if mu is None or ref is None or mu >= UTILITY_SHARE * ref:
         return None
-    return f"model utility {mu:.3f} < {UTILITY_SHARE:g} x the original's {ref:.3f}"
+    return f"{name} {mu:.3f} < {UTILITY_SHARE:g} x the original's {ref:.3f}"
 
 
 def _with_utility(verdict: str, reasons: list[str], row: dict[str, Any],
@@ -61,9 +69,9 @@ def with_retrain(row: dict[str, Any], retrain: dict[str, Any],
     if leak is not None and abs(leak) > PRIVLEAK:
         side = "still recognised: under-unlearning" if leak < 0 else "less familiar than Retrain finds it"
         reasons.append(f"PrivLeak {leak:+.1f} % beyond +-{PRIVLEAK:g} % ({side})")
-    mu, ref = row.get("model_utility"), retrain.get("model_utility")
+    (name, mu), ref = utility(row), utility(retrain)[1]
     if mu is not None and ref is not None and mu < UTILITY_SHARE * ref:
-        reasons.append(f"model utility {mu:.3f} < {UTILITY_SHARE:g} x Retrain's {ref:.3f}")
+        reasons.append(f"{name} {mu:.3f} < {UTILITY_SHARE:g} x Retrain's {ref:.3f}")
     hidden = hiding(row, retrain)
     verdict = MATCHES if not reasons else DIFFERS
     if hidden:

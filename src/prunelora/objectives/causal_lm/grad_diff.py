@@ -20,6 +20,7 @@ class GradDiff(LMObjective):
     name = "graddiff"
     label = "GradDiff"
     reference = "locuslab/open-unlearning src/trainer/unlearn/grad_diff.py (d3d7cf9)"
+    space = {"lr": ("log", 1e-6, 1e-3), "alpha": ("log", 0.1, 10.0)}  # what `prunelora search` may set (its Args fields)
     Args = GradDiffArgs
 
     def loss(self, batch, retain):

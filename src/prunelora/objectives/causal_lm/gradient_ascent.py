@@ -10,6 +10,7 @@ class GradientAscent(LMObjective):
     name = "ga"
     label = "GA"
     reference = "locuslab/open-unlearning src/trainer/unlearn/grad_ascent.py (d3d7cf9)"
+    space = {"lr": ("log", 1e-6, 1e-3)}  # what `prunelora search` may set (its Args fields)
     uses_retain = False
 
     def loss(self, batch, retain):

@@ -37,6 +37,7 @@ class NPO(LMObjective):
     name = "npo"
     label = "NPO"
     reference = "locuslab/open-unlearning src/trainer/unlearn/npo.py (d3d7cf9)"
+    space = {"lr": ("log", 1e-6, 1e-3), "beta": ("log", 0.01, 1.0)}  # what `prunelora search` may set (its Args fields)
     Args = NPOArgs
 
     def start(self, model, feed):

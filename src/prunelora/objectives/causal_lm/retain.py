@@ -11,6 +11,7 @@ class RetainFinetune(LMObjective):
     name = "retain"
     label = "Finetune"
     reference = "locuslab/open-unlearning src/trainer/base.py FinetuneTrainer (d3d7cf9)"
+    space = {"lr": ("log", 1e-5, 1e-2)}  # what `prunelora search` may set (its Args fields)
     anchor = "retain"
     uses_retain = False
 

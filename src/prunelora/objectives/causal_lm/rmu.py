@@ -90,6 +90,7 @@ class RMU(LMObjective):
     name = "rmu"
     label = "RMU"
     reference = "centerforaisafety/wmdp rmu/unlearn.py; locuslab/open-unlearning src/trainer/unlearn/rmu.py (d3d7cf9)"
+    space = {"lr": ("log", 1e-6, 1e-3), "steering_coeff": ("log", 1.0, 100.0), "alpha": ("log", 0.1, 100.0)}  # what `prunelora search` may set (its Args fields)
     Args = RMUArgs
 
     def layer(self, model: nn.Module) -> int:

@@ -33,6 +33,7 @@ class SimNPO(LMObjective):
     name = "simnpo"
     label = "SimNPO"
     reference = "locuslab/open-unlearning src/trainer/unlearn/simnpo.py (d3d7cf9)"
+    space = {"lr": ("log", 1e-6, 1e-3), "beta": ("log", 1.0, 10.0)}  # what `prunelora search` may set (its Args fields)
     Args = SimNPOArgs
 
     def loss(self, batch, retain):
