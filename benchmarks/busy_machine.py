@@ -43,8 +43,9 @@ NEIGHBOURS = {
 
 
 @contextmanager
-def neighbour(kind: str, core: int) -> Iterator[None]:
-    """The neighbour running on `core` at nice 19 in a session of its own, for the block's duration."""
+def neighbour(kind: str, core: int, settle: float = 2.0) -> Iterator[subprocess.Popen]:
+    """The neighbour running on `core` at nice 19 in a session of its own, for the block's duration (after
+    `settle` seconds, imported and running)."""
 
     def pin() -> None:
         os.sched_setaffinity(0, {core})
@@ -54,8 +55,8 @@ def neighbour(kind: str, core: int) -> Iterator[None]:
     process = subprocess.Popen([sys.executable, "-c", NEIGHBOURS[kind]], preexec_fn=pin, start_new_session=True,
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        time.sleep(2.0)  # imported and running before anything is read
-        yield
+        time.sleep(settle)
+        yield process
     finally:
         process.kill()
         process.wait()

@@ -12,14 +12,13 @@ from prunelora.cli import build_parser, config_flags
 from prunelora.config import MIA_PROTOCOLS, RunConfig, resolve
 from prunelora.flags import default_text, given, options
 
-# Every command's flags before they were generated (issue 21), and those of request files (issue 22): none may
-# appear or disappear unnoticed.
+# Every command's flags: none may appear or disappear unnoticed.
 FLAGS = {
     "reproduce": "--allow-empty-class --config --data-root --dataset --device --epochs --forget --forget-class "
-                 "--forget-ratio --help --id-column --keep-sparsity --lora-r --lr --methods --mia-draws "
-                 "--mia-protocol --models --no-download --no-progress --out --overwrite --precision --preset "
-                 "--pretrain-epochs --protocol --prune-amount --prune-mode --requests --scenario --seed --seeds "
-                 "--set --stream --task --test-per-class --threads --train-per-class --ulira -h",
+                 "--forget-ratio --help --id-column --keep-sparsity --lora-r --lr --methods --mia-draws --mia-protocol "
+                 "--models --no-download --no-progress --out --overwrite --precision --preset --pretrain-epochs "
+                 "--protocol --prune-amount --prune-mode --prune-score --requests --scenario --seed --seeds --set "
+                 "--sign-key --stream --task --test-per-class --threads --train-per-class --ulira -h",
     "train": "--allow-empty-class --config --data-root --dataset --device --forget --forget-class --help "
              "--id-column --models --no-download --no-progress --out --overwrite --precision --preset "
              "--pretrain-epochs --protocol --seed --seeds --set --stream --test-per-class --threads "
@@ -27,9 +26,9 @@ FLAGS = {
     "unlearn": "--allow-empty-class --checkpoint --config --data-root --dataset --device --epochs --forget "
                "--forget-class --forget-ratio --help --id-column --keep-sparsity --lora-r --lr --mean --method "
                "--mia-draws --mia-protocol --model --no-download --no-progress --objective --out --overwrite "
-               "--precision --preset --pretrain-epochs --protocol --prune-amount --prune-mode --requests --scenario "
-               "--seed --seeds --set --std --stream --surgery --task --test-per-class --threads --train-per-class "
-               "--until-forget-acc --weights -h",
+               "--precision --preset --pretrain-epochs --protocol --prune-amount --prune-mode --prune-score "
+               "--requests --scenario --seed --seeds --set --sign-key --std --stream --surgery --task "
+               "--test-per-class --threads --train-per-class --until-forget-acc --weights -h",
     "evaluate": "--allow-empty-class --checkpoint --config --data-root --dataset --device --dump-logits --forget "
                 "--forget-class --help --id-column --mean --mia-draws --mia-protocol --model --no-download "
                 "--no-progress --out --overwrite --preset --seed --seeds --set --std --stream --test-per-class "
@@ -41,7 +40,14 @@ FLAGS = {
              "--forget --forget-class --help --id-column --matmul-size --methods --models --no-download "
              "--no-progress --out --overwrite --precision --preset --protocol --prune-modes --seed --seeds --set "
              "--stream --test-per-class --threads --train-per-class --warmup-epochs -h",
-    "verify": "--data-root --dataset --help --model --tolerance -h",
+    "search": "--allow-empty-class --budget --config --data-root --dataset --device --epochs --forget "
+              "--forget-class --forget-ratio --help --id-column --keep-sparsity --lora-r --lr --mean --methods "
+              "--mia-draws --mia-protocol --model --models --no-download --no-progress --out --overwrite "
+              "--precision --preset --pretrain-epochs --protocol --prune-amount --prune-mode --prune-score "
+              "--requests --retrain --scenario --seed --seeds --set --sign-key --std --storage --stream --task "
+              "--test-per-class --threads --train-per-class --trials --weights -h",
+    "verify": "--data-root --dataset --factory-path --help --model --model-factory --public-key --tolerance -h",
+    "keygen": "--help -h",
 }
 
 

@@ -21,9 +21,10 @@ from .models import REGISTRY as MODELS
 from .models import LayerPlan
 from .objectives import OBJECTIVES, register_objective
 from .registry import CAUSAL_LM, IMAGE, TASKS
+from .search.api import SearchResult, search
 from .version import __version__
 
-__all__ = ["CAUSAL_LM", "IMAGE", "LMResult", "METHODS", "MODELS", "OBJECTIVES", "SURGERIES", "TASKS", "ImageSet",
+__all__ = ["CAUSAL_LM", "IMAGE", "LMResult", "METHODS", "MODELS", "OBJECTIVES", "SURGERIES", "SearchResult", "TASKS", "ImageSet",
            "LayerPlan", "RunConfig", "Splits", "UnlearnResult", "UnlearningWarning", "UserError", "__version__",
            "class_splits", "evaluate", "load", "load_dataset", "plan", "register", "register_objective",
-           "register_surgery", "split_by_ids", "unlearn"]
+           "register_surgery", "search", "split_by_ids", "unlearn"]

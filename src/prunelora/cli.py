@@ -71,7 +71,7 @@ def _command(sub, command: str, help: str, config: type, choices: dict[str, list
     return parser
 
 
-SIGNED = ("reproduce", "unlearn")  # the commands that write records, which --sign-key signs
+SIGNED = ("reproduce", "unlearn", "search")  # the commands that write records, which --sign-key signs
 
 
 def _sign_key(parser) -> None:
@@ -143,6 +143,16 @@ def build_parser(config: type = RunConfig) -> argparse.ArgumentParser:
     _command(sub, "plan", "which layers each method prunes, adapts and trains on a model (writes nothing)", config,
              choices, plan_own)
     _command(sub, "bench", "seconds, memory and FLOPs of every method (benchmarks/)", config, choices)
+    def search_own(parser: argparse.ArgumentParser, groups: dict) -> None:
+        search_options(parser)
+        g = parser.add_argument_group("your own model (instead of --models)")
+        g.add_argument("--model", help="hf:DIR or py:package.module:factory (with --weights)")
+        g.add_argument("--weights", help="the trained weights of a py: model (.safetensors)")
+        g.add_argument("--mean", type=_floats, help="input normalisation per channel (default: the model's)")
+        g.add_argument("--std", type=_floats, help="input normalisation per channel (default: the model's)")
+
+    _command(sub, "search", "the cheapest setting of the methods that passes the evidence on held-out data, within "
+                            "Retrain's cost (or: none does, retrain)", config, choices, search_own)
     check = sub.add_parser("verify", help="check a record: the delivered model and the forgotten data are the ones "
                                           "tested, and the evidence measures the same (exit 0 yes, 1 no)")
     check.add_argument("record", help="a record.json (or <model>.record.json) written beside a delivered model")
@@ -168,7 +178,8 @@ def build_parser(config: type = RunConfig) -> argparse.ArgumentParser:
 TASKS = ("image-classification", "causal-lm")
 LM_COMMANDS = {"reproduce": "the embedded benchmark (or your .jsonl): original -> every method -> the table",
                "unlearn": "unlearn named examples from your causal LM (--model hf:DIR)",
-               "plan": "what each surgery touches in a causal LM, with parameter counts (writes nothing)"}
+               "plan": "what each surgery touches in a causal LM, with parameter counts (writes nothing)",
+               "search": "the cheapest setting that passes the evidence on held-out data within Retrain's cost"}
 
 
 def task_of(argv: list[str]) -> str:
@@ -179,6 +190,26 @@ def task_of(argv: list[str]) -> str:
         if arg.startswith("--task="):
             return arg.split("=", 1)[1]
     return "image-classification"
+
+
+def search_options(parser: argparse.ArgumentParser, groups: dict | None = None) -> None:
+    """`prunelora search`'s own options (both tasks)."""
+    g = parser.add_argument_group("search")
+    g.add_argument("--budget", default="retrain", help="retrain: at most Retrain's cost in training samples (its "
+                                                       "recipe: epochs passes over the retain set); or SECONDS of "
+                                                       "training (default: retrain)")
+    g.add_argument("--trials", type=int, help="at most this many trials (default: until the budget is spent)")
+    g.add_argument("--storage", help="an Optuna storage URL for the study (default: sqlite:///OUT/search.db); "
+                                     "several processes or machines may share one")
+    g.add_argument("--retrain", action="store_true", help="judge against Retrain (a researcher's run: Retrain is "
+                                                           "trained, its cost is not the search's); default: the "
+                                                           "Retrain-free verdict with the utility kept")
+
+
+def _search_options(args: argparse.Namespace):
+    from .search.command import SearchOptions
+
+    return SearchOptions(args.budget, args.trials, args.storage, args.retrain)
 
 
 def _task_flag(parser: argparse.ArgumentParser) -> None:
@@ -207,6 +238,8 @@ def build_lm_parser() -> argparse.ArgumentParser:
             own.add_argument("--no-progress", action="store_true", help="hide progress bars")
         if command in SIGNED:
             _sign_key(own)
+        if command == "search":
+            search_options(own)
     return parser
 
 
@@ -222,6 +255,14 @@ def _run_lm(argv: list[str]) -> int:
         print(lm.plan(args.config, flags))
         return 0
     started = time.perf_counter()
+    if args.command == "search":
+        from .search.causal_lm import lm_search
+
+        with signing.signing_with(args.sign_key):
+            results = lm_search(args.config, flags, _search_options(args), overwrite=args.overwrite,
+                                progress=not args.no_progress)
+        print(f"wrote {Path(results['out']) / 'results.json'} in {time.perf_counter() - started:.1f} s")
+        return 0
     with signing.signing_with(args.sign_key):
         results, text = lm.run(args.command, args.config, flags, overwrite=args.overwrite,
                                progress=not args.no_progress)
@@ -270,6 +311,18 @@ def _run(argv: list[str] | None) -> int:
         return bench.report(bench.run_from_flags(args.config, flags, given(args, "bench"), overwrite=args.overwrite,
                                                  progress=not args.no_progress))
     started = time.perf_counter()
+    if args.command == "search":
+        from .search.command import image_search
+
+        with settled_imports(args.command), signing.signing_with(args.sign_key):
+            results = image_search(args.config, flags, _search_options(args), overwrite=args.overwrite,
+                                   progress=not args.no_progress, model=args.model, weights=args.weights,
+                                   mean=args.mean, std=args.std)
+        for warning in results.get("warnings", []):
+            print(f"prunelora: warning: {warning}", file=sys.stderr)
+        print("\n".join(block["answer"] for block in results.get("search", [])))
+        print(f"wrote {Path(results['out']) / 'results.json'} in {time.perf_counter() - started:.1f} s")
+        return 0
     if args.command == "plan":
         print(commands.plan(args.config, flags, checkpoint=args.checkpoint, model=args.model,
                             weights=args.weights, mean=args.mean, std=args.std))

@@ -51,10 +51,12 @@ class ThreadsWarning(UserWarning):
     """More threads were asked for than the process has cores: the count was capped."""
 
 
-# A core counts as taken when other processes kept at least this share of it busy: beyond it, a thread there
-# waits for its turn at every barrier.
-TAKEN_SHARE = 0.25
-PROBE_SEC = 0.1  # the start reading's window: ten of the kernel's 10 ms ticks per core
+# A core counts as taken when other processes kept more than this share of it busy. Measured on 2 cores: a
+# one-core neighbour started under setsid read 1.00 core with this process idle and 0.94 while it trained on
+# 2 threads (the autogroups share the core); started as this process's child at nice 19 it read 0.03-0.05 while this
+# process trained (it yields) and 1.00 with it idle. Half a core keeps brief bursts (a short command) from counting.
+TAKEN_SHARE = 0.5
+PROBE_SEC = 0.2  # the start reading's window: twenty of the kernel's 10 ms ticks per core
 GOVERNOR_WINDOW_SEC = 1.0  # between epochs, threads change on readings at least this long
 
 
@@ -119,8 +121,8 @@ class CoreReading:
 
 
 def threads_for_load(cores: int, others: float | None) -> int:
-    """The cores others leave free, at least 1: a core counts as taken from TAKEN_SHARE of it busy (0.3 of a core
-    takes one, 1.3 two). None (no reading): every core."""
+    """The cores others leave free, at least 1: a core counts as taken beyond TAKEN_SHARE of it busy (0.6 of a core
+    takes one, 1.6 two). None (no reading): every core."""
     if others is None:
         return cores
     taken = math.ceil(others - TAKEN_SHARE) if others > TAKEN_SHARE else 0

@@ -113,9 +113,9 @@ def _refuse_deleting_inputs(out: Path, outputs: dict[str, Any], reads: tuple[Pat
         doomed = Path(os.path.realpath(listed.path(key)))
         hit = next((r for r in inputs if doomed == r or doomed.is_relative_to(r)), None)
         if hit is not None:
-            raise UserError(f"--overwrite would delete {doomed}, {'part of ' if doomed != hit else ''}{hit}, which "
-                            f"this command reads: copy it out of {out} first, or choose another --out (nothing was "
-                            "deleted)")
+            what = f"{doomed}, part of {hit}," if doomed != hit else f"{doomed},"
+            raise UserError(f"--overwrite would delete {what} which this command reads: copy it out of {out} first, "
+                            "or choose another --out (nothing was deleted)")
 
 
 def _claim(out: Path, command: str, identity: dict[str, Any], overwrite: bool,

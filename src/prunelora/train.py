@@ -48,6 +48,30 @@ class BudgetReached(Exception):
 
 
 _CAP: ContextVar[SampleCap | None] = ContextVar("prunelora_sample_cap", default=None)
+_WATCH: ContextVar[Callable[[int, nn.Module], None] | None] = ContextVar("prunelora_epoch_watch", default=None)
+
+
+@contextlib.contextmanager
+def unmetered():
+    """A fit() that is not the method's training (a metering epoch, the evidence's finetuning) inside a capped
+    or watched block: neither counted against the cap nor reported to the watch."""
+    cap, watch = _CAP.set(None), _WATCH.set(None)
+    try:
+        yield
+    finally:
+        _CAP.reset(cap)
+        _WATCH.reset(watch)
+
+
+@contextlib.contextmanager
+def watched(hook: Callable[[int, nn.Module], None]):
+    """Every fit() inside the block calls hook(epoch, model) after each epoch (a search's per-epoch evidence: the
+    hook may raise to stop a hopeless trial)."""
+    token = _WATCH.set(hook)
+    try:
+        yield
+    finally:
+        _WATCH.reset(token)
 
 
 @contextlib.contextmanager
@@ -238,6 +262,10 @@ def fit(model: nn.Module, data: ImageSet, settings: OptimSettings, epochs: int, 
                 raise Diverged(f"{desc} diverged in epoch {epoch} (non-finite {what}): {hint}")
             history.epoch_loss.append(float(total_loss) / max(1, seen))
             bar.set_postfix(loss=f"{history.epoch_loss[-1]:.3f}")
+            watch = _WATCH.get()
+            if watch is not None:
+                watch(epoch, model)
+                model.train()
             if on_epoch_end is not None:
                 stop = on_epoch_end(epoch, history)
                 model.train()

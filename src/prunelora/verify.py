@@ -109,7 +109,8 @@ def read_record(path: Path) -> dict[str, Any]:
     form = record.get("format") if isinstance(record, dict) else None
     if form in EARLIER_FORMATS:
         raise UserError(f"{shown(path)} was written by an earlier prunelora (format {form}), whose records prove "
-                        f"less and are not read: rerun the command to write a {FORMAT} record")
+                        f"less and are not read: rerun the command (into a new --out, or with --overwrite: a finished "
+                        f"stage keeps its record) to write a {FORMAT} record")
     if form != FORMAT:
         raise UserError(f"{shown(path)} is not a prunelora record (format {FORMAT}): give the record.json a run wrote")
     if _depth(record):
@@ -369,7 +370,8 @@ def _conclude(check: Checks, say, stopped: str | None = None) -> bool:
         say("verified: the delivered model is the one tested, on the data the request named")
         return True
     after = f" (stopped at {stopped}: the later checks need it to match)" if stopped else ""
-    say(f"NOT verified: {', '.join(check.differences)} differ from the record{after}")
+    verb = "differs" if len(check.differences) == 1 else "differ"
+    say(f"NOT verified: {', '.join(check.differences)} {verb} from the record{after}")
     return False
 
 

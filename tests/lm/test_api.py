@@ -23,7 +23,7 @@ def test_unlearn_returns_the_inputs_class_and_leaves_it_untouched(family, people
     assert type(result.model) is type(model)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert result.adapter is not None and result.cost["trainable_params"] < sum(p.numel() for p in model.parameters())
-    assert {"forget_prob", "retain_prob", "holdout_prob", "mia_min_k_auc", "model_utility"} <= set(result.measures)
+    assert {"forget_prob", "retain_prob", "holdout_prob", "mia_min_k_auc", "retain_utility"} <= set(result.measures)
     assert result.verdict.startswith("inconclusive: too few samples")  # 2 forget examples
     assert len(result.per_example["forget"]["id"]) == len(forget)
 

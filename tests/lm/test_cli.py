@@ -38,7 +38,7 @@ def test_reproduce_writes_the_table_models_records_and_examples(benchmark_run):
     assert original["forget_prob"] > 0.5 and original["label"] == "Original" and "verdict" not in original
     for name, row in rows.items():
         assert row["forget_n"] == 4 and row["retain_n"] == 12 and row["holdout_n"] == 8
-        for field in ("model_utility", "forget_rouge_l", "retain_rouge_l", "mia_min_k_auc", "sec_per_step",
+        for field in ("retain_utility", "forget_rouge_l", "retain_rouge_l", "mia_min_k_auc", "sec_per_step",
                       "peak_memory_mb", "forget_quality", "privleak", "standalone_verdict"):
             assert field in row, (name, field)
         for field in ("forget_prob_bare", "forget_prob_question", "forget_rouge_l_worst", "relearn_prob",
@@ -316,7 +316,7 @@ def test_bf16_weights_train_measure_and_save_as_bf16(tmp_path, monkeypatch):
     import math
 
     for row in rows:
-        for key in ("forget_loss", "retain_loss", "holdout_loss", "model_utility", "forget_truth_ratio"):
+        for key in ("forget_loss", "retain_loss", "holdout_loss", "retain_utility", "forget_truth_ratio"):
             assert math.isfinite(row[key]), (row["method"], key)
     from safetensors.torch import load_file
 

@@ -64,5 +64,5 @@ def test_two_gloo_processes_match_one_process(single, parallel, extra, tmp_path)
             assert b.get("peak_memory_mb") is None  # the CPU meter cannot follow FSDP's storages: not measured
         else:
             assert "parallel" not in b and b["peak_memory_mb"] > 0
-        for key in ("forget_loss", "retain_loss", "holdout_loss", "model_utility", "mia_loss_auc"):
+        for key in ("forget_loss", "retain_loss", "holdout_loss", "retain_utility", "mia_loss_auc"):
             assert b[key] == pytest.approx(a[key], rel=1e-6, abs=1e-9), (a["method"], key)

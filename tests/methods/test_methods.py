@@ -11,7 +11,7 @@ from torch import nn
 from prunelora import storage
 from prunelora.data import to_float
 from prunelora.errors import UserError
-from prunelora.methods import METHODS, get_method, resolve_recipe
+from prunelora.methods import METHODS, get_method
 from prunelora.methods.pruning import l2_channel_masks, matching_modules
 from prunelora.models import build_model, get_spec
 from prunelora.registry import IMAGE
@@ -28,18 +28,6 @@ def build(name: str, splits, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     c, size, _ = splits.image_shape
     return build_model(name, splits.num_classes, c, size, splits.mean, splits.std, ARGS[name])
-
-
-@pytest.fixture(scope="module")
-def originals(digits_splits):
-    """An 'original' of each family, trained for one epoch so that weights and batch norms are not at init."""
-    out = {}
-    for name in ARGS:
-        model = build(name, digits_splits)
-        recipe = resolve_recipe(smoke_config().pretrain, FAMILY[name])
-        fit(model, digits_splits.train, recipe, 1, seed=0, progress=False)
-        out[name] = model.eval()
-    return out
 
 
 def context(name: str, splits, **unlearn):

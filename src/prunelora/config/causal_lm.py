@@ -25,8 +25,8 @@ from ..errors import UserError
 from . import fingerprint
 from .parsing import build, load_yaml, merge
 
-RUNS = ("reproduce", "unlearn")
-ALL = ("reproduce", "unlearn", "plan")
+RUNS = ("reproduce", "unlearn", "search")
+ALL = ("reproduce", "unlearn", "plan", "search")
 FAMILIES = ("llama", "gpt2", "qwen2", "phi", "mistral")
 PRUNE_TARGETS = ("mlp", "heads", "mlp+heads")
 PRUNE_SCORES = ("magnitude", "saliency")

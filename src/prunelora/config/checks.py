@@ -11,7 +11,16 @@ from typing import Any
 
 from ..data.scenarios import get_scenario
 from ..errors import UserError
-from .schema import MIA_PROTOCOLS, PRECISIONS, PRUNE_MODES, DataConfig, EvidenceConfig, RunConfig
+from .schema import (
+    LORA_DROPOUT_PLACES,
+    MIA_PROTOCOLS,
+    PRECISIONS,
+    PRUNE_MODES,
+    PRUNE_SCORES,
+    DataConfig,
+    EvidenceConfig,
+    RunConfig,
+)
 
 
 def require_finite_settings(node: Any, where: str) -> None:
@@ -76,6 +85,10 @@ def validate(config: RunConfig) -> None:
     u = config.unlearn
     if not 0.0 < u.prune_amount < 1.0:
         raise UserError(f"prune amount must lie in (0, 1), got {u.prune_amount} (for example --prune-amount 0.5)")
+    if u.prune_score not in PRUNE_SCORES:
+        raise UserError(f"unknown prune score '{u.prune_score}' (choose from: {', '.join(PRUNE_SCORES)})")
+    if u.lora_dropout_on not in LORA_DROPOUT_PLACES:
+        raise UserError(f"unknown LoRA dropout place '{u.lora_dropout_on}' (choose {' or '.join(LORA_DROPOUT_PLACES)})")
     if u.prune_mode not in PRUNE_MODES:
         raise UserError(f"unknown prune mode '{u.prune_mode}' (choose mask or remove)")
     if not u.epochs or any(e <= 0 for e in u.epochs):

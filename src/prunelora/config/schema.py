@@ -21,18 +21,20 @@ import yaml
 from ..data.scenarios import get_scenario
 
 # Which commands take a flag (bench is the speed harness; plan reads a model and writes nothing).
-TRAINING = ("reproduce", "train", "unlearn", "bench")  # commands that may train (an original, a method)
-RUNS = ("reproduce", "train", "unlearn", "evaluate", "bench")  # commands that write a run folder
-DATA = ("reproduce", "train", "unlearn", "evaluate", "plan", "bench")  # every command that loads data
-UNLEARNING = ("reproduce", "unlearn")
-EVIDENCE = ("reproduce", "unlearn", "evaluate")
+TRAINING = ("reproduce", "train", "unlearn", "bench", "search")  # commands that may train (an original, a method)
+RUNS = ("reproduce", "train", "unlearn", "evaluate", "bench", "search")  # commands that write a run folder
+DATA = ("reproduce", "train", "unlearn", "evaluate", "plan", "bench", "search")  # every command that loads data
+UNLEARNING = ("reproduce", "unlearn", "search")
+EVIDENCE = ("reproduce", "unlearn", "evaluate", "search")
 # The membership attacks' balanced shadow sample, per side (RBF SVC cost grows with its square); metrics use it too.
 MIA_MAX_PER_SIDE = 1000
 
-MODELS = ("reproduce", "train", "bench")  # commands that build registry models (the others read a checkpoint)
+MODELS = ("reproduce", "train", "bench", "search")  # commands that build registry models (the others read a checkpoint)
 
 # Settings whose values this package owns (the registries own the others: methods, models, scenarios, ...).
 PRUNE_MODES = ("mask", "remove")
+LORA_DROPOUT_PLACES = ("input", "rank")  # methods/lora.py DROPOUT_PLACES
+PRUNE_SCORES = ("l2", "saliency")
 PRECISIONS = ("fp32", "bf16")
 MIA_PROTOCOLS = ("balanced", "liu")  # metrics.mia implements them (tests/test_config.py keeps the two in step)
 
@@ -110,7 +112,7 @@ class RecipeConfig:
 
     epochs: int = field(default=15, metadata={
         "help": "epochs of the original model and of Retrain", "flag": "--pretrain-epochs",
-        "commands": ("reproduce", "train", "unlearn")})
+        "commands": ("reproduce", "train", "unlearn", "search")})
     optimizer: str | None = field(default=None, metadata={
         "help": "sgd | adam | adamw", "none": "the family's (ResNet sgd, ViT adamw)"})
     lr: float | None = field(default=None, metadata={"help": "learning rate", "none": "the family's"})
@@ -140,6 +142,10 @@ class UnlearnConfig:
     prune_amount: float = field(default=0.5, metadata={
         "help": "share of output channels pruned per chosen layer (L2 norm)", "flag": "--prune-amount",
         "commands": UNLEARNING})
+    prune_score: str = field(default="l2", metadata={
+        "help": "which channels go: the smallest L2 norm (the paper's) | saliency: the least salient to the forget "
+                "set's loss (|gradient x weight|, forget-aware)", "flag": "--prune-score", "commands": UNLEARNING,
+        "choices": PRUNE_SCORES})
     prune_mode: str = field(default="mask", metadata={
         "help": "mask (the paper's) | remove (channels physically taken out, torch-pruning)", "flag": "--prune-mode",
         "commands": UNLEARNING, "choices": PRUNE_MODES})
@@ -151,6 +157,10 @@ class UnlearnConfig:
     lora_alpha: int | None = field(default=None, metadata={"help": "LoRA alpha", "none": "2 * r"})
     lora_dropout: float | None = field(default=None, metadata={
         "help": "LoRA dropout", "none": "the model's (ResNet 0.1, ViT 0.0)"})
+    lora_dropout_on: str = field(default="input", metadata={
+        "help": "where a conv adapter's dropout acts: input (PEFT's, on the layer's input) | rank (on the adapter's "
+                "r channels: cheaper on 1 x 1 convs, the same expectation, not PEFT's training distribution)",
+        "choices": LORA_DROPOUT_PLACES})
     cache_prefix: bool = field(default=True, metadata={
         "help": "reuse the frozen prefix's activations where that is exact"})
     prune_layers: str | None = field(default=None, metadata={
@@ -196,7 +206,7 @@ class RunConfig:
     model_args: dict[str, dict[str, Any]] = field(default_factory=dict, metadata={
         "help": "per model name: its architecture arguments (width, depth, ...)", "none": "the model registry's"})
     methods: list[str] = field(default_factory=lambda: ["paper"], metadata={
-        "help": "comma-separated", "flag": "--methods", "commands": ("reproduce",), "group": "methods",
+        "help": "comma-separated", "flag": "--methods", "commands": ("reproduce", "search"), "group": "methods",
         "choices": "methods"})
     method_args: dict[str, dict[str, Any]] = field(default_factory=dict, metadata={
         "help": "per method or objective: its settings (lr, alpha, ...)"})
@@ -237,12 +247,18 @@ class RunConfig:
         identity = {k: v for k, v in to_dict(self).items()
                     if k not in ("out", "threads", "channels_last", "eval_batch_size", "evidence")}
         identity["data"] = {k: v for k, v in data_key(self.data).items() if k != "stream"}  # the same numbers either way
+        identity["unlearn"] = {k: v for k, v in identity["unlearn"].items()
+                               if k not in UNSET_UNLEARN or v != UNSET_UNLEARN[k]}
         return identity
 
 
 # Data settings added after runs had fingerprints (request files): left out of a fingerprint while unset, so that a
 # run without them keeps the fingerprints it had (its folder, stages and cached originals stay valid).
 UNSET_DATA: dict[str, Any] = {"forget": None, "id_column": None, "allow_empty_class": False}
+
+
+# Unlearning settings added later, left out of a fingerprint at their defaults for the same reason.
+UNSET_UNLEARN: dict[str, Any] = {"prune_score": "l2", "lora_dropout_on": "input"}
 
 
 def data_key(data: DataConfig) -> dict[str, Any]:

@@ -45,7 +45,7 @@ from ..machine import facts
 from ..methods import Method, get_method, method_names
 from ..metrics.causal_lm import measure as measures
 from ..metrics.causal_lm import verdicts
-from ..metrics.causal_lm.robustness import RelearnAttack, other_formats
+from ..metrics.causal_lm.robustness import RelearnAttack, robustness_settings
 from ..models.causal_lm.loading import load_causal_lm, tiny_model, weight_dtype
 from ..registry import CAUSAL_LM
 from ..report import causal_lm_page as page
@@ -54,7 +54,7 @@ from ..runner import MethodRun, Snapshot
 from ..runner.causal_lm import train_from_scratch, unlearn_with
 from ..storage import read_jsonl, write_jsonl
 from ..train import History
-from .record import portable_paths, weights_digest
+from .record import portable_paths, record_identity, weights_digest
 from .subject import Delivery, Outcome, StagePlace
 
 if TYPE_CHECKING:
@@ -322,7 +322,7 @@ class CausalLMTask:
         splits, chosen = self.splits(seed), self.method(method)
         return key(self.config, method, seed, splits.request, request_digest(splits.forget),
                    self.config.method_args.get(method), self.config.method_args.get(chosen.objective), self.sources,
-                   start_key)
+                   start_key, *record_identity())
 
     def evidence_key(self) -> str:
         d = self.config.data
@@ -342,10 +342,7 @@ class CausalLMTask:
 
     def robustness(self, seed: int) -> tuple[dict[str, str | None] | None, RelearnAttack | None]:
         """What the robustness measures take (config.evidence): the other prompt formats, the relearning attack."""
-        e = self.config.evidence
-        formats = other_formats(self.tokenizer, self.config.data.prompt_template) if e.formats else None
-        attack = RelearnAttack(e.relearn_steps, e.relearn_lr, seed) if e.relearn_steps else None
-        return formats, attack
+        return robustness_settings(self.config.evidence, self.tokenizer, self.config.data.prompt_template, seed)
 
     def verdict(self, metrics: dict[str, Any], seed: int, request: int) -> tuple[str, list[str], dict[str, Any]]:
         """The verdict a record states without Retrain (forget vs holdout), its reasons and thresholds."""
@@ -378,6 +375,7 @@ class CausalLMTask:
                 "model_before": {"weights_sha256": weights_digest(start)},
                 "config": portable_paths(dataclasses.asdict(self.config), ("dataset", "holdout", "forget")),
                 "prompt_format": format_name(self.tokenizer, self.config.data.prompt_template),
+                "original_evidence": dict(self.originals.get(seed) or {}),
                 "data": {"train": str(self.train_path() if self.tofu is not None else self.train_path().resolve()),
                          "holdout": str(self.holdout_path().resolve()) if self.holdout_path() else None},
                 "environment": facts(self.exp.device)}

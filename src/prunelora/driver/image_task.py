@@ -26,7 +26,7 @@ from ..rows import make_row, measured_prefixes
 from ..ulira_shadows import Shadows, check_capacity, ulira_scores
 from .evaluation import evidence_key, measure
 from .preflight import check_config
-from .record import stage_facts
+from .record import record_identity, stage_facts
 from .registry import RegistrySubject, describe_model, model_meta
 from .results import finish
 from .subject import Outcome, Subject
@@ -179,7 +179,7 @@ class ImageTask:
         cfg, name = self.config, subject.name
         return fingerprint("stage", name, method, cfg.model_args.get(name, {}), data_key(cfg.data),
                            to_dict(cfg)["pretrain"], to_dict(cfg)["unlearn"], cfg.method_args, cfg.mia_max_per_side,
-                           seed, start_key, request, *self.named_key(request))
+                           seed, start_key, request, *self.named_key(request), *record_identity())
 
     def evidence_key(self) -> str:
         return evidence_key(self.config)

@@ -325,9 +325,19 @@ def schema(task: str, loader: str) -> Section:
         fields["original_evidence"] = Field(MapOf(FIGURE), DIGESTED, optional=True)
         fields["data"] = Field(Section({"train": Field(STR, DIGESTED), "holdout": Field(nullable(STR), DIGESTED)}),
                                DIGESTED)  # where the data was: its content is what the request's hashes re-derive
+    # a search's winner (search/): how many trials, what they spent, which samples chose and which judged; the
+    # verdict half's ids are re-derived (verify measures the model on them again), the rest digested
+    fields["search"] = Field(Kind("a search's block (an object with selection_ids and verdict_ids)", _search_block),
+                             DIGESTED, optional=True)
     fields["digest"] = Field(SHA256, DERIVED)
     fields["signature"] = Field(SIGNATURE, DERIVED, optional=True)
     return Section(fields)
+
+
+def _search_block(value: Any) -> bool:
+    ids = ("selection_ids", "verdict_ids")
+    return isinstance(value, dict) and all(isinstance(value.get(k), list) and all(isinstance(i, str) for i in value[k])
+                                           for k in ids) and not set(value["selection_ids"]) & set(value["verdict_ids"])
 
 
 def _thresholds(value: Any) -> bool:
@@ -466,3 +476,12 @@ def how_checked(record: dict[str, Any]) -> dict[str, str]:
 
     walk(record, schema(record["task"], record["model_after"]["kind"]), DERIVED, "")
     return out
+
+
+def record_identity() -> list[Any]:
+    """What a stage's records depend on beyond its outputs: the record format, and the key signing them (a stage
+    finished unsigned, or under an earlier format, is run again rather than left with records that say less)."""
+    from .. import signing
+
+    key = signing.active_key()
+    return [FORMAT, storage.file_digest(key) if key is not None else None]

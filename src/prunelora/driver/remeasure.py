@@ -14,6 +14,7 @@ sequence: its chain's records), and a request file still at its path is only rea
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import json
 import os
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from .. import storage
@@ -40,11 +42,12 @@ from ..errors import UserError, path_kind, shown
 from ..machine import select_device
 from ..metrics.causal_lm import measure as measures
 from ..metrics.causal_lm import verdicts
-from ..metrics.causal_lm.robustness import RelearnAttack, other_formats
+from ..metrics.causal_lm.robustness import robustness_settings
 from ..metrics.standalone import standalone_verdict, thresholds
 from ..models.causal_lm.loading import load_causal_lm, quiet_transformers
 from ..models.outputs import unwrap
 from ..models.user_models import PICKLED, load_hf
+from ..registry import CAUSAL_LM
 from .causal_lm import dataset_examples
 from .evaluation import measure
 from .image_task import ImageTask
@@ -65,10 +68,26 @@ class Remeasured:
 
 def thresholds_of(task: str) -> Any:
     """The thresholds a record of `task` states beside its verdict (the code's, not the record's)."""
-    return dict(verdicts.THRESHOLDS) if task == "causal-lm" else thresholds()
+    return dict(verdicts.THRESHOLDS) if task == CAUSAL_LM else thresholds()
 
 
 # -- the image task ----------------------------------------------------------------------------------------------
+def verdict_half(splits, search: dict[str, Any] | None):
+    """A search's winner was measured on the verdict half of the test images (its record's search.verdict_ids,
+    "test_retain:<i>" / "test_forget:<i>"): the same half, for measuring it again; the splits as they are else."""
+    if not search:
+        return splits
+    chosen: dict[str, list[int]] = {"test_retain": [], "test_forget": []}
+    for ident in search["verdict_ids"]:
+        name, _, position = str(ident).partition(":")
+        if name not in chosen or not position.isdigit():
+            raise UserError(f"search.verdict_ids: '{shown(str(ident))}' is no test sample of this record's run")
+        chosen[name].append(int(position))
+    return dataclasses.replace(splits, **{name: getattr(splits, name).subset(torch.as_tensor(sorted(index),
+                                                                                            dtype=torch.long))
+                                          for name, index in chosen.items()})
+
+
 def image(record: dict[str, Any], delivered: Path, dataset: str | None, data_root: str | None,
           earlier_ids: dict[int, list[str]], factory: Any = None) -> Remeasured:
     """The record's request, figures and verdict found again on the image task, from what the record says.
@@ -82,7 +101,7 @@ def image(record: dict[str, Any], delivered: Path, dataset: str | None, data_roo
         device = select_device("auto")
         exp = Experiment(config, device, ImageTask, progress=False, registry_models=False, unlearns=False)
         files = [_check_request_file(exp.raw, path, ids_of.get(i + 1)) for i, path in enumerate(given)]
-        splits = exp.splits(seed, request)
+        splits = verdict_half(exp.splits(seed, request), record.get("search"))
         loaded = load_delivered(record, delivered, factory).to(device)
         example = to_float(splits.retain_train.images[:2]).to(device)
         after = record["model_after"]
@@ -193,6 +212,9 @@ def causal_lm(record: dict[str, Any], delivered: Path, dataset: str | None, data
         ids = forget_people(rows, d.forget_ratio, seed)  # the draw, drawn again
     else:
         raise UserError("the record's configuration names no request (--forget FILE): it is no record of a run")
+    if record.get("search"):  # a search's winner: its verdict was measured on the holdout's verdict half
+        wanted = set(record["search"]["verdict_ids"])
+        holdout = [ex for ex in holdout if ex.id in wanted]
     splits = split(kind, train, ids, holdout, desc)
     digest = request_digest(splits.forget)
     now = {"scenario": "named", "request": 1, "classes": None, "desc": desc, "ids": [ex.id for ex in splits.forget],
@@ -202,9 +224,7 @@ def causal_lm(record: dict[str, Any], delivered: Path, dataset: str | None, data
     model, tokenizer = load_causal_lm(f"hf:{delivered / 'model'}", device)
     sets = {"forget": splits.forget, "retain": measures.retain_sample(splits.retain, d.eval_retain, seed),
             "holdout": holdout}
-    e = config.evidence  # the robustness measures, as CausalLMTask.robustness asks for them (keep in step)
-    formats = other_formats(tokenizer, d.prompt_template) if e.formats else None
-    attack = RelearnAttack(e.relearn_steps, e.relearn_lr, seed) if e.relearn_steps else None
+    formats, attack = robustness_settings(config.evidence, tokenizer, d.prompt_template, seed)
     summary = measures.measure(model, tokenizer, sets, d.max_length, device, d.max_new_tokens, d.prompt_template,
                                formats, attack)["summary"]
     sizes, original = (len(splits.forget), len(holdout)), record.get("original_evidence")

@@ -17,8 +17,12 @@ Two exact forms of the same layer, the same value and gradient for the same mask
 * DropoutDeltaConv, the composed form: conv(x, W) + conv(dropout(x), s·BA), one extra full-size conv;
   it keeps x and the weights. Cheaper only where r is at least about the layer's own channel count.
 
-`low_rank_pays` picks per layer by multiply-adds (methods/lora.py). The dropout always acts on the
-input, as in PEFT: its output distribution is PEFT's, not that of a dropout on the r channels.
+`low_rank_pays` picks per layer by multiply-adds (methods/lora.py). Both act on the input, as PEFT does:
+their output distribution is PEFT's. The mask over the input costs more than the low-rank convs themselves
+where the layer is a 1 x 1 (r multiply-adds per input element against the mask's draw, compare and two
+masked copies): 24 % of a ResNet-50 PruneLoRA epoch (remove mode, profiled). RankDropoutConv is the
+alternative the layer runs with dropout_on="rank": the dropout on the r channels after lora_A, a mask r / in
+the size; same expectation, another spread, so not PEFT's training distribution (eval mode is the same).
 
 The drop probability is rounded to a multiple of 1/65536 (0.1 becomes 0.100006) and kept
 samples are scaled by 1 / (1 - that), so the expectation is x exactly, as with nn.Dropout.
@@ -147,6 +151,55 @@ class LowRankConv(torch.autograd.Function):
         return grad_x, grad_w, grad_bias, grad_a, grad_b, None, None, None, None, None, None, None
 
 
+class RankDropoutConv(torch.autograd.Function):
+    """conv(x, weight, bias) + conv(dropout_p(conv(x, a)), scaling·b): the dropout on the adapter's r channels
+    instead of its input (LoRA's "rank dropout"), the mask regenerated in backward. Its mask has r channels at the
+    output's size, so the dropout costs a fraction of the low-rank convs; the expectation is PEFT's, the spread
+    is not (whole rank components drop, not input elements). Kept: x, the weights and dropout(A(x))."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, a, b, scaling: float, p: float, seed: int, stride, padding, dilation, groups):
+        shard = distributed.current_shard()
+        hidden = F.conv2d(x, a, None, stride, padding, dilation, 1)
+        drop, keep_scale = _masked_input(hidden, p, seed, shard)
+        if drop is not None:
+            hidden.masked_fill_(drop, 0)
+        b_scaled = b * (scaling * keep_scale)
+        out = F.conv2d(hidden, b_scaled, None, 1, 0, 1, groups)
+        if weight is not None:
+            out.add_(F.conv2d(x, weight, bias, stride, padding, dilation, groups))
+        ctx.save_for_backward(x, weight, a, b_scaled, hidden)
+        ctx.settings = (scaling * keep_scale, p, seed, shard, stride, padding, dilation, groups, bias is not None)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight, a, b_scaled, dropped = ctx.saved_tensors
+        factor, p, seed, shard, stride, padding, dilation, groups, has_bias = ctx.settings
+        need_x, need_w, need_bias, need_a, need_b = ctx.needs_input_grad[:5]
+        grad = grad.contiguous()
+        conv_backward = torch.ops.aten.convolution_backward
+        zeros, ones = [0] * len(stride), [1] * len(stride)
+        grad_x = grad_w = grad_bias = grad_a = grad_b = None
+        if weight is not None and (need_x or need_w or (need_bias and has_bias)):
+            grad_x, grad_w, grad_bias = conv_backward(
+                grad, x, weight, [weight.shape[0]] if has_bias else None, stride, padding, dilation, False, zeros,
+                groups, [need_x, need_w, need_bias and has_bias])
+        if need_x or need_a or need_b:
+            grad_hidden, grad_b, _ = conv_backward(grad, dropped, b_scaled, None, ones, zeros, ones, False, zeros,
+                                                   groups, [need_x or need_a, need_b, False])
+            grad_b = grad_b * factor if need_b else None
+        if need_x or need_a:
+            drop, _ = _masked_input(dropped, p, seed, shard)
+            if drop is not None:
+                grad_hidden.masked_fill_(drop, 0)
+            grad_dx, grad_a, _ = conv_backward(grad_hidden, x, a, None, stride, padding, dilation, False, zeros, 1,
+                                               [need_x, need_a, False])
+            if need_x:
+                grad_x = grad_dx if grad_x is None else grad_x.add_(grad_dx)
+        return grad_x, grad_w, grad_bias, grad_a, grad_b, None, None, None, None, None, None, None
+
+
 class DropoutDeltaConv(torch.autograd.Function):
     """conv(x, weight, bias) + conv(dropout_p(x), delta): the LoRA conv of PEFT with input dropout,
     as two convs, the mask regenerated in backward."""
@@ -201,3 +254,11 @@ def conv_with_low_rank(x: torch.Tensor, weight: torch.Tensor | None, bias: torch
     where p > 0."""
     return LowRankConv.apply(x, weight, bias, a, b, float(scaling), float(p), draw_seed() if p > 0 else 0,
                              tuple(stride), tuple(padding), tuple(dilation), groups)
+
+
+def conv_with_rank_dropout(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, a: torch.Tensor,
+                           b: torch.Tensor, scaling: float, p: float, stride, padding, dilation,
+                           groups: int) -> torch.Tensor:
+    """conv(x, weight, bias) + scaling·B(dropout_p(A(x))) (weight None: the adapter's term alone), a fresh mask."""
+    return RankDropoutConv.apply(x, weight, bias, a, b, float(scaling), float(p), draw_seed(), tuple(stride),
+                                 tuple(padding), tuple(dilation), groups)

@@ -3,11 +3,18 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..config.schema import LORA_DROPOUT_PLACES
+from ..errors import UserError
 from ..models import LayerPlan
-from .dropout_conv import conv_with_dropout_delta, conv_with_low_rank, low_rank_pays
+from .dropout_conv import conv_with_dropout_delta, conv_with_low_rank, conv_with_rank_dropout, low_rank_pays
+
+# Where the adapters' dropout acts: "input" (PEFT's: before lora_A, on the layer's input) or "rank" (on the r
+# channels after lora_A: cheaper, another spread; see methods/dropout_conv.py). What attach_lora uses unless told.
+DROPOUT_PLACES = LORA_DROPOUT_PLACES
+DROPOUT_ON = "input"
 
 
-def folded_conv_class():
+def folded_conv_class(dropout_on: str = "input"):
     """A PEFT LoRA Conv2d whose forward runs one autograd node per adapter, or one conv of W + s·BA.
 
     PEFT's conv LoRA adds a k x k conv to r channels and a 1 x 1 conv back for every adapted layer,
@@ -22,9 +29,10 @@ def folded_conv_class():
       not smaller than the layer's channels, the composed form conv(x, W) + conv(dropout(x), s·BA).
 
     Both nodes give PEFT's value and gradient for the same mask, and PEFT's distribution over masks
-    (dropout on the adapter's input, not on its r channels). Parameters, state dict and saved adapters
-    are PEFT's own; a LoRA variant (DoRA, ...), a bias on lora_B, a padding mode other than zeros or
-    autocast fall back to PEFT's forward.
+    (dropout on the adapter's input, not on its r channels). dropout_on="rank" moves the dropout to the r
+    channels after lora_A (RankDropoutConv, "rank" below): cheaper, not PEFT's training distribution.
+    Parameters, state dict and saved adapters are PEFT's own; a LoRA variant (DoRA, ...), a bias on lora_B,
+    a padding mode other than zeros or autocast fall back to PEFT's forward.
     """
     import torch
     import torch.nn.functional as F
@@ -45,10 +53,13 @@ def folded_conv_class():
             return float(dropout.p) if isinstance(dropout, nn.Dropout) and dropout.training else 0.0
 
         def _form(self, adapter: str, p: float) -> str:
-            """How the adapter's term runs: "fold" (inside the conv's weight), "low_rank" or "composed" (a node)."""
+            """How the adapter's term runs: "fold" (inside the conv's weight), "low_rank", "composed" or "rank" (a
+            node)."""
             base = self.get_base_layer()
             pays = low_rank_pays(base.in_channels, base.out_channels, tuple(base.kernel_size), self.r[adapter],
                                  base.groups, p)
+            if p > 0 and dropout_on == "rank":
+                return "rank"
             if p > 0:
                 return "low_rank" if pays else "composed"
             return "low_rank" if pays and torch.is_grad_enabled() else "fold"  # forward alone: one conv is least
@@ -72,10 +83,10 @@ def folded_conv_class():
             for adapter, p, form in terms:  # the base conv goes with the first; further adapters add their own term
                 first = out is None
                 w, bias = (weight, base.bias) if first else (None, None)
-                if form == "low_rank":
-                    term = conv_with_low_rank(x, w, bias, self.lora_A[adapter].weight, self.lora_B[adapter].weight,
-                                              self.scaling[adapter], p, base.stride, base.padding, base.dilation,
-                                              base.groups)
+                if form in ("low_rank", "rank"):
+                    node = conv_with_low_rank if form == "low_rank" else conv_with_rank_dropout
+                    term = node(x, w, bias, self.lora_A[adapter].weight, self.lora_B[adapter].weight,
+                                self.scaling[adapter], p, base.stride, base.padding, base.dilation, base.groups)
                 else:
                     term = conv_with_dropout_delta(x, w, bias, self.get_delta_weight(adapter), p, base.stride,
                                                    base.padding, base.dilation, base.groups)
@@ -85,8 +96,15 @@ def folded_conv_class():
     return FoldedLoraConv2d
 
 
-def lora_config(plan: LayerPlan, r: int | None, alpha: int | None, dropout: float | None):
+def lora_config(plan: LayerPlan, r: int | None, alpha: int | None, dropout: float | None,
+                dropout_on: str | None = None):
+    """PEFT's LoraConfig for the plan, its conv layers the folded ones; dropout_on: DROPOUT_PLACES (default
+    DROPOUT_ON)."""
     from peft import LoraConfig
+
+    place = dropout_on or DROPOUT_ON
+    if place not in DROPOUT_PLACES:
+        raise UserError(f"unknown LoRA dropout place '{place}' (choose {' or '.join(DROPOUT_PLACES)})")
 
     rank = r if r is not None else plan.lora_r
     dropout = dropout if dropout is not None else plan.lora_dropout
@@ -98,17 +116,18 @@ def lora_config(plan: LayerPlan, r: int | None, alpha: int | None, dropout: floa
         modules_to_save=list(plan.train_modules) or None,
         bias="none",
     )
-    config._register_custom_module({nn.Conv2d: folded_conv_class()})
+    config._register_custom_module({nn.Conv2d: folded_conv_class(place)})
     return config
 
 
 def attach_lora(model: nn.Module, plan: LayerPlan, r: int | None = None, alpha: int | None = None,
-                dropout: float | None = None) -> nn.Module:
-    """Wrap the model with PEFT LoRA: only adapters (and the plan's train_modules) require grad."""
+                dropout: float | None = None, dropout_on: str | None = None) -> nn.Module:
+    """Wrap the model with PEFT LoRA: only adapters (and the plan's train_modules) require grad. dropout_on: where
+    the conv adapters' dropout acts (DROPOUT_PLACES; default DROPOUT_ON, PEFT's "input")."""
     from peft import get_peft_model
     from peft.utils import ModulesToSaveWrapper
 
-    peft_model = get_peft_model(model, lora_config(plan, r, alpha, dropout))
+    peft_model = get_peft_model(model, lora_config(plan, r, alpha, dropout, dropout_on))
     # PEFT picks modules_to_save by name suffix: a head named "fc" would also catch an "se.fc". Only the
     # plan's own modules train; any other copy is frozen (it is saved unchanged).
     for name, module in peft_model.get_base_model().named_modules():

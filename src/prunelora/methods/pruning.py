@@ -1,4 +1,8 @@
-"""Structured L2 pruning of output channels, kept by masks (the paper) or removed (torch-pruning).
+"""Structured pruning of output channels, kept by masks (the paper) or removed (torch-pruning).
+
+Which channels go: the smallest L2 norm (the paper's), or with score "saliency" the least salient to the
+forget set's loss, |gradient x weight| summed over each channel (the first-order estimate of how much the loss
+moves without it; torch-pruning's Taylor importance in remove mode), the causal-LM surgery's same option.
 
 Mask mode uses torch.nn.utils.prune.ln_structured (n=2, dim=0) to choose the channels, makes the
 zeros permanent, and returns a ChannelMasks constraint that re-applies them after every optimiser
@@ -58,6 +62,59 @@ def l2_channel_masks(model: nn.Module, pattern: str, amount: float) -> ChannelMa
         torch_prune.remove(module, "weight")
         masks.rows[name] = keep.cpu()
         masks.bind(module.weight, keep)
+    return masks
+
+
+def forget_gradients(model: nn.Module, forget: ImageSet, batch_size: int) -> None:
+    """Leave in every parameter's .grad the gradient of the forget set's mean cross-entropy (the model in eval
+    mode: batch norms use and keep their running statistics). The caller clears them."""
+    if forget is None or len(forget) == 0:
+        raise UserError("prune score 'saliency' ranks channels by the forget set's loss: it needs a forget set "
+                        "(or use --prune-score l2)")
+    was_training = model.training
+    saved = {p: p.requires_grad for p in model.parameters()}
+    model.eval()
+    model.zero_grad(set_to_none=True)
+    try:
+        for param in saved:
+            param.requires_grad_(True)
+        for images, labels in eval_batches(forget, batch_size):
+            loss = nn.functional.cross_entropy(model(images).float(), labels, reduction="sum") / len(forget)
+            loss.backward()
+    finally:
+        for param, needed in saved.items():
+            param.requires_grad_(needed)
+        model.train(was_training)
+
+
+def clear_gradients(model: nn.Module) -> None:
+    model.zero_grad(set_to_none=True)
+
+
+def saliency_channel_masks(model: nn.Module, pattern: str, amount: float, forget: ImageSet,
+                           batch_size: int) -> ChannelMasks:
+    """Zero the `amount` share of output channels least salient to the forget set's loss (sum of
+    |gradient x weight| over each channel) in every matching layer: as many per layer as the L2 rule zeroes."""
+    forget_gradients(model, forget, batch_size)
+    masks = ChannelMasks()
+    try:
+        for name, module in matching_modules(model, pattern).items():
+            weight, grad = module.weight.detach(), module.weight.grad
+            if grad is None:
+                raise UserError(f"prune score 'saliency': the forget set's loss does not reach layer {name} "
+                                "(use --prune-score l2)")
+            score = (grad.detach() * weight).abs().flatten(1).sum(dim=1)
+            channels = score.numel()
+            pruned = round(amount * channels)  # torch's ln_structured count, so both scores prune alike
+            keep = torch.ones(channels, dtype=torch.bool, device=score.device)
+            if pruned:
+                keep[torch.topk(score, pruned, largest=False).indices] = False
+            with torch.no_grad():
+                module.weight.mul_(keep.to(weight.dtype).view((-1,) + (1,) * (weight.dim() - 1)))
+            masks.rows[name] = keep.cpu()
+            masks.bind(module.weight, keep)
+    finally:
+        clear_gradients(model)
     return masks
 
 
@@ -122,9 +179,10 @@ def removal_blocker(model: nn.Module, pattern: str) -> str | None:
     return None
 
 
-def remove_channels(model: nn.Module, pattern: str, amount: float, head: str,
-                    example: torch.Tensor) -> tuple[dict[str, int], Removed]:
-    """Physically remove the lowest-L2 `amount` of output channels with torch-pruning.
+def remove_channels(model: nn.Module, pattern: str, amount: float, head: str, example: torch.Tensor,
+                    forget: ImageSet | None = None, batch_size: int = 128) -> tuple[dict[str, int], Removed]:
+    """Physically remove the lowest-L2 `amount` of output channels with torch-pruning (with `forget`: the least
+    salient to its loss, torch-pruning's group Taylor importance |gradient x weight|).
 
     Coupled layers (batch norms, residual groups, the next layer's inputs) are pruned together by
     torch-pruning's dependency graph; layers outside the pattern are never the root of a group,
@@ -145,10 +203,15 @@ def remove_channels(model: nn.Module, pattern: str, amount: float, head: str,
     frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
     for param in model.parameters():  # torch-pruning traces the graph through autograd
         param.requires_grad_(True)
+    importance = tp.importance.MagnitudeImportance(p=2)
+    if forget is not None:
+        importance = tp.importance.GroupTaylorImportance()
     pruner = tp.pruner.MagnitudePruner(
-        model, example, importance=tp.importance.MagnitudeImportance(p=2),
+        model, example, importance=importance,
         pruning_ratio=amount, ignored_layers=ignored, global_pruning=False,
     )
+    if forget is not None:  # after the pruner traced the graph: its trace leaves no gradients behind
+        forget_gradients(model, forget, batch_size)
     log = RemovalLog(model)
     for group in pruner.step(interactive=True):  # each group's indices recorded before it prunes
         for dep, idxs in group:
@@ -157,6 +220,7 @@ def remove_channels(model: nn.Module, pattern: str, amount: float, head: str,
             elif pruner.DG.is_in_channel_pruning_fn(dep.handler):
                 log.record(dep.target.module, "in", idxs)
         group.prune()
+    clear_gradients(model)
     for name, param in model.named_parameters():  # pruned layers hold new Parameter objects
         param.requires_grad_(name not in frozen)
     return {"params_before": before, "params_after": sum(p.numel() for p in model.parameters())}, log.removed()

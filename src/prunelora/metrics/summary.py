@@ -35,6 +35,14 @@ def tug_of_war(row: dict, ref: dict) -> float | None:
     return float(np.prod([1.0 - abs(row[k] - ref[k]) / 100.0 for k in keys]))
 
 
+def gap_to(row: dict, ref: dict) -> float | None:
+    """The mean |row - Retrain| over the gap's metrics (gap_metrics), or None where one is not measured."""
+    keys = gap_metrics(row, ref)
+    if not keys or not all(finite(row.get(k)) and finite(ref.get(k)) for k in keys):
+        return None
+    return float(np.mean([abs(row[k] - ref[k]) for k in keys]))
+
+
 def add_retrain_gap(rows: list[dict]) -> list[dict]:
     """Set avg_gap (mean |row - retrain| over UA, MIA-Efficacy, RA, TA), tow and cost_vs_retrain on every row.
 

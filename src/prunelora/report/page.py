@@ -21,6 +21,7 @@ from .figures import figure_block, figure_data_uri, figure_html, gap_cost_figure
 from .html_tables import attack_table, evidence_html, results_table, table_notes
 from .markup import kv_table, para, plain, section, tag
 from .plots import figure2_rows, histogram_file, loss_histogram_figure
+from .search import search_html
 from .style import CSS
 from .tables import published_rows, run_warnings, settings_rows
 
@@ -196,12 +197,13 @@ def render_html(results: dict, out: Path) -> str:
     evidence = section("Evidence beyond the outputs", tag("div", evidence, class_="scroll")) if evidence else ""
 
     answer = section("Answer", *[para(line) for line in answers(all_rows)]) if rows else ""
+    searched = search_html(results)  # a search's answer and trials come first
     body = (tag("h1", escape(title))
             + para(f"Models: {', '.join(models) or '-'}; methods: "
                     f"{', '.join(method_label(m) for m in methods_of(rows)) or '-'}; preset {config.get('preset', '-')}."
                     " UA, MIA-Efficacy, RA, TA are percentages; the best unlearning is the one closest to "
                     "Retrain (exact unlearning), not the highest.", "note")
-            + answer + run + table + published + evidence + hists + bars + tradeoff + attacks + methods_run)
+            + searched + answer + run + table + published + evidence + hists + bars + tradeoff + attacks + methods_run)
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{escape(title)}</title><style>{CSS}</style></head>\n<body>{body}</body></html>\n")

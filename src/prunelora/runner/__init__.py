@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import train as train_module
 from ..config import RunConfig
 from ..data import ImageSet
 from ..data.batches import crop_rule
@@ -23,7 +24,7 @@ from ..methods.base import recipe_settings
 from ..metrics.cost import MemoryMeter
 from ..models import LayerPlan
 from ..objectives import get_objective
-from ..train import PRETRAIN_HINT, History, OptimSettings, fit
+from ..train import PRETRAIN_HINT, History, OptimSettings, fit, unmetered
 
 
 @dataclass
@@ -225,7 +226,7 @@ def tensor_peak_run(name: str, original: nn.Module, retain: ImageSet, ctx: Metho
     the first one's allocations. Run with the same seed as the timed run, it changes nothing that run draws."""
     method = get_method(name)
     device = retain.labels.device
-    with MemoryMeter(device, count_tensors=True) as meter:
+    with MemoryMeter(device, count_tensors=True) as meter, unmetered():  # not the method's cost
         torch.manual_seed(seed)
         prepared = method.prepare(original, ctx)
         prepared.model.to(device)
@@ -233,11 +234,11 @@ def tensor_peak_run(name: str, original: nn.Module, retain: ImageSet, ctx: Metho
             model_hook(prepared.model)
         if prepared.after_step is not None:
             prepared.after_step()
-        if max(prepared.epochs) > 0:
-            fit(prepared.model, retain, prepared.optim, 1, seed=seed, after_step=prepared.after_step,
-                precision=precision, channels_last=channels_last, cache_prefix=cache_prefix and not method.exact,
-                desc=f"{name} (memory)", progress=False, objective=prepared.objective, forget=ctx.forget,
-                hint=lr_hint(method))
+        if max(prepared.epochs) > 0:  # train.fit, not this module's: a measurement, not one of the run's trainings
+            train_module.fit(prepared.model, retain, prepared.optim, 1, seed=seed, after_step=prepared.after_step,
+                             precision=precision, channels_last=channels_last,
+                             cache_prefix=cache_prefix and not method.exact, desc=name, progress=False,
+                             objective=prepared.objective, forget=ctx.forget, hint=lr_hint(method))
     return meter.final_mb
 
 

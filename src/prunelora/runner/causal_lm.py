@@ -28,7 +28,7 @@ from ..methods.causal_lm.surgery import LMContext
 from ..metrics.tensor_memory import TensorPeak
 from ..objectives.causal_lm import RetainFinetune, mean_nll
 from ..objectives.causal_lm.base import LMObjective
-from ..train import History, OptimSettings, fit
+from ..train import History, OptimSettings, fit, unmetered
 
 
 @dataclass
@@ -131,7 +131,7 @@ def unlearn_with(method: Method, original: nn.Module, retain: TokenSet, forget: 
     elif shard.wanted(parallel) or spare is None:
         peak = None  # the CPU meter follows tensors' storages, which FSDP resizes under it: not measured
     else:
-        with TensorPeak("cpu") as meter:
+        with TensorPeak("cpu") as meter, unmetered():  # an epoch for the meter, not the method's cost
             _one_epoch(method, spare, original, retain, forget, config, seed, prepared.optim)
         peak = meter.peak / 2 ** 20
     run = LMRun(model, prepared, {})

@@ -24,7 +24,7 @@ from torch import nn
 from ...data.text.examples import Example
 from ...data.text.tokens import PLAIN_CUE, encode
 from ...objectives.causal_lm.retain import RetainFinetune
-from ...train import OptimSettings, fit
+from ...train import OptimSettings, fit, unmetered
 
 BARE = "{question} "
 CHAT = "chat"  # the tokenizer's chat template (a template of None with one)
@@ -77,6 +77,16 @@ def relearned(model: nn.Module, tokenizer, examples: list[Example], attack: Rele
         param.requires_grad_(True)
     data = encode(tokenizer, train, max_length, device, template)
     settings = OptimSettings(optimizer="adamw", lr=attack.lr, weight_decay=0.0, batch_size=len(train))
-    fit(student, data, settings, attack.steps, seed=attack.seed, objective=RetainFinetune(), progress=False,
-        desc="relearning attack", hint="lower the attack's learning rate (--set evidence.relearn_lr=...)")
+    with unmetered():  # evidence, never the method's cost
+        fit(student, data, settings, attack.steps, seed=attack.seed, objective=RetainFinetune(), progress=False,
+            desc="relearning attack", hint="lower the attack's learning rate (--set evidence.relearn_lr=...)")
     return student.eval(), held
+
+
+def robustness_settings(evidence, tokenizer, template: str | None,
+                        seed: int) -> tuple[dict[str, str | None] | None, RelearnAttack | None]:
+    """What the robustness measures take from a run's evidence settings (LMEvidenceConfig): the other prompt
+    formats and the relearning attack (None where switched off). The run and `verify` both read them here."""
+    formats = other_formats(tokenizer, template) if evidence.formats else None
+    attack = RelearnAttack(evidence.relearn_steps, evidence.relearn_lr, seed) if evidence.relearn_steps else None
+    return formats, attack

@@ -1,0 +1,258 @@
+"""`prunelora search`: the cheapest setting that passes the evidence on held-out data, or an honest "none does".
+
+    prunelora search --models resnet18 --out runs/search                  # a registry model, Retrain's cost
+    prunelora search --model hf:DIR --forget request.txt --out runs/mine  # your own model
+    prunelora search --task causal-lm --model hf:DIR --dataset train.jsonl --forget forget.txt --holdout h.jsonl
+
+Per model and seed: the original (trained, reused or yours), Retrain where asked (`--retrain`: a researcher's
+run; its cost is the yardstick, not the search's), then the search (engine.py) over the methods' declared
+spaces within the budget (`--budget retrain`: Retrain's cost in training samples, its recipe's epochs passes
+over the retain set; or SECONDS of training; `--trials N`). The winner, the cheapest passing setting, is run
+again through the stage driver (the same seed: the same model as its trial) and measured on the verdict half
+of the unseen data, which the search never saw; it is delivered with its record, whose `search` block says how
+many trials ran, what they spent and which samples chose and which judged. search.json and trials.csv hold
+every trial; results.md and report.html open with the answer.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import run_folder, storage
+from ..config import fingerprint, resolve
+from ..driver import Experiment, ImageTask, finish, normalise_methods, select_device
+from ..errors import UserError
+from ..machine import LoadProbe, set_threads
+from ..methods import get_method, method_names
+from ..registry import IMAGE
+from .engine import Search, SearchOutcome, SearchSettings, TrialRecord
+from .image import ImageTrials, trial_config
+from .space import Setting, check_methods
+
+DEFAULT_METHODS = ["grid"]  # every surgery x objective of the task (Retrain is the yardstick, never a candidate)
+
+
+@dataclass
+class SearchOptions:
+    """The search's own options (the run's configuration holds the rest)."""
+
+    budget: str = "retrain"  # "retrain" | seconds of training
+    trials: int | None = None
+    storage: str | None = None  # an Optuna storage URL; default sqlite:///OUT/search.db
+    retrain: bool = False  # judge against Retrain (a researcher's run) instead of without it
+
+    def budget_seconds(self) -> float | None:
+        if self.budget == "retrain":
+            return None
+        try:
+            seconds = float(self.budget)
+        except ValueError:
+            raise UserError(f"--budget {self.budget}: give 'retrain' (Retrain's cost) or a number of seconds") from None
+        if not math.isfinite(seconds) or seconds <= 0:
+            raise UserError(f"--budget {self.budget}: give a positive number of seconds, or 'retrain'")
+        return seconds
+
+    def check(self) -> None:
+        self.budget_seconds()
+        if self.trials is not None and self.trials < 1:
+            raise UserError(f"--trials {self.trials}: give at least 1")
+
+
+def searched_methods(names: list[str], task: str, class_wise: bool = True) -> list:
+    """The methods a search tries: the groups expanded, Retrain and what does not train left out."""
+    expanded = method_names(names or DEFAULT_METHODS, class_wise=class_wise, task=task)
+    methods = [get_method(n, task) for n in expanded]
+    methods = [m for m in methods if not m.exact and type(m).__name__ == "Method"]
+    if not methods:
+        raise UserError("--methods leaves nothing to search (Retrain is the yardstick, not a candidate)")
+    return methods
+
+
+def setting_of(record: TrialRecord) -> Setting:
+    """The Setting a trial record holds (its flat method_args.* and unlearn.* keys)."""
+    flat = dict(record.setting)
+    method = flat.pop("method")
+    setting = Setting(method)
+    for key, value in flat.items():
+        where, _, rest = key.partition(".")
+        if where == "method_args":
+            setting.method_args[rest.split(".", 1)[1]] = value
+        elif where == "unlearn":
+            setting.unlearn[rest] = value
+    return setting
+
+
+def reproduce_line(base: list[str], setting: Setting) -> str:
+    """The one command that runs the winner without searching."""
+    return " ".join(["prunelora unlearn", *base, f"--method {setting.method}", *setting.set_flags()])
+
+
+def answer(outcome: SearchOutcome, retrain_cost: int | None, verdict: str | None) -> str:
+    """The first line of the results: ship X (in N trials, its share of Retrain's cost) or retrain."""
+    n = len(outcome.trials)
+    if outcome.winner is None:
+        best = outcome.best
+        closest = (f"; the closest: {best.setting.get('method')} ({best.verdict}, distance {best.distance:.3f})"
+                   if best is not None and best.distance is not None else "")
+        return f"None of {n} settings passed within the budget: retrain{closest}."
+    share = f", {outcome.spent / retrain_cost:.0%} of Retrain's cost" if retrain_cost else ""
+    return (f"Ship {outcome.winner.setting.get('method')} (found in {n} trials{share}); verdict on held-out data: "
+            f"{verdict or outcome.winner.verdict}.")
+
+
+class VerdictImageTask(ImageTask):
+    """The image task of a run, measuring on the verdict half of the unseen data (search/image.py), and adding
+    the search's block to every record it writes."""
+
+    def __init__(self, exp: Experiment, parent: ImageTask, verdict_splits: dict[int, Any],
+                 block: dict[str, Any]) -> None:
+        self.__dict__.update(parent.__dict__)
+        self.exp, self.config = exp, exp.config
+        self._splits = {(seed, 1): s for seed, s in verdict_splits.items()}
+        self._subjects = {}
+        self.block = block
+
+    def record_facts(self, seed: int, request: int, start) -> dict[str, Any]:
+        return {**super().record_facts(seed, request, start), "search": self.block}
+
+
+def image_search(yaml_path: str | None, flags: dict[str, Any], options: SearchOptions, *, progress: bool = True,
+                 overwrite: bool = False, say=print, model: str | None = None, weights: str | None = None,
+                 mean: list[float] | None = None, std: list[float] | None = None) -> dict[str, Any]:
+    """`prunelora search` on image models: registry models (--models) or the user's own (--model hf:DIR |
+    py:module:factory), a search per model and seed."""
+    options.check()
+    config = resolve(yaml_path=yaml_path, overrides=flags)
+    if weights is not None and model is None:
+        raise UserError("--weights goes with --model py:...: give the model too")
+    requested = list(config.methods) if "methods" in flags else []
+    methods = searched_methods(requested, IMAGE, config.data.class_wise)
+    from ..config import UnlearnConfig
+
+    check_methods(methods, UnlearnConfig)
+    config.methods = ["retrain"] if options.retrain else []
+    normalise_methods(config, needed=False)
+    user = None
+    if model is not None:
+        from ..commands import check_normalisation
+        from ..models.user_models import load_user_model
+
+        check_normalisation(mean, std)
+        user = load_user_model(model, weights, progress=progress)
+        mean, std = (mean, std) if mean is not None or std is not None else (user.mean, user.std)
+        config.models = [user.name]
+    identity = {**config.identity(), "search": dataclasses.asdict(options) | {"methods": [m.name for m in methods]}}
+    if user is not None:
+        identity["user_model"] = {"model": model, "weights": storage.file_digest(weights) if weights else None,
+                                  "mean": mean, "std": std}
+    config.out = config.out or f"runs/search/{fingerprint(identity)[:8]}"
+    out = Path(config.out)
+    probe = LoadProbe(set_threads(config.threads))
+    started = time.perf_counter()
+    exp = Experiment(config, select_device(config.device), ImageTask, progress, probe=probe, unlearns=False,
+                     registry_models=user is None)
+    subjects = [exp.subject(name) for name in config.models] if user is None else [
+        user_subject(exp, user, model, weights, mean, std, progress)]
+    run_folder.claim(config.out, "search", identity, overwrite,
+                     reads=(config.data.dataset, config.data.data_root, *(config.data.forget or ()),
+                            *((model.removeprefix("hf:"), weights) if user is not None else ())))
+    storage_url = options.storage or f"sqlite:///{(out / 'search.db').resolve()}"
+    rows, blocks = [], []
+    for seed in config.seeds:
+        for subject in subjects:
+            name = subject.name
+            original, meta = exp.original(subject, seed) if user is None else subject.original()
+            retrain = None
+            if options.retrain:  # the yardstick: the driver's stage, reused when the run folder holds it
+                _, final, _ = exp.stage(subject, "retrain", lambda model=original: model, meta["key"], seed)
+                retrain = final()
+            trials = ImageTrials(exp.config, exp.device, exp.splits(seed), subject, original, seed, retrain)
+            study = f"{fingerprint(identity)}-{name}-seed{seed}"
+            settings = SearchSettings(trials.retrain_cost() if options.budget == "retrain" else None,
+                                      options.budget_seconds(), options.trials, storage_url, study, seed)
+            say(f"searching {name} seed {seed}: {len(methods)} methods, budget "
+                f"{settings.budget_samples or settings.budget_seconds} {'samples' if settings.budget_samples else 's'}")
+            outcome = Search(trials, methods, settings, say).run()
+            base = (["--checkpoint", str(exp.out / "cache" / f"{name}-{meta['key']}.safetensors"), "--seed", str(seed)]
+                    if user is None else ["--model", model, *(["--weights", weights] if weights else []),
+                                          "--dataset", config.data.dataset, "--seed", str(seed)])
+            block = search_block(outcome, trials, settings, name, seed, options, base)
+            if outcome.winner is not None:
+                rows += deliver_image(exp, subject, original, meta, seed, trials, outcome, block, options)
+            blocks.append(block)
+    exp.extra["search"] = blocks
+    results = finish(exp, rows, started)
+    write_search_files(results, out)
+    return results
+
+
+def user_subject(exp: Experiment, user, spec: str, weights: str | None, mean, std, progress: bool):
+    """The user's image model as the driver's subject (as `unlearn --model` makes it)."""
+    from ..data import to_float
+    from ..user_run import UserSubject, check_user_run
+
+    config = exp.config
+    check_user_run(exp, user, mean, std)
+    example = to_float(exp.splits(config.seeds[0]).retain_train.images[:2])
+    identity = {"model": spec, "weights": storage.file_digest(weights) if weights else None, "mean": mean, "std": std}
+    return UserSubject(user, config, exp.device, mean, std, example, fingerprint("user model", identity), progress,
+                       flip=exp.flip)
+
+
+def search_block(outcome: SearchOutcome, trials, settings: SearchSettings, name: str, seed: int,
+                 options: SearchOptions, base: list[str]) -> dict[str, Any]:
+    """What the results, the report and the winner's record say of one search; base: the arguments that name
+    the model and data in the line that reproduces the winner without searching."""
+    winner = outcome.winner
+    return {"model": name, "seed": seed, "task": trials.task, "with_retrain": options.retrain,
+            "budget_samples": settings.budget_samples, "budget_seconds": settings.budget_seconds,
+            "retrain_cost_samples": trials.retrain_cost(), "spent_samples": outcome.spent,
+            "seconds": outcome.seconds, "trials": [dataclasses.asdict(t) for t in outcome.trials],
+            "winner": dataclasses.asdict(winner) if winner else None,
+            "best": dataclasses.asdict(outcome.best) if outcome.best else None,
+            "selection_ids": trials.ids["selection"], "verdict_ids": trials.ids["verdict"],
+            "reproduce": reproduce_line(base, setting_of(winner)) if winner else None,
+            "answer": answer(outcome, trials.retrain_cost(), None)}
+
+
+def deliver_image(exp: Experiment, subject, original, meta: dict[str, Any], seed: int, trials: ImageTrials,
+                  outcome: SearchOutcome, block: dict[str, Any], options: SearchOptions) -> list[dict]:
+    """The winner, run again through the driver on the verdict half, delivered with its record; its rows (the
+    original's and Retrain's on the same half beside it)."""
+    setting = setting_of(outcome.winner)
+    config = trial_config(exp.config, setting)
+    config.seeds = [seed]
+    config.methods = (["retrain"] if options.retrain else []) + [setting.method]
+    record_block = {k: v for k, v in block.items() if k not in ("trials", "best", "answer")} | {
+        "trials": len(block["trials"])}
+    verdict_exp = Experiment(config, exp.device, lambda e: VerdictImageTask(e, exp.task, {seed: trials.verdict_splits},
+                                                                             record_block),
+                             exp.progress, warnings=exp.warnings, registry_models=exp.registry_models)
+    rows = verdict_exp.method_rows([trials.subject_for(config, exp.progress)], lambda s, seed_: (original, meta))
+    exp.training_sec += verdict_exp.training_sec
+    found = next((r for r in rows if r["method"] == setting.method), None)
+    if found is not None:
+        from ..metrics.standalone import standalone_verdict
+
+        verdict = standalone_verdict(found)[0] if not options.retrain else None
+        block["verdict_on_held_out"] = verdict
+        block["answer"] = answer(outcome, trials.retrain_cost(), verdict)
+    return [{**r, "search_split": "verdict"} for r in rows]
+
+
+def write_search_files(results: dict[str, Any], out: Path) -> None:
+    """search.json (every search with every trial), trials.csv, and the answers atop results.md."""
+    from ..report.search import search_markdown, trials_csv
+
+    blocks = results.get("search") or []
+    storage.write_json(out / "search.json", {"searches": blocks})
+    storage.write_text(out / "trials.csv", trials_csv(blocks))
+    existing = (out / "results.md").read_text() if (out / "results.md").is_file() else ""
+    storage.write_text(out / "results.md", search_markdown(blocks) + "\n\n" + existing)
+
+
+__all__ = ["SearchOptions", "image_search"]
