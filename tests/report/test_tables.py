@@ -98,3 +98,22 @@ def test_evidence_table_gives_verdicts_and_tolerances():
     assert "| vit | Finetune | 1 | hides | 0.980 | 90.0 | > 50 |" in evidence
     assert "| vit | Retrain | - | matches Retrain | 1.000 | 60.0 | 12 |" in evidence
     assert "this run: ua 2.0, probe_forget_acc 5.0" in evidence
+
+
+def test_a_method_that_costs_more_than_retraining_is_flagged_and_never_shipped_over_it():
+    from prunelora.report.answer import answers
+    from prunelora.report.html_tables import table_notes
+
+    rows = [_row("retrain", None, 40.0, total_sec=10.0, cost_vs_retrain=1.0, verdict="matches Retrain"),
+            _row("lora", 1, 40.0, total_sec=4.0, cost_vs_retrain=0.4, verdict="still recognised"),
+            _row("lora", 2, 40.0, total_sec=13.0, cost_vs_retrain=1.3, verdict="matches Retrain"),
+            _row("finetune", 1, 40.0, total_sec=5.0, cost_vs_retrain=0.5, verdict="still recognised")]
+    text = markdown_table(rows)
+    assert "Costs more than retraining (total time over Retrain's): LoRA (vit, 1.30x)" in text
+    assert "Finetune (vit" not in text.split("Costs more than retraining")[1].split("\n")[0]
+    assert "costlier-note" in table_notes(rows)
+    (answer,) = answers(rows)
+    assert answer.startswith("vit: ship Retrain")  # LoRA matches Retrain at 1.3x its cost: Retrain is cheaper
+    cheap = [dict(r, total_sec=None, cost_vs_retrain=None) if r["method"] == "lora" else r for r in rows]
+    assert answers(cheap)[0].startswith("vit: ship Retrain")  # an unmeasured cost is never shipped over Retrain
+    assert "Costs more than retraining" not in markdown_table([r for r in rows if r["epochs"] != 2])

@@ -114,3 +114,23 @@ def test_two_processes_share_one_study(tmp_path):
     assert sum(t.user_attrs["cost"] for t in done) <= 20000
     assert len({json.dumps(t.user_attrs["setting"], sort_keys=True) for t in done if not t.user_attrs.get("defaults")})\
         == len([t for t in done if not t.user_attrs.get("defaults")])  # no setting tried twice
+
+
+class AlwaysPasses(FakeTrials):
+    def judge(self, row) -> Judgement:
+        return Judgement(True, 0.0, "passes")
+
+
+def test_once_a_setting_passes_no_trial_spends_more_than_it(tmp_path):
+    outcome = _search(f"sqlite:///{tmp_path / 's.db'}", trials=12, budget=None, runner=AlwaysPasses()).run()
+    first = outcome.trials[0]
+    assert first.passed and first.setting["method"] == "finetune"  # the paper's paradigm before RL
+    cheapest = first.cost
+    for trial in outcome.trials[1:]:
+        assert trial.cost <= cheapest, trial
+        if trial.state == "pruned":
+            assert trial.stopped == "the cost of the cheapest passing setting"
+        elif trial.passed:
+            cheapest = min(cheapest, trial.cost)
+    assert any(t.stopped == "the cost of the cheapest passing setting" for t in outcome.trials)
+    assert outcome.winner.cost == min(t.cost for t in outcome.trials if t.passed)

@@ -5,7 +5,8 @@ per model (and for the latest request of a sequence), the cheapest row (least to
 evidence supports it:
 
 * where Retrain ran, a row whose verdict is "matches Retrain" (Retrain itself qualifies: exact,
-  but the most expensive);
+  but the most expensive; a method that costs more than it, or whose cost was not measured, is never
+  shipped over it);
 * otherwise, a row whose Retrain-free verdict (metrics/standalone.py) says the data is gone from
   what the model shows ("indistinguishable from unseen data on every test", "no longer predicted")
   and whose test accuracy is within UTILITY_DROP points of the original's.
@@ -56,6 +57,9 @@ def answers(rows: list[dict]) -> list[str]:
                        "(see the verdicts below for what each still shows).")
             continue
         best = min(candidates, key=lambda r: (r.get("total_sec") if finite(r.get("total_sec")) else math.inf))
+        retrain = next((r for r in candidates if r["method"] == "retrain"), None)
+        if retrain is not None and not finite(best.get("total_sec")):
+            best = retrain  # a cost not measured is never shipped over a Retrain that passed
         verdict = best.get("verdict") if with_retrain else best.get("standalone_verdict")
         cost = f"{best['total_sec']:.1f} s" if finite(best.get("total_sec")) else "cost not measured"
         memory = f", peak memory {best['peak_memory_mb']:.0f} MB" if finite(best.get("peak_memory_mb")) else ""

@@ -21,7 +21,7 @@ from .basics import (
 )
 from .grid import Cell, at_budget, cell, evidence_columns, figure1_columns, figure1_rows
 from .markup import para, tag
-from .tables import evidence_caption, gap_note, inconclusive_note, memory_note
+from .tables import costlier_note, evidence_caption, gap_note, inconclusive_note, memory_note
 
 
 def cell_html(c: Cell) -> str:
@@ -103,8 +103,9 @@ def _results_caption(rows: list[dict], has_gap: bool, has_cost: bool) -> str:
 
 def table_notes(rows: list[dict]) -> str:
     """What "inconclusive" means, as a visible paragraph under the table (empty when no value is)."""
-    note = inconclusive_note(rows)
-    return para(note, "note inconclusive-note") if note else ""
+    note, costlier = inconclusive_note(rows), costlier_note(rows)
+    return ((para(note, "note inconclusive-note") if note else "")
+            + (para(costlier, "note costlier-note") if costlier else ""))
 
 
 def attack_table(rows: list[dict]) -> str:

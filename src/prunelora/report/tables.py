@@ -89,6 +89,24 @@ def inconclusive_note(rows: list[dict]) -> str:
                           else " (this results file does not record whether it entered the Gap).")
 
 
+def costlier_than_retrain(rows: list[dict]) -> list[str]:
+    """The method rows (at their longest budget) whose total time exceeds Retrain's: "LoRA (resnet18, 1.3x)"."""
+    out = []
+    for r in rows:
+        if r["method"] in ("original", "retrain") or not finite(r.get("cost_vs_retrain")) or r["cost_vs_retrain"] <= 1:
+            continue
+        if longest(rows, r["model"], r["method"]) is r:
+            out.append(f"{method_label(r['method'])} ({r['model']}, {r['cost_vs_retrain']:.2f}x)")
+    return out
+
+
+def costlier_note(rows: list[dict]) -> str:
+    """The table's flag on methods that cost more than retraining (where retraining is the cheaper answer)."""
+    costlier = costlier_than_retrain(rows)
+    return (f"Costs more than retraining (total time over Retrain's): {', '.join(costlier)}: where Retrain "
+            "passes, retraining is the cheaper answer." if costlier else "")
+
+
 def busy_warning(results: dict | None) -> str:
     """Why this run's timings must not be compared with others: other processes shared its CPU."""
     load = (results or {}).get("machine_load") or {}
@@ -139,7 +157,7 @@ def markdown_table(rows: list[dict], *, results: dict | None = None) -> str:
                  "own recipe (shown in every budget column); RTE, total seconds, cost vs retrain (total / "
                  "Retrain's total) and memory are those of the longest budget. "
                  f"Peak memory: {memory_note(rows)}.")
-    lines += [f"\n{note}" for note in [inconclusive_note(rows)] if note]
+    lines += [f"\n{note}" for note in [inconclusive_note(rows), costlier_note(rows)] if note]
     lines += [f"\n**Warning:** {w}" for w in run_warnings(results)]
     for table in (published_table(results), evidence_table(rows), attack_table(rows), settings_table(results)):
         if table:

@@ -37,7 +37,7 @@ from .space import check_methods
 class SearchResult:
     """What prunelora.search gives back."""
 
-    passed: bool  # a setting passed on the selection half (and `verdict` says how it reads on the verdict half)
+    passed: bool  # the winner (chosen on the selection half) passes on the verdict half too
     answer: str  # "Ship X (found in N trials, Y % of Retrain's cost) ..." or "None of N settings passed ..."
     model: nn.Module | None  # the winner's model (the input's class); None when none passed
     method: str | None
@@ -107,7 +107,7 @@ def search(model: nn.Module, retain: Any, forget: Any, test: Any, *, methods: li
                               f"prunelora-search-{seed}", seed)
     outcome: SearchOutcome = Search(runner, chosen, settings, say=lambda line: None).run()
     if outcome.winner is None:
-        return SearchResult(False, answer(outcome, runner.retrain_cost(), None), None, None, {}, None, {},
+        return SearchResult(False, answer(outcome, runner.retrain_cost()), None, None, {}, None, {},
                             outcome.trials, outcome.spent, settings.budget_samples, runner.ids["selection"],
                             runner.ids["verdict"])
     setting = setting_of(outcome.winner)
@@ -115,7 +115,8 @@ def search(model: nn.Module, retain: Any, forget: Any, test: Any, *, methods: li
     outcome_run = winner_subject.run(setting.method, model, runner.verdict_splits, seed, "winner")
     delivered = winner_subject.final(outcome_run)
     figures = runner.metrics(delivered, runner.verdict_splits)
-    verdict = runner.judge(figures)
-    return SearchResult(True, answer(outcome, runner.retrain_cost(), verdict.verdict), delivered, setting.method, setting.flat(), verdict.verdict,
+    verdict = runner.judge_held_out(figures)
+    return SearchResult(verdict.passed, answer(outcome, runner.retrain_cost(), verdict), delivered, setting.method,
+                        setting.flat(), verdict.verdict,
                         figures, outcome.trials, outcome.spent, settings.budget_samples, runner.ids["selection"],
                         runner.ids["verdict"])

@@ -21,6 +21,7 @@ from torch import nn
 from .. import run_folder
 from ..config import fingerprint
 from ..config.causal_lm import LMConfig, LMUnlearnConfig
+from ..config.causal_lm import resolve as lm_resolve
 from ..data.text.tokens import encode
 from ..driver import Experiment, select_device
 from ..driver.causal_lm import CausalLMTask
@@ -29,7 +30,15 @@ from ..models.causal_lm.loading import quiet_transformers
 from ..registry import CAUSAL_LM
 from ..runner.causal_lm import unlearn_with
 from ..train import capped, watched
-from .command import SearchOptions, answer, reproduce_line, searched_methods, setting_of, write_search_files
+from .command import (
+    SearchOptions,
+    answer,
+    reproduce_line,
+    searched_methods,
+    setting_of,
+    write_search_files,
+    write_winner_config,
+)
 from .engine import Search, SearchOutcome, SearchSettings
 from .image import halves
 from .space import Setting, check_methods
@@ -185,8 +194,13 @@ def lm_search(yaml_path: str | None, flags: dict[str, Any], options: SearchOptio
                                   options.budget_seconds(), options.trials, storage_url, study, seed)
         say(f"searching seed {seed}: {len(methods)} methods")
         outcome = Search(trials, methods, settings, say).run()
-        base = [f"--task causal-lm --model {config.model.model or '<your model>'} --dataset {config.data.dataset}"]
-        block = lm_block(outcome, trials, settings, subject.name, seed, options, base)
+        base, verb = ["--task causal-lm"], "unlearn" if config.model.model else "reproduce"
+        if outcome.winner is not None:
+            chosen = lm_trial_config(config, setting_of(outcome.winner))
+            base += ["--config", str(write_winner_config(exp.out, subject.name, seed, dataclasses.asdict(chosen),
+                                                        dataclasses.asdict(lm_resolve(None, {"preset": config.preset})))),
+                     "--seed", str(seed)]
+        block = lm_block(outcome, trials, settings, subject.name, seed, options, base, verb)
         if outcome.winner is not None:
             rows += deliver_lm(exp, task, subject, original, meta, seed, trials, outcome, block, options)
         blocks.append(block)
@@ -199,7 +213,7 @@ def lm_search(yaml_path: str | None, flags: dict[str, Any], options: SearchOptio
 
 
 def lm_block(outcome: SearchOutcome, trials: LMTrials, settings: SearchSettings, name: str, seed: int,
-             options: SearchOptions, base: list[str]) -> dict[str, Any]:
+             options: SearchOptions, base: list[str], verb: str = "unlearn") -> dict[str, Any]:
     winner = outcome.winner
     return {"model": name, "seed": seed, "task": CAUSAL_LM, "with_retrain": options.retrain,
             "budget_samples": settings.budget_samples, "budget_seconds": settings.budget_seconds,
@@ -208,8 +222,8 @@ def lm_block(outcome: SearchOutcome, trials: LMTrials, settings: SearchSettings,
             "winner": dataclasses.asdict(winner) if winner else None,
             "best": dataclasses.asdict(outcome.best) if outcome.best else None,
             "selection_ids": trials.ids["selection"], "verdict_ids": trials.ids["verdict"],
-            "reproduce": reproduce_line(base, setting_of(winner)) if winner else None,
-            "answer": answer(outcome, trials.retrain_cost(), None)}
+            "reproduce": reproduce_line(base, setting_of(winner), verb) if winner else None,
+            "answer": answer(outcome, trials.retrain_cost(), estimated=not options.retrain)}
 
 
 def deliver_lm(exp: Experiment, task: CausalLMTask, subject, original, meta, seed: int, trials: LMTrials,
@@ -231,9 +245,8 @@ def deliver_lm(exp: Experiment, task: CausalLMTask, subject, original, meta, see
     if found is not None:
         splits = verdict_exp.task.splits(seed)
         original_row = next((r for r in rows if r["method"] == "original"), None)
-        from ..metrics.causal_lm import verdicts
-
-        verdict = verdicts.without_retrain(found, len(splits.forget), len(splits.holdout), original_row)[0]
-        block["verdict_on_held_out"] = verdict
-        block["answer"] = answer(outcome, trials.retrain_cost(), verdict)
+        retrain_row = next((r for r in rows if r["method"] == "retrain"), None)
+        held = judge_causal_lm(found, original_row, retrain_row, len(splits.forget), len(splits.holdout))
+        block["verdict_on_held_out"], block["passed_on_held_out"] = held.verdict, held.passed
+        block["answer"] = answer(outcome, trials.retrain_cost(), held, estimated=not options.retrain)
     return [{**r, "search_split": "verdict"} for r in rows]

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import run_folder, storage
-from ..config import fingerprint, resolve
+from ..config import fingerprint, resolve, to_dict
 from ..driver import Experiment, ImageTask, finish, normalise_methods, select_device
 from ..errors import UserError
 from ..machine import LoadProbe, set_threads
@@ -32,6 +33,7 @@ from ..registry import IMAGE
 from .engine import Search, SearchOutcome, SearchSettings, TrialRecord
 from .image import ImageTrials, trial_config
 from .space import Setting, check_methods
+from .target import Judgement, judge_image
 
 DEFAULT_METHODS = ["grid"]  # every surgery x objective of the task (Retrain is the yardstick, never a candidate)
 
@@ -86,22 +88,63 @@ def setting_of(record: TrialRecord) -> Setting:
     return setting
 
 
-def reproduce_line(base: list[str], setting: Setting) -> str:
-    """The one command that runs the winner without searching."""
-    return " ".join(["prunelora unlearn", *base, f"--method {setting.method}", *setting.set_flags()])
+def reproduce_line(base: list[str], setting: Setting, verb: str = "unlearn") -> str:
+    """The one command that runs the winner without searching (base: the model and the winner's config file)."""
+    flag = "--methods" if verb == "reproduce" else "--method"
+    return " ".join([f"prunelora {verb}", *base, f"{flag} {setting.method}", *setting.set_flags()])
 
 
-def answer(outcome: SearchOutcome, retrain_cost: int | None, verdict: str | None) -> str:
-    """The first line of the results: ship X (in N trials, its share of Retrain's cost) or retrain."""
+def changed(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """The entries of a nested config dict that differ from the defaults' (a file that states only what was chosen,
+    so that no default collides with a flag given beside it)."""
+    kept = {}
+    for key, value in values.items():
+        default = defaults.get(key)
+        if isinstance(value, dict) and isinstance(default, dict):
+            inner = changed(value, default)
+            if inner:
+                kept[key] = inner
+        elif key not in defaults or value != default:
+            kept[key] = value
+    return kept
+
+
+def write_winner_config(out: Path, name: str, seed: int, config: dict[str, Any], defaults: dict[str, Any]) -> Path:
+    """The winner's configuration (its preset, and what differs from the preset: data, request, its settings) as
+    the YAML its reproduce line reads: the search's own flags need not be repeated, and nothing the search ran
+    with is left out."""
+    import yaml
+
+    config = {k: v for k, v in changed(config, defaults).items() if k not in ("out", "models", "methods")}
+    config["preset"], config["seeds"] = defaults["preset"], [seed]
+    path = out / f"winner-{re.sub(r'[^A-Za-z0-9._-]', '_', name)}-seed{seed}.yaml"
+    storage.write_text(path, "# the search's winner: run it with the line in search.json's `reproduce`\n"
+                       + yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def answer(outcome: SearchOutcome, retrain_cost: int | None, held_out: Judgement | None = None,
+           estimated: bool = True) -> str:
+    """The first line of the results: ship X (in N trials, its share of Retrain's cost), or retrain, and why.
+    held_out: the winner's judgement on the verdict half (None before it is measured); estimated: Retrain's
+    cost is the original's recipe, not a measured Retrain."""
     n = len(outcome.trials)
     if outcome.winner is None:
         best = outcome.best
         closest = (f"; the closest: {best.setting.get('method')} ({best.verdict}, distance {best.distance:.3f})"
                    if best is not None and best.distance is not None else "")
         return f"None of {n} settings passed within the budget: retrain{closest}."
-    share = f", {outcome.spent / retrain_cost:.0%} of Retrain's cost" if retrain_cost else ""
-    return (f"Ship {outcome.winner.setting.get('method')} (found in {n} trials{share}); verdict on held-out data: "
-            f"{verdict or outcome.winner.verdict}.")
+    method = outcome.winner.setting.get("method")
+    share = (f"{outcome.spent / retrain_cost:.0%} of Retrain's {'estimated ' if estimated else ''}cost"
+             if retrain_cost else "")
+    if held_out is not None and not held_out.passed:
+        return (f"{method} passed on the selection half ({n} trials{', ' + share if share else ''}) but not on "
+                f"held-out data ({held_out.verdict}): retrain, or search again with more data.")
+    verdict = held_out.verdict if held_out is not None else f"{outcome.winner.verdict} (on the selection half)"
+    if retrain_cost and outcome.spent > retrain_cost:
+        return (f"{method} passes (verdict on held-out data: {verdict}), but finding it cost {share}: retraining "
+                "would have been cheaper.")
+    return f"Ship {method} (found in {n} trials{', ' + share if share else ''}); verdict on held-out data: {verdict}."
 
 
 class VerdictImageTask(ImageTask):
@@ -177,9 +220,15 @@ def image_search(yaml_path: str | None, flags: dict[str, Any], options: SearchOp
             say(f"searching {name} seed {seed}: {len(methods)} methods, budget "
                 f"{settings.budget_samples or settings.budget_seconds} {'samples' if settings.budget_samples else 's'}")
             outcome = Search(trials, methods, settings, say).run()
-            base = (["--checkpoint", str(exp.out / "cache" / f"{name}-{meta['key']}.safetensors"), "--seed", str(seed)]
+            base = (["--checkpoint", str(exp.out / "cache" / f"{name}-{meta['key']}.safetensors")]
                     if user is None else ["--model", model, *(["--weights", weights] if weights else []),
-                                          "--dataset", config.data.dataset, "--seed", str(seed)])
+                                          *(["--mean", _csv(mean), "--std", _csv(std)] if mean is not None else [])])
+            if outcome.winner is not None:
+                chosen = trial_config(config, setting_of(outcome.winner))
+                chosen.methods = [setting_of(outcome.winner).method]
+                base = [*base, "--config", str(write_winner_config(out, name, seed, to_dict(chosen),
+                                                                  to_dict(resolve(overrides={"preset": config.preset})))),
+                        "--seed", str(seed)]
             block = search_block(outcome, trials, settings, name, seed, options, base)
             if outcome.winner is not None:
                 rows += deliver_image(exp, subject, original, meta, seed, trials, outcome, block, options)
@@ -188,6 +237,10 @@ def image_search(yaml_path: str | None, flags: dict[str, Any], options: SearchOp
     results = finish(exp, rows, started)
     write_search_files(results, out)
     return results
+
+
+def _csv(values) -> str:
+    return ",".join(f"{v:g}" for v in values)
 
 
 def user_subject(exp: Experiment, user, spec: str, weights: str | None, mean, std, progress: bool):
@@ -216,7 +269,7 @@ def search_block(outcome: SearchOutcome, trials, settings: SearchSettings, name:
             "best": dataclasses.asdict(outcome.best) if outcome.best else None,
             "selection_ids": trials.ids["selection"], "verdict_ids": trials.ids["verdict"],
             "reproduce": reproduce_line(base, setting_of(winner)) if winner else None,
-            "answer": answer(outcome, trials.retrain_cost(), None)}
+            "answer": answer(outcome, trials.retrain_cost(), estimated=not options.retrain)}
 
 
 def deliver_image(exp: Experiment, subject, original, meta: dict[str, Any], seed: int, trials: ImageTrials,
@@ -236,11 +289,11 @@ def deliver_image(exp: Experiment, subject, original, meta: dict[str, Any], seed
     exp.training_sec += verdict_exp.training_sec
     found = next((r for r in rows if r["method"] == setting.method), None)
     if found is not None:
-        from ..metrics.standalone import standalone_verdict
-
-        verdict = standalone_verdict(found)[0] if not options.retrain else None
-        block["verdict_on_held_out"] = verdict
-        block["answer"] = answer(outcome, trials.retrain_cost(), verdict)
+        original_row = next(r for r in rows if r["method"] == "original")
+        retrain_row = next((r for r in rows if r["method"] == "retrain"), None)
+        held = judge_image(found, original_row, retrain_row)
+        block["verdict_on_held_out"], block["passed_on_held_out"] = held.verdict, held.passed
+        block["answer"] = answer(outcome, trials.retrain_cost(), held, estimated=not options.retrain)
     return [{**r, "search_split": "verdict"} for r in rows]
 
 

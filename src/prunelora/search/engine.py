@@ -3,9 +3,10 @@
 Single-objective, cheapest passing: a trial's value is its cost as a share of the budget where it passes, and
 1 + its distance from passing where it does not, so the sampler first finds the passing region and then the
 cheap end of it (a Pareto front of cost against distance is drawn from the same trials in the report). Each
-method is tried once at its published defaults first (today's answer, beside the search). Every trial trains
-under a sample cap (its share of what is left of the budget, reserved in the study while it runs, so several
-processes sharing one study never spend more than the budget together), reports its per-epoch distance (the
+method is tried once at its published defaults first (today's answer, beside the search; the paper's paradigms
+first). Every trial trains under a sample cap (what is left of the budget, reserved in the study while it runs,
+so several processes sharing one study never spend more than the budget together; once a setting passed, also
+its cost: a dearer trial cannot win and stops there), reports its per-epoch distance (the
 median pruner stops one that is worse than the median of earlier trials at the same epoch) and records its
 cost, figures and verdict in the study's trial attributes. The sampler is seeded by the count of finished
 trials, and a trial a killed process left running is failed and enqueued again with its settings, so a
@@ -129,9 +130,13 @@ class Search:
             study.enqueue_trial(dict(trial.params), user_attrs={"defaults": bool(trial.user_attrs.get("defaults"))})
 
     def enqueue_defaults(self, study) -> None:
-        """Each method at its published defaults, once (the first trials)."""
+        """Each method at its published defaults, once (the first trials): the paper's paradigms first (PruneLoRA
+        among them), then the others in the registry's order."""
+        from ..methods import method_names
+
+        paper = set(method_names(["paper"], task=self.runner.task))
         tried = {t.params.get("method") for t in study.get_trials(deepcopy=False) if t.user_attrs.get("defaults")}
-        for method in self.methods:
+        for method in sorted(self.methods, key=lambda m: m.name not in paper):
             if method.name not in tried:
                 study.enqueue_trial({"method": method.name}, user_attrs={"defaults": True})
 
@@ -179,6 +184,10 @@ class Search:
             setting = (default_setting(method, self.runner.list_epochs, self.runner.default_epochs())
                        if defaults else suggest(trial, method, self.spaces[method.name], self.runner.list_epochs))
             limit = self.runner.estimate(setting) if left is None else min(left, self.runner.estimate(setting))
+            cheapest = self.cheapest_passing(study)
+            if cheapest is not None and cheapest < limit:  # beyond it a trial cannot win: it stops there
+                limit = cheapest
+                trial.set_user_attr("capped_at_winner", True)
             trial.set_user_attr("reserved", int(limit))
             trial.set_user_attr("pid", os.getpid())
             trial.set_user_attr("host", socket.gethostname())
@@ -190,6 +199,12 @@ class Search:
             self.say(f"trial {trial.number}: {_described(setting)}")
             self.one(study, trial, setting, limit)
         return self.outcome(study)
+
+    def cheapest_passing(self, study) -> int | None:
+        """The cost of the cheapest trial that passed so far (any process's), or None."""
+        costs = [int(t.user_attrs.get("cost", 0)) for t in study.get_trials(deepcopy=False)
+                 if t.state == self.optuna.trial.TrialState.COMPLETE and t.user_attrs.get("passed")]
+        return min(costs) if costs else None
 
     def tried(self, study, setting: Setting, me: int) -> bool:
         """Whether another trial of the study (finished or running) holds this very setting."""
@@ -215,7 +230,9 @@ class Search:
         try:
             row, cost, seconds, _ = self.runner.run(setting, limit, report)
         except (BudgetReached, optuna.TrialPruned, UserError) as stop:
-            reason = ("the budget" if isinstance(stop, BudgetReached) else
+            capped = bool(trial.user_attrs.get("capped_at_winner"))
+            reason = ("the cost of the cheapest passing setting" if isinstance(stop, BudgetReached) and capped else
+                      "the budget" if isinstance(stop, BudgetReached) else
                       "the pruner" if isinstance(stop, optuna.TrialPruned) else f"error: {stop}")
             trial.set_user_attr("cost", int(getattr(self.runner, "last_cost", limit)))
             trial.set_user_attr("seconds", time.perf_counter() - started)

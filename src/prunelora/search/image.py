@@ -81,6 +81,7 @@ class ImageTrials:
         self.last_cost = 0
         self.reference = subject.evaluated(original)
         self.original_row = self.metrics(original, self.selection)
+        self.retrain = retrain
         self.retrain_row = self.metrics(retrain, self.selection) if retrain is not None else None
 
     # -- what a trial costs ----------------------------------------------------------------------
@@ -142,6 +143,12 @@ class ImageTrials:
 
     def judge(self, row: dict[str, Any]) -> Judgement:
         return judge_image(row, self.original_row, self.retrain_row)
+
+    def judge_held_out(self, row: dict[str, Any]) -> Judgement:
+        """The judgement of figures measured on the verdict half, against the original (and Retrain) there."""
+        original = self.metrics(self.original, self.verdict_splits)
+        retrain = self.metrics(self.retrain, self.verdict_splits) if self.retrain is not None else None
+        return judge_image(row, original, retrain)
 
     def subject_for(self, config: RunConfig, progress: bool = False):
         """The run's subject with another configuration (a trial's, the winner's)."""
