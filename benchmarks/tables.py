@@ -100,6 +100,13 @@ TABLES: tuple[Table, ...] = (
            "--set unlearn.lora_dropout=0 --out runs/tables/lora-dropout0")),
     Table("causal-lm", "Causal LM: the embedded benchmark",
           ("reproduce --task causal-lm --seeds 0,1,2 --out runs/tables/causal-lm",)),
+    Table("bench-causal-lm", "Causal LM: surgeries at 0.5 B parameters",
+          ("bench --task causal-lm --out runs/tables/bench-causal-lm",)),
+    Table("search-digits", "Search", ("search --models resnet18,vit --seeds 0,1,2 --out runs/tables/search-digits",)),
+    Table("search-causal-lm", "Search", ("search --task causal-lm --seeds 0,1,2 --out runs/tables/search-causal-lm",)),
+    Table("search-cifar10", "Search",
+          (f"search {CIFAR} --models resnet18 --out runs/tables/search-cifar10-class",
+           f"search {CIFAR} --models resnet18 --scenario random --out runs/tables/search-cifar10-random")),
 )
 
 
@@ -135,7 +142,8 @@ def command_problems(table: Table) -> list[str]:
         try:
             if task_of(words) == "causal-lm":
                 args = build_lm_parser().parse_args(words)
-                config_for(args.command, None, config_flags(args))
+                if args.command != "bench":  # the bench's options are its own, not a run's configuration
+                    config_for(args.command, None, config_flags(args))
             else:
                 resolve(overrides=config_flags(build_parser().parse_args(words)))
         except (UserError, SystemExit) as error:

@@ -179,7 +179,9 @@ TASKS = ("image-classification", "causal-lm")
 LM_COMMANDS = {"reproduce": "the embedded benchmark (or your .jsonl): original -> every method -> the table",
                "unlearn": "unlearn named examples from your causal LM (--model hf:DIR)",
                "plan": "what each surgery touches in a causal LM, with parameter counts (writes nothing)",
-               "search": "the cheapest setting that passes the evidence on held-out data within Retrain's cost"}
+               "search": "the cheapest setting that passes the evidence on held-out data within Retrain's cost",
+               "bench": "seconds per step and tensor peak of each surgery at a realistic width, against full "
+                        "finetuning"}
 
 
 def task_of(argv: list[str]) -> str:
@@ -227,6 +229,9 @@ def build_lm_parser() -> argparse.ArgumentParser:
     for command, text in LM_COMMANDS.items():
         own = sub.add_parser(command, help=text)
         _task_flag(own)
+        if command == "bench":
+            lm_bench_options(own)
+            continue
         groups: dict = {}
         add_options(own, command, root=LMConfig, choices=registry_choices(), groups=groups)
         own.add_argument("--config", help="YAML file with any LMConfig fields")
@@ -243,10 +248,47 @@ def build_lm_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def lm_bench_options(parser: argparse.ArgumentParser) -> None:
+    """`prunelora bench --task causal-lm`'s options (bench/causal_lm.py)."""
+    from .bench.causal_lm import DEFAULT_METHODS, SHAPES, LMBenchOptions
+
+    d = LMBenchOptions()
+    parser.add_argument("--shape", default=d.shape, choices=list(SHAPES),
+                        help=f"a published model shape built with random weights (default: {d.shape})")
+    parser.add_argument("--model", help="your own causal LM instead (hf:DIR)")
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                        help="comma-separated OBJECTIVE@SURGERY methods; each is compared with its objective on no "
+                             "surgery (default: NPO and GradDiff on every surgery)")
+    parser.add_argument("--steps", type=int, default=d.steps, help=f"timed steps per method (default: {d.steps})")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size, help=f"rows per step (default: {d.batch_size})")
+    parser.add_argument("--seq-len", type=int, default=d.seq_len, help=f"tokens per row (default: {d.seq_len})")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    parser.add_argument("--out", default=d.out, help=f"output folder (default: {d.out})")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the results of another run in --out (default: refuse)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _lm_bench(args: argparse.Namespace) -> int:
+    from .bench.causal_lm import LMBenchOptions, bench_from_flags, markdown
+
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    options = LMBenchOptions(args.shape, args.model, methods, args.steps, args.batch_size, args.seq_len,
+                             out=args.out)
+    result = bench_from_flags(options, args.device, args.overwrite, not args.no_progress)
+    print(markdown(result))
+    print(f"wrote {Path(options.out) / 'bench.md'}")
+    return 0
+
+
 def _run_lm(argv: list[str]) -> int:
     from . import commands_causal_lm as lm
 
     args = build_lm_parser().parse_args(argv)
+    if args.command == "bench":
+        if distributed.launched():
+            raise UserError("'bench' runs in one process: start it without torchrun")
+        return _lm_bench(args)
     flags = config_flags(args)
     if distributed.launched() and args.command == "plan":
         raise UserError("'plan' runs in one process: start it without torchrun")

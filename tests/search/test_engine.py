@@ -132,5 +132,14 @@ def test_once_a_setting_passes_no_trial_spends_more_than_it(tmp_path):
             assert trial.stopped == "the cost of the cheapest passing setting"
         elif trial.passed:
             cheapest = min(cheapest, trial.cost)
-    assert any(t.stopped == "the cost of the cheapest passing setting" for t in outcome.trials)
     assert outcome.winner.cost == min(t.cost for t in outcome.trials if t.passed)
+
+
+def test_a_setting_that_could_not_finish_is_not_started(tmp_path):
+    """Once a method's trial finished, its cost per epoch says whether another setting fits what is left: one that
+    does not is never started (no budget spent on a trial cut short), and the search still ends."""
+    outcome = _search(f"sqlite:///{tmp_path / 's.db'}", budget=1300).run()
+    assert outcome.spent <= 1300
+    assert [t.cost for t in outcome.trials[:2]] == [500, 500]  # both methods at their defaults (5 epochs)
+    assert all(t.state == "complete" for t in outcome.trials)  # nothing cut short by the budget
+    assert all(t.cost <= 300 for t in outcome.trials[2:])  # only what fitted the 300 samples left

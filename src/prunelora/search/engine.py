@@ -6,7 +6,8 @@ cheap end of it (a Pareto front of cost against distance is drawn from the same 
 method is tried once at its published defaults first (today's answer, beside the search; the paper's paradigms
 first). Every trial trains under a sample cap (what is left of the budget, reserved in the study while it runs,
 so several processes sharing one study never spend more than the budget together; once a setting passed, also
-its cost: a dearer trial cannot win and stops there), reports its per-epoch distance (the
+its cost: a dearer trial cannot win and stops there; a setting whose method's finished trials say it would
+cost more than that is not started at all), reports its per-epoch distance (the
 median pruner stops one that is worse than the median of earlier trials at the same epoch) and records its
 cost, figures and verdict in the study's trial attributes. The sampler is seeded by the count of finished
 trials, and a trial a killed process left running is failed and enqueued again with its settings, so a
@@ -29,6 +30,7 @@ from ..train import BudgetReached
 from .space import Setting, default_setting, space_of, suggest
 
 RUNNING_ATTRS = ("pid", "host")
+MAX_UNAFFORDABLE = 50  # draws in a row that cost more than what is left: the search ends
 
 
 @dataclass
@@ -168,6 +170,7 @@ class Search:
         self.enqueue_defaults(study)
         names = [m.name for m in self.methods]
         by_name = {m.name: m for m in self.methods}
+        skipped = 0
         while True:
             samples, seconds, done, draws = self.spent(study)
             if settings.trials is not None and done >= settings.trials:
@@ -188,6 +191,16 @@ class Search:
             if cheapest is not None and cheapest < limit:  # beyond it a trial cannot win: it stops there
                 limit = cheapest
                 trial.set_user_attr("capped_at_winner", True)
+            expected = self.expected_cost(study, setting)
+            if expected is not None and expected > limit:  # it could not finish: not started, nothing spent
+                trial.set_user_attr("duplicate", True)  # left out of the trials, as a repeated draw is
+                trial.set_user_attr("unaffordable", int(expected))
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                skipped += 1
+                if skipped >= MAX_UNAFFORDABLE:
+                    break  # what is left pays for none of the settings the sampler keeps drawing
+                continue
+            skipped = 0
             trial.set_user_attr("reserved", int(limit))
             trial.set_user_attr("pid", os.getpid())
             trial.set_user_attr("host", socket.gethostname())
@@ -199,6 +212,25 @@ class Search:
             self.say(f"trial {trial.number}: {_described(setting)}")
             self.one(study, trial, setting, limit)
         return self.outcome(study)
+
+    def expected_cost(self, study, setting: Setting) -> int | None:
+        """What a setting will cost, from a finished trial of its method (its samples per epoch, times the
+        setting's epochs), or None before one finished (the runner's estimate is an upper bound, not this)."""
+        epochs = setting.unlearn.get("epochs")
+        total = max(epochs) if isinstance(epochs, list) else epochs
+        if total is None:
+            total = self.runner.default_epochs()
+        for trial in study.get_trials(deepcopy=False):
+            if trial.state != self.optuna.trial.TrialState.COMPLETE:
+                continue
+            done = dict(trial.user_attrs.get("setting") or {})
+            if done.get("method") != setting.method:
+                continue
+            ran = done.get("unlearn.epochs")
+            ran = max(ran) if isinstance(ran, list) else ran if ran is not None else self.runner.default_epochs()
+            if ran:
+                return int(trial.user_attrs.get("cost", 0) / ran * total)
+        return None
 
     def cheapest_passing(self, study) -> int | None:
         """The cost of the cheapest trial that passed so far (any process's), or None."""
