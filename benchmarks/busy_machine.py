@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--neighbours", default="cpu,memory")
     parser.add_argument("--threads", type=int, default=None, help="fixed torch threads (default: prunelora's choice)")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a terminated benchmark still stops its neighbour
     if available_cores() < 2:
         sys.exit("needs at least 2 cores (one for the neighbour)")
     core = max(os.sched_getaffinity(0))

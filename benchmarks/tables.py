@@ -90,6 +90,10 @@ TABLES: tuple[Table, ...] = (
            "--set unlearn.lora_dropout=0 --out runs/tables/speed-dropout0",
            f"bench {CIFAR} --models resnet18 --methods finetune,prunelora --prune-modes remove "
            "--set model_args.resnet18.width=16 --out runs/tables/speed-width16")),
+    Table("speed-cpu-preset", "PruneLoRA's epoch against Finetune's at the CPU preset",
+          ("bench --models resnet18 --methods finetune,prunelora --prune-modes mask,remove --out runs/tables/speed-cpu",
+           "bench --models resnet18 --methods prunelora --prune-modes mask,remove --set unlearn.lora_dropout_on=rank "
+           "--out runs/tables/speed-cpu-rank")),
     Table("outside-training", "Time outside training steps",
           ("reproduce --out runs/tables/outside-training-digits",
            f"reproduce {CIFAR} --out runs/tables/outside-training-cifar10")),
@@ -103,10 +107,8 @@ TABLES: tuple[Table, ...] = (
     Table("bench-causal-lm", "Causal LM: surgeries at 0.5 B parameters",
           ("bench --task causal-lm --out runs/tables/bench-causal-lm",)),
     Table("search-digits", "Search", ("search --models resnet18,vit --seeds 0,1,2 --out runs/tables/search-digits",)),
-    Table("search-causal-lm", "Search", ("search --task causal-lm --seeds 0,1,2 --out runs/tables/search-causal-lm",)),
-    Table("search-cifar10", "Search",
-          (f"search {CIFAR} --models resnet18 --out runs/tables/search-cifar10-class",
-           f"search {CIFAR} --models resnet18 --scenario random --out runs/tables/search-cifar10-random")),
+    Table("search-causal-lm", "Search", ("search --task causal-lm --seeds 0 --trials 30 --out runs/tables/search-causal-lm",)),
+    Table("search-cifar10", "Search", (f"search {CIFAR} --models resnet18 --out runs/tables/search-cifar10-class",)),
 )
 
 

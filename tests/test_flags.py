@@ -39,7 +39,7 @@ FLAGS = {
     "bench": "--allow-empty-class --channels-last --compile --config --data-root --dataset --device --epochs "
              "--forget --forget-class --help --id-column --matmul-size --methods --models --no-download "
              "--no-progress --out --overwrite --precision --preset --protocol --prune-modes --seed --seeds --set "
-             "--stream --test-per-class --threads --train-per-class --warmup-epochs -h",
+             "--stream --task --test-per-class --threads --train-per-class --warmup-epochs -h",
     "search": "--allow-empty-class --budget --config --data-root --dataset --device --epochs --forget "
               "--forget-class --forget-ratio --help --id-column --keep-sparsity --lora-r --lr --mean --methods "
               "--mia-draws --mia-protocol --model --models --no-download --no-progress --out --overwrite "

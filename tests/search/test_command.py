@@ -93,6 +93,10 @@ def test_a_named_request_on_the_users_model_finds_its_answer_through_search(sear
     assert record["search"]["verdict_ids"] == block["verdict_ids"]
     assert record["search"]["selection_ids"] == block["selection_ids"]
     assert record["verdict"]["standalone"] == block["verdict_on_held_out"]  # what the record ships: held-out
+    row = next(r for r in json.loads((out / "results.json").read_text())["rows"]
+               if r["method"] == block["winner"]["setting"]["method"])
+    assert row["total_sec"] == pytest.approx(block["seconds"])  # the delivered method's cost: the whole search's
+    assert row["search_trials"] == len(block["trials"]) and row["winner_total_sec"] < row["total_sec"]
 
 @pytest.mark.slow
 def test_verify_rechecks_the_winner_on_the_verdict_half_and_the_reproduce_line_runs(searched, tmp_path, capsys):

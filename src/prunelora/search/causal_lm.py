@@ -33,6 +33,7 @@ from ..train import capped, watched
 from .command import (
     SearchOptions,
     answer,
+    charge_search,
     reproduce_line,
     searched_methods,
     setting_of,
@@ -249,4 +250,4 @@ def deliver_lm(exp: Experiment, task: CausalLMTask, subject, original, meta, see
         held = judge_causal_lm(found, original_row, retrain_row, len(splits.forget), len(splits.holdout))
         block["verdict_on_held_out"], block["passed_on_held_out"] = held.verdict, held.passed
         block["answer"] = answer(outcome, trials.retrain_cost(), held, estimated=not options.retrain)
-    return [{**r, "search_split": "verdict"} for r in rows]
+    return charge_search([{**r, "search_split": "verdict"} for r in rows], setting.method, block)

@@ -294,7 +294,20 @@ def deliver_image(exp: Experiment, subject, original, meta: dict[str, Any], seed
         held = judge_image(found, original_row, retrain_row)
         block["verdict_on_held_out"], block["passed_on_held_out"] = held.verdict, held.passed
         block["answer"] = answer(outcome, trials.retrain_cost(), held, estimated=not options.retrain)
-    return [{**r, "search_split": "verdict"} for r in rows]
+    return charge_search([{**r, "search_split": "verdict"} for r in rows], setting.method, block)
+
+
+def charge_search(rows: list[dict[str, Any]], method: str, block: dict[str, Any]) -> list[dict[str, Any]]:
+    """The delivered method's rows carry the whole search's cost (every trial's training seconds and samples),
+    not the winning trial's alone, which stays beside it (`winner_total_sec`, `winner_seconds`)."""
+    for row in rows:
+        if row.get("method") != method:
+            continue
+        for key in ("total_sec", "seconds"):
+            if key in row:
+                row[f"winner_{key}"], row[key] = row[key], block["seconds"]
+        row["search_trials"], row["search_spent_samples"] = len(block["trials"]), block["spent_samples"]
+    return rows
 
 
 def write_search_files(results: dict[str, Any], out: Path) -> None:

@@ -193,6 +193,8 @@ class Search:
                 trial.set_user_attr("capped_at_winner", True)
             expected = self.expected_cost(study, setting)
             if expected is not None and expected > limit:  # it could not finish: not started, nothing spent
+                trial.set_user_attr("pid", os.getpid())
+                trial.set_user_attr("host", socket.gethostname())
                 trial.set_user_attr("duplicate", True)  # left out of the trials, as a repeated draw is
                 trial.set_user_attr("unaffordable", int(expected))
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED)
