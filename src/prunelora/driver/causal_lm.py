@@ -421,12 +421,11 @@ class CausalLMTask:
             original = next((r for r in mine if r["method"] == "original"), None)
             splits = self.splits(seed)
             for row in mine:
-                if row["method"] == "original":
-                    pass  # before unlearning: no comparison with Retrain, the verdict without it only
-                elif retrain is not None and row is not retrain:
+                # the original (before unlearning) gets no comparison with Retrain, only the verdict without it
+                if row["method"] != "original" and retrain is not None and row is not retrain:
                     row.update(self.compare(row, retrain))
                     row["verdict"], row["verdict_reasons"] = verdicts.with_retrain(row, retrain, original)
-                elif row is retrain:
+                elif row["method"] != "original" and row is retrain:
                     if "forget_truth_ratio" in row:
                         row["forget_quality"] = 1.0
                     if "mia_min_k_auc" in row:

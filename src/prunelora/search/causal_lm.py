@@ -8,7 +8,6 @@ recipe: pretrain.epochs passes over the retain set (its memorisation stop may en
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import time
 from pathlib import Path
@@ -41,19 +40,15 @@ from .command import (
     write_winner_config,
 )
 from .engine import Search, SearchOutcome, SearchSettings
-from .image import halves
+from .image import halves, trial_config
 from .space import Setting, check_methods
 from .target import Judgement, judge_causal_lm
 
 
 def lm_trial_config(config: LMConfig, setting: Setting) -> LMConfig:
-    """The run's configuration with a setting's values (method_args and unlearn.*)."""
-    out = copy.deepcopy(config)
-    out.method_args = {**out.method_args, setting.method: {**out.method_args.get(setting.method, {}),
-                                                             **setting.method_args}}
-    out.unlearn = dataclasses.replace(out.unlearn, **setting.unlearn)
-    out.methods = [setting.method]
-    return out
+    """The run's configuration with a setting's values (method_args and unlearn.*): search/image.trial_config,
+    which reads only the fields both tasks' configurations share."""
+    return trial_config(config, setting)
 
 
 class VerdictLMTask(CausalLMTask):

@@ -49,8 +49,9 @@ def split_reference(splits: Splits, seed: int) -> tuple[Splits, Splits, dict[str
     return selection, verdict, ids
 
 
-def trial_config(config: RunConfig, setting: Setting) -> RunConfig:
-    """The run's configuration with a setting's values: the method's own (method_args) and unlearn.*."""
+def trial_config(config, setting: Setting):
+    """The run's configuration (RunConfig or LMConfig: both hold method_args, unlearn and methods) with a
+    setting's values: the method's own (method_args) and unlearn.*."""
     out = copy.deepcopy(config)
     out.method_args = {**out.method_args, setting.method: {**out.method_args.get(setting.method, {}),
                                                              **setting.method_args}}
