@@ -106,9 +106,20 @@ TABLES: tuple[Table, ...] = (
           ("reproduce --task causal-lm --seeds 0,1,2 --out runs/tables/causal-lm",)),
     Table("bench-causal-lm", "Causal LM: surgeries at 0.5 B parameters",
           ("bench --task causal-lm --out runs/tables/bench-causal-lm",)),
+    Table("default-prune-mode", "The default prune mode and the CPU preset's width",
+          ("reproduce --out runs/tables/main-auto", "reproduce --prune-mode mask --out runs/tables/main-mask")),
+    Table("speed-widths", "The default prune mode and the CPU preset's width",
+          tuple(f"bench --models resnet18 --methods finetune,prune-finetune,lora,prunelora --prune-modes remove{w} "
+                f"--out runs/tables/speed-w{n}" for n, w in
+                (("8", ""), ("16", " --set model_args.resnet18.width=16"),
+                 ("32", " --set model_args.resnet18.width=32")))),
     Table("search-digits", "Search", ("search --models resnet18,vit --seeds 0,1,2 --out runs/tables/search-digits",)),
-    Table("search-causal-lm", "Search", ("search --task causal-lm --seeds 0 --trials 30 --out runs/tables/search-causal-lm",)),
-    Table("search-cifar10", "Search", (f"search {CIFAR} --models resnet18 --out runs/tables/search-cifar10-class",)),
+    Table("search-causal-lm", "Search", ("search --task causal-lm --seeds 0 --trials 30 --out runs/tables/search-causal-lm",
+                                         "search --task causal-lm --seeds 1,2 --trials 30 "
+                                         "--out runs/tables/search-causal-lm-seeds12")),
+    Table("search-cifar10", "Search", (f"search {CIFAR} --models resnet18 --out runs/tables/search-cifar10-class",
+                                       f"search {CIFAR} --models resnet18 --scenario random --prune-mode mask "
+                                       "--out runs/tables/search-cifar10-random")),
 )
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from .causal_lm_fixtures import people, tokenizer, user_model  # noqa: F401 (the causal-LM tests' fixtures)
 from .helpers import write_fake_cifar
 
 # The README's and the docs' command tests share one workspace (later pages use what earlier ones wrote).
@@ -13,6 +14,21 @@ DOC_COMMAND_FILE = "test_docs.py"
 
 
 def pytest_configure(config):
+    _bind_transformers_logging()
+    _pin_worker_to_its_cores()
+
+
+def _bind_transformers_logging() -> None:
+    """transformers' log handler keeps the stderr of its first use: were that a test's captured stream (capsys),
+    which closes with the test, a later test's warning would print a logging traceback into its stderr."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # the hf extra is not installed
+        return
+    hf_logging.get_logger()
+
+
+def _pin_worker_to_its_cores() -> None:
     """Under pytest-xdist (`-n N`, pyproject's default), each worker gets its own share of the cores.
 
     Two workers each taking every core's threads oversubscribe them (10-20x slower on 2 cores): each worker is

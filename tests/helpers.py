@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 import pickle
+import signal
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -84,3 +86,18 @@ def same(a, b) -> bool:
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
     return a == b
+
+
+@contextmanager
+def within(seconds: int):
+    """Fail (rather than hang the suite) where the code under test blocks, as opening a FIFO without a writer does."""
+    def expired(*_):
+        raise TimeoutError(f"blocked for more than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

@@ -129,3 +129,32 @@ def test_advice_after_a_sample_request_aims_at_unseen_data_not_at_a_class():
     assert low.forgotten and "over-forgotten" in low.warning and "fewer epochs" in low.warning
     whole = result(60.0, 95.0, class_wise=True)
     assert whole.forgotten is False and whole.target == 20.0 and "target at most 20 %" in whole.warning
+
+
+# -- the default prune mode from Python ---------------------------------------------------------------------------
+
+def test_auto_trains_the_smaller_network_and_hands_back_the_callers_shapes(digits_splits):
+    """prune_mode auto on a conv net: channels are taken out for training, and the model returned is the caller's
+    architecture with those channels as zeros, computing what the smaller network computes."""
+    import copy
+
+    import torch
+
+    from prunelora.data import to_float
+    from prunelora.models.outputs import unwrap
+
+    original = _small_resnet(digits_splits)
+    result = prunelora.unlearn(copy.deepcopy(original), digits_splits.retain_train, digits_splits.forget_train,
+                               method="prunelora", epochs=1, progress=False)
+    assert result.info["prune_mode"] == "remove" and result.removed_channels
+    shapes = {k: v.shape for k, v in original.state_dict().items()}
+    assert {k: v.shape for k, v in result.model.state_dict().items()} == shapes
+    assert result.in_original_shapes(copy.deepcopy(original)) is result.model  # already written back
+    smaller = unwrap(result._run.snapshots[-1].model).eval()
+    assert sum(p.numel() for p in smaller.parameters()) < sum(p.numel() for p in original.parameters())
+    x = to_float(digits_splits.test_retain.images[:64])
+    with torch.no_grad():
+        torch.testing.assert_close(result.model.eval()(x), smaller(x), atol=1e-4, rtol=0)
+    explicit = prunelora.unlearn(copy.deepcopy(original), digits_splits.retain_train, digits_splits.forget_train,
+                                 method="prunelora", epochs=1, progress=False, prune_mode="remove")
+    assert sum(p.numel() for p in explicit.model.parameters()) < sum(p.numel() for p in original.parameters())

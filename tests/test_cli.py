@@ -242,7 +242,8 @@ ERRORS = [
     ("unknown-command", ["frobnicate"], "invalid choice"),
     ("no-command", [], "required"),
     ("vit-remove-mode", ["reproduce", "--models", "vit", "--methods", "prune-finetune", "--prune-mode", "remove"],
-     "remove"),
+     "shrink every block (use --prune-mode mask, or auto"),
+    ("search-patience-negative", ["search", "--methods", "finetune", "--patience", "-1"], "--patience -1: give 0"),
     # The second model's arguments are invalid: refused before the first model is trained and written.
     ("second-model-bad-argument", ["reproduce", "--models", "resnet18,vit", "--methods", "finetune",
                                    "--set", "model_args.vit.dim=30"], "cannot build model 'vit'"),

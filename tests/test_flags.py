@@ -43,7 +43,7 @@ FLAGS = {
     "search": "--allow-empty-class --budget --config --data-root --dataset --device --epochs --forget "
               "--forget-class --forget-ratio --help --id-column --keep-sparsity --lora-r --lr --mean --methods "
               "--mia-draws --mia-protocol --model --models --no-download --no-progress --out --overwrite "
-              "--precision --preset --pretrain-epochs --protocol --prune-amount --prune-mode --prune-score "
+              "--patience --precision --preset --pretrain-epochs --protocol --prune-amount --prune-mode --prune-score "
               "--requests --retrain --scenario --seed --seeds --set --sign-key --std --storage --stream --task "
               "--test-per-class --threads --train-per-class --trials --weights -h",
     "verify": "--data-root --dataset --factory-path --help --model --model-factory --public-key --tolerance -h",

@@ -7,6 +7,7 @@ the forget set is still recognised.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 import time
@@ -66,6 +67,7 @@ class UnlearnResult:
     rss_growth_mb: float | None = None  # CPU: resident-set growth (allocator and fixed costs included)
     _run: Any = field(default=None, repr=False)
     _wrapped: bool = field(default=False, repr=False)
+    _in_original_shapes: bool = field(default=False, repr=False)  # `model` already written back (prune_mode auto)
 
     @property
     def removed_channels(self) -> dict[str, dict[str, list[int]]] | None:
@@ -79,7 +81,7 @@ class UnlearnResult:
         """Remove mode: `template` (a copy of the original model, same class) holding this model's function,
         the removed channels back as exact zeros, so that `save_pretrained` / the user's factory reload it.
         Other modes: the model itself."""
-        if self.removed_channels is None:
+        if self.removed_channels is None or self._in_original_shapes:
             return self.model
         return reinflate(self.model, template, self.removed_channels)
 
@@ -207,6 +209,10 @@ def unlearn(model: nn.Module, retain: Any, forget: Any | None = None, method: st
     at a time onto the model's device; the same results as in memory, slower. flip: whether the
     augmentation of the methods whose reference augments (rl, salun, ga, l1-sparse) may mirror the
     images (False for data that is not mirror-symmetric: digits, text). options: any UnlearnConfig field.
+    prune_mode: auto (the default) trains the smaller network where removing channels is exact and returns
+    the model in your model's own shapes, the removed channels as zeros (a drop-in replacement that
+    `save_pretrained` and your factory reload); remove returns the smaller network itself
+    (`result.in_original_shapes(copy.deepcopy(model))` writes it back); mask keeps the shapes throughout.
     """
     if method is not None and (surgery is not None or objective is not None):
         raise UserError("give a method, or a surgery and an objective, not both")
@@ -264,6 +270,9 @@ def unlearn(model: nn.Module, retain: Any, forget: Any | None = None, method: st
         log(0, run.snapshots[-1].model)
     result = result_of(run, run.snapshots[-1], user_plan, log.history, until, wrapped, seconds,
                        class_wise=bool(forget_classes))
+    if config.unlearn.prune_mode == "auto" and result.removed_channels:  # trained smaller, handed back in its shapes
+        result.model = result.in_original_shapes(copy.deepcopy(model))
+        result._in_original_shapes = True
     if result.warning:
         warnings.warn(result.warning, UnlearningWarning, stacklevel=2)
     return result

@@ -201,6 +201,9 @@ def search_options(parser: argparse.ArgumentParser, groups: dict | None = None) 
                                                        "recipe: epochs passes over the retain set); or SECONDS of "
                                                        "training (default: retrain)")
     g.add_argument("--trials", type=int, help="at most this many trials (default: until the budget is spent)")
+    g.add_argument("--patience", type=int, help="stop once N trials after the cheapest passing one found nothing "
+                                                "cheaper; 0 stops at the first pass (default: until the budget or "
+                                                "--trials is spent)")
     g.add_argument("--storage", help="an Optuna storage URL for the study (default: sqlite:///OUT/search.db); "
                                      "several processes or machines may share one")
     g.add_argument("--retrain", action="store_true", help="judge against Retrain (a researcher's run: Retrain is "
@@ -211,7 +214,7 @@ def search_options(parser: argparse.ArgumentParser, groups: dict | None = None) 
 def _search_options(args: argparse.Namespace):
     from .search.command import SearchOptions
 
-    return SearchOptions(args.budget, args.trials, args.storage, args.retrain)
+    return SearchOptions(args.budget, args.trials, args.storage, args.retrain, args.patience)
 
 
 def _task_flag(parser: argparse.ArgumentParser) -> None:

@@ -4,8 +4,6 @@ escaped, an id column of images refused, and a data root that is a file named as
 from __future__ import annotations
 
 import os
-import signal
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +15,7 @@ from prunelora.data.ids import read_request
 from prunelora.data.sources import data_root_folder, load_cifar
 from prunelora.data.text.examples import listed_ids
 from prunelora.errors import UserError, shown
-from tests.helpers import run_cli
+from tests.helpers import run_cli, within
 
 from .test_files import write_image_folder
 from .test_ids import named_splits, request, write_datasets
@@ -25,20 +23,6 @@ from .test_ids import named_splits, request, write_datasets
 QUICK = ["--preset", "smoke", "--models", "resnet18", "--no-progress"]
 FIX = "give a UTF-8 text file with one sample id a line, or a .csv with an id column"
 
-
-@contextmanager
-def within(seconds: int):
-    """Fail (rather than hang the suite) where the code under test blocks, as opening a FIFO without a writer does."""
-    def expired(*_):
-        raise TimeoutError(f"blocked for more than {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def refused(call, *args, **kwargs) -> str:

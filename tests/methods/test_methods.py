@@ -198,7 +198,7 @@ def pruned_rows_of(original: nn.Module, name: str, amount: float = 0.5) -> dict[
 @pytest.mark.parametrize("name", ["resnet18", "vit"])
 def test_prune_finetune_keeps_pruned_weights_zero_through_adam(digits_splits, originals, name):
     expected = pruned_rows_of(originals[name], name)
-    run = run_of(name, "prune-finetune", digits_splits, originals)
+    run = run_of(name, "prune-finetune", digits_splits, originals, prune_mode="mask")  # the paper's masks
     assert run.info["pruned_channels"] == sum(len(v) for v in expected.values())
     orig_state = originals[name].state_dict()
     for model in [run.prepared.model] + [s.model for s in run.snapshots]:
@@ -227,7 +227,7 @@ def test_without_the_mask_adam_regrows_pruned_channels(digits_splits, originals)
 @pytest.mark.parametrize("name", ["resnet18", "vit"])
 def test_keep_sparsity_keeps_merged_pruned_rows_zero(digits_splits, originals, name):
     expected = pruned_rows_of(originals[name], name)
-    run = run_of(name, "prunelora", digits_splits, originals, keep_sparsity=True)
+    run = run_of(name, "prunelora", digits_splits, originals, keep_sparsity=True, prune_mode="mask")
     assert run.info["keep_sparsity"] is True
     for snap in run.snapshots:
         modules = dict(snap.model.named_modules())
@@ -243,7 +243,7 @@ def test_keep_sparsity_keeps_merged_pruned_rows_zero(digits_splits, originals, n
 @pytest.mark.parametrize("name", ["resnet18", "vit"])
 def test_without_keep_sparsity_the_merged_update_regrows_pruned_rows(digits_splits, originals, name):
     expected = pruned_rows_of(originals[name], name)
-    run = run_of(name, "prunelora", digits_splits, originals, keep_sparsity=False)
+    run = run_of(name, "prunelora", digits_splits, originals, keep_sparsity=False, prune_mode="mask")
     assert run.info["keep_sparsity"] is False
     modules = dict(run.snapshots[-1].model.named_modules())
     plan = get_spec(name, ARGS[name]).plan

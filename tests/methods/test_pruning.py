@@ -9,7 +9,7 @@ from torch import nn
 
 from prunelora.data import ImageSet, to_float
 from prunelora.errors import UserError
-from prunelora.methods.pruning import matching_modules, remove_channels, saliency_channel_masks
+from prunelora.methods.pruning import matching_modules, removal_reason, remove_channels, saliency_channel_masks
 from prunelora.methods.surgery import prune
 from prunelora.models import get_spec
 
@@ -95,7 +95,7 @@ def test_prunelora_with_saliency_prunes_by_the_forget_set_end_to_end(digits_spli
     from ..helpers import smoke_config
 
     spec = get_spec("resnet18", ARGS["resnet18"])
-    config = smoke_config(batch_size=32, epochs=[1], prune_score="saliency")
+    config = smoke_config(batch_size=32, epochs=[1], prune_score="saliency", prune_mode="mask")
     forget = forget_of(digits_splits)
     ctx = method_context(config, spec.plan, spec.family, None, digits_splits.retain_train, forget)
     run = run_method("prunelora", originals["resnet18"], digits_splits.retain_train, ctx, seed=0, progress=False)
@@ -103,3 +103,55 @@ def test_prunelora_with_saliency_prunes_by_the_forget_set_end_to_end(digits_spli
     expected = saliency_by_hand(originals["resnet18"], forget, ["stem.0"])["stem.0"]
     pruned = set(torch.argsort(expected)[:round(0.5 * len(expected))].tolist())
     assert zero_rows(model.get_submodule("stem.0").weight) >= pruned  # the stem has no adapter: its zeros stay
+
+
+class GroupNormNet(nn.Module):
+    """A conv net whose norms pool channels: zeros written back change every group's statistics."""
+
+    def __init__(self, classes: int = 10):
+        super().__init__()
+        self.conv1, self.norm1 = nn.Conv2d(1, 8, 3, padding=1), nn.GroupNorm(2, 8)
+        self.conv2, self.norm2 = nn.Conv2d(8, 8, 3, padding=1), nn.GroupNorm(2, 8)
+        self.fc = nn.Linear(8, classes)
+
+    def forward(self, x):
+        x = torch.relu(self.norm1(self.conv1(x)))
+        x = torch.relu(self.norm2(self.conv2(x)))
+        return self.fc(x.mean((2, 3)))
+
+
+def test_auto_mode_removes_the_resnets_channels_and_masks_the_vit(digits_splits, originals):
+    """The default prune mode takes channels out where the write-back is exact (a conv net with per-channel batch
+    norms), and keeps the paper's masks where removing would shrink the residual stream."""
+    masks, info, removed = prune(copy.deepcopy(originals["resnet18"]), context("resnet18", digits_splits))
+    assert masks is None and removed and info["prune_mode"] == "remove"
+    assert info["params_after"] < info["params_before"]
+    assert info["prune_mode_chosen_by"].startswith("auto: remove")
+    masks, info, removed = prune(copy.deepcopy(originals["vit"]), context("vit", digits_splits))
+    assert masks is not None and removed is None and info["prune_mode"] == "mask"
+    assert "residual stream" in info["prune_mode_chosen_by"]
+    _, explicit, _ = prune(copy.deepcopy(originals["resnet18"]), context("resnet18", digits_splits, prune_mode="mask"))
+    assert explicit["prune_mode"] == "mask" and "prune_mode_chosen_by" not in explicit
+
+
+def test_auto_mode_masks_a_conv_net_whose_group_norms_make_removal_inexact(digits_splits):
+    torch.manual_seed(0)
+    model = GroupNormNet()
+    example = to_float(digits_splits.retain_train.images[:4])
+    before = state_copy(model)
+    reason = removal_reason(model, r"conv\d", 0.5, "fc", example)
+    assert reason is not None and ("group norm" in reason or "torch-pruning" in reason)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # the dry run used a copy
+    from prunelora.models import LayerPlan
+
+    ctx = context("resnet18", digits_splits)
+    ctx.plan = LayerPlan(prune_layers=r"conv\d", lora_layers=r"conv\d", train_modules=("fc",), head="fc")
+    masks, info, removed = prune(model, ctx)
+    assert masks is not None and removed is None and info["prune_mode"] == "mask"
+    assert zero_rows(model.conv1.weight) and len(zero_rows(model.conv1.weight)) == 4
+
+
+def test_auto_mode_keeps_the_bn_resnet_exact_when_written_back(digits_splits, originals):
+    plan = get_spec("resnet18", ARGS["resnet18"]).plan
+    example = to_float(digits_splits.retain_train.images[:4])
+    assert removal_reason(originals["resnet18"], plan.prune_layers, 0.5, plan.head, example) is None

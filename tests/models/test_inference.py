@@ -101,7 +101,7 @@ def run(model, splits, method, **options):
 @pytest.mark.slow
 def test_keep_sparsity_masks_land_on_exactly_the_pruned_layers_of_a_torchvision_resnet(digits_splits):
     """The stem is `conv1` like every block's first conv: exact names keep each mask on its own layer."""
-    result = run(TorchvisionResNet18(), digits_splits, "prunelora", keep_sparsity=True)
+    result = run(TorchvisionResNet18(), digits_splits, "prunelora", keep_sparsity=True, prune_mode="mask")
     merged = result.model
     for name, module in merged.named_modules():
         if isinstance(module, torch.nn.Conv2d):

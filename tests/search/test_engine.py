@@ -56,9 +56,10 @@ class FakeTrials:
         return Judgement(distance < 0.3, 0.0 if distance < 0.3 else distance, "x")
 
 
-def _search(storage: str, trials: int | None = None, budget: int | None = 5000, runner=None, study="s"):
+def _search(storage: str, trials: int | None = None, budget: int | None = 5000, runner=None, study="s",
+            patience: int | None = None):
     methods = [get_method("finetune"), get_method("rl")]
-    return Search(runner or FakeTrials(), methods, SearchSettings(budget, None, trials, storage, study, 0),
+    return Search(runner or FakeTrials(), methods, SearchSettings(budget, None, trials, storage, study, 0, patience),
                   say=lambda line: None)
 
 
@@ -143,3 +144,31 @@ def test_a_setting_that_could_not_finish_is_not_started(tmp_path):
     assert [t.cost for t in outcome.trials[:2]] == [500, 500]  # both methods at their defaults (5 epochs)
     assert all(t.state == "complete" for t in outcome.trials)  # nothing cut short by the budget
     assert all(t.cost <= 300 for t in outcome.trials[2:])  # only what fitted the 300 samples left
+
+
+class PassesFromTheThird(FakeTrials):
+    """The first two trials fail, every later one passes: where a patience starts counting is visible."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.judged = 0
+
+    def judge(self, row) -> Judgement:
+        self.judged += 1
+        return Judgement(self.judged >= 3, 0.0 if self.judged >= 3 else 1.0, "x")
+
+
+@pytest.mark.parametrize("patience", [0, 2])
+def test_patience_stops_that_many_trials_after_the_cheapest_pass(tmp_path, patience):
+    """--patience N: the search ends once N trials after the cheapest passing one found nothing cheaper (0: at the
+    first pass), so it spends less than the budget; without it the same search runs until --trials."""
+    outcome = _search(f"sqlite:///{tmp_path / 's.db'}", trials=12, budget=None, runner=PassesFromTheThird(),
+                      patience=patience).run()
+    passes = [i for i, t in enumerate(outcome.trials) if t.passed]
+    assert passes and passes[0] == 2
+    cheapest = min(outcome.trials[i].cost for i in passes)
+    first_cheapest = next(i for i in passes if outcome.trials[i].cost == cheapest)
+    assert len(outcome.trials) == first_cheapest + 1 + patience  # exactly `patience` trials after it
+    assert all(t.cost >= cheapest for t in outcome.trials[first_cheapest + 1:] if t.passed)
+    unbounded = _search(f"sqlite:///{tmp_path / 'u.db'}", trials=12, budget=None, runner=PassesFromTheThird()).run()
+    assert len(unbounded.trials) == 12 > len(outcome.trials)

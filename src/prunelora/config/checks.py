@@ -90,7 +90,7 @@ def validate(config: RunConfig) -> None:
     if u.lora_dropout_on not in LORA_DROPOUT_PLACES:
         raise UserError(f"unknown LoRA dropout place '{u.lora_dropout_on}' (choose {' or '.join(LORA_DROPOUT_PLACES)})")
     if u.prune_mode not in PRUNE_MODES:
-        raise UserError(f"unknown prune mode '{u.prune_mode}' (choose mask or remove)")
+        raise UserError(f"unknown prune mode '{u.prune_mode}' (choose auto, mask or remove)")
     if not u.epochs or any(e <= 0 for e in u.epochs):
         raise UserError(f"epochs must be positive integers, got {u.epochs} (for example --epochs 5,10)")
     if config.pretrain.epochs <= 0:

@@ -32,7 +32,7 @@ MIA_MAX_PER_SIDE = 1000
 MODELS = ("reproduce", "train", "bench", "search")  # commands that build registry models (the others read a checkpoint)
 
 # Settings whose values this package owns (the registries own the others: methods, models, scenarios, ...).
-PRUNE_MODES = ("mask", "remove")
+PRUNE_MODES = ("auto", "mask", "remove")
 LORA_DROPOUT_PLACES = ("input", "rank")  # methods/lora.py DROPOUT_PLACES
 PRUNE_SCORES = ("l2", "saliency")
 PRECISIONS = ("fp32", "bf16")
@@ -146,8 +146,10 @@ class UnlearnConfig:
         "help": "which channels go: the smallest L2 norm (the paper's) | saliency: the least salient to the forget "
                 "set's loss (|gradient x weight|, forget-aware)", "flag": "--prune-score", "commands": UNLEARNING,
         "choices": PRUNE_SCORES})
-    prune_mode: str = field(default="mask", metadata={
-        "help": "mask (the paper's) | remove (channels physically taken out, torch-pruning)", "flag": "--prune-mode",
+    prune_mode: str = field(default="auto", metadata={
+        "help": "auto (remove where the model written back in its own shapes is exact: conv nets; else mask) | "
+                "mask (the paper's: zeroed rows in dense tensors, slower) | remove (channels physically taken out, "
+                "torch-pruning)", "flag": "--prune-mode",
         "commands": UNLEARNING, "choices": PRUNE_MODES})
     keep_sparsity: bool = field(default=False, metadata={
         "help": "mask the LoRA update of pruned channels, so merged weights keep the pruned structure",

@@ -14,7 +14,7 @@ from ..data import RawDataset, class_index
 from ..errors import UserError
 from ..machine import select_device as select_device  # re-exported: the driver's commands import it here
 from ..methods import get_method, method_names
-from ..methods.pruning import matching_modules, removal_blocker
+from ..methods.pruning import USE_MASK, matching_modules, removal_blocker
 from ..models import LayerPlan, build_model, get_spec
 from ..runner import effective_plan
 
@@ -77,7 +77,7 @@ def check_plans(config: RunConfig, raw: RawDataset) -> dict[str, tuple[nn.Module
             matching_modules(model, plan.prune_layers)
             reason = removal_blocker(model, plan.prune_layers) if config.unlearn.prune_mode == "remove" else None
             if reason:
-                raise UserError(f"model '{name}': {reason}")
+                raise UserError(f"model '{name}': {reason}{USE_MASK}")
         if adapts:
             matching_modules(model, plan.lora_layers)
     return checked

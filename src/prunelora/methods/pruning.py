@@ -12,6 +12,7 @@ pruned model really is smaller and faster (docs/design.md, trap 2).
 """
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass, field
 
@@ -21,7 +22,7 @@ from torch import nn
 
 from ..data import ImageSet, eval_batches
 from ..errors import UserError
-from .reinflate import RemovalLog, Removed
+from .reinflate import RemovalLog, Removed, check_exact, reinflate
 
 
 def matching_modules(model: nn.Module, pattern: str, kinds=(nn.Conv2d, nn.Linear)) -> dict[str, nn.Module]:
@@ -175,8 +176,73 @@ def removal_blocker(model: nn.Module, pattern: str) -> str | None:
               if isinstance(m, nn.Linear) and m.out_features <= m.in_features]
     if stream:
         return (f"prune mode 'remove' cannot take out the outputs of {stream[0]}: it is a Linear projection into "
-                "the residual stream, so removing its outputs would shrink every block (use --prune-mode mask)")
+                "the residual stream, so removing its outputs would shrink every block")
     return None
+
+
+USE_MASK = " (use --prune-mode mask, or auto: it masks wherever removing is not exact)"
+
+
+# Whether remove mode is exact depends on the architecture only: one dry run per (layers, shapes, pattern, amount).
+_REMOVAL_VERDICTS: dict[tuple, str | None] = {}
+
+
+def removal_reason(model: nn.Module, pattern: str, amount: float, head: str, example: torch.Tensor) -> str | None:
+    """Why prune mode 'remove' is not exact for this model, or None when it is.
+
+    Exact means the pruned network, written back in the original's shapes with the removed channels as zeros
+    (methods/reinflate.py), gives the pruned network's outputs (true of convolutions with per-channel batch
+    norms, not of a group or layer norm over pruned channels, nor of a projection into a residual stream), and
+    every layer of the pattern loses as many channels as masks would take (torch-pruning prunes a coupled group
+    whole or not at all: a group held by a layer outside the pattern stays). A dry run on a copy proves it
+    (L2 channels: which channels go does not change either). `prune_mode: auto` removes where it holds and
+    masks elsewhere; the verdict is kept per architecture.
+    """
+    reason = removal_blocker(model, pattern)
+    if reason:
+        return reason
+    key = (type(model).__qualname__, pattern, amount, head, tuple(example.shape[1:]),
+           tuple((name, tuple(t.shape)) for name, t in model.state_dict().items()))
+    if key not in _REMOVAL_VERDICTS:
+        _REMOVAL_VERDICTS[key] = _dry_run(model, pattern, amount, head, example)
+    return _REMOVAL_VERDICTS[key]
+
+
+def _dry_run(model: nn.Module, pattern: str, amount: float, head: str, example: torch.Tensor) -> str | None:
+    pruned = copy.deepcopy(model)
+    try:
+        _, removed = remove_channels(pruned, pattern, amount, head, example)
+        back = reinflate(pruned, copy.deepcopy(model), removed)
+    except UserError as err:
+        return str(err)
+    except Exception as err:  # noqa: BLE001 - torch-pruning cannot trace every graph: then masks are the safe choice
+        return f"torch-pruning could not remove this model's channels ({type(err).__name__}: {err})"
+    gap = check_exact(pruned, back, example)
+    if gap > 1e-4 * max(1.0, _output_scale(pruned, example)):
+        return (f"the pruned network written back into this architecture differs by {gap:.3g} (a layer or group "
+                "norm normalises over pruned channels)")
+    layers = {name: module for name, module in matching_modules(model, pattern).items() if name != head}
+    short = [name for name, module in layers.items()
+             if len(removed.get(name, {}).get("out", ())) < int(amount * _outputs(module))]
+    if short:  # torch-pruning prunes a coupled group whole or not at all
+        return (f"remove mode would prune fewer channels than masks in {len(short)} of the {len(layers)} layers "
+                f"(e.g. {short[0]}, coupled to layers outside the pattern), so it would not be the same pruning")
+    return None
+
+
+def _outputs(module: nn.Module) -> int:
+    return module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
+
+
+def _output_scale(model: nn.Module, example: torch.Tensor) -> float:
+    """The largest absolute output on `example`, in eval mode (what an exactness tolerance is relative to)."""
+    mode = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return float(model(example).abs().max())
+    finally:
+        model.train(mode)
 
 
 def remove_channels(model: nn.Module, pattern: str, amount: float, head: str, example: torch.Tensor,
@@ -193,7 +259,7 @@ def remove_channels(model: nn.Module, pattern: str, amount: float, head: str, ex
 
     reason = removal_blocker(model, pattern)
     if reason:
-        raise UserError(reason)
+        raise UserError(reason + USE_MASK)
     targets = set(matching_modules(model, pattern).values())
     ignored = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and m not in targets]
     head_module = model.get_submodule(head)

@@ -24,6 +24,7 @@ from .pruning import (
     bind_lora_masks,
     l2_channel_masks,
     recalibrate_batchnorm,
+    removal_reason,
     remove_channels,
     saliency_channel_masks,
 )
@@ -34,19 +35,26 @@ def prune(model: nn.Module, ctx: MethodContext) -> tuple[ChannelMasks | None, di
     """Prune in place as the config says, then recalibrate batch norms on the retain set.
 
     Mask mode returns the masks that keep the structure; remove mode the original indices taken out
-    of each layer (methods/reinflate.py writes the model back in its original shapes). The recalibration matters: pruning half
-    of every conv leaves each batch norm's running statistics describing the unpruned network, and
-    at a few hundred unlearning steps they have not caught up (measured on digits, ResNet-18 w8:
-    Prune+Finetune's retain accuracy after 1 epoch 15.7 % without, 95.0 % with). It runs in batches of
-    the unlearning batch size: the statistics training computes, within the memory training needs
-    (at 512 images a batch it was the stage's peak: 62 MB against the pruned ResNet's 40 MB epoch).
+    of each layer (methods/reinflate.py writes the model back in its original shapes); auto, the
+    default, removes where that write-back is exact and masks elsewhere (the ViT's residual
+    projections, group norms). The recalibration matters: pruning half of every conv leaves each
+    batch norm's running statistics describing the unpruned network, and at a few hundred unlearning
+    steps they have not caught up (measured on digits, ResNet-18 w8: Prune+Finetune's retain accuracy
+    after 1 epoch 15.7 % without, 95.0 % with). It runs in batches of the unlearning batch size: the
+    statistics training computes, within the memory training needs (at 512 images a batch it was the
+    stage's peak: 62 MB against the pruned ResNet's 40 MB epoch).
     """
     cfg = ctx.unlearn
     forget = ctx.forget if cfg.prune_score == "saliency" else None
     if cfg.prune_score == "saliency" and forget is None:
         raise UserError("prune score 'saliency' ranks channels by the forget set's loss: this run has no forget "
                         "set to rank them by (use --prune-score l2)")
-    if cfg.prune_mode == "remove":
+    mode, why_masked = cfg.prune_mode, None
+    if mode == "auto":  # remove where the write-back is exact (conv nets), else the paper's masks
+        why_masked = removal_reason(model, ctx.plan.prune_layers, cfg.prune_amount, ctx.plan.head,
+                                    ctx.example_input)
+        mode = "mask" if why_masked else "remove"
+    if mode == "remove":
         counts, removed = remove_channels(model, ctx.plan.prune_layers, cfg.prune_amount, ctx.plan.head,
                                           ctx.example_input, forget, cfg.batch_size)
         info = {"prune_mode": "remove", **counts}
@@ -59,6 +67,9 @@ def prune(model: nn.Module, ctx: MethodContext) -> tuple[ChannelMasks | None, di
         masks = l2_channel_masks(model, ctx.plan.prune_layers, cfg.prune_amount)
         info = {"prune_mode": "mask", "pruned_channels": masks.pruned_channels()}
         removed = None
+    if cfg.prune_mode == "auto":
+        info["prune_mode_chosen_by"] = "auto" + (f": masks, as remove mode is not exact here ({why_masked})"
+                                                 if why_masked else ": remove, exact for this architecture")
     recalibrate_batchnorm(model, ctx.retain, cfg.batch_size)
     return masks, info, removed
 

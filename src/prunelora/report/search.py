@@ -52,6 +52,8 @@ def search_markdown(blocks: list[dict[str, Any]]) -> str:
     for block in blocks:
         budget = (f"{block['budget_samples']} training samples (Retrain's cost)" if block.get("budget_samples")
                   else f"{block.get('budget_seconds')} s of training")
+        if block.get("patience") is not None:
+            budget += f", patience {block['patience']} trials after the cheapest pass"
         lines += [f"## Search: {block['model']}, seed {block['seed']}", "", f"**{block['answer']}**", "",
                   f"Budget {budget}; spent {block['spent_samples']} samples in {len(block['trials'])} trials "
                   f"({block['seconds']:.1f} s); {'against Retrain' if block['with_retrain'] else 'without Retrain'}"

@@ -82,7 +82,8 @@ def _splits(model: nn.Module, retain, forget, test, mean, std) -> tuple[Splits, 
 def search(model: nn.Module, retain: Any, forget: Any, test: Any, *, methods: list[str] | None = None,
            budget: str = "retrain", trials: int | None = None, seed: int = 0, pretrain_epochs: int = 15,
            epochs: int = 10, mean: list[float] | None = None, std: list[float] | None = None,
-           storage: str | None = None, flip: bool = True, **options: Any) -> SearchResult:
+           storage: str | None = None, flip: bool = True, patience: int | None = None,
+           **options: Any) -> SearchResult:
     """Search the methods' declared spaces for the cheapest setting whose Retrain-free verdict passes (the forget
     set indistinguishable from unseen data, or its classes no longer predicted, with the test accuracy within 2
     points of the original's), on your image model; see the module docstring. options: UnlearnConfig fields
@@ -90,7 +91,7 @@ def search(model: nn.Module, retain: Any, forget: Any, test: Any, *, methods: li
     unknown = set(options) - {f.name for f in dataclasses.fields(UnlearnConfig)}
     if unknown:
         raise UserError(f"unknown option '{sorted(unknown)[0]}' (the unlearning settings are UnlearnConfig's)")
-    search_options = SearchOptions(budget, trials, storage, False)
+    search_options = SearchOptions(budget, trials, storage, False, patience)
     search_options.check()
     config = RunConfig(unlearn=UnlearnConfig(epochs=[epochs], **options), pretrain=RecipeConfig(epochs=pretrain_epochs))
     validate(config)
@@ -104,7 +105,7 @@ def search(model: nn.Module, retain: Any, forget: Any, test: Any, *, methods: li
     runner = ImageTrials(config, device, splits, subject, model.to(device), seed)
     settings = SearchSettings(runner.retrain_cost() if budget == "retrain" else None,
                               search_options.budget_seconds(), trials, storage or None,
-                              f"prunelora-search-{seed}", seed)
+                              f"prunelora-search-{seed}", seed, patience)
     outcome: SearchOutcome = Search(runner, chosen, settings, say=lambda line: None).run()
     if outcome.winner is None:
         return SearchResult(False, answer(outcome, runner.retrain_cost()), None, None, {}, None, {},

@@ -187,7 +187,8 @@ def lm_search(yaml_path: str | None, flags: dict[str, Any], options: SearchOptio
         trials = LMTrials(task, original, seed, retrain)
         study = f"{fingerprint(identity)}-seed{seed}"
         settings = SearchSettings(trials.retrain_cost() if options.budget == "retrain" else None,
-                                  options.budget_seconds(), options.trials, storage_url, study, seed)
+                                  options.budget_seconds(), options.trials, storage_url, study, seed,
+                                  options.patience)
         say(f"searching seed {seed}: {len(methods)} methods")
         outcome = Search(trials, methods, settings, say).run()
         base, verb = ["--task causal-lm"], "unlearn" if config.model.model else "reproduce"
@@ -213,6 +214,7 @@ def lm_block(outcome: SearchOutcome, trials: LMTrials, settings: SearchSettings,
     winner = outcome.winner
     return {"model": name, "seed": seed, "task": CAUSAL_LM, "with_retrain": options.retrain,
             "budget_samples": settings.budget_samples, "budget_seconds": settings.budget_seconds,
+            "patience": settings.patience,
             "retrain_cost_samples": trials.retrain_cost(), "spent_samples": outcome.spent, "seconds": outcome.seconds,
             "trials": [dataclasses.asdict(t) for t in outcome.trials],
             "winner": dataclasses.asdict(winner) if winner else None,

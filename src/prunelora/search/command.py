@@ -46,6 +46,7 @@ class SearchOptions:
     trials: int | None = None
     storage: str | None = None  # an Optuna storage URL; default sqlite:///OUT/search.db
     retrain: bool = False  # judge against Retrain (a researcher's run) instead of without it
+    patience: int | None = None  # stop once this many trials after the cheapest pass found nothing cheaper
 
     def budget_seconds(self) -> float | None:
         if self.budget == "retrain":
@@ -62,6 +63,8 @@ class SearchOptions:
         self.budget_seconds()
         if self.trials is not None and self.trials < 1:
             raise UserError(f"--trials {self.trials}: give at least 1")
+        if self.patience is not None and self.patience < 0:
+            raise UserError(f"--patience {self.patience}: give 0 (stop at the first pass) or more trials")
 
 
 def searched_methods(names: list[str], task: str, class_wise: bool = True) -> list:
@@ -216,7 +219,8 @@ def image_search(yaml_path: str | None, flags: dict[str, Any], options: SearchOp
             trials = ImageTrials(exp.config, exp.device, exp.splits(seed), subject, original, seed, retrain)
             study = f"{fingerprint(identity)}-{name}-seed{seed}"
             settings = SearchSettings(trials.retrain_cost() if options.budget == "retrain" else None,
-                                      options.budget_seconds(), options.trials, storage_url, study, seed)
+                                      options.budget_seconds(), options.trials, storage_url, study, seed,
+                                      options.patience)
             say(f"searching {name} seed {seed}: {len(methods)} methods, budget "
                 f"{settings.budget_samples or settings.budget_seconds} {'samples' if settings.budget_samples else 's'}")
             outcome = Search(trials, methods, settings, say).run()
@@ -263,6 +267,7 @@ def search_block(outcome: SearchOutcome, trials, settings: SearchSettings, name:
     winner = outcome.winner
     return {"model": name, "seed": seed, "task": trials.task, "with_retrain": options.retrain,
             "budget_samples": settings.budget_samples, "budget_seconds": settings.budget_seconds,
+            "patience": settings.patience,
             "retrain_cost_samples": trials.retrain_cost(), "spent_samples": outcome.spent,
             "seconds": outcome.seconds, "trials": [dataclasses.asdict(t) for t in outcome.trials],
             "winner": dataclasses.asdict(winner) if winner else None,

@@ -7,7 +7,8 @@ method is tried once at its published defaults first (today's answer, beside the
 first). Every trial trains under a sample cap (what is left of the budget, reserved in the study while it runs,
 so several processes sharing one study never spend more than the budget together; once a setting passed, also
 its cost: a dearer trial cannot win and stops there; a setting whose method's finished trials say it would
-cost more than that is not started at all), reports its per-epoch distance (the
+cost more than that is not started at all; with a patience N the search ends once N trials after the cheapest
+pass found nothing cheaper, 0 at the first pass), reports its per-epoch distance (the
 median pruner stops one that is worse than the median of earlier trials at the same epoch) and records its
 cost, figures and verdict in the study's trial attributes. The sampler is seeded by the count of finished
 trials, and a trial a killed process left running is failed and enqueued again with its settings, so a
@@ -43,6 +44,7 @@ class SearchSettings:
     storage: str = ""  # an Optuna storage URL (sqlite:///...); several processes may share one
     study: str = "prunelora-search"  # the study's name in the storage (the search's fingerprint)
     seed: int = 0
+    patience: int | None = None  # stop once this many trials after the cheapest pass found nothing cheaper
 
 
 @dataclass
@@ -175,6 +177,8 @@ class Search:
             samples, seconds, done, draws = self.spent(study)
             if settings.trials is not None and done >= settings.trials:
                 break
+            if settings.patience is not None and self.since_cheapest_pass(study) >= settings.patience:
+                break  # the user's patience: nothing cheaper in that many trials after the cheapest pass
             left = settings.budget_samples - samples if settings.budget_samples is not None else None
             if (left is not None and left < self.runner.smallest_step()) or (
                     settings.budget_seconds is not None and seconds >= settings.budget_seconds):
@@ -239,6 +243,21 @@ class Search:
         costs = [int(t.user_attrs.get("cost", 0)) for t in study.get_trials(deepcopy=False)
                  if t.state == self.optuna.trial.TrialState.COMPLETE and t.user_attrs.get("passed")]
         return min(costs) if costs else None
+
+    def since_cheapest_pass(self, study) -> int:
+        """How many trials finished after the cheapest passing one (the first at that cost), or -1 before any
+        passed. Repeated draws and settings left unstarted do not count; a trial a killed process left is run
+        again, so it counts once it finishes."""
+        states = self.optuna.trial.TrialState
+        finished = sorted((t for t in study.get_trials(deepcopy=False)
+                           if t.state in (states.COMPLETE, states.PRUNED) and not t.user_attrs.get("duplicate")),
+                          key=lambda t: t.number)
+        cheapest = self.cheapest_passing(study)
+        if cheapest is None:
+            return -1
+        first = next(i for i, t in enumerate(finished) if t.state == states.COMPLETE and t.user_attrs.get("passed")
+                     and int(t.user_attrs.get("cost", 0)) == cheapest)
+        return len(finished) - first - 1
 
     def tried(self, study, setting: Setting, me: int) -> bool:
         """Whether another trial of the study (finished or running) holds this very setting."""

@@ -24,7 +24,7 @@ open-unlearning adds 1e-10 to the two denominators; TOFU's utils.py (an older co
 averages the perturbed probabilities, not their NLLs, which aggregate_eval_stat.py and open-unlearning do not.
 
 The per-set functions read numbers a model already gave (measure.py's per-example lists), so each is checked
-by hand (tests/lm/test_reference_tofu.py). The evidence entry writes `model_utility` where a model's measures
+by hand (tests/metrics/causal_lm/test_reference_tofu.py). The evidence entry writes `model_utility` where a model's measures
 hold the real_authors and world_facts sets (data/text/tofu.py: `--dataset tofu:DIR`), with the two normalised
 probabilities TOFU reports for them.
 """

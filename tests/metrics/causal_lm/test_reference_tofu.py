@@ -19,7 +19,7 @@ from prunelora.metrics.causal_lm.measure import measure_examples, summarise
 from prunelora.metrics.entry import TextEvidenceInputs
 from prunelora.metrics.registry import EVIDENCE
 
-from .conftest import tiny
+from ...causal_lm_fixtures import tiny
 
 CPU = torch.device("cpu")
 ln = math.log

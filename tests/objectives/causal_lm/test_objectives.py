@@ -20,7 +20,7 @@ from prunelora.objectives.causal_lm.simnpo import simnpo_loss
 from prunelora.registry import CAUSAL_LM
 from prunelora.train import OptimSettings, fit
 
-from .conftest import FAMILIES, tiny
+from ...causal_lm_fixtures import FAMILIES, tiny
 
 
 def test_npo_loss_on_hand_values():

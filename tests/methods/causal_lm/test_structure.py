@@ -8,7 +8,7 @@ from prunelora.errors import UserError
 from prunelora.methods.causal_lm.prune import check_reload, prune
 from prunelora.models.causal_lm.structure import infer_plan
 
-from .conftest import FAMILIES, tiny
+from ...causal_lm_fixtures import FAMILIES, tiny
 
 EXPECTED = {  # family -> (attention projections, MLP expand, MLP contract, config field of the MLP width)
     "llama": (["q_proj", "k_proj", "v_proj", "o_proj"], ["gate_proj", "up_proj"], "down_proj", "intermediate_size"),

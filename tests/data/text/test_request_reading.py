@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,7 @@ import pytest
 from prunelora.config.causal_lm import LMDataConfig
 from prunelora.data.text.examples import Example, forget_request, read_examples, read_request, split, with_copies
 from prunelora.errors import UserError
-from tests.helpers import run_cli
+from tests.helpers import run_cli, within
 
 CFG = LMDataConfig()
 SMALL = ["--preset", "smoke", "--no-progress"]
@@ -34,20 +32,6 @@ def _qa(ids: list[str], contents: list[int] | None = None) -> list[dict]:
 def _train(tmp_path: Path, ids: list[str], contents: list[int] | None = None):
     return read_examples(_jsonl(tmp_path / "train.jsonl", _qa(ids, contents)), CFG)
 
-
-@contextmanager
-def within(seconds: int):
-    """Fail (rather than hang the suite) where the code under test blocks, as opening a FIFO without a writer does."""
-    def expired(*_):
-        raise TimeoutError(f"blocked for more than {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def _refused(call, *args) -> str:
@@ -182,14 +166,6 @@ def test_ids_and_paths_in_errors_are_escaped(tmp_path):
 
 # -- the command line: one line, exit 2, nothing written -------------------------------------------------------------
 
-@pytest.fixture()
-def user_model(tmp_path, tokenizer):
-    from .conftest import tiny
-
-    folder = tmp_path / "lm"
-    tiny("llama", tokenizer).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def test_the_command_line_refuses_each_bad_file_in_one_line(tmp_path, capsys, user_model, people):

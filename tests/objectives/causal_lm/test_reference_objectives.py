@@ -25,7 +25,7 @@ from prunelora.objectives.causal_lm.retain import RetainFinetune
 from prunelora.objectives.causal_lm.rmu import RMU, RMUArgs, default_layer
 from prunelora.objectives.causal_lm.simnpo import SimNPO, SimNPOArgs
 
-from .conftest import FAMILIES, tiny
+from ...causal_lm_fixtures import FAMILIES, tiny
 
 
 def _batch(ids: list[list[int]], answer_from: list[int]) -> dict[str, torch.Tensor]:

@@ -18,7 +18,7 @@ from prunelora.data.text.tokens import IGNORE, encode
 from prunelora.metrics.causal_lm import measure as measure_module
 from prunelora.metrics.causal_lm.measure import _generate, _token_stats, compare, measure, measure_examples
 
-from .conftest import tiny
+from ...causal_lm_fixtures import tiny
 
 CPU = torch.device("cpu")
 

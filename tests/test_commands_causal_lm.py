@@ -11,8 +11,6 @@ import torch
 
 from tests.helpers import run_cli
 
-from .conftest import tiny
-
 SMALL = ["--preset", "smoke", "--no-progress"]  # 8 people, 2 questions each, a 2-block model
 
 
@@ -166,12 +164,6 @@ def _bad(argv: list[str], capsys, tmp_path: Path, match: str) -> None:
     assert not (tmp_path / "out").exists()
 
 
-@pytest.fixture()
-def user_model(tmp_path, tokenizer):
-    folder = tmp_path / "lm"
-    tiny("llama", tokenizer).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def _jsonl(path: Path, rows: list[dict]) -> Path:

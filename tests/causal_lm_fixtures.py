@@ -1,4 +1,9 @@
-"""Tiny random-initialised causal LMs of each family, built from a config (nothing downloaded)."""
+"""Tiny random-initialised causal LMs of each family, built from a config (nothing downloaded), and the small people
+benchmark with its word tokenizer: shared by the causal-LM tests of several folders.
+
+`people` and `tokenizer` are pytest fixtures: a folder's conftest.py (or a test module) imports them to make them
+visible there (tests/conftest.py stays free of causal-LM fixtures); `tiny`, FAMILIES and SIZES are plain helpers.
+"""
 from __future__ import annotations
 
 import pytest
@@ -28,3 +33,12 @@ def tiny(family: str, tokenizer=None, seed: int = 0):
     torch.manual_seed(seed)
     vocab = len(tokenizer) if tokenizer is not None else 50
     return tiny_model(family, vocab, seed, tokenizer, **SIZES).eval()
+
+
+@pytest.fixture()
+def user_model(tmp_path, tokenizer):
+    """A tiny Llama and its tokenizer saved as a user's folder (`--model hf:FOLDER`)."""
+    folder = tmp_path / "lm"
+    tiny("llama", tokenizer).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

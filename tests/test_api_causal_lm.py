@@ -8,7 +8,7 @@ import torch
 import prunelora
 from prunelora.errors import UserError
 
-from .conftest import tiny
+from .causal_lm_fixtures import tiny
 
 
 @pytest.mark.parametrize("family", ["llama", "gpt2"])

@@ -8,7 +8,7 @@ from prunelora.config.causal_lm import LMUnlearnConfig
 from prunelora.methods.causal_lm.surgery import NAMES as SURGERIES
 from prunelora.methods.causal_lm.surgery import operate
 
-from .conftest import FAMILIES, tiny
+from ...causal_lm_fixtures import FAMILIES, tiny
 
 
 @pytest.mark.parametrize("family", FAMILIES)
