@@ -107,7 +107,11 @@ TABLES: tuple[Table, ...] = (
     Table("bench-causal-lm", "Causal LM: surgeries at 0.5 B parameters",
           ("bench --task causal-lm --out runs/tables/bench-causal-lm",)),
     Table("default-prune-mode", "The default prune mode and the CPU preset's width",
-          ("reproduce --out runs/tables/main-auto", "reproduce --prune-mode mask --out runs/tables/main-mask")),
+          ("reproduce --out runs/tables/main-default", "reproduce --prune-mode mask --out runs/tables/main-mask")),
+    Table("search-digits-auto", "The default prune mode and the CPU preset's width",
+          ("search --models resnet18 --seeds 0,1,2 --prune-mode remove --out runs/tables/search-digits-remove",
+           "search --models resnet18 --seeds 0,1,2 --prune-mode remove --patience 0 "
+           "--out runs/tables/search-digits-remove-p0")),
     Table("speed-widths", "The default prune mode and the CPU preset's width",
           tuple(f"bench --models resnet18 --methods finetune,prune-finetune,lora,prunelora --prune-modes remove{w} "
                 f"--out runs/tables/speed-w{n}" for n, w in

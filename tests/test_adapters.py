@@ -29,13 +29,13 @@ def digits_images():
 
 
 @pytest.fixture(scope="module")
-def mask_mode_run(tmp_path_factory, smoke_run) -> Path:
-    """PruneLoRA in mask mode (the paper's) on the smoke run's original ResNet, whose default (auto) removes."""
-    out = tmp_path_factory.mktemp("mask") / "run"
+def remove_mode_run(tmp_path_factory, smoke_run) -> Path:
+    """PruneLoRA in remove mode on the smoke run's original ResNet (channels physically taken out)."""
+    out = tmp_path_factory.mktemp("remove") / "run"
     original = next((smoke_run / "cache").glob("resnet18-*.safetensors"))
     from prunelora.cli import main
 
-    assert main(["unlearn", "--checkpoint", str(original), "--method", "prunelora", "--prune-mode", "mask",
+    assert main(["unlearn", "--checkpoint", str(original), "--method", "prunelora", "--prune-mode", "remove",
                  "--out", str(out), *SMOKE]) == 0
     return out
 
@@ -55,16 +55,15 @@ def _peft_loaded(adapter: Path) -> torch.nn.Module:
     return PeftModel.from_pretrained(base, str(adapter))
 
 
-CASES = [("resnet18", "lora", "auto"), ("resnet18", "prunelora", "auto"), ("resnet18", "prunelora", "mask"),
-         ("vit", "lora", "auto"), ("vit", "prunelora", "auto")]
-REMOVED = {("resnet18", "prunelora", "auto")}  # the default removes a ResNet's channels; the ViT's are masked
+CASES = [("resnet18", "lora", "mask"), ("resnet18", "prunelora", "mask"), ("resnet18", "prunelora", "remove"),
+         ("vit", "lora", "mask"), ("vit", "prunelora", "mask")]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model,method,mode", CASES, ids=["-".join(c) for c in CASES])
-def test_peft_loaded_adapter_reproduces_the_merged_model(model, method, mode, smoke_run, mask_mode_run,
+def test_peft_loaded_adapter_reproduces_the_merged_model(model, method, mode, smoke_run, remove_mode_run,
                                                          digits_images):
-    run = mask_mode_run if mode == "mask" else smoke_run
+    run = remove_mode_run if mode == "remove" else smoke_run
     folder = run / "seed0" / "models" / model
     merged_file = max(folder.glob(f"{method}_e*.safetensors"), key=lambda p: int(p.stem.split("_e")[1]))
     adapter = folder / f"{merged_file.stem}_adapter"
@@ -78,8 +77,8 @@ def test_peft_loaded_adapter_reproduces_the_merged_model(model, method, mode, sm
 
 
 @pytest.mark.parametrize("model,method,mode", CASES, ids=["-".join(c) for c in CASES])
-def test_adapter_folder_names_its_base_and_has_a_model_card(model, method, mode, smoke_run, mask_mode_run):
-    run = mask_mode_run if mode == "mask" else smoke_run
+def test_adapter_folder_names_its_base_and_has_a_model_card(model, method, mode, smoke_run, remove_mode_run):
+    run = remove_mode_run if mode == "remove" else smoke_run
     adapter = next((run / "seed0" / "models" / model).glob(f"{method}_e*_adapter"))
     config = json.loads((adapter / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == BASE_FILE
@@ -87,7 +86,7 @@ def test_adapter_folder_names_its_base_and_has_a_model_card(model, method, mode,
     assert "without class 3" in card and f"`{method}`" in card and "PeftModel.from_pretrained" in card
     assert "| UA (100 - forget-train accuracy) |" in card
     assert "Model Card for" not in card  # PEFT's blank template is replaced
-    if (model, method, mode) in REMOVED:
+    if mode == "remove":
         assert "cannot be applied to the original" in card
     elif method == "prunelora":
         assert "does NOT reproduce the unlearned model there" in card

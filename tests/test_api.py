@@ -134,8 +134,9 @@ def test_advice_after_a_sample_request_aims_at_unseen_data_not_at_a_class():
 # -- the default prune mode from Python ---------------------------------------------------------------------------
 
 def test_auto_trains_the_smaller_network_and_hands_back_the_callers_shapes(digits_splits):
-    """prune_mode auto on a conv net: channels are taken out for training, and the model returned is the caller's
-    architecture with those channels as zeros, computing what the smaller network computes."""
+    """prune_mode auto on a conv net (Prune+Finetune, whose masks keep pruned channels at zero): channels are taken
+    out for training, and the model returned is the caller's architecture with those channels as zeros, computing
+    what the smaller network computes."""
     import copy
 
     import torch
@@ -145,7 +146,7 @@ def test_auto_trains_the_smaller_network_and_hands_back_the_callers_shapes(digit
 
     original = _small_resnet(digits_splits)
     result = prunelora.unlearn(copy.deepcopy(original), digits_splits.retain_train, digits_splits.forget_train,
-                               method="prunelora", epochs=1, progress=False)
+                               method="prune-finetune", epochs=1, progress=False)
     assert result.info["prune_mode"] == "remove" and result.removed_channels
     shapes = {k: v.shape for k, v in original.state_dict().items()}
     assert {k: v.shape for k, v in result.model.state_dict().items()} == shapes

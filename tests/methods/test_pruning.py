@@ -155,3 +155,16 @@ def test_auto_mode_keeps_the_bn_resnet_exact_when_written_back(digits_splits, or
     plan = get_spec("resnet18", ARGS["resnet18"]).plan
     example = to_float(digits_splits.retain_train.images[:4])
     assert removal_reason(originals["resnet18"], plan.prune_layers, 0.5, plan.head, example) is None
+
+
+def test_auto_mode_keeps_masks_where_the_lora_update_regrows_pruned_channels(digits_splits, originals):
+    """PruneLoRA's dense LoRA update (the paper's) regrows pruned channels, which removed channels cannot: auto keeps
+    its masks; with keep_sparsity the pruned rows stay zero, the same training as the smaller network, so it
+    removes."""
+    from prunelora.methods.surgery import pruned_adapted
+
+    regrowing = pruned_adapted(originals["resnet18"], context("resnet18", digits_splits))
+    assert regrowing.info["prune_mode"] == "mask" and regrowing.removed is None
+    assert "regrows pruned channels" in regrowing.info["prune_mode_chosen_by"]
+    kept = pruned_adapted(originals["resnet18"], context("resnet18", digits_splits, keep_sparsity=True))
+    assert kept.info["prune_mode"] == "remove" and kept.removed
