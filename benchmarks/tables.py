@@ -117,6 +117,10 @@ TABLES: tuple[Table, ...] = (
                 f"--out runs/tables/speed-w{n}" for n, w in
                 (("8", ""), ("16", " --set model_args.resnet18.width=16"),
                  ("32", " --set model_args.resnet18.width=32")))),
+    Table("speed-paper-widths", "The default prune mode and the CPU preset's width",
+          ("bench --models resnet18,resnet50 --methods finetune,prunelora --prune-modes mask,remove "
+           "--set model_args.resnet18.width=64 --set model_args.resnet50.width=64 "
+           "--out runs/tables/speed-paper-widths",)),
     Table("search-digits", "Search", ("search --models resnet18,vit --seeds 0,1,2 --out runs/tables/search-digits",)),
     Table("search-causal-lm", "Search", ("search --task causal-lm --seeds 0 --trials 30 --out runs/tables/search-causal-lm",
                                          "search --task causal-lm --seeds 1,2 --trials 30 "
