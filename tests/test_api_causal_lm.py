@@ -73,3 +73,23 @@ def test_unknown_ids_retrain_and_a_missing_tokenizer_are_refused(people, tokeniz
         prunelora.unlearn(model, people[0], [people[0][0]["id"]])
     with pytest.raises(UserError, match="does not know the forget set"):  # a random model knows nothing
         prunelora.unlearn(model, people[0], [people[0][0]["id"]], tokenizer=tokenizer, holdout=people[1])
+
+
+def test_prompt_template_from_python_reaches_the_measures_and_the_memorisation_check(people, tokenizer):
+    """prompt_template= is the command's --prompt-template: the answers are scored after that prompt, the
+    memorisation check names it when the original does not know the forget set in it, and a template without
+    one {question} is refused."""
+    import re
+
+    train, _ = people
+    model = tiny("llama", tokenizer)
+    forget = [r for r in train if r["person"] == train[0]["person"]]
+    template = "Answer : {question} Question :"
+    default = prunelora.evaluate(model, {"forget": forget}, tokenizer=tokenizer)
+    framed = prunelora.evaluate(model, {"forget": forget}, tokenizer=tokenizer, prompt_template=template)
+    assert default["forget_prob"] != framed["forget_prob"]  # scored after another prompt
+    with pytest.raises(UserError, match=re.escape(repr(template))):  # a random model knows nothing, in any format
+        prunelora.unlearn(model, train, [r["id"] for r in forget], tokenizer=tokenizer, method="ga", epochs=1,
+                          prompt_template=template)
+    with pytest.raises(UserError, match="once where the question goes"):
+        prunelora.evaluate(model, {"forget": forget}, tokenizer=tokenizer, prompt_template="no question here")
