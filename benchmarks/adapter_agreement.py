@@ -26,6 +26,10 @@ def logits(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
         return model(images)
 
 
+def _shapes(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(t.shape) for name, t in model.state_dict().items()}
+
+
 def main(run: Path) -> None:
     data = json.loads((run / "results.json").read_text())["config"]["data"]
     splits = class_splits(load_dataset(data["dataset"], data["data_root"], False), data["forget_class"])
@@ -41,15 +45,14 @@ def main(run: Path) -> None:
         merged = logits(prunelora.load(adapter.with_name(adapter.name[:-len("_adapter")] + ".safetensors")), images)
         base = json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
         original = prunelora.load(next(run.glob(f"cache/{model}-*.safetensors")))
-        for where, start in (("saved base", prunelora.load(adapter / base)), ("original", original)):
-            try:
-                out = logits(PeftModel.from_pretrained(start, str(adapter)), images)
-            except RuntimeError as err:  # remove mode: the adapter's shapes are the pruned base's
-                if "size mismatch" not in str(err):
-                    raise
+        saved_base = prunelora.load(adapter / base)
+        fits = _shapes(saved_base)  # before PEFT wraps it in place
+        for where, start in (("saved base", saved_base), ("original", original)):
+            if _shapes(start) != fits:  # channels removed: the adapter fits its own base only
                 print(f"| {adapter.name} | {model} | {where} | n/a: channels removed, the adapter fits its base only "
                       "| - | - |")
                 continue
+            out = logits(PeftModel.from_pretrained(start, str(adapter)), images)
             agree = (out.argmax(1) == merged.argmax(1)).float().mean() * 100
             acc = [(z.argmax(1)[forget] == splits.forget_class).float().mean() * 100 for z in (merged, out)]
             print(f"| {adapter.name} | {model} | {where} | {agree:.2f} | {(out - merged).abs().max():.2e} | "

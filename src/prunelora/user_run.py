@@ -75,7 +75,7 @@ def check_remove_mode(model, example, mean, std, amount: float) -> None:
     net, wrapped = as_classifier(model, example, mean, std)
     plan = plan_for(model, net, example, wrapped, None)
     plan = plan.prefixed(PREFIX) if wrapped else plan
-    reason = removal_reason(net, plan.prune_layers, amount, plan.head, example)
+    reason = removal_reason(net, plan.prune_layers, amount, plan.head, example, as_masks=False)  # asked for
     if reason:
         raise UserError(f"--prune-mode remove cannot be used on this model: {reason}{USE_MASK}")
 

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..data import ImageSet, eval_batches
 from ..errors import UserError
-from .reinflate import RemovalLog, Removed, check_exact, reinflate
+from .reinflate import RemovalLog, Removed, exactness, reinflate
 
 
 def matching_modules(model: nn.Module, pattern: str, kinds=(nn.Conv2d, nn.Linear)) -> dict[str, nn.Module]:
@@ -183,20 +183,22 @@ def removal_blocker(model: nn.Module, pattern: str) -> str | None:
 USE_MASK = " (use --prune-mode mask, or auto: it masks wherever removing is not exact)"
 
 
-# Whether remove mode is exact depends on the architecture only: one dry run per (layers, shapes, pattern, amount).
-_REMOVAL_VERDICTS: dict[tuple, str | None] = {}
+# Whether remove mode is exact depends on the architecture only: one dry run per (layers, shapes, pattern, amount),
+# kept as (why the write-back is not exact, why it would prune less than masks).
+_REMOVAL_VERDICTS: dict[tuple, tuple[str | None, str | None]] = {}
 
 
-def removal_reason(model: nn.Module, pattern: str, amount: float, head: str, example: torch.Tensor) -> str | None:
+def removal_reason(model: nn.Module, pattern: str, amount: float, head: str, example: torch.Tensor,
+                   as_masks: bool = True) -> str | None:
     """Why prune mode 'remove' is not exact for this model, or None when it is.
 
     Exact means the pruned network, written back in the original's shapes with the removed channels as zeros
     (methods/reinflate.py), gives the pruned network's outputs (true of convolutions with per-channel batch
-    norms, not of a group or layer norm over pruned channels, nor of a projection into a residual stream), and
-    every layer of the pattern loses as many channels as masks would take (torch-pruning prunes a coupled group
-    whole or not at all: a group held by a layer outside the pattern stays). A dry run on a copy proves it
-    (L2 channels: which channels go does not change either). `prune_mode: auto` removes where it holds and
-    masks elsewhere; the verdict is kept per architecture.
+    norms, not of a group or layer norm over pruned channels, nor of a projection into a residual stream).
+    as_masks (what `prune_mode: auto` asks): also every layer of the pattern loses as many channels as masks
+    would take (torch-pruning prunes a coupled group whole or not at all: a group held by a layer outside the
+    pattern stays). A dry run on a copy proves both (L2 channels: which channels go changes neither); the
+    verdict is kept per architecture.
     """
     reason = removal_blocker(model, pattern)
     if reason:
@@ -205,44 +207,36 @@ def removal_reason(model: nn.Module, pattern: str, amount: float, head: str, exa
            tuple((name, tuple(t.shape)) for name, t in model.state_dict().items()))
     if key not in _REMOVAL_VERDICTS:
         _REMOVAL_VERDICTS[key] = _dry_run(model, pattern, amount, head, example)
-    return _REMOVAL_VERDICTS[key]
+    inexact, prunes_less = _REMOVAL_VERDICTS[key]
+    return inexact or (prunes_less if as_masks else None)
 
 
-def _dry_run(model: nn.Module, pattern: str, amount: float, head: str, example: torch.Tensor) -> str | None:
+def _dry_run(model: nn.Module, pattern: str, amount: float, head: str,
+             example: torch.Tensor) -> tuple[str | None, str | None]:
     pruned = copy.deepcopy(model)
     try:
         _, removed = remove_channels(pruned, pattern, amount, head, example)
         back = reinflate(pruned, copy.deepcopy(model), removed)
     except UserError as err:
-        return str(err)
+        return str(err), None
     except Exception as err:  # noqa: BLE001 - torch-pruning cannot trace every graph: then masks are the safe choice
-        return f"torch-pruning could not remove this model's channels ({type(err).__name__}: {err})"
-    gap = check_exact(pruned, back, example)
-    if gap > 1e-4 * max(1.0, _output_scale(pruned, example)):
+        return f"torch-pruning could not remove this model's channels ({type(err).__name__}: {err})", None
+    gap, scale = exactness(pruned, back, example)
+    if gap > 1e-4 * max(1.0, scale):
         return (f"the pruned network written back into this architecture differs by {gap:.3g} (a layer or group "
-                "norm normalises over pruned channels)")
+                "norm normalises over pruned channels)"), None
     layers = {name: module for name, module in matching_modules(model, pattern).items() if name != head}
     short = [name for name, module in layers.items()
              if len(removed.get(name, {}).get("out", ())) < int(amount * _outputs(module))]
     if short:  # torch-pruning prunes a coupled group whole or not at all
-        return (f"remove mode would prune fewer channels than masks in {len(short)} of the {len(layers)} layers "
-                f"(e.g. {short[0]}, coupled to layers outside the pattern), so it would not be the same pruning")
-    return None
+        return None, (f"remove mode would prune fewer channels than masks in {len(short)} of the {len(layers)} "
+                      f"layers (e.g. {short[0]}, coupled to layers outside the pattern), so it would not be the "
+                      "same pruning")
+    return None, None
 
 
 def _outputs(module: nn.Module) -> int:
     return module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
-
-
-def _output_scale(model: nn.Module, example: torch.Tensor) -> float:
-    """The largest absolute output on `example`, in eval mode (what an exactness tolerance is relative to)."""
-    mode = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            return float(model(example).abs().max())
-    finally:
-        model.train(mode)
 
 
 def remove_channels(model: nn.Module, pattern: str, amount: float, head: str, example: torch.Tensor,

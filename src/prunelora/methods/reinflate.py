@@ -135,11 +135,18 @@ def reinflate(pruned: nn.Module, template: nn.Module, removed: Removed) -> nn.Mo
 
 
 @torch.no_grad()
-def check_exact(pruned: nn.Module, reinflated: nn.Module, example: torch.Tensor) -> float:
-    """Largest absolute difference of the two models' outputs on `example`, in eval mode."""
+def exactness(pruned: nn.Module, reinflated: nn.Module, example: torch.Tensor) -> tuple[float, float]:
+    """(largest absolute difference of the two models' outputs on `example`, largest absolute output of
+    `pruned`: what a tolerance is relative to), in eval mode, one forward pass each."""
     modes = pruned.training, reinflated.training
     pruned.eval(), reinflated.eval()
     try:
-        return float((pruned(example) - reinflated(example)).abs().max())
+        out = pruned(example)
+        return float((out - reinflated(example)).abs().max()), float(out.abs().max())
     finally:
         pruned.train(modes[0]), reinflated.train(modes[1])
+
+
+def check_exact(pruned: nn.Module, reinflated: nn.Module, example: torch.Tensor) -> float:
+    """Largest absolute difference of the two models' outputs on `example`, in eval mode."""
+    return exactness(pruned, reinflated, example)[0]
