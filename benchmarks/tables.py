@@ -117,6 +117,13 @@ TABLES: tuple[Table, ...] = (
                 f"--out runs/tables/speed-w{n}" for n, w in
                 (("8", ""), ("16", " --set model_args.resnet18.width=16"),
                  ("32", " --set model_args.resnet18.width=32")))),
+    Table("speed-widths-mask", "The default prune mode and the CPU preset's width",
+          tuple(f"bench --models resnet18 --methods finetune,prunelora --prune-modes mask "
+                f"--set model_args.resnet18.width={w} --out runs/tables/speed-mask-w{w}" for w in (16, 32))),
+    Table("speed-vit-paper", "The default prune mode and the CPU preset's width",
+          ("bench --models vit --methods finetune,lora,prunelora --set model_args.vit.depth=12 "
+           "--set model_args.vit.dim=384 --set model_args.vit.heads=6 --set model_args.vit.mlp_dim=1536 "
+           "--out runs/tables/speed-vit-paper",)),
     Table("speed-paper-widths", "The default prune mode and the CPU preset's width",
           ("bench --models resnet18,resnet50 --methods finetune,prunelora --prune-modes mask,remove "
            "--set model_args.resnet18.width=64 --set model_args.resnet50.width=64 "

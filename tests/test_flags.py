@@ -15,33 +15,33 @@ from prunelora.flags import default_text, given, options
 # Every command's flags: none may appear or disappear unnoticed.
 FLAGS = {
     "reproduce": "--allow-empty-class --config --data-root --dataset --device --epochs --forget --forget-class "
-                 "--forget-ratio --help --id-column --keep-sparsity --lora-r --lr --methods --mia-draws --mia-protocol "
+                 "--forget-ratio --help --id-column --image-size --keep-sparsity --lora-r --lr --methods --mia-draws --mia-protocol "
                  "--models --no-download --no-progress --out --overwrite --precision --preset --pretrain-epochs "
                  "--protocol --prune-amount --prune-mode --prune-score --requests --scenario --seed --seeds --set "
                  "--sign-key --stream --task --test-per-class --threads --train-per-class --ulira -h",
     "train": "--allow-empty-class --config --data-root --dataset --device --forget --forget-class --help "
-             "--id-column --models --no-download --no-progress --out --overwrite --precision --preset "
+             "--id-column --image-size --models --no-download --no-progress --out --overwrite --precision --preset "
              "--pretrain-epochs --protocol --seed --seeds --set --stream --test-per-class --threads "
              "--train-per-class -h",
     "unlearn": "--allow-empty-class --checkpoint --config --data-root --dataset --device --epochs --forget "
-               "--forget-class --forget-ratio --help --id-column --keep-sparsity --lora-r --lr --mean --method "
+               "--forget-class --forget-ratio --help --id-column --image-size --keep-sparsity --lora-r --lr --mean --method "
                "--mia-draws --mia-protocol --model --no-download --no-progress --objective --out --overwrite "
                "--precision --preset --pretrain-epochs --protocol --prune-amount --prune-mode --prune-score "
                "--requests --scenario --seed --seeds --set --sign-key --std --stream --surgery --task "
                "--test-per-class --threads --train-per-class --until-forget-acc --weights -h",
     "evaluate": "--allow-empty-class --checkpoint --config --data-root --dataset --device --dump-logits --forget "
-                "--forget-class --help --id-column --mean --mia-draws --mia-protocol --model --no-download "
+                "--forget-class --help --id-column --image-size --mean --mia-draws --mia-protocol --model --no-download "
                 "--no-progress --out --overwrite --preset --seed --seeds --set --std --stream --test-per-class "
                 "--threads --train-per-class --weights -h",
     "plan": "--allow-empty-class --checkpoint --config --data-root --dataset --forget --forget-class --help "
-            "--id-column --mean --methods --model --no-download --seed --seeds --set --std --stream --task "
+            "--id-column --image-size --mean --methods --model --no-download --seed --seeds --set --std --stream --task "
             "--test-per-class --train-per-class --weights -h",
     "bench": "--allow-empty-class --channels-last --compile --config --data-root --dataset --device --epochs "
-             "--forget --forget-class --help --id-column --matmul-size --methods --models --no-download "
+             "--forget --forget-class --help --id-column --image-size --matmul-size --methods --models --no-download "
              "--no-progress --out --overwrite --precision --preset --protocol --prune-modes --seed --seeds --set "
              "--stream --task --test-per-class --threads --train-per-class --warmup-epochs -h",
     "search": "--allow-empty-class --budget --config --data-root --dataset --device --epochs --forget "
-              "--forget-class --forget-ratio --help --id-column --keep-sparsity --lora-r --lr --mean --methods "
+              "--forget-class --forget-ratio --help --id-column --image-size --keep-sparsity --lora-r --lr --mean --methods "
               "--mia-draws --mia-protocol --model --models --no-download --no-progress --out --overwrite "
               "--patience --precision --preset --pretrain-epochs --protocol --prune-amount --prune-mode --prune-score "
               "--requests --retrain --scenario --seed --seeds --set --sign-key --std --storage --stream --task "

@@ -273,6 +273,7 @@ def plan(yaml_path: str | None, flags: dict[str, Any], *, checkpoint: str | None
         net, meta = load_checkpoint(path)
         config = resolve(yaml_path=yaml_path, overrides=flags, context=checkpoint_context(meta))
     methods = method_names(flags["methods"]) if flags.get("methods") else None
-    raw = load_dataset(config.data.dataset, config.data.data_root, config.data.download, stream=config.data.stream)
+    raw = load_dataset(config.data.dataset, config.data.data_root, config.data.download, stream=config.data.stream,
+                       image_size=config.data.image_size)
     splits = class_splits(raw, config.data.forget_class, 2, 1, 0, stream=config.data.stream)
     return str(plan_of(net, to_float(splits.retain_train.images[:2]), methods, mean, std))

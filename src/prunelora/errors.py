@@ -74,3 +74,8 @@ def not_utf8(exc: UnicodeDecodeError) -> str:
 class UnlearningWarning(UserWarning):
     """What an unlearning result must say to its caller: the budget ended with the forget set still recognised,
     or the request forgot more than it named (copies of its examples)."""
+
+
+class SettingWarning(UserWarning):
+    """A setting that cannot act where the run is: it is kept in the config, the run goes on without it, and the
+    CLI prints it as one line."""

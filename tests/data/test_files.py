@@ -101,3 +101,72 @@ def test_reproduce_with_stream_gives_the_same_rows(tmp_path, capsys):
         rows[stream] = [{k: r[k] for k in ("method", "epochs", "ua", "ra", "ta", "mia_efficacy", "probe_forget_acc")}
                         for r in results["rows"]]
     assert rows[True] == rows[False]
+
+
+def write_mixed_folder(root: Path, classes: int = 3, per_class: int = 12) -> Path:
+    """An image folder as users keep one: class folders only (no train/ or test/), images of several sizes and
+    modes (RGB, grayscale, RGBA, palette)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label in range(classes):
+        folder = root / f"k{label}"
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            height, width = (int(v) for v in rng.integers(20, 40, 2))
+            pixels = (rng.random((height, width, 3)) * 255).astype(np.uint8)
+            Image.fromarray(pixels).convert(("RGB", "L", "RGBA", "P")[i % 4]).save(folder / f"{i}.png")
+    return root
+
+
+def test_image_size_resizes_an_image_folder_of_mixed_sizes(tmp_path):
+    data = write_mixed_folder(tmp_path / "mixed")
+    first = load_files(str(data))
+    assert first.shape[0] == 3 and first.shape[1:] != (12, 12)  # the first image's (non-square) size
+    square = load_dataset(str(data), image_size=12)
+    assert square.shape == (3, 12, 12) and len(square.train_labels) == 36
+    streamed = load_dataset(str(data), image_size=12, stream=True)
+    assert tuple(streamed.train_images.shape[1:]) == (3, 12, 12)
+    assert load_dataset("digits", image_size=12).shape == (1, 12, 12)
+
+
+def test_image_size_resizes_a_datasets_folder(tmp_path):
+    data = write_datasets_folder(tmp_path / "hf", count=20)
+    assert load_dataset(str(data), image_size=12).shape == (1, 12, 12)
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "npz"])
+def test_image_size_is_refused_where_the_arrays_are_used_as_they_are(dataset, tmp_path):
+    name = str(write_npz(tmp_path / "d.npz")) if dataset == "npz" else dataset
+    with pytest.raises(UserError, match="--image-size resizes an image folder's"):
+        load_dataset(name, str(tmp_path), image_size=12)
+
+
+def test_a_vit_on_images_it_cannot_patch_is_refused_with_the_size_that_fits(tmp_path, capsys):
+    data = write_mixed_folder(tmp_path / "mixed")
+    out = tmp_path / "run"
+    rc, _, err = run_cli(["reproduce", "--preset", "smoke", "--no-progress", "--dataset", data, "--forget-class", "k1",
+                          "--models", "vit", "--out", out], capsys)
+    assert rc == 2 and "takes square images whose side is a multiple of its patch (4 pixels)" in err
+    assert "give --image-size" in err and "Traceback" not in err and not out.exists()
+    rc, _, err = run_cli(["reproduce", "--preset", "smoke", "--dataset", data, "--image-size", "0", "--out", out], capsys)
+    assert rc == 2 and "--image-size 0: give a side between 1 and 4096 pixels" in err and not out.exists()
+
+
+@pytest.mark.slow
+def test_a_folder_without_a_test_split_runs_and_reports_no_test_figures(tmp_path, capsys):
+    """Class folders only, images of mixed sizes: the run resizes them, trains, and leaves what needs a test set
+    (TA, the attacks, the probe) unmeasured: null in results.json, never NaN, no traceback."""
+    data = write_mixed_folder(tmp_path / "mixed")
+    out = tmp_path / "run"
+    rc, _, err = run_cli(["reproduce", "--preset", "smoke", "--no-progress", "--dataset", data, "--forget-class", "k1",
+                          "--image-size", "16", "--models", "resnet18,vit", "--methods", "finetune,prunelora",
+                          "--out", out], capsys)
+    assert rc == 0, err
+    assert "Traceback" not in err and "RuntimeWarning" not in err
+    text = (out / "results.json").read_text()
+    assert "NaN" not in text
+    results = json.loads(text)
+    assert results["config"]["data"]["image_size"] == 16
+    rows = [r for r in results["rows"] if r["method"] == "prunelora"]
+    assert rows and all(r["ta"] is None and r["ua"] is not None for r in rows)

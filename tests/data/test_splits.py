@@ -117,3 +117,10 @@ def test_imageset_subset_and_to(digits_splits):
     assert sub.labels.tolist() == data.labels[[4, 0, 2]].tolist()
     moved = data.to("cpu")
     assert moved.images.device.type == "cpu" and len(moved) == len(data)
+
+
+def test_no_labels_give_no_indices():
+    """A dataset without a test split: a per-class subset of nothing is empty, not an error."""
+    for per_class in (None, 5):
+        picked = balanced_indices(np.zeros(0, np.int64), per_class, seed=0)
+        assert picked.dtype == np.int64 and len(picked) == 0

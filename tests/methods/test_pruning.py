@@ -168,3 +168,24 @@ def test_auto_mode_keeps_masks_where_the_lora_update_regrows_pruned_channels(dig
     assert "regrows pruned channels" in regrowing.info["prune_mode_chosen_by"]
     kept = pruned_adapted(originals["resnet18"], context("resnet18", digits_splits, keep_sparsity=True))
     assert kept.info["prune_mode"] == "remove" and kept.removed
+
+
+def test_removal_verdicts_are_kept_per_architecture_and_bounded(digits_splits, monkeypatch):
+    """One dry run per architecture, and a long-lived process keeps at most _KEPT_VERDICTS of them."""
+    from prunelora.methods import pruning
+
+    runs = []
+    monkeypatch.setattr(pruning, "_REMOVAL_VERDICTS", type(pruning._REMOVAL_VERDICTS)())
+    monkeypatch.setattr(pruning, "_KEPT_VERDICTS", 2)
+    monkeypatch.setattr(pruning, "_dry_run", lambda *args: runs.append(args) or (None, None))
+    example = to_float(digits_splits.retain_train.images[:4])
+    nets = [nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.Flatten(), nn.LazyLinear(c))
+            for c in (4, 8, 16)]
+    for net in nets:
+        net(example)
+    for net in nets + nets[-1:]:
+        assert removal_reason(net, r"[02]", 0.5, "4", example) is None
+    assert len(runs) == 3  # the repeated architecture was not dry-run again
+    assert len(pruning._REMOVAL_VERDICTS) == 2
+    removal_reason(nets[0], r"[02]", 0.5, "4", example)  # the oldest went: it is dry-run anew
+    assert len(runs) == 4 and len(pruning._REMOVAL_VERDICTS) == 2

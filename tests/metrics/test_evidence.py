@@ -40,6 +40,8 @@ def test_halves_are_stratified_and_disjoint():
     a, b = halves(labels, seed=3)
     assert not set(a) & set(b) and len(a) + len(b) == len(labels)
     assert all((labels[a] == c).sum() == 4 and (labels[b] == c).sum() == 3 for c in range(5))
+    a, b = halves(np.zeros(0, np.int64), seed=3)  # no test split: two empty halves
+    assert len(a) == len(b) == 0 and a.dtype == np.int64
 
 
 class Tiny(nn.Module):

@@ -100,7 +100,8 @@ def run(config: RunConfig, options: BenchOptions | None = None, *, out: str | Pa
     dev = select_device(config.device)
     data = config.data
     seed, channels_last = config.seeds[0], config.channels_last
-    raw = load_dataset(data.dataset, data.data_root, allow_download=False, stream=data.stream, id_column=data.id_column)
+    raw = load_dataset(data.dataset, data.data_root, allow_download=False, stream=data.stream, id_column=data.id_column,
+                       image_size=data.image_size)
     splits = bench_splits(raw, config, train_per_class, seed, dev)
     retain = splits.retain_train
     if len(retain) == 0:

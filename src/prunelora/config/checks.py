@@ -22,6 +22,8 @@ from .schema import (
     RunConfig,
 )
 
+MAX_IMAGE_SIDE = 4096  # --image-size: a side beyond it is a typo (an 8192 x 8192 RGB image is 200 MB as uint8)
+
 
 def require_finite_settings(node: Any, where: str) -> None:
     """Refuse NaN and infinite numbers anywhere in a config (dataclasses, mappings, lists): a NaN passes
@@ -119,6 +121,9 @@ def validate(config: RunConfig) -> None:
                         ("holdout_per_class", config.data.holdout_per_class)):
         if value is not None and value <= 0:
             raise UserError(f"{name} must be positive, got {value}")
+    size = config.data.image_size
+    if size is not None and not 1 <= size <= MAX_IMAGE_SIDE:
+        raise UserError(f"--image-size {size}: give a side between 1 and {MAX_IMAGE_SIDE} pixels")
     if config.precision not in PRECISIONS:
         raise UserError(f"unknown precision '{config.precision}' (choose fp32 or bf16)")
     for name in ("prune_layers", "lora_layers"):

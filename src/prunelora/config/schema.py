@@ -74,6 +74,11 @@ class DataConfig:
     allow_empty_class: bool = field(default=False, metadata={
         "help": "let --forget name every training sample a class keeps (the model cannot keep that class)",
         "flag": "--allow-empty-class", "commands": DATA, "group": "what to forget"})
+    image_size: int | None = field(default=None, metadata={
+        "help": "resize the images to N x N pixels: an image folder's (whose images may differ in size), a datasets "
+                "folder's, or digits' (upsampled from 8 x 8)",
+        "none": "an image folder's first image's size, a datasets folder's own, digits 16",
+        "flag": "--image-size", "commands": DATA, "checkpoint": True, "metavar": "N"})
     train_per_class: int | None = field(default=None, metadata={
         "help": "class-balanced training subset size per class", "none": "every training image",
         "flag": "--train-per-class", "commands": DATA, "checkpoint": True})
@@ -256,7 +261,7 @@ class RunConfig:
 
 # Data settings added after runs had fingerprints (request files): left out of a fingerprint while unset, so that a
 # run without them keeps the fingerprints it had (its folder, stages and cached originals stay valid).
-UNSET_DATA: dict[str, Any] = {"forget": None, "id_column": None, "allow_empty_class": False}
+UNSET_DATA: dict[str, Any] = {"forget": None, "id_column": None, "allow_empty_class": False, "image_size": None}
 
 
 # Unlearning settings added later, left out of a fingerprint at their defaults for the same reason.

@@ -98,12 +98,16 @@ def load_files(path: str, image_size: int | None = None, stream: bool = False, p
         ids = "row indices" if location.suffix == ".npz" else "file paths below the folder"
         raise UserError(f"--id-column reads a column of a datasets folder; the ids of {shown(location)} are its {ids}: "
                         "leave out --id-column")
+    if image_size is not None and location.suffix == ".npz":
+        raise UserError(f"--image-size resizes an image folder's, a datasets folder's or digits' images; the arrays "
+                        f"of {shown(location)} are used at their own size: resize them before saving, or leave out "
+                        "--image-size")
     if location.suffix == ".npz":
         regular_file(location, "--dataset", "give an .npz written by np.savez (or an image folder, or a datasets "
                      "folder)")
         raw = load_npz(location, stream)
     elif is_hf:
-        raw = load_hf_datasets(location, stream, progress, id_column)
+        raw = load_hf_datasets(location, stream, progress, id_column, image_size)
     elif location.is_dir():
         raw = load_image_folder(location, image_size, stream)
     else:
@@ -214,17 +218,20 @@ def load_npz(path: Path, stream: bool = False) -> RawDataset:
     return _raw(path, train, test, names)
 
 
-def _read_images(files: list[Path], size: tuple[int, int] | None, gray: bool) -> np.ndarray:
+def resized(image: Any, size: int | tuple[int, int] | None) -> Any:
+    """A Pillow image at `size` ((width, height), or a side), bilinear; as it is where size is None or its own."""
     from PIL import Image
 
+    size = (size, size) if isinstance(size, int) else size
+    return image if size is None or image.size == size else image.resize(size, Image.BILINEAR)
+
+
+def _read_images(files: list[Path], size: tuple[int, int] | None, gray: bool) -> np.ndarray:
     out = []
     for file in files:
         try:
             with open_image(file) as image:
-                image = image.convert("L" if gray else "RGB")
-                if size is not None and image.size != size:
-                    image = image.resize(size, Image.BILINEAR)
-                array = np.asarray(image, dtype=np.uint8)
+                array = np.asarray(resized(image.convert("L" if gray else "RGB"), size), dtype=np.uint8)
         except OSError as exc:
             raise UserError(f"cannot read image {shown(file)} ({shown(exc)})") from None
         out.append(array[None] if gray else array.transpose(2, 0, 1))
@@ -277,9 +284,11 @@ def _all_gray(files: list[Path]) -> bool:
     return True
 
 
-def load_hf_datasets(path: Path, stream: bool = False, progress: bool = True, id_column: str | None = None) -> RawDataset:
+def load_hf_datasets(path: Path, stream: bool = False, progress: bool = True, id_column: str | None = None,
+                     image_size: int | None = None) -> RawDataset:
     """progress: False hides the `datasets` library's own progress bars while it loads.
-    id_column: the training split's column whose values (as strings) are the sample ids; None: the row index."""
+    id_column: the training split's column whose values (as strings) are the sample ids; None: the row index.
+    image_size: every image resized to image_size x image_size (bilinear), as an image folder's are."""
     try:
         import datasets
         import datasets.utils.logging
@@ -309,8 +318,8 @@ def load_hf_datasets(path: Path, stream: bool = False, progress: bool = True, id
     def pixels(rows: Callable[[], Any], gray: bool) -> np.ndarray:
         """The images rows() decodes (within the pixel limit), as uint8 NCHW of one shape."""
         with pixel_limit(str(path)):
-            images = [torch.from_numpy(np.array(img.convert("L" if gray else "RGB"), dtype=np.uint8))
-                      for img in rows()]
+            images = [torch.from_numpy(np.array(resized(img.convert("L" if gray else "RGB"), image_size),
+                                                dtype=np.uint8)) for img in rows()]
         return _nchw(stacked(images, f"{shown(path)} images").numpy(), str(path))
 
     def arrays(split, part: str) -> tuple[Images, np.ndarray]:

@@ -115,7 +115,7 @@ def balanced_indices(labels: np.ndarray, per_class: int | None, seed: int, first
     for cls in np.unique(labels):
         members = order[labels[order] == cls]
         keep.append(members[:max(per_class, int(ahead[members].sum()))])
-    return np.sort(np.concatenate(keep))
+    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)  # no labels: a dataset without a test split
 
 
 def class_index(raw: RawDataset, forget_class: int | str) -> int:

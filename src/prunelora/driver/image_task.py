@@ -47,7 +47,7 @@ class ImageTask:
         self.config: RunConfig = exp.config
         d = self.config.data
         self.raw = load_dataset(d.dataset, d.data_root, d.download, stream=d.stream, progress=exp.progress,
-                                id_column=d.id_column)
+                                id_column=d.id_column, image_size=d.image_size)
         checked = check_config(self.config, self.raw, exp.registry_models, exp.unlearns)
         if checked:
             exp.extra["plans"] = {name: describe_plan(model, plan, self.config.methods).to_dict()

@@ -64,13 +64,14 @@ def check_config(config: RunConfig, raw: RawDataset | None = None, registry_mode
 def check_plans(config: RunConfig, raw: RawDataset) -> dict[str, tuple[nn.Module, LayerPlan]]:
     """The layer patterns must name layers of every registry model before anything trains."""
     checked: dict[str, tuple[nn.Module, LayerPlan]] = {}
-    channels, size, _ = raw.shape
+    channels, size, width = raw.shape
     methods = [get_method(m) for m in config.methods]
     prunes, adapts = any(m.prunes for m in methods), any(m.adapts for m in methods)
     for name in config.models:
         args = config.model_args.get(name, {})
-        model = build_model(name, raw.num_classes, channels, size, raw.mean, raw.std, args)
         spec = get_spec(name, args)
+        check_image_shape(name, {**spec.defaults, **args}, spec.family, size, width)
+        model = build_model(name, raw.num_classes, channels, size, raw.mean, raw.std, args)
         plan = dataclasses.replace(effective_plan(config, spec.plan), family=spec.family)
         checked[name] = (model, plan)
         if prunes:
@@ -81,3 +82,14 @@ def check_plans(config: RunConfig, raw: RawDataset) -> dict[str, tuple[nn.Module
         if adapts:
             matching_modules(model, plan.lora_layers)
     return checked
+
+
+def check_image_shape(name: str, args: dict, family: str, height: int, width: int) -> None:
+    """A ViT cuts square images into patches: other sides are refused with the --image-size that fits."""
+    patch = args.get("patch")
+    if family != "vit" or not patch or (height == width and height % patch == 0):
+        return
+    side = max(patch, round(max(height, width) / patch) * patch)
+    raise UserError(f"model '{name}' takes square images whose side is a multiple of its patch ({patch} pixels); "
+                    f"the data's are {width} x {height} (width x height): give --image-size {side} (an image folder, a datasets folder "
+                    "or digits), or leave the ViT out (--models resnet18)")

@@ -103,6 +103,18 @@ def _masked_input(x: torch.Tensor, p: float, seed: int, shard) -> tuple[torch.Te
     return drop_mask(x, p, seed, shard)
 
 
+def _base_conv_backward(grad, x, weight, has_bias: bool, needs: tuple[bool, bool, bool], stride, padding, dilation,
+                        groups: int) -> tuple:
+    """(grad_x, grad_weight, grad_bias) of the frozen or trained base conv(x, weight, bias); Nones where no
+    weight (the adapter's term alone) or nothing is needed."""
+    need_x, need_w, need_bias = needs
+    if weight is None or not (need_x or need_w or (need_bias and has_bias)):
+        return None, None, None
+    return torch.ops.aten.convolution_backward(
+        grad, x, weight, [weight.shape[0]] if has_bias else None, stride, padding, dilation, False,
+        [0] * len(stride), groups, [need_x, need_w, need_bias and has_bias])
+
+
 class LowRankConv(torch.autograd.Function):
     """conv(x, weight, bias) + conv(conv(dropout_p(x), a), scaling·b): PEFT's LoRA conv (lora_A: k x k to r
     channels with the layer's stride, padding and dilation; lora_B: 1 x 1 back, the layer's groups), its
@@ -128,14 +140,11 @@ class LowRankConv(torch.autograd.Function):
         need_x, need_w, need_bias, need_a, need_b = ctx.needs_input_grad[:5]
         grad = grad.contiguous()
         conv_backward = torch.ops.aten.convolution_backward
-        zeros = [0] * len(stride)
-        grad_x = grad_w = grad_bias = grad_a = grad_b = None
-        if weight is not None and (need_x or need_w or (need_bias and has_bias)):
-            grad_x, grad_w, grad_bias = conv_backward(
-                grad, x, weight, [weight.shape[0]] if has_bias else None, stride, padding, dilation, False, zeros,
-                groups, [need_x, need_w, need_bias and has_bias])
+        zeros, ones = [0] * len(stride), [1] * len(stride)
+        grad_a = grad_b = None
+        grad_x, grad_w, grad_bias = _base_conv_backward(grad, x, weight, has_bias, (need_x, need_w, need_bias),
+                                                        stride, padding, dilation, groups)
         if need_x or need_a or need_b:
-            ones = [1] * len(stride)
             grad_hidden, grad_b, _ = conv_backward(grad, hidden, b_scaled, None, ones, zeros, ones, False, zeros,
                                                    groups, [need_x or need_a, need_b, False])
             grad_b = grad_b * factor if need_b else None
@@ -180,11 +189,9 @@ class RankDropoutConv(torch.autograd.Function):
         grad = grad.contiguous()
         conv_backward = torch.ops.aten.convolution_backward
         zeros, ones = [0] * len(stride), [1] * len(stride)
-        grad_x = grad_w = grad_bias = grad_a = grad_b = None
-        if weight is not None and (need_x or need_w or (need_bias and has_bias)):
-            grad_x, grad_w, grad_bias = conv_backward(
-                grad, x, weight, [weight.shape[0]] if has_bias else None, stride, padding, dilation, False, zeros,
-                groups, [need_x, need_w, need_bias and has_bias])
+        grad_a = grad_b = None
+        grad_x, grad_w, grad_bias = _base_conv_backward(grad, x, weight, has_bias, (need_x, need_w, need_bias),
+                                                        stride, padding, dilation, groups)
         if need_x or need_a or need_b:
             grad_hidden, grad_b, _ = conv_backward(grad, dropped, b_scaled, None, ones, zeros, ones, False, zeros,
                                                    groups, [need_x or need_a, need_b, False])
@@ -224,10 +231,9 @@ class DropoutDeltaConv(torch.autograd.Function):
         grad = grad.contiguous()
         conv_backward = torch.ops.aten.convolution_backward
         common = (stride, padding, dilation, False, [0] * len(stride), groups)
-        grad_x = grad_w = grad_b = grad_d = None
-        if weight is not None and (need_x or need_w or (need_b and has_bias)):
-            grad_x, grad_w, grad_b = conv_backward(grad, x, weight, [weight.shape[0]] if has_bias else None, *common,
-                                                   [need_x, need_w, need_b and has_bias])
+        grad_d = None
+        grad_x, grad_w, grad_b = _base_conv_backward(grad, x, weight, has_bias, (need_x, need_w, need_b), stride,
+                                                     padding, dilation, groups)
         if need_x or need_d:
             drop, scale = drop_mask(x, p, seed, shard)
             zeroed = x.masked_fill(drop, 0) if need_d else x  # grad_input needs only the input's shape

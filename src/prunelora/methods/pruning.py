@@ -13,7 +13,9 @@ pruned model really is smaller and faster (docs/design.md, trap 2).
 from __future__ import annotations
 
 import copy
+import hashlib
 import re
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import torch
@@ -184,8 +186,10 @@ USE_MASK = " (use --prune-mode mask, or auto: it masks wherever removing is not 
 
 
 # Whether remove mode is exact depends on the architecture only: one dry run per (layers, shapes, pattern, amount),
-# kept as (why the write-back is not exact, why it would prune less than masks).
-_REMOVAL_VERDICTS: dict[tuple, tuple[str | None, str | None]] = {}
+# kept as (why the write-back is not exact, why it would prune less than masks), under a digest of that key; the
+# oldest verdicts go once a long-lived process has seen _KEPT_VERDICTS architectures.
+_REMOVAL_VERDICTS: OrderedDict[str, tuple[str | None, str | None]] = OrderedDict()
+_KEPT_VERDICTS = 64
 
 
 def removal_reason(model: nn.Module, pattern: str, amount: float, head: str, example: torch.Tensor,
@@ -203,10 +207,13 @@ def removal_reason(model: nn.Module, pattern: str, amount: float, head: str, exa
     reason = removal_blocker(model, pattern)
     if reason:
         return reason
-    key = (type(model).__qualname__, pattern, amount, head, tuple(example.shape[1:]),
-           tuple((name, tuple(t.shape)) for name, t in model.state_dict().items()))
+    key = hashlib.sha256(repr((type(model).__qualname__, pattern, amount, head, tuple(example.shape[1:]),
+                               [(name, tuple(t.shape)) for name, t in model.state_dict().items()])).encode()).hexdigest()
     if key not in _REMOVAL_VERDICTS:
         _REMOVAL_VERDICTS[key] = _dry_run(model, pattern, amount, head, example)
+        while len(_REMOVAL_VERDICTS) > _KEPT_VERDICTS:
+            _REMOVAL_VERDICTS.popitem(last=False)
+    _REMOVAL_VERDICTS.move_to_end(key)
     inexact, prunes_less = _REMOVAL_VERDICTS[key]
     return inexact or (prunes_less if as_masks else None)
 

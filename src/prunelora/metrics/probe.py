@@ -80,6 +80,8 @@ def halves(labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
         cut = (len(idx) + 1) // 2
         first.append(idx[:cut])
         second.append(idx[cut:])
+    if not first:  # no labels (a dataset without a test split): nothing to split
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     return np.sort(np.concatenate(first)), np.sort(np.concatenate(second))
 
 

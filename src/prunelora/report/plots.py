@@ -55,10 +55,11 @@ def loss_histogram_figure(rows: list[dict], model: str, out: Path):
         both = np.concatenate([forget, test])
         top = max(float(np.percentile(both, 99)) if len(both) else 1.0, 1e-3)
         bins = np.linspace(0, top, 40)
-        ax.hist(np.clip(test, 0, top), bins=bins, alpha=0.6, density=True, histtype="stepfilled",
-                label="test (retain classes)")  # one polygon per histogram, not a patch per bin: 40x fewer artists
-        ax.hist(np.clip(forget, 0, top), bins=bins, alpha=0.6, density=True, histtype="stepfilled", label="forget (train)")
-        if not legend:
+        for losses, label in ((test, "test (retain classes)"), (forget, "forget (train)")):
+            if len(losses):  # a dataset without a test split has no test losses: a density of nothing is NaN
+                ax.hist(np.clip(losses, 0, top), bins=bins, alpha=0.6, density=True, histtype="stepfilled",
+                        label=label)  # one polygon per histogram, not a patch per bin: 40x fewer artists
+        if not legend and len(both):
             legend = ax.legend(fontsize=7)
     fig.suptitle(f"{model}: per-sample losses, forget vs test (forget must lie higher)", fontsize=10)
     return fig

@@ -16,6 +16,7 @@ rank gathers the trained weights into that copy, which is evaluated and saved wh
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from ... import distributed
+from ...errors import SettingWarning
 from ...models.causal_lm.structure import decoder_blocks
 
 T = TypeVar("T")
@@ -63,6 +65,10 @@ def trained(model: nn.Module, parallel: str, train: Callable[[nn.Module], T]) ->
     """(the trained model, train's result, how it was sharded): train(model) as is, or on a sharded model whose
     weights are then gathered into a whole copy (on `model`'s device)."""
     if not wanted(parallel):
+        if parallel == "fsdp":
+            warnings.warn("--parallel fsdp shards only under torchrun with 2 or more processes: this single process "
+                          "trains the whole model (run it with torchrun --nproc-per-node N)", SettingWarning,
+                          stacklevel=2)
         return model, train(model), {}
     device = whole_device(model)
     whole = copy.deepcopy(model).to("cpu")
