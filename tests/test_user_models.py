@@ -262,3 +262,45 @@ def test_evaluate_a_py_model_gives_the_original_row(tv_weights, tmp_path, capsys
     assert rc == 0, err
     (row,) = json.loads((out / "results.json").read_text())["rows"]
     assert row["method"] == "original" and row["model"] == "TorchvisionResNet18" and 0 <= row["ta"] <= 100
+
+
+@pytest.mark.parametrize("settings, side", [
+    ({"do_resize": True, "size": {"height": 224, "width": 224}}, 224),
+    ({"size": {"shortest_edge": 256}, "do_center_crop": True, "crop_size": {"height": 224, "width": 224}}, 224),
+    ({"size": {"shortest_edge": 64}, "do_center_crop": False, "crop_size": 32}, 64),
+    ({"size": {"height": 30, "width": 40}}, None),  # not square: no side to adopt
+    ({"do_resize": False, "size": 224}, None),
+    ({"image_mean": [0.5], "image_std": [0.5]}, None),  # normalises only
+    ({"size": True}, None),
+])
+def test_the_processors_side_is_what_it_feeds_the_model(settings, side):
+    from prunelora.models.user_models import processor_side
+
+    assert processor_side(settings) == side
+
+
+@pytest.mark.slow
+def test_a_hf_model_is_fed_its_own_input_size_from_a_folder_of_mixed_sizes(tmp_path, capsys):
+    """The user's image folder as it is kept (class folders, several sizes and modes, no test split) and a ViT
+    that takes 16 x 16: the images are resized to the processor's side, recorded, and --image-size still wins."""
+    transformers = pytest.importorskip("transformers")
+    from .data.test_files import write_mixed_folder
+
+    data = write_mixed_folder(tmp_path / "mixed")
+    folder = tmp_path / "vit"
+    transformers.ViTForImageClassification(transformers.ViTConfig(
+        image_size=16, patch_size=4, num_channels=3, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, num_labels=3)).save_pretrained(folder)
+    (folder / "preprocessor_config.json").write_text(json.dumps(
+        {"do_resize": True, "size": {"height": 16, "width": 16}, "image_mean": [0.5] * 3, "image_std": [0.5] * 3}))
+    out = tmp_path / "run"
+    rc, _, err = run_cli(["unlearn", "--model", f"hf:{folder}", "--dataset", data, "--forget-class", "k1",
+                          "--method", "prunelora", "--out", out, *QUIET], capsys)
+    assert rc == 0, err
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["data"]["image_size"] == 16 and results["user_model"]["image_size"] == 16
+    rc, _, err = run_cli(["unlearn", "--model", f"hf:{folder}", "--dataset", data, "--forget-class", "k1",
+                          "--method", "prunelora", "--image-size", "20", "--out", tmp_path / "other", *QUIET], capsys)
+    assert rc == 2 and "the model cannot run on the given images" in err and "--image-size N resizes" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "other").exists()

@@ -136,7 +136,7 @@ def check_labels_fit(net: nn.Module, example: torch.Tensor, sets: dict[str, Imag
     """Every label names one of the model's outputs: the class count is the model's, never the largest label."""
     width = logits_of(run_once(net, example)).shape[-1]
     for name, data in sets.items():
-        top = int(data.labels.max()) if data is not None else -1
+        top = int(data.labels.max()) if data is not None and len(data.labels) else -1  # empty: a set not given
         if top >= width:
             raise UserError(f"{name}: label {top} is out of range for a model with {width} outputs (classes 0 to "
                             f"{width - 1}); fix the labels, or give the model an output per class")

@@ -17,11 +17,12 @@ from .adapters import checkpoint_meta, load_checkpoint
 from .api import plan as plan_of
 from .config import RunConfig, fingerprint, load_yaml, merge, resolve
 from .data import class_splits, load_dataset, to_float
+from .data.load import resizable
 from .driver import Experiment, ImageTask, describe_model, finish, normalise_methods, select_device
 from .errors import UserError
 from .machine import LoadProbe, set_threads
 from .methods import get_method, method_names
-from .models.user_models import load_user_model
+from .models.user_models import UserModel, load_user_model
 from .rows import make_row
 from .user_run import UserSubject, check_user_run
 
@@ -227,6 +228,7 @@ def _run_user_model(command: str, yaml_path: str | None, flags: dict[str, Any], 
     check_normalisation(mean, std)
     user = load_user_model(spec, weights, progress=progress)
     mean, std = (mean, std) if mean is not None or std is not None else (user.mean, user.std)
+    adopt_input_size(config, user)
     config.models = [user.name]
     identity = config.identity()
     model_identity = {"model": spec, "weights": storage.file_digest(weights) if weights else None, "mean": mean,
@@ -249,6 +251,14 @@ def _run_user_model(command: str, yaml_path: str | None, flags: dict[str, Any], 
     return finish(exp, rows, started)
 
 
+def adopt_input_size(config: RunConfig, user: UserModel) -> None:
+    """A user's model is fed as its own image processor feeds it: data prunelora can resize (an image folder, a
+    datasets folder, digits) goes to the model's input side unless --image-size names one (in the config, hence
+    in the run's fingerprint and record)."""
+    if config.data.image_size is None and user.image_size and resizable(config.data.dataset):
+        config.data.image_size = user.image_size
+
+
 def check_normalisation(mean: list[float] | None, std: list[float] | None) -> None:
     """--mean and --std: finite numbers, std positive (a zero std divides every pixel by zero)."""
     for flag, values in (("--mean", mean), ("--std", std)):
@@ -268,6 +278,7 @@ def plan(yaml_path: str | None, flags: dict[str, Any], *, checkpoint: str | None
         net = user.model
         mean, std = (mean, std) if mean is not None or std is not None else (user.mean, user.std)
         config = resolve(yaml_path=yaml_path, overrides=flags)
+        adopt_input_size(config, user)
     else:
         path = Path(checkpoint)
         net, meta = load_checkpoint(path)

@@ -33,3 +33,11 @@ def load_dataset(name: str, data_root: str | None = None, allow_download: bool =
         return load_cifar(name, data_root_folder(data_root), allow_download)
     raise UserError(f"unknown dataset '{name}' (choose from: {', '.join(DATASETS)}, or give the path of an image "
                     "folder, an .npz or a datasets folder)")
+
+
+def resizable(name: str) -> bool:
+    """Whether --image-size can resize this dataset's images (digits, an image folder, a datasets folder; not
+    CIFAR's or an .npz's arrays)."""
+    if name in DATASETS:
+        return name == "digits"
+    return is_data_path(name) and not name.endswith(".npz")

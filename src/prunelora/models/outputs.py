@@ -72,7 +72,8 @@ def run_once(model: nn.Module, example: torch.Tensor):
             return model(example)
     except (RuntimeError, ValueError, TypeError) as exc:
         raise UserError(f"the model cannot run on the given images ({str(exc).splitlines()[0]}): check their "
-                        "shape, channels and size") from None
+                        "shape, channels and size (--image-size N resizes an image folder's, a datasets folder's or "
+                        "digits' images)") from None
     finally:
         model.train(was_training)
 

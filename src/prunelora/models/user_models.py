@@ -36,10 +36,12 @@ class UserModel:
     mean: list[float] | None = None  # the model's input normalisation (HF image processor)
     std: list[float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    image_size: int | None = None  # the square side its image processor (or config) feeds it; None: any
 
     def describe(self) -> dict[str, Any]:
+        size = {"image_size": self.image_size} if self.image_size else {}
         return {"kind": self.kind, "source": self.source, "name": self.name, "mean": self.mean, "std": self.std,
-                **self.extra}
+                **size, **self.extra}
 
 
 def load_user_model(spec: str, weights: str | None = None, progress: bool = True) -> UserModel:
@@ -79,15 +81,44 @@ def load_hf(target: str, progress: bool = True) -> UserModel:
         raise UserError(f"cannot load a Hugging Face image classifier from {target} "
                         f"({str(exc).splitlines()[0]}){hint}") from None
     mean = std = None
+    settings: dict[str, Any] = {}
     processor = path / "preprocessor_config.json"
     if processor.is_file():
         try:
             settings = json.loads(processor.read_text())
         except ValueError:
             raise UserError(f"{processor} is not valid JSON") from None
+        if not isinstance(settings, dict):
+            raise UserError(f"{processor} holds {type(settings).__name__}, not an image processor's settings")
         if settings.get("do_normalize", True) and settings.get("image_mean") is not None:
             mean, std = list(settings["image_mean"]), list(settings["image_std"])
-    return UserModel(model, "hf", target, type(model).__name__, mean, std)
+    return UserModel(model, "hf", target, type(model).__name__, mean, std,
+                     image_size=processor_side(settings))
+
+
+def processor_side(settings: dict[str, Any]) -> int | None:
+    """The square side a Hugging Face image processor hands its model: its center crop where it crops, else its
+    resize (height = width, or a shortest edge); None without one, or where it is not square. Never the model
+    config's image_size: a ConvNeXt's says 224 whatever it was trained on."""
+    def side(size: Any) -> int | None:
+        if isinstance(size, bool):
+            return None
+        if isinstance(size, int) and size > 0:
+            return size
+        if isinstance(size, dict):
+            height, width = size.get("height"), size.get("width")
+            if height is not None:
+                return side(height) if height == width else None
+            return side(size.get("shortest_edge"))
+        if isinstance(size, (list, tuple)) and len(size) == 2 and size[0] == size[1]:
+            return side(size[0])
+        return None
+
+    if settings.get("do_center_crop") and settings.get("crop_size") is not None:
+        return side(settings["crop_size"])
+    if settings.get("do_resize", True) and settings.get("size") is not None:
+        return side(settings["size"])
+    return None
 
 
 def load_factory(target: str, weights: str | None) -> UserModel:

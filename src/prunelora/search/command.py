@@ -184,12 +184,13 @@ def image_search(yaml_path: str | None, flags: dict[str, Any], options: SearchOp
     normalise_methods(config, needed=False)
     user = None
     if model is not None:
-        from ..commands import check_normalisation
+        from ..commands import adopt_input_size, check_normalisation
         from ..models.user_models import load_user_model
 
         check_normalisation(mean, std)
         user = load_user_model(model, weights, progress=progress)
         mean, std = (mean, std) if mean is not None or std is not None else (user.mean, user.std)
+        adopt_input_size(config, user)
         config.models = [user.name]
     identity = {**config.identity(), "search": dataclasses.asdict(options) | {"methods": [m.name for m in methods]}}
     if user is not None:
