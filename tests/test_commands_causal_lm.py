@@ -178,7 +178,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, capsys, user_mod
     base = ["unlearn", "--task", "causal-lm", "--model", f"hf:{user_model}"]
     # a jsonl without the named fields
     _bad(base + ["--dataset", str(_jsonl(tmp_path / "x.jsonl", [{"prompt": "a", "completion": "b"}])), "--forget",
-                 str(forget)], capsys, tmp_path, "neither 'question' and 'answer' nor 'text'")
+                 str(forget)], capsys, tmp_path, "neither 'question' and 'answer', 'messages' nor 'text'")
     # an empty forget file
     empty = tmp_path / "empty.txt"
     empty.write_text("# nothing\n")

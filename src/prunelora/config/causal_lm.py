@@ -57,6 +57,10 @@ class LMDataConfig:
     question_field: str = field(default="question", metadata={"help": "the prompt's field (question/answer data)"})
     answer_field: str = field(default="answer", metadata={"help": "the answer's field: loss is on its tokens only"})
     text_field: str = field(default="text", metadata={"help": "plain-text data: the field holding the text"})
+    messages_field: str = field(default="messages", metadata={
+        "help": "conversational data: the field holding each example's messages (role and content; the last one "
+                "the assistant's answer, the one before it the user's question, any before that the context the "
+                "chat template renders)"})
     prompt_template: str | None = field(default=None, metadata={
         "help": "your model's prompt format: the text before the answer, {question} where the question goes (e.g. "
                 "\"{question} \" for question + ' ' + answer)", "none": "the tokenizer's chat template where it has "
@@ -194,6 +198,8 @@ class LMConfig:
         for name in ("out", "force", "evidence"):
             values.pop(name)
         values["data"].pop("max_new_tokens")
+        if values["data"]["messages_field"] == "messages":  # added later: runs at its default keep their identity
+            values["data"].pop("messages_field")
         return values
 
 

@@ -111,14 +111,14 @@ def test_a_fifo_request_is_refused_without_blocking(tmp_path, name):
     os.mkfifo(fifo)
     assert _refused(read_request, fifo, train, kind, CFG) == \
         f"--forget {fifo} is a named pipe (FIFO), not a file: " + \
-        ("give a UTF-8 .jsonl of question/answer pairs or of plain text, one JSON object a line" if name.endswith(
-            ".jsonl") else "give a UTF-8 text file of ids, one a line, or a .jsonl of examples")
+        ("give a UTF-8 .jsonl of question/answer pairs, conversations or plain text, one JSON object a line"
+         if name.endswith(".jsonl") else "give a UTF-8 text file of ids, one a line, or a .jsonl of examples")
 
 
 def test_a_fifo_a_folder_or_a_device_as_the_dataset_is_refused(tmp_path):
     fifo = tmp_path / "train.jsonl"
     os.mkfifo(fifo)
-    fix = "give a UTF-8 .jsonl of question/answer pairs or of plain text, one JSON object a line"
+    fix = "give a UTF-8 .jsonl of question/answer pairs, conversations or plain text, one JSON object a line"
     assert _refused(read_examples, fifo, CFG) == f"data file {fifo} is a named pipe (FIFO), not a file: {fix}"
     assert _refused(read_examples, tmp_path, CFG) == f"data file {tmp_path} is a folder, not a file: {fix}"
     assert _refused(read_examples, "/dev/zero", CFG) == f"data file /dev/zero is a device, not a file: {fix}"
@@ -132,7 +132,7 @@ def test_non_utf8_data_and_binary_requests_are_refused_in_one_line(tmp_path):
                      '{"question": "caf\u00e9?", "answer": "A."}\n'.encode("latin-1"))
     assert _refused(read_examples, data, CFG) == (
         f"cannot read data file {data} (not UTF-8 text: byte 0xe9 on line 2): give a UTF-8 .jsonl of question/answer "
-        "pairs or of plain text, one JSON object a line")
+        "pairs, conversations or plain text, one JSON object a line")
     kind, train = _train(tmp_path, ["a", "b"])
     binary = tmp_path / "r.bin"
     binary.write_bytes(bytes(range(256)))

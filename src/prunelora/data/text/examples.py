@@ -1,8 +1,12 @@
 """Reading a causal-LM dataset and the request: JSON lines in, examples and the forget/retain/holdout split out.
 
-Two forms, told apart by the first line's fields: question/answer pairs (TOFU's format: `question`,
-`answer`, optionally `paraphrased_answer`, `paraphrased_question` and `perturbed_answer`, a string or a list)
-or plain text (`text`). The field names are settings (data.question_field, ...). An example's id is its `id` field,
+Three forms, told apart by the first line's fields: question/answer pairs (TOFU's format: `question`,
+`answer`, optionally `paraphrased_answer`, `paraphrased_question` and `perturbed_answer`, a string or a list),
+conversations (`messages`, the chat format of TRL and of most instruction data: a list of {role, content}, the
+last the assistant's answer, the one before it the user's question, any before that - a system prompt, earlier
+turns - the question's context, kept with it as an Asked), or plain text (`text`). Conversations are
+question/answer pairs ("qa") whose questions carry their context. The field names are settings
+(data.question_field, ...). An example's id is its `id` field,
 else its line number from 0. The request (--forget) is a file of ids or a .jsonl of the forget examples
 themselves (matched by id, else by their question and answer, or text).
 
@@ -30,6 +34,43 @@ from ...errors import UserError, not_utf8, regular_file, shown
 
 if TYPE_CHECKING:  # the field names a run reads; the data layer never imports the configuration
     from ...config.causal_lm import LMDataConfig
+
+
+class Asked(str):
+    """A question asked inside a conversation: the user's last message as the string, and the turns before it
+    (role, content), a system prompt or earlier exchanges, as `before`. The chat template renders them
+    (tokens.prompt_text); equal only to the same question after the same turns, so a copy is found by its whole
+    conversation. A question without turns before it is a plain str."""
+
+    before: tuple[tuple[str, str], ...]
+
+    def __new__(cls, question: str, before: tuple[tuple[str, str], ...] = ()) -> Asked:
+        asked = super().__new__(cls, question)
+        asked.before = tuple((str(role), str(content)) for role, content in before)
+        return asked
+
+    def __eq__(self, other: object) -> bool:
+        return str.__eq__(self, other) is True and getattr(other, "before", ()) == self.before
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash((str(self), self.before))
+
+    def __reduce__(self):
+        return Asked, (str(self), self.before)
+
+    def messages(self) -> list[dict[str, str]]:
+        """The conversation up to and with the question, as a chat template takes it."""
+        return [{"role": role, "content": content} for role, content in self.before] + \
+            [{"role": "user", "content": str(self)}]
+
+
+def asked_in(question: str, like: str) -> str:
+    """`question` asked after the same turns as `like` (a paraphrased question keeps its conversation)."""
+    before = getattr(like, "before", ())
+    return Asked(question, before) if before else question
 
 
 @dataclass(frozen=True)
@@ -63,7 +104,7 @@ class LMSplits:
         return self.retain + self.forget
 
 
-JSONL_FIX = "give a UTF-8 .jsonl of question/answer pairs or of plain text, one JSON object a line"
+JSONL_FIX = "give a UTF-8 .jsonl of question/answer pairs, conversations or plain text, one JSON object a line"
 IDS_FIX = "give a UTF-8 text file of ids, one a line, or a .jsonl of examples"
 
 
@@ -107,15 +148,37 @@ def _lines(path: Path, what: str = "data file") -> list[tuple[int, dict]]:
 
 
 def data_kind(path: Path, first: dict, cfg: LMDataConfig) -> str:
-    """"qa" or "text", from the first example's fields."""
-    if cfg.question_field in first and cfg.answer_field in first:
+    """"qa" (question/answer pairs, or conversations) or "text", from the first example's fields."""
+    if (cfg.question_field in first and cfg.answer_field in first) or cfg.messages_field in first:
         return "qa"
     if cfg.text_field in first:
         return "text"
     fields = ", ".join(shown(f) for f in sorted(first)) or "none"
-    raise UserError(f"{shown(path)} line 1 has neither '{shown(cfg.question_field)}' and '{shown(cfg.answer_field)}' "
-                    f"nor '{shown(cfg.text_field)}' (its fields: {fields}); name yours with "
-                    "--set data.question_field=... data.answer_field=... or data.text_field=...")
+    raise UserError(f"{shown(path)} line 1 has neither '{shown(cfg.question_field)}' and '{shown(cfg.answer_field)}', "
+                    f"'{shown(cfg.messages_field)}' nor '{shown(cfg.text_field)}' (its fields: {fields}); name yours "
+                    "with --set data.question_field=... --set data.answer_field=..., --set data.messages_field=... "
+                    "or --set data.text_field=...")
+
+
+def _conversation(path: Path, number: int, row: dict, name: str) -> tuple[str, str]:
+    """(the question, an Asked where turns come before it; the answer) of a row's messages."""
+    messages = row.get(name)
+    where = f"{shown(path)} line {number}: '{shown(name)}'"
+    if not isinstance(messages, list) or len(messages) < 2:
+        raise UserError(f"{where} must be a list of at least two messages, the user's question and the assistant's "
+                        "answer last")
+    turns = []
+    for position, message in enumerate(messages, 1):
+        role = message.get("role") if isinstance(message, dict) else None
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(role, str) or not isinstance(content, str):
+            raise UserError(f"{where}: message {position} needs a 'role' and a text 'content' (strings)")
+        turns.append((role, content))
+    (asker, question), (answerer, answer) = turns[-2], turns[-1]
+    if answerer != "assistant" or asker != "user" or not question.strip() or not answer.strip():
+        raise UserError(f"{where} must end with the user's question and the assistant's answer (non-empty): the "
+                        "answer carries the loss, the question and what comes before it the prompt")
+    return (Asked(question, tuple(turns[:-2])) if len(turns) > 2 else question), answer
 
 
 def _text(path: Path, number: int, row: dict, name: str) -> str:
@@ -140,8 +203,13 @@ def _example(path: Path, number: int, index: int, row: dict, kind: str, cfg: LMD
         extra[name] = row.get(name)
         if extra[name] is not None and not isinstance(extra[name], str):
             raise UserError(f"{shown(path)} line {number}: '{name}' must be a string")
-    return Example(str(ident), _text(path, number, row, cfg.question_field), _text(path, number, row, cfg.answer_field),
-                   extra["paraphrased_answer"], tuple(perturbed), extra["paraphrased_question"])
+    if cfg.messages_field in row and cfg.question_field not in row:
+        question, answer = _conversation(path, number, row, cfg.messages_field)
+    else:
+        question, answer = _text(path, number, row, cfg.question_field), _text(path, number, row, cfg.answer_field)
+    paraphrased_question = extra["paraphrased_question"]
+    return Example(str(ident), question, answer, extra["paraphrased_answer"], tuple(perturbed),
+                   asked_in(paraphrased_question, question) if paraphrased_question is not None else None)
 
 
 def read_examples(path: str | Path, cfg: LMDataConfig, kind: str | None = None,
@@ -269,8 +337,15 @@ def split(kind: str, train: list[Example], forget_ids: list[str], holdout: list[
 
 
 def request_digest(examples: list[Example]) -> str:
-    """sha256 of the examples a request names, content and ids (a record's proof of what was forgotten)."""
-    return hashlib.sha256(json.dumps([dataclasses.astuple(ex) for ex in examples]).encode()).hexdigest()
+    """sha256 of the examples a request names, content and ids (a record's proof of what was forgotten); a
+    conversation's turns before its question count too."""
+    def fields(ex: Example) -> tuple:
+        values = dataclasses.astuple(ex)
+        turns = [list(map(list, getattr(ex.prompt, "before", ()))), list(map(list, getattr(ex.paraphrased_question,
+                                                                                          "before", ())))]
+        return values + (turns,) if any(turns) else values  # without turns: the digest data had before them
+
+    return hashlib.sha256(json.dumps([fields(ex) for ex in examples]).encode()).hexdigest()
 
 
 def to_rows(examples: list[Example], cfg: LMDataConfig, kind: str) -> list[dict]:
@@ -279,7 +354,11 @@ def to_rows(examples: list[Example], cfg: LMDataConfig, kind: str) -> list[dict]
         return [{cfg.id_field: ex.id, cfg.text_field: ex.answer} for ex in examples]
     rows = []
     for ex in examples:
-        row = {cfg.id_field: ex.id, cfg.question_field: ex.prompt, cfg.answer_field: ex.answer}
+        if isinstance(ex.prompt, Asked):  # a conversation is written back as one
+            row = {cfg.id_field: ex.id, cfg.messages_field: ex.prompt.messages() + [
+                {"role": "assistant", "content": ex.answer}]}
+        else:
+            row = {cfg.id_field: ex.id, cfg.question_field: ex.prompt, cfg.answer_field: ex.answer}
         if ex.paraphrased is not None:
             row["paraphrased_answer"] = ex.paraphrased
         if ex.perturbed:

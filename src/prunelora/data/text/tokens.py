@@ -3,9 +3,9 @@
 A question/answer pair becomes the prompt, then the answer and the end-of-sequence token. The prompt is the
 user's format where they give one (`--prompt-template "{question} "`: the text before the answer, the
 question where `{question}` stands), else the tokenizer's chat template with a generation prompt where it has
-one, else the plain cue "Question: ...\\nAnswer: ". The prompt's trailing whitespace is tokenized with the
-answer (" Paris", as a byte-level BPE tokenizes "Q Paris" at once), so the model is trained and scored on
-exactly the tokens its own format gives. The labels are -100 on the prompt (and on padding), the token ids
+one (after a conversation's system prompt and earlier turns), else the plain cue "Question: ...\\nAnswer: ".
+The prompt's trailing whitespace is tokenized with the answer (" Paris", as a byte-level BPE tokenizes
+"Q Paris" at once), so the model is trained and scored on exactly the tokens its own format gives. The labels are -100 on the prompt (and on padding), the token ids
 on the answer. Plain text is all answer. Right padding for training and scoring; prompts alone, left padded,
 for generation.
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from ...errors import UserError
-from .examples import Example
+from .examples import Asked, Example
 
 IGNORE = -100
 
@@ -40,16 +40,35 @@ def format_name(tokenizer, template: str | None) -> str:
 
 
 def prompt_text(tokenizer, question: str, template: str | None = None) -> str:
-    """The text before the answer: the user's template, else the chat template's user turn and generation
-    prompt, else the plain cue ("" for plain text)."""
+    """The text before the answer: the user's template, else the chat template's user turn (after a
+    conversation's turns before it, examples.Asked) and generation prompt, else the plain cue ("" for plain text).
+    A template or the cue writes the question alone: a conversation's turns are only the chat template's
+    (check_conversations refuses a run whose own format would drop them)."""
     if question == "":
         return ""
     if template is not None:
-        return template.replace(QUESTION, question)
+        return template.replace(QUESTION, str(question))
     if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
-                                             add_generation_prompt=True)
-    return PLAIN_CUE.replace(QUESTION, question)
+        turns = question.messages() if isinstance(question, Asked) else [{"role": "user", "content": question}]
+        return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+    return PLAIN_CUE.replace(QUESTION, str(question))
+
+
+def check_conversations(tokenizer, examples: list[Example], template: str | None) -> None:
+    """Conversations whose question has turns before it (a system prompt, earlier exchanges) are written by the
+    tokenizer's chat template: a run whose format is a --prompt-template or the plain cue would drop those
+    turns, so it is refused before anything is written."""
+    first = next((ex for ex in examples if isinstance(ex.prompt, Asked)), None)
+    if first is None:
+        return
+    if template is not None:
+        raise UserError(f"example '{first.id}' is a conversation with {len(first.prompt.before)} message(s) before "
+                        "its question, which --prompt-template cannot write: leave it out (the tokenizer's chat "
+                        "template writes them), or give the examples as question/answer pairs")
+    if not getattr(tokenizer, "chat_template", None):
+        raise UserError(f"example '{first.id}' is a conversation with {len(first.prompt.before)} message(s) before "
+                        "its question, and the tokenizer has no chat template to write them: save the model's "
+                        "tokenizer with its chat_template, or give the examples as question/answer pairs")
 
 
 def _split_prompt(tokenizer, question: str, template: str | None) -> tuple[str, str]:
@@ -126,6 +145,8 @@ def encode_pairs(tokenizer, pairs: list[tuple[str, str]], ids: list[str], max_le
 
 def encode(tokenizer, examples: list[Example], max_length: int, device: torch.device,
            template: str | None = None) -> TokenSet:
+    """The examples in the run's own format (`template`): conversations it cannot write are refused."""
+    check_conversations(tokenizer, examples, template)
     return encode_pairs(tokenizer, [ex.content() for ex in examples], [ex.id for ex in examples], max_length, device,
                         template)
 
