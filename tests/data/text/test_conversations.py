@@ -151,6 +151,9 @@ def test_a_chat_model_is_unlearned_from_its_conversations_in_its_own_format(tmp_
     assert by_method["ga"]["forget_loss"] == pytest.approx(sum(by_hand) / len(by_hand), abs=1e-4)
     without_system = [answer_nll(delivered, tokenizer, {"messages": r["messages"][1:]}) for r in forgotten]
     assert not math.isclose(sum(without_system), sum(by_hand), abs_tol=1e-3)  # the system prompt was in the prompt
+    record = out / "seed0" / "models" / "model" / "ga" / "record.json"
+    code, stdout, err = run_cli(["verify", str(record)], capsys)
+    assert code == 0, stdout + err  # the request's digest, read again from the conversations, is the record's
     code, _, err = run_cli(["unlearn", "--task", "causal-lm", "--model", f"hf:{folder}", "--dataset",
                             str(tmp_path / "train.jsonl"), "--forget", str(tmp_path / "forget.txt"), "--methods", "ga",
                             "--prompt-template", "{question} ", "--no-progress", "--out", str(tmp_path / "no")], capsys)
