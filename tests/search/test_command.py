@@ -142,3 +142,22 @@ def test_a_causal_lm_search_keeps_selection_and_verdict_apart(tmp_path, capsys):
     selection, verdict = set(block["selection_ids"]), set(block["verdict_ids"])
     assert selection and verdict and not selection & verdict
     assert block["answer"] in printed
+
+
+def test_a_search_without_held_out_data_is_refused_not_answered_retrain(tmp_path, capsys, people, user_model):
+    """Every trial is judged on held-out data: with none, "retrain" would be no answer at all."""
+    from ..data.test_files import write_mixed_folder
+
+    images = write_mixed_folder(tmp_path / "images")  # class folders only: no test split
+    out = tmp_path / "image-search"
+    rc, _, err = run_cli(["search", "--dataset", images, "--image-size", "16", "--forget-class", "k1", "--models",
+                          "resnet18", *SIZES[:2], "--no-progress", "--out", out], capsys)
+    assert rc == 2 and "search judges every trial on test images" in err and not out.exists()
+    train, _ = people
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in train))
+    (tmp_path / "forget.txt").write_text(train[0]["id"] + "\n")
+    out = tmp_path / "lm-search"
+    rc, _, err = run_cli(["search", "--task", "causal-lm", "--model", f"hf:{user_model}", "--dataset", data,
+                          "--forget", tmp_path / "forget.txt", "--force", "--no-progress", "--out", out], capsys)
+    assert rc == 2 and "give --holdout a .jsonl of at least 2 such examples (0 given)" in err and not out.exists()

@@ -24,6 +24,7 @@ from ..config.causal_lm import resolve as lm_resolve
 from ..data.text.tokens import encode
 from ..driver import Experiment, select_device
 from ..driver.causal_lm import CausalLMTask
+from ..errors import UserError
 from ..metrics.causal_lm import measure as measures
 from ..models.causal_lm.loading import quiet_transformers
 from ..registry import CAUSAL_LM
@@ -167,6 +168,9 @@ def lm_search(yaml_path: str | None, flags: dict[str, Any], options: SearchOptio
     started = time.perf_counter()
     exp = Experiment(config, select_device(config.device), lambda e: CausalLMTask(e, "search"), progress)
     task: CausalLMTask = exp.task
+    if len(task.holdout) < 2:
+        raise UserError("search judges every trial on held-out examples and its winner on other ones, never trained "
+                        f"on: give --holdout a .jsonl of at least 2 such examples ({len(task.holdout)} given)")
     task.check_memorised()
     identity = {**task.identity(), "search": identity_extra}
     config.out = config.out if flags.get("out") else f"runs/search-lm/{fingerprint(identity)[:8]}"

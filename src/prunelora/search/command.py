@@ -202,6 +202,10 @@ def image_search(yaml_path: str | None, flags: dict[str, Any], options: SearchOp
     started = time.perf_counter()
     exp = Experiment(config, select_device(config.device), ImageTask, progress, probe=probe, unlearns=False,
                      registry_models=user is None)
+    if len(exp.raw.test_labels) < 2:
+        raise UserError(f"search judges every trial on test images and its winner on other ones: "
+                        f"{config.data.dataset} has {len(exp.raw.test_labels)}; add them (an image folder's "
+                        "test/<class>/ folders, an .npz's test_images and test_labels, a datasets folder's test split)")
     subjects = [exp.subject(name) for name in config.models] if user is None else [
         user_subject(exp, user, model, weights, mean, std, progress)]
     run_folder.claim(config.out, "search", identity, overwrite,
