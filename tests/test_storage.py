@@ -275,3 +275,20 @@ def test_tensors_disagreeing_with_the_metadata_are_a_user_error(tmp_path):
     with pytest.raises(UserError):
         loaded, _ = storage.load_model(path)
         loaded(torch.rand(2, 1, 16, 16))
+
+
+def test_csv_cells_are_what_other_code_parses():
+    """An unmeasurable figure is an empty cell (never `nan`), a nested value strict JSON (never a Python repr)."""
+    import csv
+    import io
+    import math
+
+    from prunelora.storage import csv_text
+
+    rows = [{"a": 1.5, "b": float("nan"), "c": {"x": [1, float("inf")]}, "d": None},
+            {"a": 2, "e": "text, with a comma"}]
+    text = csv_text(rows, ["a", "b", "c", "d", "e"])
+    assert "nan" not in text.lower() and "inf" not in text.lower()
+    read = list(csv.DictReader(io.StringIO(text)))
+    assert read[0] == {"a": "1.5", "b": "", "c": '{"x": [1, null]}', "d": "", "e": ""}
+    assert read[1]["e"] == "text, with a comma" and not math.isnan(float(read[1]["a"]))

@@ -7,7 +7,9 @@ arguments and shapes in their safetensors metadata; loading never unpickles anyt
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
+import io
 import json
 import math
 import os
@@ -106,6 +108,22 @@ def read_json(path: str | Path) -> Any:
 def write_json(path: str | Path, data: Any) -> None:
     """`data` as strict JSON (json_ready): what any reader parses, never a bare NaN or Infinity."""
     write_text(path, json.dumps(json_ready(data), indent=2, allow_nan=False) + "\n")
+
+
+def csv_text(rows: list[dict], keys: list[str]) -> str:
+    """`rows` as CSV with the columns `keys`: a missing or unmeasurable figure (None, NaN, infinite) is an empty
+    cell, never the word `nan`, and a nested value (a list, a mapping) is strict JSON, never a Python repr."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=keys, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        cells = {}
+        for key in keys:
+            value = json_ready(row.get(key))
+            cells[key] = "" if value is None else json.dumps(value, allow_nan=False) \
+                if isinstance(value, (dict, list)) else value
+        writer.writerow(cells)
+    return buffer.getvalue()
 
 
 def json_ready(value: Any) -> Any:

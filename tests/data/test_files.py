@@ -165,7 +165,7 @@ def test_a_folder_without_a_test_split_runs_and_reports_no_test_figures(tmp_path
     assert rc == 0, err
     assert "Traceback" not in err and "RuntimeWarning" not in err
     text = (out / "results.json").read_text()
-    assert "NaN" not in text
+    assert "NaN" not in text and "nan" not in (out / "results.csv").read_text().lower()
     results = json.loads(text)
     assert results["config"]["data"]["image_size"] == 16
     rows = [r for r in results["rows"] if r["method"] == "prunelora"]

@@ -5,8 +5,6 @@ main figures, then its cost columns, each with its label and decimals.
 """
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 from typing import Any
 
@@ -67,13 +65,8 @@ def write_csv(results: dict[str, Any], out: Path) -> Path:
     """results.csv: one line per row (every seed and method), the registry's columns first, then the rest."""
     rows = results["rows"]
     first = ["model", "method", "label", "seed", *(s.key for s in columns())]
-    rest = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in first]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=first + rest, extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if v is None else v) for k, v in row.items()
-                         if not isinstance(v, (dict, list))})
+    rest = [k for k in dict.fromkeys(k for r in rows for k in r if not isinstance(r[k], (dict, list)))
+            if k not in first]
     path = Path(out) / "results.csv"
-    storage.write_text(path, buffer.getvalue())
+    storage.write_text(path, storage.csv_text(rows, first + rest))
     return path

@@ -5,11 +5,10 @@ each trial's cost against its distance from passing and the Pareto front of the 
 """
 from __future__ import annotations
 
-import csv
-import io
 from html import escape
 from typing import Any
 
+from .. import storage
 from .figures import figure_html
 from .markup import para, section, tag
 from .plots import new_figure
@@ -81,13 +80,7 @@ def trials_csv(blocks: list[dict[str, Any]]) -> str:
                          "passed": t["passed"], "distance": t.get("distance"), "verdict": t["verdict"],
                          "stopped": t.get("stopped", ""), **t["setting"],
                          **{k: t["figures"][k] for k in SHOWN if k in t.get("figures", {})}})
-    names = list(dict.fromkeys(k for r in rows for k in r))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=names)
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
-    return buffer.getvalue()
+    return storage.csv_text(rows, list(dict.fromkeys(k for r in rows for k in r)))
 
 
 def cost_distance_figure(block: dict[str, Any]):

@@ -1,8 +1,6 @@
 """results.json, results.md (laid out as the paper's Figure 1) and results.csv."""
 from __future__ import annotations
 
-import csv
-import io as stdio
 from pathlib import Path
 from typing import Any
 
@@ -296,15 +294,8 @@ def published_table(results: dict | None) -> str:
 
 
 def csv_text(rows: list[dict]) -> str:
-    keys: list[str] = []
-    for row in rows:
-        keys += [k for k in row if k not in keys]
-    buffer = stdio.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=keys, extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: row.get(k) for k in keys})
-    return buffer.getvalue()
+    """results.csv: every key of any row a column, in first-seen order (storage.csv_text's cells)."""
+    return storage.csv_text(rows, list(dict.fromkeys(k for row in rows for k in row)))
 
 
 def write_tables(results: dict, out: Path) -> None:
