@@ -118,8 +118,10 @@ TABLES: tuple[Table, ...] = (
                 (("8", ""), ("16", " --set model_args.resnet18.width=16"),
                  ("32", " --set model_args.resnet18.width=32")))),
     Table("speed-widths-mask", "The default prune mode and the CPU preset's width",
-          tuple(f"bench --models resnet18 --methods finetune,prunelora --prune-modes mask "
-                f"--set model_args.resnet18.width={w} --out runs/tables/speed-mask-w{w}" for w in (16, 32))),
+          ("bench --models resnet18 --methods finetune,lora,prunelora --prune-modes mask "
+           "--out runs/tables/speed-mask-w8",
+           *(f"bench --models resnet18 --methods finetune,prunelora --prune-modes mask "
+             f"--set model_args.resnet18.width={w} --out runs/tables/speed-mask-w{w}" for w in (16, 32)))),
     Table("speed-vit-paper", "The default prune mode and the CPU preset's width",
           ("bench --models vit --methods finetune,lora,prunelora --set model_args.vit.depth=12 "
            "--set model_args.vit.dim=384 --set model_args.vit.heads=6 --set model_args.vit.mlp_dim=1536 "

@@ -12,12 +12,19 @@ from prunelora.methods.lora import attach_lora, merged_copy
 from prunelora.models import build_model, get_spec
 
 
-def _pair(dropout: float = 0.0, width: int = 4):
+def _pair(dropout: float = 0.0, width: int = 4, masked: bool = False, dropout_on: str | None = None):
+    """(folded, PEFT's own, layers swapped). masked: every conv's odd output rows zero, as mask-mode pruning
+    leaves them."""
     torch.manual_seed(0)
     model = build_model("resnet18", 10, 3, 16, (0.5,) * 3, (0.25,) * 3, {"width": width})
+    if masked:
+        with torch.no_grad():
+            for module in model.modules():
+                if isinstance(module, torch.nn.Conv2d):
+                    module.weight[1::2] = 0
     plan = get_spec("resnet18").plan
-    folded = attach_lora(copy.deepcopy(model), plan, dropout=dropout)
-    plain = attach_lora(copy.deepcopy(model), plan, dropout=dropout)
+    folded = attach_lora(copy.deepcopy(model), plan, dropout=dropout, dropout_on=dropout_on)
+    plain = attach_lora(copy.deepcopy(model), plan, dropout=dropout, dropout_on=dropout_on)
     swapped = 0
     for module in plain.modules():
         if type(module).__name__ == "FoldedLoraConv2d":
@@ -119,6 +126,55 @@ def test_dropout_on_the_adapter_input_matches_peft_value_and_gradient(monkeypatc
     monkeypatch.setattr(dropout_conv, "draw_seed", lambda: 99)
     other, _ = _forward_backward(folded, x)
     assert not torch.allclose(other, out_f)
+
+
+@pytest.mark.parametrize("width,forms", [(4, {"composed", "low_rank"}), (16, {"low_rank"})])
+def test_a_masked_frozen_base_runs_its_live_rows_with_peft_value_and_gradient(monkeypatch, width, forms):
+    """PruneLoRA's default (mask mode, a frozen base with half its output rows zero): each node computes the base
+    conv on the live rows alone and adds them into their channels; PEFT's output and gradients for the same
+    mask, on every adapted layer."""
+    folded, plain, _ = _pair(dropout=0.1, width=width, masked=True)
+    assert _forms(folded, 0.1) == forms
+    monkeypatch.setattr(dropout_conv, "draw_seed", lambda: 1234)
+    for module in plain.modules():
+        if hasattr(module, "lora_dropout"):
+            module.lora_dropout["default"] = FixedMask(0.1, 1234)
+    folded.train(), plain.train()
+    calls = []
+    add_base = dropout_conv._add_base_conv
+    monkeypatch.setattr(dropout_conv, "_add_base_conv", lambda *a: calls.append(a[4] is not None) or add_base(*a))
+    x = torch.rand(4, 3, 16, 16)
+    out_f, grads_f = _forward_backward(folded, x)
+    out_p, grads_p = _forward_backward(plain, x)
+    assert calls == [True] * 16  # every adapted layer's node ran its base on the live rows
+    torch.testing.assert_close(out_f, out_p, rtol=1e-4, atol=1e-5)
+    assert grads_f.keys() == grads_p.keys() and sum("lora_" in n for n in grads_f) == 32
+    for name, grad in grads_f.items():
+        torch.testing.assert_close(grad, grads_p[name], rtol=1e-3, atol=1e-4 * float(grad.abs().max()), msg=name)
+    layers = [m for m in folded.modules() if type(m).__name__ == "FoldedLoraConv2d"]
+    for layer in layers:  # the nodes run on half the rows: the odd ones, which are zero, are skipped
+        rows = layer._live_rows(layer.get_base_layer())
+        assert rows is not None and rows.tolist() == list(range(0, layer.get_base_layer().out_channels, 2))
+
+
+def test_the_live_rows_follow_the_weight_and_a_trained_or_dense_base_runs_whole():
+    from prunelora.methods.dropout_conv import live_rows
+
+    weight = torch.randn(8, 4, 3, 3)
+    assert live_rows(weight) is None  # dense: nothing to skip
+    weight[2:] = 0
+    assert live_rows(weight).tolist() == [0, 1]
+    assert live_rows(weight, torch.tensor([0.0, 0, 0, 1, 0, 0, 0, 0])).tolist() == [0, 1, 3]  # a bias keeps its row
+    assert live_rows(weight, groups=2) is None and live_rows(torch.zeros(8, 4, 3, 3)) is None
+    folded, _, _ = _pair(dropout=0.1, masked=True, dropout_on="rank")
+    layer = next(m for m in folded.modules() if type(m).__name__ == "FoldedLoraConv2d")
+    base = layer.get_base_layer()
+    assert layer._live_rows(base) is not None
+    with torch.no_grad():
+        base.weight[1] = 1.0  # an edited weight is read as it is now
+    assert 1 in layer._live_rows(base).tolist()
+    base.weight.requires_grad_(True)  # a trained base computes every row (its gradient needs them)
+    assert layer._live_rows(base) is None
 
 
 @pytest.mark.parametrize("with_base", [True, False])
@@ -381,3 +437,33 @@ def test_the_config_places_the_dropout(digits_splits):
         validate(smoke_config(lora_dropout_on="output"))
     assert "lora_dropout_on" not in smoke_config().identity()["unlearn"]
     assert smoke_config(lora_dropout_on="rank").identity()["unlearn"]["lora_dropout_on"] == "rank"
+
+
+@pytest.mark.parametrize("node", ["low_rank", "rank", "composed"])
+def test_each_node_on_live_rows_is_the_node_on_the_whole_zero_rowed_weight(node):
+    """Every node told a frozen weight's live rows computes, value and input and adapter gradients, what it
+    computes over the whole weight, whose other rows are zero."""
+    from prunelora.methods.dropout_conv import DropoutDeltaConv, LowRankConv, RankDropoutConv, live_rows
+
+    torch.manual_seed(0)
+    x = torch.rand(3, 4, 7, 7, dtype=torch.double, requires_grad=True)
+    weight, bias = torch.randn(6, 4, 3, 3, dtype=torch.double), torch.randn(6, dtype=torch.double)
+    weight[[1, 4, 5]], bias[[1, 4, 5]] = 0, 0
+    rows = live_rows(weight, bias)
+    assert rows.tolist() == [0, 2, 3]
+    a = torch.randn(2, 4, 3, 3, dtype=torch.double, requires_grad=True)
+    b = torch.randn(6, 2, 1, 1, dtype=torch.double, requires_grad=True)
+    args = ((2, 2), (1, 1), (1, 1), 1)
+    if node == "composed":
+        def run(w, c, r):
+            return DropoutDeltaConv.apply(x, w, c, (b.flatten(1) @ a.flatten(1)).view(6, 4, 3, 3), 0.3, 7, *args, r)
+    else:
+        function = LowRankConv if node == "low_rank" else RankDropoutConv
+
+        def run(w, c, r):
+            return function.apply(x, w, c, a, b, 1.5, 0.3, 7, *args, r)
+    whole, live = run(weight, bias, None), run(weight, bias, rows)
+    torch.testing.assert_close(live, whole)
+    for got, want in zip(torch.autograd.grad(live.square().sum(), (x, a, b)),
+                         torch.autograd.grad(whole.square().sum(), (x, a, b))):
+        torch.testing.assert_close(got, want)

@@ -26,6 +26,10 @@ the size; same expectation, another spread, so not PEFT's training distribution 
 
 The drop probability is rounded to a multiple of 1/65536 (0.1 becomes 0.100006) and kept
 samples are scaled by 1 / (1 - that), so the expectation is x exactly, as with nn.Dropout.
+
+A frozen base with zero output rows (a layer pruned in mask mode: half its rows) is computed on its live rows
+alone (live_rows, `rows` of each node): their conv is added into their channels, and the input gradient comes
+from their gradient rows alone. A zero row contributes nothing to either, so this is exact.
 """
 from __future__ import annotations
 
@@ -103,13 +107,31 @@ def _masked_input(x: torch.Tensor, p: float, seed: int, shard) -> tuple[torch.Te
     return drop_mask(x, p, seed, shard)
 
 
+def _live(tensor: torch.Tensor | None, rows: torch.Tensor | None) -> torch.Tensor | None:
+    """The rows `rows` of a weight or bias (gathered when needed, never kept: no second copy of a frozen base)."""
+    return tensor if tensor is None or rows is None else tensor.index_select(0, rows)
+
+
+def _add_base_conv(out: torch.Tensor, x: torch.Tensor, weight, bias, rows, stride, padding, dilation,
+                   groups: int) -> torch.Tensor:
+    """out + conv(x, weight, bias); rows given: the weight's other output rows (and bias) are zero (a frozen
+    pruned base), so only these rows' conv is computed and added into their channels."""
+    if weight is None:
+        return out
+    base = F.conv2d(x, _live(weight, rows), _live(bias, rows), stride, padding, dilation, groups)
+    return out.add_(base) if rows is None else out.index_add_(1, rows, base)
+
+
 def _base_conv_backward(grad, x, weight, has_bias: bool, needs: tuple[bool, bool, bool], stride, padding, dilation,
-                        groups: int) -> tuple:
+                        groups: int, rows=None) -> tuple:
     """(grad_x, grad_weight, grad_bias) of the frozen or trained base conv(x, weight, bias); Nones where no
-    weight (the adapter's term alone) or nothing is needed."""
+    weight (the adapter's term alone) or nothing is needed. rows: the weight's only nonzero output rows (a frozen
+    base: only grad_x is asked), whose gradient alone reaches x."""
     need_x, need_w, need_bias = needs
     if weight is None or not (need_x or need_w or (need_bias and has_bias)):
         return None, None, None
+    if rows is not None:
+        grad, weight = grad.index_select(1, rows), weight.index_select(0, rows)
     return torch.ops.aten.convolution_backward(
         grad, x, weight, [weight.shape[0]] if has_bias else None, stride, padding, dilation, False,
         [0] * len(stride), groups, [need_x, need_w, need_bias and has_bias])
@@ -121,21 +143,21 @@ class LowRankConv(torch.autograd.Function):
     dropout on the input, the mask regenerated in backward. weight None: the adapter's term alone."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, a, b, scaling: float, p: float, seed: int, stride, padding, dilation, groups):
+    def forward(ctx, x, weight, bias, a, b, scaling: float, p: float, seed: int, stride, padding, dilation, groups,
+                rows=None):
         shard = distributed.current_shard()
         drop, keep_scale = _masked_input(x, p, seed, shard)
         b_scaled = b * (scaling * keep_scale)  # the dropout's 1 / (1 - p) and the LoRA scaling on the small weight
         hidden = F.conv2d(x if drop is None else x.masked_fill(drop, 0), a, None, stride, padding, dilation, 1)
-        out = F.conv2d(hidden, b_scaled, None, 1, 0, 1, groups)
-        if weight is not None:
-            out.add_(F.conv2d(x, weight, bias, stride, padding, dilation, groups))
-        ctx.save_for_backward(x, weight, a, b_scaled, hidden)
+        out = _add_base_conv(F.conv2d(hidden, b_scaled, None, 1, 0, 1, groups), x, weight, bias, rows, stride,
+                             padding, dilation, groups)
+        ctx.save_for_backward(x, weight, a, b_scaled, hidden, rows)
         ctx.settings = (scaling * keep_scale, p, seed, shard, stride, padding, dilation, groups, bias is not None)
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        x, weight, a, b_scaled, hidden = ctx.saved_tensors
+        x, weight, a, b_scaled, hidden, rows = ctx.saved_tensors
         factor, p, seed, shard, stride, padding, dilation, groups, has_bias = ctx.settings
         need_x, need_w, need_bias, need_a, need_b = ctx.needs_input_grad[:5]
         grad = grad.contiguous()
@@ -143,7 +165,7 @@ class LowRankConv(torch.autograd.Function):
         zeros, ones = [0] * len(stride), [1] * len(stride)
         grad_a = grad_b = None
         grad_x, grad_w, grad_bias = _base_conv_backward(grad, x, weight, has_bias, (need_x, need_w, need_bias),
-                                                        stride, padding, dilation, groups)
+                                                        stride, padding, dilation, groups, rows)
         if need_x or need_a or need_b:
             grad_hidden, grad_b, _ = conv_backward(grad, hidden, b_scaled, None, ones, zeros, ones, False, zeros,
                                                    groups, [need_x or need_a, need_b, False])
@@ -157,7 +179,7 @@ class LowRankConv(torch.autograd.Function):
                 if drop is not None:
                     grad_dx.masked_fill_(drop, 0)
                 grad_x = grad_dx if grad_x is None else grad_x.add_(grad_dx)
-        return grad_x, grad_w, grad_bias, grad_a, grad_b, None, None, None, None, None, None, None
+        return grad_x, grad_w, grad_bias, grad_a, grad_b, None, None, None, None, None, None, None, None
 
 
 class RankDropoutConv(torch.autograd.Function):
@@ -167,23 +189,23 @@ class RankDropoutConv(torch.autograd.Function):
     is not (whole rank components drop, not input elements). Kept: x, the weights and dropout(A(x))."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, a, b, scaling: float, p: float, seed: int, stride, padding, dilation, groups):
+    def forward(ctx, x, weight, bias, a, b, scaling: float, p: float, seed: int, stride, padding, dilation, groups,
+                rows=None):
         shard = distributed.current_shard()
         hidden = F.conv2d(x, a, None, stride, padding, dilation, 1)
         drop, keep_scale = _masked_input(hidden, p, seed, shard)
         if drop is not None:
             hidden.masked_fill_(drop, 0)
         b_scaled = b * (scaling * keep_scale)
-        out = F.conv2d(hidden, b_scaled, None, 1, 0, 1, groups)
-        if weight is not None:
-            out.add_(F.conv2d(x, weight, bias, stride, padding, dilation, groups))
-        ctx.save_for_backward(x, weight, a, b_scaled, hidden)
+        out = _add_base_conv(F.conv2d(hidden, b_scaled, None, 1, 0, 1, groups), x, weight, bias, rows, stride,
+                             padding, dilation, groups)
+        ctx.save_for_backward(x, weight, a, b_scaled, hidden, rows)
         ctx.settings = (scaling * keep_scale, p, seed, shard, stride, padding, dilation, groups, bias is not None)
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        x, weight, a, b_scaled, dropped = ctx.saved_tensors
+        x, weight, a, b_scaled, dropped, rows = ctx.saved_tensors
         factor, p, seed, shard, stride, padding, dilation, groups, has_bias = ctx.settings
         need_x, need_w, need_bias, need_a, need_b = ctx.needs_input_grad[:5]
         grad = grad.contiguous()
@@ -191,7 +213,7 @@ class RankDropoutConv(torch.autograd.Function):
         zeros, ones = [0] * len(stride), [1] * len(stride)
         grad_a = grad_b = None
         grad_x, grad_w, grad_bias = _base_conv_backward(grad, x, weight, has_bias, (need_x, need_w, need_bias),
-                                                        stride, padding, dilation, groups)
+                                                        stride, padding, dilation, groups, rows)
         if need_x or need_a or need_b:
             grad_hidden, grad_b, _ = conv_backward(grad, dropped, b_scaled, None, ones, zeros, ones, False, zeros,
                                                    groups, [need_x or need_a, need_b, False])
@@ -204,7 +226,7 @@ class RankDropoutConv(torch.autograd.Function):
                                                [need_x, need_a, False])
             if need_x:
                 grad_x = grad_dx if grad_x is None else grad_x.add_(grad_dx)
-        return grad_x, grad_w, grad_bias, grad_a, grad_b, None, None, None, None, None, None, None
+        return grad_x, grad_w, grad_bias, grad_a, grad_b, None, None, None, None, None, None, None, None
 
 
 class DropoutDeltaConv(torch.autograd.Function):
@@ -212,20 +234,20 @@ class DropoutDeltaConv(torch.autograd.Function):
     as two convs, the mask regenerated in backward."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, delta, p: float, seed: int, stride, padding, dilation, groups):
+    def forward(ctx, x, weight, bias, delta, p: float, seed: int, stride, padding, dilation, groups, rows=None):
         # conv(x * keep * s, D) = conv(x with dropped elements zeroed, s * D): the scale goes on the small weight
         shard = distributed.current_shard()
         drop, scale = drop_mask(x, p, seed, shard)
         out = F.conv2d(x.masked_fill(drop, 0), delta * scale, None, stride, padding, dilation, groups)
-        if weight is not None:  # None: the dropout term alone (a second adapter on the same layer)
-            out.add_(F.conv2d(x, weight, bias, stride, padding, dilation, groups))
-        ctx.save_for_backward(x, weight, delta)
+        # weight None: the dropout term alone (a second adapter on the same layer)
+        out = _add_base_conv(out, x, weight, bias, rows, stride, padding, dilation, groups)
+        ctx.save_for_backward(x, weight, delta, rows)
         ctx.settings = (p, seed, shard, stride, padding, dilation, groups, bias is not None)
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        x, weight, delta = ctx.saved_tensors
+        x, weight, delta, rows = ctx.saved_tensors
         p, seed, shard, stride, padding, dilation, groups, has_bias = ctx.settings
         need_x, need_w, need_b, need_d = ctx.needs_input_grad[:4]
         grad = grad.contiguous()
@@ -233,7 +255,7 @@ class DropoutDeltaConv(torch.autograd.Function):
         common = (stride, padding, dilation, False, [0] * len(stride), groups)
         grad_d = None
         grad_x, grad_w, grad_b = _base_conv_backward(grad, x, weight, has_bias, (need_x, need_w, need_b), stride,
-                                                     padding, dilation, groups)
+                                                     padding, dilation, groups, rows)
         if need_x or need_d:
             drop, scale = drop_mask(x, p, seed, shard)
             zeroed = x.masked_fill(drop, 0) if need_d else x  # grad_input needs only the input's shape
@@ -242,29 +264,51 @@ class DropoutDeltaConv(torch.autograd.Function):
             if need_x:
                 grad_dx.masked_fill_(drop, 0)
                 grad_x = grad_dx if grad_x is None else grad_x.add_(grad_dx)
-        return grad_x, grad_w, grad_b, grad_d, None, None, None, None, None, None
+        return grad_x, grad_w, grad_b, grad_d, None, None, None, None, None, None, None
 
 
 def conv_with_dropout_delta(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
-                            delta: torch.Tensor, p: float, stride, padding, dilation, groups: int) -> torch.Tensor:
+                            delta: torch.Tensor, p: float, stride, padding, dilation, groups: int,
+                            rows: torch.Tensor | None = None) -> torch.Tensor:
     """conv(x, weight, bias) + conv(dropout_p(x), delta) (weight None: the second term alone), train-mode
-    dropout with a fresh mask."""
+    dropout with a fresh mask. rows: the only output rows of `weight` and `bias` that are not zero (live_rows)."""
     return DropoutDeltaConv.apply(x, weight, bias, delta, p, draw_seed(), tuple(stride), tuple(padding),
-                                  tuple(dilation), groups)
+                                  tuple(dilation), groups, rows)
 
 
 def conv_with_low_rank(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, a: torch.Tensor,
                        b: torch.Tensor, scaling: float, p: float, stride, padding, dilation,
-                       groups: int) -> torch.Tensor:
+                       groups: int, rows: torch.Tensor | None = None) -> torch.Tensor:
     """conv(x, weight, bias) + scaling·B(A(dropout_p(x))) (weight None: the adapter's term alone), a fresh mask
-    where p > 0."""
+    where p > 0. rows: the only output rows of `weight` and `bias` that are not zero (live_rows)."""
     return LowRankConv.apply(x, weight, bias, a, b, float(scaling), float(p), draw_seed() if p > 0 else 0,
-                             tuple(stride), tuple(padding), tuple(dilation), groups)
+                             tuple(stride), tuple(padding), tuple(dilation), groups, rows)
 
 
 def conv_with_rank_dropout(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, a: torch.Tensor,
                            b: torch.Tensor, scaling: float, p: float, stride, padding, dilation,
-                           groups: int) -> torch.Tensor:
-    """conv(x, weight, bias) + scaling·B(dropout_p(A(x))) (weight None: the adapter's term alone), a fresh mask."""
+                           groups: int, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """conv(x, weight, bias) + scaling·B(dropout_p(A(x))) (weight None: the adapter's term alone), a fresh mask.
+    rows: the only output rows of `weight` and `bias` that are not zero (live_rows)."""
     return RankDropoutConv.apply(x, weight, bias, a, b, float(scaling), float(p), draw_seed(), tuple(stride),
-                                 tuple(padding), tuple(dilation), groups)
+                                 tuple(padding), tuple(dilation), groups, rows)
+
+
+# A frozen base is computed on its nonzero output rows only where at least this share of its rows is zero (a
+# masked pruned layer: half): below it, gathering the rows and adding them back costs more than it saves.
+LIVE_ROWS_SKIP = 0.25
+
+
+def live_rows(weight: torch.Tensor, bias: torch.Tensor | None = None, groups: int = 1) -> torch.Tensor | None:
+    """The output rows of a conv whose weight row or bias is not zero, where enough are zero to skip the rest
+    (LIVE_ROWS_SKIP): a zero row's output is exactly zero. None otherwise, where every row is zero, or for a
+    grouped conv (its rows map to groups of inputs)."""
+    if groups != 1 or weight.shape[0] < 2:
+        return None
+    live = weight.detach().flatten(1).ne(0).any(1)
+    if bias is not None:
+        live |= bias.detach().ne(0)
+    count = int(live.sum())
+    if count == 0 or live.numel() - count < LIVE_ROWS_SKIP * live.numel():
+        return None
+    return torch.nonzero(live).flatten()

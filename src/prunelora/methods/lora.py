@@ -6,7 +6,13 @@ from torch import nn
 from ..config.schema import LORA_DROPOUT_PLACES
 from ..errors import UserError
 from ..models import LayerPlan
-from .dropout_conv import conv_with_dropout_delta, conv_with_low_rank, conv_with_rank_dropout, low_rank_pays
+from .dropout_conv import (
+    conv_with_dropout_delta,
+    conv_with_low_rank,
+    conv_with_rank_dropout,
+    live_rows,
+    low_rank_pays,
+)
 
 # Where the adapters' dropout acts: "input" (PEFT's: before lora_A, on the layer's input) or "rank" (on the r
 # channels after lora_A: cheaper, another spread; see methods/dropout_conv.py). What attach_lora uses unless told.
@@ -64,6 +70,15 @@ def folded_conv_class(dropout_on: str = "input"):
                 return "low_rank" if pays else "composed"
             return "low_rank" if pays and torch.is_grad_enabled() else "fold"  # forward alone: one conv is least
 
+        def _live_rows(self, base):
+            """The frozen base's nonzero output rows where enough are zero to skip the rest (a masked pruned
+            layer: dropout_conv.live_rows), else None. Read from the weight at every call (a pass over the weight,
+            far less than its conv): never stale, whatever replaced or edited the weight."""
+            weight, bias = base.weight, base.bias
+            if weight.requires_grad or (bias is not None and bias.requires_grad):
+                return None  # a trained base: its gradient needs every row
+            return live_rows(weight, bias, base.groups)
+
         def forward(self, x, *args, **kwargs):
             active = self._foldable()
             if self.disable_adapters or self.merged or args or kwargs or not active:
@@ -79,17 +94,20 @@ def folded_conv_class(dropout_on: str = "input"):
                     terms.append((adapter, p, form))
             if not terms:
                 return F.conv2d(x, weight, base.bias, base.stride, base.padding, base.dilation, base.groups)
+            # no adapter folded into the weight: a frozen masked base runs its live rows alone
+            rows = self._live_rows(base) if weight is base.weight else None
             out = None
             for adapter, p, form in terms:  # the base conv goes with the first; further adapters add their own term
                 first = out is None
-                w, bias = (weight, base.bias) if first else (None, None)
+                w, b = (weight, base.bias) if first else (None, None)
                 if form in ("low_rank", "rank"):
                     node = conv_with_low_rank if form == "low_rank" else conv_with_rank_dropout
-                    term = node(x, w, bias, self.lora_A[adapter].weight, self.lora_B[adapter].weight,
-                                self.scaling[adapter], p, base.stride, base.padding, base.dilation, base.groups)
+                    term = node(x, w, b, self.lora_A[adapter].weight, self.lora_B[adapter].weight,
+                                self.scaling[adapter], p, base.stride, base.padding, base.dilation, base.groups,
+                                rows if first else None)
                 else:
-                    term = conv_with_dropout_delta(x, w, bias, self.get_delta_weight(adapter), p, base.stride,
-                                                   base.padding, base.dilation, base.groups)
+                    term = conv_with_dropout_delta(x, w, b, self.get_delta_weight(adapter), p, base.stride,
+                                                   base.padding, base.dilation, base.groups, rows if first else None)
                 out = term if first else out + term
             return out
 
