@@ -177,8 +177,12 @@ def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, capsys, user_mod
     forget.write_text(people[0][0]["id"] + "\n")
     base = ["unlearn", "--task", "causal-lm", "--model", f"hf:{user_model}"]
     # a jsonl without the named fields
-    _bad(base + ["--dataset", str(_jsonl(tmp_path / "x.jsonl", [{"prompt": "a", "completion": "b"}])), "--forget",
+    _bad(base + ["--dataset", str(_jsonl(tmp_path / "x.jsonl", [{"input": "a", "output": "b"}])), "--forget",
                  str(forget)], capsys, tmp_path, "neither 'question' and 'answer', 'messages' nor 'text'")
+    # TRL's prompt-completion rows: the flags that read them as they are
+    _bad(base + ["--dataset", str(_jsonl(tmp_path / "x.jsonl", [{"prompt": "a", "completion": "b"}])), "--forget",
+                 str(forget)], capsys, tmp_path, "--set data.question_field=prompt --set data.answer_field=completion "
+                                                 "--prompt-template \"{question}\"")
     # an empty forget file
     empty = tmp_path / "empty.txt"
     empty.write_text("# nothing\n")
@@ -351,3 +355,18 @@ def test_other_data_or_model_under_the_same_paths_is_another_run(tmp_path, capsy
     save_file(state, weights, metadata={"format": "pt"})
     code, _, err = run_cli(argv, capsys)
     assert code == 2 and "different configuration" in err, err
+
+
+def test_trl_prompt_completion_rows_run_with_the_flags_the_refusal_names(tmp_path, capsys, user_model, people):
+    """The fix the refusal of prompt-completion rows gives is a command that runs: the prompt read as it is."""
+    rows = [{"id": r["id"], "prompt": f"Q: {r['question']} A:", "completion": " " + r["answer"]} for r in people[0]]
+    data = _jsonl(tmp_path / "train.jsonl", rows)
+    (tmp_path / "forget.txt").write_text(rows[0]["id"] + "\n")
+    out = tmp_path / "run"
+    code, _, err = run_cli(["unlearn", "--task", "causal-lm", "--model", f"hf:{user_model}", "--dataset", str(data),
+                            "--forget", str(tmp_path / "forget.txt"), "--set", "data.question_field=prompt", "--set",
+                            "data.answer_field=completion", "--prompt-template", "{question}", "--force", "--methods",
+                            "ga", "--epochs", "1", "--max-new-tokens", "4", "--no-progress", "--out", str(out)], capsys)
+    assert code == 0, err
+    results = json.loads((out / "results.json").read_text())
+    assert results["prompt_format"] == "{question}" and results["config"]["data"]["question_field"] == "prompt"

@@ -154,6 +154,10 @@ def data_kind(path: Path, first: dict, cfg: LMDataConfig) -> str:
     if cfg.text_field in first:
         return "text"
     fields = ", ".join(shown(f) for f in sorted(first)) or "none"
+    if isinstance(first.get("prompt"), str) and isinstance(first.get("completion"), str):  # TRL's prompt-completion
+        raise UserError(f"{shown(path)} line 1 holds 'prompt' and 'completion' (TRL's format: the prompt's text as "
+                        "the model reads it, the completion after it): give --set data.question_field=prompt --set "
+                        "data.answer_field=completion --prompt-template \"{question}\" (the prompt as it is)")
     raise UserError(f"{shown(path)} line 1 has neither '{shown(cfg.question_field)}' and '{shown(cfg.answer_field)}', "
                     f"'{shown(cfg.messages_field)}' nor '{shown(cfg.text_field)}' (its fields: {fields}); name yours "
                     "with --set data.question_field=... --set data.answer_field=..., --set data.messages_field=... "
