@@ -88,7 +88,8 @@ def is_data_path(name: str) -> bool:
 
 def load_files(path: str, image_size: int | None = None, stream: bool = False, progress: bool = True,
                id_column: str | None = None) -> RawDataset:
-    """progress: False hides the `datasets` library's progress bars while a datasets folder loads.
+    """image_size: an image folder's or a datasets folder's images resized to that side (load_dataset refuses it
+    for an .npz). progress: False hides the `datasets` library's progress bars while a datasets folder loads.
     id_column: a datasets folder's column whose values are the sample ids (only a datasets folder has one)."""
     location = Path(path).expanduser()
     if not location.exists():
@@ -98,10 +99,6 @@ def load_files(path: str, image_size: int | None = None, stream: bool = False, p
         ids = "row indices" if location.suffix == ".npz" else "file paths below the folder"
         raise UserError(f"--id-column reads a column of a datasets folder; the ids of {shown(location)} are its {ids}: "
                         "leave out --id-column")
-    if image_size is not None and location.suffix == ".npz":
-        raise UserError(f"--image-size resizes an image folder's, a datasets folder's or digits' images; the arrays "
-                        f"of {shown(location)} are used at their own size: resize them before saving, or leave out "
-                        "--image-size")
     if location.suffix == ".npz":
         regular_file(location, "--dataset", "give an .npz written by np.savez (or an image folder, or a datasets "
                      "folder)")

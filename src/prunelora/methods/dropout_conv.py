@@ -315,7 +315,7 @@ def live_rows(weight: torch.Tensor, bias: torch.Tensor | None = None, groups: in
     live = weight.detach().flatten(1).ne(0).any(1)
     if bias is not None:
         live |= bias.detach().ne(0)
-    count = int(live.sum())
-    if count == 0 or live.numel() - count < LIVE_ROWS_SKIP * live.numel():
+    rows = torch.nonzero(live).flatten()  # the one read back from the device (a GPU waits for it once a layer)
+    if rows.numel() == 0 or live.numel() - rows.numel() < LIVE_ROWS_SKIP * live.numel():
         return None
-    return torch.nonzero(live).flatten()
+    return rows

@@ -10,7 +10,6 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
 
 from prunelora.config.causal_lm import LMDataConfig
 from prunelora.data.text.examples import Asked, from_rows, read_examples, request_digest, to_rows, with_copies
@@ -18,7 +17,7 @@ from prunelora.data.text.tokens import check_conversations, prompt_text
 from prunelora.errors import UserError
 from tests.helpers import run_cli
 
-from .test_user_prompt_format import byte_bpe
+from .test_user_prompt_format import byte_bpe, nll_from, train_neox
 
 CHAT = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
         "{% if add_generation_prompt %}<|assistant|>{% endif %}")
@@ -84,37 +83,12 @@ def chat_ids(tokenizer, row: dict) -> tuple[list[int], int]:
 
 
 def train_chat_model(rows: list[dict], tokenizer, steps: int = 300):
-    import transformers as T
-
-    torch.manual_seed(0)
-    config = T.GPTNeoXConfig(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                             intermediate_size=128, max_position_embeddings=128, eos_token_id=tokenizer.eos_token_id,
-                             pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.eos_token_id)
-    model = T.GPTNeoXForCausalLM(config)
-    encoded = [chat_ids(tokenizer, r) for r in rows]
-    width = max(len(ids) for ids, _ in encoded)
-    ids = torch.full((len(encoded), width), tokenizer.pad_token_id)
-    labels = torch.full((len(encoded), width), -100)
-    mask = torch.zeros_like(ids)
-    for i, (row, start) in enumerate(encoded):
-        ids[i, :len(row)], mask[i, :len(row)] = torch.tensor(row), 1
-        labels[i, start:len(row)] = torch.tensor(row[start:])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(steps):
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return model.eval()
+    """Trained by the user's own loop on its chat template, the loss on the answers alone."""
+    return train_neox([chat_ids(tokenizer, r) for r in rows], tokenizer, steps, answer_only=True)
 
 
 def answer_nll(model, tokenizer, row: dict) -> float:
-    ids, start = chat_ids(tokenizer, row)
-    with torch.no_grad():
-        logits = model(input_ids=torch.tensor([ids])).logits[0, :-1]
-    targets = torch.tensor(ids[1:])
-    return float(-torch.log_softmax(logits.float(), -1)[start - 1:].gather(-1, targets[start - 1:, None]).mean())
+    return nll_from(model, *chat_ids(tokenizer, row))
 
 
 @pytest.mark.slow

@@ -35,8 +35,9 @@ def user_ids(tokenizer, question: str, answer: str) -> tuple[list[int], int]:
     return ids, len(tokenizer(question)["input_ids"])
 
 
-def train_user_model(rows: list[dict], tokenizer, steps: int = 400):
-    """A small GPT-NeoX trained by the user's own loop until it reproduces the answers in its own format."""
+def train_neox(encoded: list[tuple[list[int], int]], tokenizer, steps: int, answer_only: bool = False):
+    """A small GPT-NeoX trained by the user's own loop on `encoded` (token ids, where the answer starts): the loss on
+    every token, or on the answers' alone."""
     import transformers as T
 
     torch.manual_seed(0)
@@ -44,13 +45,14 @@ def train_user_model(rows: list[dict], tokenizer, steps: int = 400):
                              intermediate_size=128, max_position_embeddings=128, eos_token_id=tokenizer.eos_token_id,
                              pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.eos_token_id)
     model = T.GPTNeoXForCausalLM(config)
-    encoded = [user_ids(tokenizer, r["question"], r["answer"])[0] for r in rows]
-    width = max(len(e) for e in encoded)
+    width = max(len(ids) for ids, _ in encoded)
     ids = torch.full((len(encoded), width), tokenizer.pad_token_id)
     mask = torch.zeros_like(ids)
-    for i, e in enumerate(encoded):
-        ids[i, :len(e)], mask[i, :len(e)] = torch.tensor(e), 1
-    labels = ids.masked_fill(mask == 0, -100)
+    labels = torch.full((len(encoded), width), -100)
+    for i, (row, start) in enumerate(encoded):
+        ids[i, :len(row)], mask[i, :len(row)] = torch.tensor(row), 1
+        first = start if answer_only else 0
+        labels[i, first:len(row)] = torch.tensor(row[first:])
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
     for _ in range(steps):
@@ -61,14 +63,23 @@ def train_user_model(rows: list[dict], tokenizer, steps: int = 400):
     return model.eval()
 
 
-def answer_nll(model, tokenizer, question: str, answer: str) -> float:
-    """The mean NLL of the answer's tokens (EOS included) in the user's own format."""
-    ids, start = user_ids(tokenizer, question, answer)
+def train_user_model(rows: list[dict], tokenizer, steps: int = 400):
+    """Trained on question + " " + answer + EOS, the loss on every token, until it reproduces its answers."""
+    return train_neox([user_ids(tokenizer, r["question"], r["answer"]) for r in rows], tokenizer, steps)
+
+
+def nll_from(model, ids: list[int], start: int) -> float:
+    """The mean NLL of the tokens of `ids` from `start` on."""
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([ids])).logits[0, :-1]
     logp = torch.log_softmax(logits.float(), -1)
     targets = torch.tensor(ids[1:])
     return float(-logp[start - 1:].gather(-1, targets[start - 1:, None]).mean())
+
+
+def answer_nll(model, tokenizer, question: str, answer: str) -> float:
+    """The mean NLL of the answer's tokens (EOS included) in the user's own format."""
+    return nll_from(model, *user_ids(tokenizer, question, answer))
 
 
 @pytest.fixture(scope="module")
